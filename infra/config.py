@@ -1,0 +1,92 @@
+"""Stack settings read from CDK context (defaults in cdk.json, overridable with `-c key=value`)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from constructs import Node
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+# Context defaults; cdk.json repeats them so `cdk synth` and `python -m infra.app` agree.
+DEFAULTS: dict[str, Any] = {
+    "stage": "dev",
+    "senderEmail": "Shop <news@example.com>",
+    "senderDomain": "example.com",
+    "publicBaseUrl": "",
+    "smsSenderId": "Shop",
+    "alarmEmail": "",
+    "local": False,
+    "createIdentity": False,
+    "sendConcurrency": 50,
+    "nag": True,
+}
+
+
+def _as_bool(value: Any) -> bool:
+    if isinstance(value, str):
+        return value.strip().lower() in ("1", "true", "yes", "on")
+    return bool(value)
+
+
+def cdk_json_context() -> dict[str, Any]:
+    """The `context` block of cdk.json (the CLI passes it itself; `python -m infra.app` does not)."""
+    try:
+        return dict(json.loads((REPO_ROOT / "cdk.json").read_text()).get("context", {}))
+    except (OSError, ValueError):
+        return {}
+
+
+@dataclass(frozen=True)
+class StackConfig:
+    stage: str = "dev"
+    sender_email: str = "Shop <news@example.com>"
+    sender_domain: str = "example.com"
+    public_base_url: str = ""
+    sms_sender_id: str = "Shop"
+    alarm_email: str = ""
+    local: bool = False
+    create_identity: bool = False
+    send_concurrency: int = 50
+    nag: bool = True
+
+    @property
+    def is_production(self) -> bool:
+        return self.stage == "prod"
+
+    @property
+    def stack_name(self) -> str:
+        return f"Retention-{self.stage}"
+
+    @property
+    def sender_address(self) -> str:
+        """`Shop <news@example.com>` -> `news@example.com`."""
+        text = self.sender_email
+        if "<" in text and ">" in text:
+            text = text[text.index("<") + 1 : text.index(">")]
+        return text.strip()
+
+    @classmethod
+    def from_node(cls, node: Node) -> StackConfig:
+        def get(key: str) -> Any:
+            value = node.try_get_context(key)
+            return DEFAULTS[key] if value is None else value
+
+        concurrency = int(get("sendConcurrency"))
+        if not 2 <= concurrency <= 1000:
+            raise ValueError(f"sendConcurrency must be within 2..1000 (SQS event source limit), got {concurrency}")
+        return cls(
+            stage=str(get("stage")),
+            sender_email=str(get("senderEmail")),
+            sender_domain=str(get("senderDomain")),
+            public_base_url=str(get("publicBaseUrl") or "").rstrip("/"),
+            sms_sender_id=str(get("smsSenderId")),
+            alarm_email=str(get("alarmEmail") or ""),
+            local=_as_bool(get("local")),
+            create_identity=_as_bool(get("createIdentity")),
+            send_concurrency=concurrency,
+            nag=_as_bool(get("nag")),
+        )

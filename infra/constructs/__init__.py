@@ -1,0 +1,1 @@
+"""Small constructs composed by infra/stack.py."""

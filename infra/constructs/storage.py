@@ -1,0 +1,53 @@
+"""DynamoDB tables (keys and items: docs/architecture.md)."""
+
+from __future__ import annotations
+
+from aws_cdk import RemovalPolicy
+from aws_cdk import aws_dynamodb as dynamodb
+from constructs import Construct
+
+from infra.constructs.common import set_role
+
+# role -> construct id; the environment variable is `<ROLE>_TABLE`.
+TABLE_ROLES = ("profiles", "events", "config", "due", "messages", "idempotency")
+TTL_ATTRIBUTE = "ttl"
+
+
+class Storage(Construct):
+    """Six on-demand tables, all keyed `pk`/`sk` (S), with TTL on `ttl`, PITR, AWS-managed SSE."""
+
+    def __init__(self, scope: Construct, construct_id: str, *, removal_policy: RemovalPolicy) -> None:
+        super().__init__(scope, construct_id)
+        self.tables: dict[str, dynamodb.Table] = {}
+        for role in TABLE_ROLES:
+            table = dynamodb.Table(
+                self,
+                f"{role.capitalize()}Table",
+                partition_key=dynamodb.Attribute(name="pk", type=dynamodb.AttributeType.STRING),
+                sort_key=dynamodb.Attribute(name="sk", type=dynamodb.AttributeType.STRING),
+                billing_mode=dynamodb.BillingMode.PAY_PER_REQUEST,
+                point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
+                    point_in_time_recovery_enabled=True
+                ),
+                encryption=dynamodb.TableEncryption.AWS_MANAGED,
+                time_to_live_attribute=TTL_ATTRIBUTE,
+                removal_policy=removal_policy,
+            )
+            set_role(table, f"table:{role}")
+            self.tables[role] = table
+
+        # The send ledger by customer, for the admin API's "messages" of a customer.
+        self.tables["messages"].add_global_secondary_index(
+            index_name="by_customer",
+            partition_key=dynamodb.Attribute(name="customer_id", type=dynamodb.AttributeType.STRING),
+            sort_key=dynamodb.Attribute(name="created_at", type=dynamodb.AttributeType.STRING),
+            projection_type=dynamodb.ProjectionType.ALL,
+        )
+
+    @property
+    def profiles(self) -> dynamodb.Table:
+        return self.tables["profiles"]
+
+    @property
+    def messages(self) -> dynamodb.Table:
+        return self.tables["messages"]

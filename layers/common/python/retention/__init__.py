@@ -1,0 +1,1 @@
+"""Retention engine domain library (shared by every Lambda function through the common layer)."""

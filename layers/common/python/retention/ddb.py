@@ -1,0 +1,160 @@
+"""Small helpers over the low-level DynamoDB client (cheaper to import than the resource layer)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator
+from decimal import Decimal
+from typing import Any
+
+from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+
+_ser = TypeSerializer()
+_de = TypeDeserializer()
+
+
+def _to_ddb_safe(value: Any) -> Any:
+    if isinstance(value, float):
+        return Decimal(repr(value))
+    if isinstance(value, dict):
+        return {k: _to_ddb_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_to_ddb_safe(v) for v in value]
+    return value
+
+
+def _from_ddb(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, dict):
+        return {k: _from_ddb(v) for k, v in value.items()}
+    if isinstance(value, list | set):
+        return [_from_ddb(v) for v in value]
+    return value
+
+
+def serialize(item: dict[str, Any]) -> dict[str, Any]:
+    return {k: _ser.serialize(_to_ddb_safe(v)) for k, v in item.items() if v is not None}
+
+
+def deserialize(item: dict[str, Any] | None) -> dict[str, Any] | None:
+    if item is None:
+        return None
+    return {k: _from_ddb(_de.deserialize(v)) for k, v in item.items()}
+
+
+def value(v: Any) -> dict[str, Any]:
+    return _ser.serialize(_to_ddb_safe(v))
+
+
+def values(mapping: dict[str, Any]) -> dict[str, Any]:
+    return {k: value(v) for k, v in mapping.items()}
+
+
+def key(pk: str, sk: str) -> dict[str, Any]:
+    return {"pk": {"S": pk}, "sk": {"S": sk}}
+
+
+def is_conditional_failure(exc: Exception) -> bool:
+    code = getattr(exc, "response", {}).get("Error", {}).get("Code")
+    return code in ("ConditionalCheckFailedException", "TransactionCanceledException")
+
+
+def error_code(exc: Exception) -> str | None:
+    return getattr(exc, "response", {}).get("Error", {}).get("Code")
+
+
+def get(client: Any, table: str, pk: str, sk: str, *, consistent: bool = False) -> dict[str, Any] | None:
+    resp = client.get_item(TableName=table, Key=key(pk, sk), ConsistentRead=consistent)
+    return deserialize(resp.get("Item"))
+
+
+def batch_get(client: Any, table: str, keys: list[tuple[str, str]]) -> dict[tuple[str, str], dict[str, Any]]:
+    """BatchGetItem in chunks of 100, retrying unprocessed keys."""
+    found: dict[tuple[str, str], dict[str, Any]] = {}
+    unique = list(dict.fromkeys(keys))
+    for start in range(0, len(unique), 100):
+        request: dict[str, Any] = {table: {"Keys": [key(pk, sk) for pk, sk in unique[start : start + 100]]}}
+        attempts = 0
+        while request:
+            resp = client.batch_get_item(RequestItems=request)
+            for raw in resp.get("Responses", {}).get(table, []):
+                item = deserialize(raw) or {}
+                found[(item["pk"], item["sk"])] = item
+            request = resp.get("UnprocessedKeys") or {}
+            attempts += 1
+            if request:
+                backoff(attempts)
+    return found
+
+
+def batch_write(client: Any, table: str, puts: Iterable[dict[str, Any]] = (),
+                deletes: Iterable[tuple[str, str]] = ()) -> int:
+    """BatchWriteItem in chunks of 25, retrying unprocessed items with backoff. Returns requests made."""
+    ops = [{"PutRequest": {"Item": serialize(p)}} for p in puts]
+    ops += [{"DeleteRequest": {"Key": key(pk, sk)}} for pk, sk in deletes]
+    requests = 0
+    for start in range(0, len(ops), 25):
+        pending: list[Any] = ops[start : start + 25]
+        attempts = 0
+        while pending:
+            resp = client.batch_write_item(RequestItems={table: pending})
+            requests += 1
+            pending = resp.get("UnprocessedItems", {}).get(table, [])
+            attempts += 1
+            if pending:
+                backoff(attempts)
+    return requests
+
+
+def query(client: Any, table: str, pk: str, *, sk_prefix: str | None = None, sk_between: tuple[str, str] | None = None,
+          sk_lte: str | None = None, limit: int | None = None, forward: bool = True,
+          index: str | None = None, pk_name: str = "pk", sk_name: str = "sk") -> Iterator[dict[str, Any]]:
+    names = {"#p": pk_name}
+    vals: dict[str, Any] = {":p": {"S": pk}}
+    cond = "#p = :p"
+    if sk_prefix is not None:
+        cond += " AND begins_with(#s, :s)"
+        names["#s"] = sk_name
+        vals[":s"] = {"S": sk_prefix}
+    elif sk_between is not None:
+        cond += " AND #s BETWEEN :a AND :b"
+        names["#s"] = sk_name
+        vals[":a"] = {"S": sk_between[0]}
+        vals[":b"] = {"S": sk_between[1]}
+    elif sk_lte is not None:
+        cond += " AND #s <= :s"
+        names["#s"] = sk_name
+        vals[":s"] = {"S": sk_lte}
+    kwargs: dict[str, Any] = {"TableName": table, "KeyConditionExpression": cond,
+                              "ExpressionAttributeNames": names, "ExpressionAttributeValues": vals,
+                              "ScanIndexForward": forward}
+    if index:
+        kwargs["IndexName"] = index
+    returned = 0
+    while True:
+        if limit is not None:
+            kwargs["Limit"] = limit - returned
+        resp = client.query(**kwargs)
+        for raw in resp.get("Items", []):
+            yield deserialize(raw) or {}
+            returned += 1
+        if not resp.get("LastEvaluatedKey") or (limit is not None and returned >= limit):
+            return
+        kwargs["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
+
+
+def put_json_doc(item: dict[str, Any], doc: Any) -> dict[str, Any]:
+    item["doc"] = json.dumps(doc, separators=(",", ":"), default=str, ensure_ascii=False)
+    return item
+
+
+def backoff(attempt: int, base: float = 0.05, cap: float = 2.0) -> None:
+    """Full-jitter exponential backoff (AWS architecture blog); sleeps are skipped in tests via RETENTION_NO_SLEEP."""
+    import os
+    import random
+    import time
+
+    if os.environ.get("RETENTION_NO_SLEEP"):
+        return
+    time.sleep(random.uniform(0, min(cap, base * (2**attempt))))

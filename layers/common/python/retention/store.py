@@ -1,0 +1,90 @@
+"""Data access for profiles (one item per customer: the JSON `doc`, an optimistic `version`, and the
+`sends` list that the sender appends to without rewriting the doc)."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from retention import clock, ddb
+from retention.profiles import Profile
+
+SEND_HISTORY_DAYS = 60
+
+
+def profile_pk(customer_id: str) -> str:
+    return f"C#{customer_id}"
+
+
+def email_key(email: str) -> str:
+    return "X#" + hashlib.sha256(email.strip().lower().encode()).hexdigest()
+
+
+@dataclass
+class StoredProfile:
+    profile: Profile
+    version: int  # 0 = not stored yet
+    sends: list[dict[str, Any]] = field(default_factory=list)
+    email_indexed: str | None = None
+
+    @property
+    def exists(self) -> bool:
+        return self.version > 0
+
+
+def recent_sends(sends: list[dict[str, Any]], now: datetime) -> list[dict[str, Any]]:
+    horizon = clock.iso(now - timedelta(days=SEND_HISTORY_DAYS))
+    return [s for s in sends if s.get("at", "") >= horizon]
+
+
+def from_item(customer_id: str, item: dict[str, Any] | None, now: datetime) -> StoredProfile:
+    if not item:
+        p = Profile(id=customer_id, created_at=clock.iso(now))
+        return StoredProfile(profile=p, version=0)
+    p = Profile.from_doc(item["doc"])
+    sends = item.get("sends") or []
+    p.contacts = sorted(s["at"] for s in sends)
+    return StoredProfile(profile=p, version=int(item.get("version", 0)), sends=sends,
+                         email_indexed=item.get("email_key"))
+
+
+def to_item(sp: StoredProfile, now: datetime) -> dict[str, Any]:
+    email = (sp.profile.traits.get("email") or "") if not sp.profile.erased else ""
+    return {"pk": profile_pk(sp.profile.id), "sk": "P", "version": sp.version + 1, "doc": sp.profile.to_doc(),
+            "sends": recent_sends(sp.sends, now), "email_key": email_key(email) if email else None,
+            "updated_at": clock.iso(now)}
+
+
+def version_condition(sp: StoredProfile) -> dict[str, Any]:
+    if sp.exists:
+        return {"ConditionExpression": "version = :v", "ExpressionAttributeValues": {":v": {"N": str(sp.version)}}}
+    return {"ConditionExpression": "attribute_not_exists(pk)"}
+
+
+class ProfileRepo:
+    def __init__(self, client: Any, table: str) -> None:
+        self.client = client
+        self.table = table
+
+    def load(self, customer_id: str, now: datetime, consistent: bool = True) -> StoredProfile:
+        return from_item(customer_id, ddb.get(self.client, self.table, profile_pk(customer_id), "P",
+                                              consistent=consistent), now)
+
+    def load_many(self, customer_ids: list[str], now: datetime) -> dict[str, StoredProfile]:
+        found = ddb.batch_get(self.client, self.table, [(profile_pk(c), "P") for c in customer_ids])
+        return {c: from_item(c, found.get((profile_pk(c), "P")), now) for c in customer_ids}
+
+    def save(self, sp: StoredProfile, now: datetime) -> None:
+        """Conditional put: raises ConditionalCheckFailed when someone else wrote in between."""
+        self.client.put_item(TableName=self.table, Item=ddb.serialize(to_item(sp, now)), **version_condition(sp))
+        sp.version += 1
+
+    def customer_by_email(self, email: str) -> str | None:
+        item = ddb.get(self.client, self.table, email_key(email), "EMAIL")
+        return item["customer_id"] if item else None
+
+    def alias_of(self, anonymous_id: str) -> str | None:
+        item = ddb.get(self.client, self.table, f"A#{anonymous_id}", "ALIAS")
+        return item["customer_id"] if item else None
