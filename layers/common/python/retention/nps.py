@@ -249,7 +249,7 @@ class NpsResponse(BaseModel):
     @field_validator("stage", "shop", mode="before")
     @classmethod
     def _names(cls, value: object, info: ValidationInfo) -> str | None:
-        return _clean_name(value, info.field_name)
+        return _clean_name(value, info.field_name or "value")
 
     @field_validator("at")
     @classmethod
@@ -335,7 +335,7 @@ class WebhookPayload(BaseModel):
     @field_validator("survey", "stage", "shop", mode="before")
     @classmethod
     def _names(cls, value: object, info: ValidationInfo) -> str | None:
-        return _clean_name(value, info.field_name)
+        return _clean_name(value, info.field_name or "value")
 
     @field_validator("timestamp")
     @classmethod

@@ -265,6 +265,10 @@ def _raw_message_id(raw: Any) -> str | None:
         return None
     value = raw.get("messageId")
     if isinstance(value, str) and value.strip():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return None
         return value.strip()
     if isinstance(value, int | float) and not isinstance(value, bool):
         return str(value)
@@ -283,7 +287,10 @@ def _normalize(
         raise _RejectError(f"message must be a JSON object, got {type(raw).__name__}")
     if _depth_exceeds(raw, MAX_DEPTH):
         raise _RejectError(f"message is nested deeper than {MAX_DEPTH} levels")
-    size = len(json.dumps(raw, separators=(",", ":"), ensure_ascii=False).encode("utf-8"))
+    try:
+        size = len(json.dumps(raw, separators=(",", ":"), ensure_ascii=False).encode("utf-8"))
+    except UnicodeEncodeError:
+        raise _RejectError("message contains an invalid \\u escape (a lone UTF-16 surrogate)") from None
     if size > MAX_MESSAGE_BYTES:
         raise _RejectError(f"message is {size} bytes, over the {MAX_MESSAGE_BYTES} byte (32 KiB) limit")
 
@@ -409,6 +416,8 @@ def parse_request(kind: str, raw: bytes, received_at: datetime) -> ParsedRequest
     kind = kind.strip().strip("/").lower()
     if kind not in KINDS:
         raise BadRequestError(f"unknown route /v1/{kind}: use /v1/batch or /v1/{{{','.join(MESSAGE_TYPES)}}}")
+    if received_at.tzinfo is None:
+        received_at = received_at.replace(tzinfo=UTC)
     received_at = received_at.astimezone(UTC)
     body = _load_json(raw)
     if not isinstance(body, dict):

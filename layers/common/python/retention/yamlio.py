@@ -65,20 +65,25 @@ class LineMap:
                 return None
             key = key[:-1]
 
-    def existing_prefix(self, loc: Sequence[Any]) -> Path:
+    def existing_prefix(self, loc: Sequence[Any], keep_missing_last: bool = True) -> Path:
         """Map a pydantic error location onto the document.
 
         Elements that are real keys/indexes are kept; union tags and other synthetic elements are
-        dropped; a trailing unknown key (a missing required field) is kept for the message.
+        dropped; a trailing unknown key (a missing required field) is kept for the message unless
+        it is a tag written `<name>` (the convention for tags of our own discriminated unions).
         """
         out: list[PathElem] = []
         for i, elem in enumerate(loc):
             candidate = (*out, elem)
-            if candidate in self._lines:
-                out.append(elem)
-            elif i == len(loc) - 1 and isinstance(elem, str | int):
+            if candidate in self._lines or (
+                keep_missing_last and i == len(loc) - 1 and isinstance(elem, str | int) and not _is_tag(elem)
+            ):
                 out.append(elem)
         return tuple(out)
+
+
+def _is_tag(elem: PathElem) -> bool:
+    return isinstance(elem, str) and elem.startswith("<") and elem.endswith(">")
 
 
 def _walk_data(data: Any, path: Path, lines: dict[Path, int | None]) -> None:
@@ -161,6 +166,11 @@ def located(source: str, linemap: LineMap | None, path: Sequence[PathElem], mess
     return f"{where}: {dotted}: {message}" if dotted else f"{where}: {message}"
 
 
+def format_problem(source: str, linemap: LineMap | None, path: Sequence[PathElem], message: str) -> str:
+    """`located` for a path that may still hold `<tag>` union tags (they are dropped)."""
+    return located(source, linemap, tuple(e for e in path if not _is_tag(e)), message)
+
+
 def _error_message(error: Mapping[str, Any]) -> tuple[str, Path]:
     ctx = error.get("ctx") or {}
     cause = ctx.get("error")
@@ -185,7 +195,10 @@ def validation_messages(
     for error in exc.errors():
         message, extra = _error_message(error)
         loc = (*prefix, *error["loc"])
-        path = (linemap.existing_prefix(loc) if linemap is not None else tuple(loc)) + extra
+        if linemap is not None:
+            path = linemap.existing_prefix(loc, keep_missing_last=not extra) + extra
+        else:
+            path = tuple(e for e in loc if not _is_tag(e)) + extra
         messages.append(located(source, linemap, path, message))
     return messages
 
@@ -203,6 +216,4 @@ def validate_document(model: type[ModelT], data: Any, linemap: LineMap | None, s
     try:
         return model.model_validate(data)
     except pydantic.ValidationError as exc:
-        raise ValidationError(
-            format_validation_error(exc, linemap or LineMap.from_data(data), source)
-        ) from exc
+        raise ValidationError(format_validation_error(exc, linemap or LineMap.from_data(data), source)) from exc

@@ -1,0 +1,55 @@
+# Every target installs what it needs (a .venv from pyproject.toml) the first time.
+SHELL := /bin/bash
+PY := .venv/bin/python
+PIP := .venv/bin/pip
+export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
+export PYTHONPATH := $(CURDIR)/layers/common/python:$(CURDIR)
+PORT ?= 8787
+STAGE ?= dev
+
+.PHONY: install run test lint unit integration infra e2e synth deploy bench clean
+
+.venv/.installed: pyproject.toml
+	@test -x $(PY) || python3 -m venv .venv
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q -e '.[dev]'
+	@touch $@
+
+install: .venv/.installed
+
+run: install
+	$(PY) -m local.main --port $(PORT)
+
+lint: install
+	.venv/bin/ruff check .
+	.venv/bin/mypy layers/common/python/retention functions infra local cli --ignore-missing-imports
+
+test: install lint
+	.venv/bin/pytest -n 2 --dist loadfile tests
+
+unit: install
+	.venv/bin/pytest tests/unit
+
+integration: install
+	.venv/bin/pytest tests/integration
+
+infra: install
+	.venv/bin/pytest tests/infra
+
+e2e: install
+	.venv/bin/pytest tests/e2e
+
+synth: install
+	CDK_OUTDIR=cdk.out $(PY) -m infra.app
+	.venv/bin/cfn-lint cdk.out/*.template.json
+
+# Real deployment: needs AWS credentials, a bootstrapped account (npx cdk bootstrap) and a verified
+# SES identity for the sender. Context: -c stage=prod -c senderEmail='Shop <news@shop.example>' ...
+deploy: install
+	npx --yes aws-cdk@2 deploy --app "$(PY) -m infra.app" -c stage=$(STAGE) $(CDK_ARGS)
+
+bench: install
+	$(PY) -m bench.run
+
+clean:
+	rm -rf cdk.out build .pytest_cache .mypy_cache .ruff_cache

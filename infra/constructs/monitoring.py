@@ -1,0 +1,52 @@
+"""CloudWatch alarms to an SNS topic: any DLQ message, any function error."""
+
+from __future__ import annotations
+
+from aws_cdk import Duration
+from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_cloudwatch_actions as cw_actions
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_sns as sns
+from aws_cdk import aws_sns_subscriptions as subscriptions
+from aws_cdk import aws_sqs as sqs
+from constructs import Construct
+
+from infra.constructs.common import set_role
+
+PERIOD = Duration.minutes(5)
+
+
+class Monitoring(Construct):
+    def __init__(self, scope: Construct, construct_id: str, *, alarm_email: str = "") -> None:
+        super().__init__(scope, construct_id)
+        self.topic = sns.Topic(self, "AlarmTopic", display_name="Retention alarms", enforce_ssl=True)
+        set_role(self.topic, "topic:alarms")
+        if alarm_email:
+            self.topic.add_subscription(subscriptions.EmailSubscription(alarm_email))
+        self._action = cw_actions.SnsAction(self.topic)
+        self.alarms: list[cloudwatch.Alarm] = []
+
+    def _alarm(self, construct_id: str, metric: cloudwatch.IMetric, description: str) -> cloudwatch.Alarm:
+        alarm = cloudwatch.Alarm(
+            self,
+            construct_id,
+            metric=metric,
+            threshold=0,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+            evaluation_periods=1,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            alarm_description=description,
+        )
+        alarm.add_alarm_action(self._action)
+        self.alarms.append(alarm)
+        return alarm
+
+    def dlq_not_empty(self, role: str, dlq: sqs.IQueue) -> cloudwatch.Alarm:
+        cid = "".join(part.capitalize() for part in role.split("_"))
+        metric = dlq.metric_approximate_number_of_messages_visible(period=PERIOD, statistic="Maximum")
+        return self._alarm(f"{cid}DlqNotEmpty", metric, f"The {role} dead-letter queue has messages")
+
+    def function_errors(self, name: str, function: lambda_.IFunction) -> cloudwatch.Alarm:
+        cid = "".join(part.capitalize() for part in name.split("_"))
+        metric = function.metric_errors(period=PERIOD, statistic="Sum")
+        return self._alarm(f"{cid}Errors", metric, f"The {name} function reported errors")

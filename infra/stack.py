@@ -1,0 +1,183 @@
+"""The retention engine stack: storage, queues, functions, API, schedules, email, alarms.
+
+Least privilege: each function's role gets only the DynamoDB actions listed for it in ACCESS
+(never `dynamodb:*`, and Scan only where a full scan is the job), sends only to the queues in
+QUEUE_SENDERS, and only send_message may call SES / SNS.
+"""
+
+from __future__ import annotations
+
+from aws_cdk import CfnOutput, Duration, RemovalPolicy, Stack
+from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as targets
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_lambda_event_sources as event_sources
+from aws_cdk import aws_sns_subscriptions as subscriptions
+from constructs import Construct
+
+from infra.config import StackConfig
+from infra.constructs.api import Api
+from infra.constructs.common import acknowledge, set_role
+from infra.constructs.email import Email
+from infra.constructs.functions import FUNCTION_SPECS, SPECS_BY_NAME, Functions
+from infra.constructs.monitoring import Monitoring
+from infra.constructs.queues import WorkQueue
+from infra.constructs.storage import TABLE_ROLES, Storage
+
+DUE_SHARDS = 4
+SEND_BATCH_SIZE = 10
+RECOMPUTE_BATCH_SIZE = 1  # one parallel-scan segment per invocation (up to 300 s of work)
+TICK_SCHEDULE = "rate(1 minute)"
+NIGHTLY_SCHEDULE = "cron(0 2 * * ? *)"  # 02:00 UTC
+NIGHTLY_INPUT = {"action": "full_recompute", "reason": "nightly"}
+
+# DynamoDB action sets: r = point reads and queries (incl. the GSI), w = writes, s = Scan.
+ACTIONS = {
+    "r": ("dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:Query", "dynamodb:ConditionCheckItem",
+          "dynamodb:DescribeTable"),
+    "w": ("dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:BatchWriteItem"),
+    "s": ("dynamodb:Scan",),
+}
+# function -> table role -> action sets. Every function reads config. Daily message counters
+# (entered, converted, …) live in the messages table, so journey-running functions write it.
+ACCESS: dict[str, dict[str, str]] = {
+    "track_event": {"profiles": "rw", "events": "rw", "idempotency": "rw", "config": "r", "due": "w",
+                    "messages": "rw"},
+    "evaluate_triggers": {"profiles": "rw", "events": "r", "config": "rw", "due": "rw", "messages": "rw"},
+    "send_message": {"profiles": "rw", "config": "r", "due": "w", "messages": "rw"},
+    "nps_webhook": {"profiles": "rw", "events": "rw", "idempotency": "rw", "config": "r", "due": "w",
+                    "messages": "rw"},
+    "feedback": {"profiles": "rw", "events": "w", "idempotency": "rw", "config": "r", "messages": "rw"},
+    "preferences": {"profiles": "rw", "events": "w", "config": "r", "messages": "rw"},
+    "admin_api": {"profiles": "rws", "events": "rw", "idempotency": "rw", "config": "rws", "due": "rw",
+                  "messages": "rws"},
+    "recompute": {"profiles": "rws", "events": "r", "config": "r", "due": "w", "messages": "rw"},
+}
+QUEUE_SENDERS: dict[str, tuple[str, ...]] = {
+    "send": ("track_event", "evaluate_triggers", "nps_webhook", "admin_api", "recompute"),
+    "recompute": ("evaluate_triggers", "admin_api", "recompute"),
+}
+
+
+class RetentionStack(Stack):
+    def __init__(self, scope: Construct, construct_id: str, *, config: StackConfig, **kwargs) -> None:
+        super().__init__(scope, construct_id, **kwargs)
+        self.config = config
+        removal = RemovalPolicy.RETAIN if config.is_production else RemovalPolicy.DESTROY
+
+        self.storage = Storage(self, "Storage", removal_policy=removal)
+        self.send_queue = WorkQueue(self, "SendQueue", role="send",
+                                    visibility_timeout=Duration.seconds(6 * SPECS_BY_NAME["send_message"].timeout_seconds))
+        self.recompute_queue = WorkQueue(self, "RecomputeQueue", role="recompute",
+                                         visibility_timeout=Duration.seconds(6 * SPECS_BY_NAME["recompute"].timeout_seconds))
+        self.email = Email(self, "Email", stage=config.stage, sender_domain=config.sender_domain,
+                           sender_address=config.sender_address, create_identity=config.create_identity)
+
+        environment = {
+            **{f"{role.upper()}_TABLE": table.table_name for role, table in self.storage.tables.items()},
+            "SEND_QUEUE_URL": self.send_queue.queue.queue_url,
+            "RECOMPUTE_QUEUE_URL": self.recompute_queue.queue.queue_url,
+            "SENDER_EMAIL": config.sender_email,
+            "SES_CONFIGURATION_SET": self.email.configuration_set_name,
+            "SMS_SENDER_ID": config.sms_sender_id,
+            "STAGE": config.stage,
+            "DUE_SHARDS": str(DUE_SHARDS),
+            "POWERTOOLS_METRICS_NAMESPACE": "Retention",
+            "POWERTOOLS_LOG_LEVEL": "INFO",
+        }
+        self.functions = Functions(self, "Functions", environment=environment, removal_policy=removal)
+        fns = self.functions.functions
+
+        self.api = Api(self, "Api", stage_name=config.stage, functions=dict(fns), removal_policy=removal)
+        public_base_url = config.public_base_url or self.api.base_url
+        for function in fns.values():
+            function.add_environment("PUBLIC_BASE_URL", public_base_url)
+
+        self._grant_tables(fns)
+        self._grant_queues(fns)
+        self._grant_messaging(fns["send_message"])
+        self._wire_triggers(fns)
+        self._alarms(fns)
+        self._outputs()
+
+    # -- permissions ---------------------------------------------------------------------------
+    def _grant_tables(self, fns: dict[str, lambda_.Function]) -> None:
+        for name, access in ACCESS.items():
+            for role, letters in access.items():
+                table = self.storage.tables[role]
+                actions = [action for letter in letters for action in ACTIONS[letter]]
+                resources = [table.table_arn]
+                if "r" in letters and role == "messages":
+                    resources.append(f"{table.table_arn}/index/by_customer")
+                fns[name].add_to_role_policy(iam.PolicyStatement(actions=actions, resources=resources))
+
+    def _grant_queues(self, fns: dict[str, lambda_.Function]) -> None:
+        queues = {"send": self.send_queue.queue, "recompute": self.recompute_queue.queue}
+        for role, senders in QUEUE_SENDERS.items():
+            for name in senders:
+                queues[role].grant_send_messages(fns[name])
+
+    def _grant_messaging(self, send_message: lambda_.Function) -> None:
+        send_message.add_to_role_policy(iam.PolicyStatement(
+            actions=["ses:SendRawEmail", "ses:SendEmail"],
+            resources=[*self.email.identity_arns, self.email.configuration_set_arn],
+        ))
+        # SMS goes straight to a phone number: sns:Publish has no ARN to scope it to.
+        send_message.add_to_role_policy(iam.PolicyStatement(actions=["sns:Publish"], resources=["*"]))
+        acknowledge(
+            send_message.role,
+            "AwsSolutions-IAM5[Resource::*]",
+            "sns:Publish to a phone number (SMS) cannot be scoped to a resource ARN; the role's "
+            "other '*' is X-Ray tracing, which has no resource-level permissions either.",
+        )
+
+    # -- triggers ------------------------------------------------------------------------------
+    def _wire_triggers(self, fns: dict[str, lambda_.Function]) -> None:
+        fns["send_message"].add_event_source(event_sources.SqsEventSource(
+            self.send_queue.queue,
+            batch_size=SEND_BATCH_SIZE,
+            report_batch_item_failures=True,
+            max_concurrency=self.config.send_concurrency,
+        ))
+        fns["recompute"].add_event_source(event_sources.SqsEventSource(
+            self.recompute_queue.queue,
+            batch_size=RECOMPUTE_BATCH_SIZE,
+            report_batch_item_failures=True,
+        ))
+
+        tick = events.Rule(self, "TickRule", description="Minute tick: due journeys, segment re-checks",
+                           schedule=events.Schedule.expression(TICK_SCHEDULE))
+        # A failed tick is not retried: the next one resumes from the watermark.
+        tick.add_target(targets.LambdaFunction(fns["evaluate_triggers"], retry_attempts=0))
+        set_role(tick, "schedule:tick")
+
+        nightly = events.Rule(self, "NightlyRecomputeRule", description="Nightly full segment recompute",
+                              schedule=events.Schedule.expression(NIGHTLY_SCHEDULE))
+        nightly.add_target(targets.LambdaFunction(
+            fns["recompute"], event=events.RuleTargetInput.from_object(NIGHTLY_INPUT), retry_attempts=2,
+        ))
+        set_role(nightly, "schedule:nightly_recompute")
+
+        self.email.events_topic.add_subscription(subscriptions.LambdaSubscription(fns["feedback"]))
+
+    def _alarms(self, fns: dict[str, lambda_.Function]) -> None:
+        self.monitoring = Monitoring(self, "Monitoring", alarm_email=self.config.alarm_email)
+        self.monitoring.dlq_not_empty("send", self.send_queue.dlq)
+        self.monitoring.dlq_not_empty("recompute", self.recompute_queue.dlq)
+        for spec in FUNCTION_SPECS:
+            self.monitoring.function_errors(spec.name, fns[spec.name])
+
+    def _outputs(self) -> None:
+        CfnOutput(self, "ApiUrl", value=self.api.base_url + "/", description="Base URL of the HTTP API")
+        for role in TABLE_ROLES:
+            table: dynamodb.Table = self.storage.tables[role]
+            CfnOutput(self, f"{role.capitalize()}TableName", value=table.table_name)
+        CfnOutput(self, "SendQueueUrl", value=self.send_queue.queue.queue_url)
+        CfnOutput(self, "SendDlqUrl", value=self.send_queue.dlq.queue_url)
+        CfnOutput(self, "RecomputeQueueUrl", value=self.recompute_queue.queue.queue_url)
+        CfnOutput(self, "RecomputeDlqUrl", value=self.recompute_queue.dlq.queue_url)
+        CfnOutput(self, "SesConfigurationSet", value=self.email.configuration_set_name)
+        CfnOutput(self, "SesEventsTopicArn", value=self.email.events_topic.topic_arn)
+        CfnOutput(self, "AlarmTopicArn", value=self.monitoring.topic.topic_arn)

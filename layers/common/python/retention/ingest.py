@@ -1,0 +1,364 @@
+"""track_event's library: exactly-once storage of Segment messages, identity, profiles, segments and
+journey starts, in the ingestion path.
+
+Per customer one TransactWriteItems holds the messageId markers (conditional puts: a retried or
+concurrent message loses there), the raw events, the profile (conditional on its version) and the
+due items of what the events started. Either all of it lands or none, so a crash never leaves a
+marker without its effect. Events of one customer inside a batch update the profile once.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from retention import clock, ddb, due
+from retention.config import ConfigStore
+from retention.engine import Definitions, Effects, Engine
+from retention.messaging import SendRequest, add_counters, suppression_key
+from retention.rendering import Library
+from retention.settings import Env
+from retention.store import ProfileRepo, StoredProfile, email_key, profile_pk, to_item, version_condition
+from retention.wire import Message, Rejection
+
+MAX_TXN_ITEMS = 100
+CHUNK = 24  # messages per transaction: markers + events + profile + due/history items stay under 100
+INTEREST_EVENTS = {"Product Viewed": "viewed", "Product Added": "carted", "Product Added to Wishlist": "subscribed",
+                   "Back in Stock Subscribed": "subscribed", "Product Subscribed": "subscribed"}
+PRODUCT_EVENTS = ("Product Back in Stock", "Product Price Dropped", "Product Low Stock")
+ATTEMPTS = 6
+
+
+@dataclass
+class IngestResult:
+    accepted: int = 0
+    duplicates: int = 0
+    rejected: list[Rejection] = field(default_factory=list)
+    sends: int = 0
+
+
+def customer_of(msg: Message, aliases: dict[str, str]) -> str:
+    if msg.user_id:
+        return msg.user_id
+    anon = msg.anonymous_id or ""
+    return aliases.get(anon) or f"anon:{anon}"
+
+
+def definitions(config: ConfigStore) -> Definitions:
+    lib = Library(config)
+    return Definitions(rules=lib.enabled_rules(), groups=lib.segment_groups(), settings=config.settings())
+
+
+class Ingestor:
+    def __init__(self, *, ddb_client: Any, sqs: Any, env: Env, config: ConfigStore, workers: int = 8) -> None:
+        self.ddb = ddb_client
+        self.sqs = sqs
+        self.env = env
+        self.config = config
+        self.repo = ProfileRepo(ddb_client, env.profiles_table)
+        self.workers = workers
+
+    def ingest(self, messages: list[Message], source_id: str, *, now: datetime | None = None) -> IngestResult:
+        now = now or clock.now()
+        result = IngestResult()
+        seen: set[str] = set()
+        unique: list[Message] = []
+        for msg in messages:
+            if msg.message_id in seen:
+                result.duplicates += 1
+                result.accepted += 1
+                continue
+            seen.add(msg.message_id)
+            unique.append(msg)
+        defs = definitions(self.config)
+        engine = Engine(defs)
+        anon_ids = sorted({m.anonymous_id for m in unique if not m.user_id and m.anonymous_id})
+        aliases = self._aliases(anon_ids)
+        groups: dict[str, list[Message]] = defaultdict(list)
+        for msg in unique:
+            groups[customer_of(msg, aliases)].append(msg)
+        profiles = self.repo.load_many(list(groups), now)
+        sends: list[SendRequest] = []
+        counters: list[tuple[str, int, str, dict[str, float], str]] = []
+        product_fanouts: list[Message] = []
+
+        def run(cid: str) -> tuple[int, int, list[SendRequest], list[Any]]:
+            return self._customer(engine, defs, source_id, profiles[cid], groups[cid], now)
+
+        with ThreadPoolExecutor(max_workers=min(self.workers, max(1, len(groups)))) as pool:
+            for stored, dups, cust_sends, cust_counters in pool.map(run, list(groups)):
+                result.accepted += stored + dups
+                result.duplicates += dups
+                sends += cust_sends
+                counters += cust_counters
+        for msg in unique:
+            if msg.type == "track" and msg.event in PRODUCT_EVENTS:
+                product_fanouts.append(msg)
+        self._enqueue(sends, now)
+        result.sends = len(sends)
+        for rule, step, variant, values, hint in counters:
+            add_counters(self.ddb, self.env.messages_table, rule, step, variant, values, now, hint)
+        self._identities(unique, aliases, now)
+        for msg in product_fanouts:
+            self.fan_out_product_event(msg, defs, now)
+        return result
+
+    # ---- identity ---------------------------------------------------------------------------------
+    def _aliases(self, anon_ids: list[str]) -> dict[str, str]:
+        if not anon_ids:
+            return {}
+        found = ddb.batch_get(self.ddb, self.env.profiles_table, [(f"A#{a}", "ALIAS") for a in anon_ids])
+        return {pk[2:]: item["customer_id"] for (pk, _), item in found.items()}
+
+    def _identities(self, messages: list[Message], aliases: dict[str, str], now: datetime) -> None:
+        """identify/alias with a userId link the anonymous history to the customer (merge, no loss)."""
+        links: list[tuple[str, str]] = []
+        for msg in messages:
+            if not msg.user_id:
+                continue
+            for anon in (msg.anonymous_id, msg.previous_id if msg.type == "alias" else None):
+                if anon and anon != msg.user_id and aliases.get(anon) != msg.user_id:
+                    links.append((anon, msg.user_id))
+        for anon, user in dict.fromkeys(links):
+            self.link(anon, user, now)
+
+    def link(self, anon: str, user: str, now: datetime) -> bool:
+        try:
+            self.ddb.put_item(TableName=self.env.profiles_table, Item=ddb.serialize(
+                {"pk": f"A#{anon}", "sk": "ALIAS", "customer_id": user, "at": clock.iso(now)}),
+                ConditionExpression="attribute_not_exists(pk)")
+        except Exception as exc:
+            if ddb.is_conditional_failure(exc):
+                return False  # already linked (first identity wins; never re-points history)
+            raise
+        self.merge(f"anon:{anon}", user, now)
+        return True
+
+    def merge(self, source_id: str, target_id: str, now: datetime) -> None:
+        from retention.profiles import merge_profiles
+        for attempt in range(ATTEMPTS):
+            src = self.repo.load(source_id, now)
+            if not src.exists:
+                break
+            dst = self.repo.load(target_id, now)
+            merge_profiles(dst.profile, src.profile, now)
+            dst.sends = src.sends + dst.sends
+            items = [{"Put": {"TableName": self.env.profiles_table, "Item": ddb.serialize(to_item(dst, now)),
+                              **version_condition(dst)}},
+                     {"Delete": {"TableName": self.env.profiles_table, "Key": ddb.key(profile_pk(source_id), "P"),
+                                 "ConditionExpression": "version = :v",
+                                 "ExpressionAttributeValues": {":v": {"N": str(src.version)}}}}]
+            try:
+                self.ddb.transact_write_items(TransactItems=items)
+                break
+            except Exception as exc:
+                if not ddb.is_conditional_failure(exc) and ddb.error_code(exc) != "TransactionConflictException":
+                    raise
+                ddb.backoff(attempt + 1)
+        # move the anonymous timeline under the customer
+        moved = list(ddb.query(self.ddb, self.env.events_table, profile_pk(source_id)))
+        if moved:
+            ddb.batch_write(self.ddb, self.env.events_table,
+                            puts=[{**e, "pk": profile_pk(target_id), "customer_id": target_id} for e in moved])
+            ddb.batch_write(self.ddb, self.env.events_table, deletes=[(e["pk"], e["sk"]) for e in moved])
+
+    # ---- one customer ---------------------------------------------------------------------------------
+    def _customer(self, engine: Engine, defs: Definitions, source_id: str, sp: StoredProfile,
+                  msgs: list[Message], now: datetime) -> tuple[int, int, list[SendRequest], list[Any]]:
+        stored = dups = 0
+        sends: list[SendRequest] = []
+        counters: list[Any] = []
+        pending = sorted(msgs, key=lambda m: m.timestamp)
+        for start in range(0, len(pending), CHUNK):
+            chunk = pending[start:start + CHUNK]
+            for attempt in range(ATTEMPTS):
+                fx = engine.process(sp, messages=chunk, now=now)
+                items = self._transaction(defs, source_id, sp, chunk, fx, now)
+                try:
+                    self.ddb.transact_write_items(TransactItems=items)
+                    sp.version += 1
+                    stored += len(chunk)
+                    sends += fx.sends
+                    counters += [(*c, sp.profile.id) for c in fx.counters]
+                    break
+                except Exception as exc:
+                    duplicate_idx = _duplicate_markers(exc, len(chunk))
+                    if duplicate_idx is None:
+                        if ddb.error_code(exc) not in ("TransactionCanceledException", "TransactionConflictException",
+                                                       "ConditionalCheckFailedException"):
+                            raise
+                    else:
+                        dups += len(duplicate_idx)
+                        chunk = [m for i, m in enumerate(chunk) if i not in duplicate_idx]
+                    # someone else wrote the profile (or duplicates removed): start again from the stored state
+                    sp = self.repo.load(sp.profile.id, now)
+                    if not chunk:
+                        break
+                    ddb.backoff(attempt)
+            else:
+                raise RuntimeError(f"profile {sp.profile.id}: could not commit after {ATTEMPTS} attempts")
+        return stored, dups, sends, counters
+
+    def _transaction(self, defs: Definitions, source_id: str, sp: StoredProfile, chunk: list[Message],
+                     fx: Effects, now: datetime) -> list[dict[str, Any]]:
+        env = self.env
+        settings = defs.settings
+        retention_s = int(timedelta(days=settings.event_retention_days).total_seconds())
+        marker_ttl = int(now.timestamp()) + retention_s
+        cid = sp.profile.id
+        items: list[dict[str, Any]] = []
+        # markers first: their positions identify duplicates in CancellationReasons
+        for msg in chunk:
+            items.append({"Put": {"TableName": env.idempotency_table, "Item": ddb.serialize(
+                {"pk": f"M#{source_id}#{msg.message_id}", "sk": "M", "customer_id": cid,
+                 "at": clock.iso(now), "ttl": marker_ttl}), "ConditionExpression": "attribute_not_exists(pk)"}})
+        for msg in chunk:
+            expires = int(msg.timestamp.timestamp()) + retention_s
+            if expires <= int(now.timestamp()):
+                continue  # older than the retention: counts in the KPIs, the raw event expires at once
+            items.append({"Put": {"TableName": env.events_table, "Item": ddb.serialize(
+                event_item(cid, msg, source_id, expires))}})
+        for ev in fx.events:
+            items.append({"Put": {"TableName": env.events_table, "Item": ddb.serialize(
+                {"pk": profile_pk(cid), "sk": f"{ev['timestamp']}#{ev['message_id']}", "customer_id": cid,
+                 "type": "track", "event": ev["event"], "properties": json.dumps(ev["properties"]),
+                 "message_id": ev["message_id"], "timestamp": ev["timestamp"], "internal": True,
+                 "ttl": int(now.timestamp()) + retention_s})}})
+        for h in fx.history:
+            items.append({"Put": {"TableName": env.profiles_table, "Item": ddb.serialize(
+                {"pk": profile_pk(cid), "sk": f"H#{h['at']}#{h['group']}#{h['segment']}#{h['kind']}", **h,
+                 "ttl": int(now.timestamp()) + retention_s})}})
+        self._email_changes(sp, items, now)
+        window = timedelta(days=settings.interest_window_days)
+        by_product: dict[str, dict[str, datetime]] = defaultdict(dict)
+        for product, kind, at in _interests(chunk):
+            by_product[product][kind] = at
+        for product, kinds in by_product.items():
+            latest = max(kinds.values())
+            sets = {f"{k}_at": clock.iso(at) for k, at in kinds.items()}
+            names = {f"#k{i}": k for i, k in enumerate(sets)} | {"#ttl": "ttl"}
+            vals = {f":k{i}": v for i, v in enumerate(sets.values())} | {
+                ":c": cid, ":x": int((latest + window).timestamp())}
+            expr = ", ".join(f"#k{i} = :k{i}" for i in range(len(sets)))
+            items.append({"Update": {"TableName": env.profiles_table, "Key": ddb.key(f"PI#{product}", profile_pk(cid)),
+                                     "UpdateExpression": f"SET {expr}, customer_id = :c, #ttl = :x",
+                                     "ExpressionAttributeNames": names,
+                                     "ExpressionAttributeValues": ddb.values(vals)}})
+        dues = list(fx.due)
+        # sends are durable through the due index until the queue has them (deleted after enqueue)
+        for s in fx.sends:
+            dues.append(due.DueItem(at=now + timedelta(minutes=5), kind="SEND", customer_id=cid, ref=s.ledger_id,
+                                    payload=json.loads(s.model_dump_json())))
+        for d in dues:
+            items.append({"Put": {"TableName": env.due_table, "Item": ddb.serialize(d.to_item(env.due_shards))}})
+        items.append({"Put": {"TableName": env.profiles_table, "Item": ddb.serialize(to_item(sp, now)),
+                              **version_condition(sp)}})
+        if len(items) > MAX_TXN_ITEMS:
+            raise RuntimeError(f"transaction for {cid} has {len(items)} items")
+        return items
+
+    def _email_changes(self, sp: StoredProfile, items: list[dict[str, Any]], now: datetime) -> None:
+        email = sp.profile.traits.get("email")
+        if not email or sp.email_indexed == email_key(str(email)):
+            return
+        items.append({"Put": {"TableName": self.env.profiles_table, "Item": ddb.serialize(
+            {"pk": email_key(str(email)), "sk": "EMAIL", "customer_id": sp.profile.id})}})
+        # a new address: honour a suppression left by a bounce, a complaint or an erasure
+        salt = self.config.secrets("suppression-salt")[0].decode()
+        sup = ddb.get(self.ddb, self.env.messages_table, *suppression_key(str(email), salt))
+        if sup:
+            apply_suppression(sp.profile, "email", sup.get("reason", "suppressed"), sup.get("at"))
+
+    def _enqueue(self, sends: list[SendRequest], now: datetime) -> None:
+        if not sends:
+            return
+        enqueue(self.sqs, self.env.send_queue_url, sends)
+        due.delete(self.ddb, self.env.due_table,
+                   [due.DueItem(at=now + timedelta(minutes=5), kind="SEND", customer_id=s.customer_id, ref=s.ledger_id)
+                    for s in sends], self.env.due_shards)
+
+    # ---- product events: fan out to interested customers (a Query per product, never a scan) -----------
+    def fan_out_product_event(self, msg: Message, defs: Definitions, now: datetime) -> int:
+        product = _product_id(msg.properties)
+        if not product:
+            return 0
+        rules = [r for r in defs.rules
+                 if r.trigger.kind == "product_event" and r.trigger_matches_event(msg.event or "", msg.properties)]
+        if not rules:
+            return 0
+        items: list[due.DueItem] = []
+        for row in ddb.query(self.ddb, self.env.profiles_table, f"PI#{product}"):
+            if int(row.get("ttl", 0)) and int(row["ttl"]) < int(now.timestamp()):
+                continue
+            for rule in rules:
+                horizon = clock.iso(now - rule.trigger.window)
+                if not any(str(row.get(f"{kind}_at", "")) >= horizon for kind in rule.trigger.interest):
+                    continue
+                items.append(due.DueItem(at=now, kind="TRIGGER", customer_id=row["customer_id"],
+                                         ref=f"{rule.id}|{msg.message_id}",
+                                         payload={"rule": rule.id, "name": msg.event, "properties": msg.properties}))
+        due.put(self.ddb, self.env.due_table, items, self.env.due_shards)
+        return len(items)
+
+
+def apply_suppression(profile: Any, channel: str, reason: str, at: str | None) -> None:
+    profile.suppressed[channel] = {"reason": reason, "at": at}
+
+
+def enqueue(sqs: Any, queue_url: str, sends: list[SendRequest]) -> None:
+    for start in range(0, len(sends), 10):
+        chunk = sends[start:start + 10]
+        entries = [{"Id": str(i), "MessageBody": s.model_dump_json()} for i, s in enumerate(chunk)]
+        for attempt in range(ATTEMPTS):
+            resp = sqs.send_message_batch(QueueUrl=queue_url, Entries=entries)
+            failed = {f["Id"] for f in resp.get("Failed", [])}
+            if not failed:
+                break
+            entries = [e for e in entries if e["Id"] in failed]
+            ddb.backoff(attempt + 1)
+        else:
+            raise RuntimeError(f"could not enqueue {len(entries)} sends")
+
+
+def event_item(cid: str, msg: Message, source_id: str, ttl: int) -> dict[str, Any]:
+    ts = clock.iso(msg.timestamp)
+    return {"pk": profile_pk(cid), "sk": f"{ts}#{msg.message_id}", "customer_id": cid, "type": msg.type,
+            "event": msg.event or msg.name, "message_id": msg.message_id, "timestamp": ts,
+            "received_at": clock.iso(msg.received_at), "source": source_id,
+            "user_id": msg.user_id, "anonymous_id": msg.anonymous_id,
+            "properties": json.dumps(msg.properties, ensure_ascii=False, default=str) if msg.properties else None,
+            "traits": json.dumps(msg.traits, ensure_ascii=False, default=str) if msg.traits else None,
+            "ttl": ttl}
+
+
+def _product_id(props: dict[str, Any]) -> str | None:
+    for key in ("product_id", "sku", "id"):
+        v = props.get(key)
+        if v not in (None, ""):
+            return str(v)
+    return None
+
+
+def _interests(msgs: list[Message]) -> list[tuple[str, str, datetime]]:
+    out: dict[tuple[str, str], datetime] = {}
+    for m in msgs:
+        kind = INTEREST_EVENTS.get(m.event or "") if m.type == "track" else None
+        if not kind:
+            continue
+        products = [m.properties] + [p for p in m.properties.get("products", []) or [] if isinstance(p, dict)]
+        for p in products:
+            pid = _product_id(p)
+            if pid:
+                out[(pid, kind)] = max(out.get((pid, kind), m.timestamp), m.timestamp)
+    return [(p, k, at) for (p, k), at in out.items()]
+
+
+def _duplicate_markers(exc: Exception, markers: int) -> set[int] | None:
+    """Indexes of messageId markers whose condition failed, from CancellationReasons (None: not that)."""
+    reasons = getattr(exc, "response", {}).get("CancellationReasons") or []
+    dup = {i for i, r in enumerate(reasons[:markers]) if r.get("Code") == "ConditionalCheckFailed"}
+    return dup or None

@@ -1,0 +1,141 @@
+"""NPS answers (score links and the signed webhook) and unsubscribe / preferences, fed through the same
+ingestion path as shop events: profile, consent log, segments and journeys react in one place."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from datetime import datetime, timedelta
+from typing import Any
+
+from retention import clock, ddb, nps, tokens
+from retention.errors import ConflictError, NotFoundError
+from retention.ingest import Ingestor
+from retention.runtime import Deps
+from retention.store import ProfileRepo
+from retention.wire import Message
+
+NPS_SOURCE = "nps"
+PREFS_SOURCE = "preferences"
+
+
+def internal_message(customer_id: str, *, type_: str = "track", event: str | None = None,
+                     properties: dict[str, Any] | None = None, traits: dict[str, Any] | None = None,
+                     message_id: str | None = None, at: datetime | None = None) -> Message:
+    now = clock.now()
+    return Message(type=type_, message_id=message_id or str(uuid.uuid4()), user_id=customer_id, anonymous_id=None,
+                   previous_id=None, group_id=None, event=event, name=None, properties=properties or {},
+                   traits=traits or {}, context={"library": {"name": "retention-internal"}},
+                   timestamp=at or now, original_timestamp=None, received_at=now, sent_at=None)
+
+
+class Surveys:
+    def __init__(self, d: Deps) -> None:
+        self.d = d
+        self.repo = ProfileRepo(d.dynamodb, d.env.profiles_table)
+
+    def _ingestor(self) -> Ingestor:
+        return Ingestor(ddb_client=self.d.dynamodb, sqs=self.d.sqs, env=self.d.env, config=self.d.config)
+
+    # ---- NPS ---------------------------------------------------------------------------------------
+    def verify_nps_token(self, token: str) -> dict[str, Any]:
+        return tokens.verify(token, self.d.config.secrets("links"), "nps", clock.now())
+
+    def record(self, response: nps.NpsResponse, *, message_id: str, ref: str | None) -> None:
+        now = clock.now()
+        sp = self.repo.load(response.customer_id, now, consistent=False)
+        if not sp.exists:
+            raise NotFoundError(f"customer '{response.customer_id}' not found")
+        props = {"score": response.score, "comment": response.comment, "survey": response.survey,
+                 "stage": response.stage, "shop": response.shop, "ref": ref or response.survey,
+                 "source": response.source}
+        result = self._ingestor().ingest([internal_message(response.customer_id, event="NPS Answered",
+                                                           properties=props, message_id=message_id,
+                                                           at=response.at)], NPS_SOURCE, now=now)
+        if result.duplicates:
+            return
+        # one row per (customer, survey) per month: a later answer replaces the earlier one
+        month = clock.iso(response.at)[:7]
+        row = {"pk": f"NPS#{month}", "sk": f"{response.customer_id}#{ref or response.survey}",
+               "customer_id": response.customer_id, "score": response.score, "comment": response.comment,
+               "survey": response.survey, "stage": response.stage, "shop": response.shop,
+               "at": clock.iso(response.at), "source": response.source, "event_id": response.event_id}
+        self.d.dynamodb.put_item(TableName=self.d.env.messages_table, Item=ddb.serialize(row))
+
+    def answer_link(self, token: str, score: Any, comment: str | None) -> nps.NpsResponse:
+        claims = self.verify_nps_token(token)
+        value = nps.validate_score(score)
+        response = nps.NpsResponse(customer_id=claims["c"], score=value, comment=comment or None,
+                                   survey=str(claims.get("s") or "nps"), at=clock.now(), source="link")
+        mid = "nps-" + hashlib.sha256(f"{token}|{value}|{comment}|{clock.iso(clock.now())}".encode()).hexdigest()[:24]
+        self.record(response, message_id=mid, ref=str(claims.get("l") or claims.get("s")))
+        return response
+
+    def webhook(self, raw: bytes, signature: str | None) -> nps.NpsResponse:
+        now = clock.now()
+        tokens.verify_webhook(signature, raw, self.d.config.secrets("nps-webhook"), now)
+        try:
+            body = json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError) as exc:
+            from retention.errors import BadRequestError
+            raise BadRequestError(f"body is not JSON: {exc}") from exc
+        payload = nps.WebhookPayload.model_validate(body) if isinstance(body, dict) else \
+            nps.WebhookPayload.model_validate({})
+        customer = payload.userId or (self.repo.customer_by_email(payload.email) if payload.email else None)
+        if not customer:
+            raise NotFoundError("no customer with that userId or email")
+        # replay protection: the event_id is claimed once (conditional put)
+        try:
+            self.d.dynamodb.put_item(TableName=self.d.env.idempotency_table, Item=ddb.serialize(
+                {"pk": f"W#{payload.event_id}", "sk": "W", "at": clock.iso(now),
+                 "ttl": int((now + timedelta(days=30)).timestamp())}), ConditionExpression="attribute_not_exists(pk)")
+        except Exception as exc:
+            if ddb.is_conditional_failure(exc):
+                raise ConflictError(f"event {payload.event_id} was already received (replay)",
+                                    code="replayed") from exc
+            raise
+        response = payload.to_response(customer, received_at=now)
+        self.record(response, message_id=f"nps-webhook-{payload.event_id}", ref=payload.survey or "nps")
+        return response
+
+    def report(self, date_from: str | None, date_to: str | None, period: str = "month") -> dict[str, Any]:
+        now = clock.now()
+        start = clock.parse_iso((date_from or clock.iso(now - timedelta(days=365))[:10]) + "T00:00:00Z")
+        end = clock.parse_iso((date_to or clock.iso(now)[:10]) + "T23:59:59Z")
+        rows: list[dict[str, Any]] = []
+        month = start.replace(day=1)
+        while month <= end:
+            for item in ddb.query(self.d.dynamodb, self.d.env.messages_table, f"NPS#{clock.iso(month)[:7]}"):
+                if clock.iso(start) <= item["at"] <= clock.iso(end):
+                    rows.append({"customer_id": item["customer_id"], "score": item["score"],
+                                 "comment": item.get("comment"), "survey": item.get("survey", "nps"),
+                                 "stage": item.get("stage"), "shop": item.get("shop"),
+                                 "at": item["at"], "source": item.get("source", "link")})
+            month = (month + timedelta(days=32)).replace(day=1)
+        report = nps.aggregate(rows, period=period)  # type: ignore[arg-type]
+        report["from"] = clock.iso(start)[:10]
+        report["to"] = clock.iso(end)[:10]
+        return report
+
+    # ---- unsubscribe / preferences ---------------------------------------------------------------
+    def verify_unsub_token(self, token: str) -> dict[str, Any]:
+        return tokens.verify(token, self.d.config.secrets("links"), "unsub", clock.now())
+
+    def set_preferences(self, token: str, channels: dict[str, bool], source: str) -> dict[str, Any]:
+        claims = self.verify_unsub_token(token)
+        customer = claims["c"]
+        traits = {f"{ch}_consent": {"granted": granted, "source": source,
+                                    "evidence": {"token_ledger": claims.get("l"), "channel": claims.get("ch")}}
+                  for ch, granted in channels.items()}
+        mid = "pref-" + hashlib.sha256(f"{token}|{sorted(channels.items())}".encode()).hexdigest()[:24]
+        self._ingestor().ingest([internal_message(customer, type_="identify", traits=traits, message_id=mid)],
+                                PREFS_SOURCE)
+        if not all(channels.values()):
+            from retention.messaging import add_counters
+            ledger = claims.get("l")
+            item = ddb.get(self.d.dynamodb, self.d.env.messages_table, f"L#{ledger}", "L") if ledger else None
+            if item:
+                add_counters(self.d.dynamodb, self.d.env.messages_table, item["rule"], int(item["step"]),
+                             str(item.get("variant") or "default"), {"unsubscribed": 1}, clock.now(), str(ledger))
+        return {"customer_id": customer, "channels": channels}

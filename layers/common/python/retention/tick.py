@@ -1,0 +1,111 @@
+"""evaluate_triggers' library: the minute tick reads the due index from its watermark to now (reads grow
+with what is due), applies each customer's items through the engine with one conditional profile write,
+enqueues sends, and deletes what it handled. Running twice, late or concurrently is harmless: journey
+transitions check the step they expect, and the send ledger stops a second send."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from retention import clock, ddb, due
+from retention.config import ConfigStore
+from retention.engine import Engine
+from retention.ingest import ATTEMPTS, definitions, enqueue
+from retention.messaging import add_counters
+from retention.settings import Env
+from retention.store import ProfileRepo, profile_pk, to_item, version_condition
+
+FIRST_TICK_LOOKBACK = timedelta(hours=1)
+
+
+@dataclass
+class TickResult:
+    due_items: int = 0
+    customers: int = 0
+    sends: int = 0
+    stale: int = 0
+    watermark: str | None = None
+
+
+class Ticker:
+    def __init__(self, *, ddb_client: Any, sqs: Any, env: Env, config: ConfigStore) -> None:
+        self.ddb = ddb_client
+        self.sqs = sqs
+        self.env = env
+        self.config = config
+        self.repo = ProfileRepo(ddb_client, env.profiles_table)
+
+    def tick(self, now: datetime | None = None) -> TickResult:
+        now = now or clock.now()
+        result = TickResult()
+        mark = self.config.watermark()
+        since = clock.parse_iso(mark) if mark else now - FIRST_TICK_LOOKBACK
+        items = list(due.read_due(self.ddb, self.env.due_table, since, now, self.env.due_shards))
+        result.due_items = len(items)
+        by_customer: dict[str, list[due.DueItem]] = defaultdict(list)
+        for item in items:
+            by_customer[item.customer_id].append(item)
+        if by_customer:
+            engine = Engine(definitions(self.config))
+            for cid, cust_items in by_customer.items():
+                result.sends += self._customer(engine, cid, cust_items, now)[0]
+            result.customers = len(by_customer)
+        due.delete(self.ddb, self.env.due_table, items, self.env.due_shards)
+        # the watermark trails by the current hour: later items of this hour are read next minute again
+        self.config.set_watermark(clock.iso(now))
+        result.watermark = clock.iso(now)
+        return result
+
+    def recheck(self, engine: Engine, cid: str, now: datetime) -> int:
+        """Re-evaluate one customer's segments (full recompute); returns the number of transitions."""
+        return self._customer(engine, cid, [], now, recheck=True)[1]
+
+    def _customer(self, engine: Engine, cid: str, items: list[due.DueItem], now: datetime,
+                  recheck: bool = False) -> tuple[int, int]:
+        sends_only = bool(items) and all(i.kind == "SEND" for i in items)
+        if sends_only:
+            from retention.messaging import SendRequest
+            enqueue(self.sqs, self.env.send_queue_url, [SendRequest.model_validate(i.payload) for i in items])
+            return len(items), 0
+        for attempt in range(ATTEMPTS):
+            sp = self.repo.load(cid, now)
+            if not sp.exists:
+                return 0, 0
+            fx = engine.process(sp, due_items=items, now=now,
+                                recheck_segments=recheck or any(i.kind == "SEGMENT" for i in items))
+            if not fx.changed and not fx.sends:
+                return 0, 0
+            tx: list[dict[str, Any]] = [{"Put": {"TableName": self.env.profiles_table,
+                                                 "Item": ddb.serialize(to_item(sp, now)), **version_condition(sp)}}]
+            safety = [due.DueItem(at=now + timedelta(minutes=5), kind="SEND", customer_id=cid, ref=r.ledger_id,
+                                  payload=json.loads(r.model_dump_json())) for r in fx.sends]
+            for d in [*fx.due, *safety]:
+                tx.append({"Put": {"TableName": self.env.due_table, "Item": ddb.serialize(d.to_item(self.env.due_shards))}})
+            for ev in fx.events:
+                tx.append({"Put": {"TableName": self.env.events_table, "Item": ddb.serialize(
+                    {"pk": profile_pk(cid), "sk": f"{ev['timestamp']}#{ev['message_id']}", "customer_id": cid,
+                     "type": "track", "event": ev["event"], "properties": json.dumps(ev["properties"]),
+                     "message_id": ev["message_id"], "timestamp": ev["timestamp"], "internal": True,
+                     "ttl": int((now + timedelta(days=400)).timestamp())})}})
+            for h in fx.history:
+                tx.append({"Put": {"TableName": self.env.profiles_table, "Item": ddb.serialize(
+                    {"pk": profile_pk(cid), "sk": f"H#{h['at']}#{h['group']}#{h['segment']}#{h['kind']}", **h})}})
+            try:
+                for start in range(0, len(tx), 100):
+                    self.ddb.transact_write_items(TransactItems=tx[start:start + 100])
+            except Exception as exc:
+                if ddb.error_code(exc) in ("TransactionCanceledException", "TransactionConflictException",
+                                           "ConditionalCheckFailedException"):
+                    ddb.backoff(attempt)
+                    continue
+                raise
+            enqueue(self.sqs, self.env.send_queue_url, fx.sends)
+            due.delete(self.ddb, self.env.due_table, safety, self.env.due_shards)
+            for rule, step, variant, values in fx.counters:
+                add_counters(self.ddb, self.env.messages_table, rule, step, variant, values, now, cid)
+            return len(fx.sends), len(fx.transitions)
+        raise RuntimeError(f"tick: profile {cid} kept changing; retried {ATTEMPTS} times")

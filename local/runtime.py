@@ -1,0 +1,403 @@
+"""The local stack: moto in process, resources created from the synthesized CDK template, the real
+handlers invoked with API Gateway proxy / EventBridge / SQS / SNS events, on a virtual clock.
+
+One lock serialises every handler invocation: the handlers share this process (and its virtual
+clock), and the dev routes (`/_local/clock/advance`) must see a quiet system when they answer."""
+
+from __future__ import annotations
+
+import base64
+import importlib.util
+import json
+import logging
+import os
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+REGION = "us-east-1"
+log = logging.getLogger("retention.local")
+
+
+@dataclass
+class LocalConfig:
+    port: int = 8787
+    host: str = "127.0.0.1"
+    write_key: str = "dev-write-key"
+    admin_token: str = "dev-admin-token"
+    apply_library: bool = True
+    background: bool = True  # scheduler + queue drainer threads (off in tests that drive time by hand)
+
+
+class FakeContext:
+    function_name = "local"
+    memory_limit_in_mb = 512
+    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:local"
+    aws_request_id = "local"
+
+    def __init__(self, name: str) -> None:
+        self.function_name = name
+        self.aws_request_id = str(uuid.uuid4())
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 30_000
+
+
+def _load_module(name: str, path: Path) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(f"fn_{name}", path)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+class LocalStack:
+    def __init__(self, cfg: LocalConfig) -> None:
+        self.cfg = cfg
+        self.lock = threading.RLock()
+        self.stop_event = threading.Event()
+        self.server: Any = None
+        self.moto: Any = None
+        self.stack: Any = None
+        self.handlers: dict[str, Any] = {}
+        self.last_tick_minute: str | None = None
+        self.threads: list[threading.Thread] = []
+        self.seen_provider_ids: set[str] = set()
+        from retention import clock
+        self.clock = clock.OffsetClock()
+        clock.set_source(self.clock)
+
+    # ---- start -------------------------------------------------------------------------------------
+    def start_moto(self) -> str:
+        from moto.server import ThreadedMotoServer
+        os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
+        os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
+        os.environ["AWS_DEFAULT_REGION"] = REGION
+        os.environ["AWS_REGION"] = REGION
+        os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
+        os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "Retention")
+        os.environ.setdefault("POWERTOOLS_DEV", "false")
+        self.moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        self.moto.start()
+        host, port = self.moto.get_host_and_port()
+        url = f"http://{host}:{port}"
+        os.environ["AWS_ENDPOINT_URL"] = url
+        return url
+
+    def client(self, service: str) -> Any:
+        import boto3
+        return boto3.client(service, region_name=REGION)  # type: ignore[call-overload]
+
+    def deploy(self, template: Path | None = None) -> Any:
+        from infra.local_deploy import deploy_to_moto, delete_event_source_mappings, patch_moto_gaps, synth
+        if template is None:
+            template = synth(REPO / "build" / "local-cdk.out",
+                             {"publicBaseUrl": f"http://{self.cfg.host}:{self.cfg.port}"})
+        self.stack = deploy_to_moto(template, None, self.client("cloudformation"), self.client("s3"))
+        delete_event_source_mappings(self.client("lambda"), self.stack)
+        patch_moto_gaps(self.stack, self.client("dynamodb"))
+        env = dict(self.stack.environment)
+        env["PUBLIC_BASE_URL"] = f"http://{self.cfg.host}:{self.cfg.port}"
+        os.environ.update(env)
+        from retention import runtime, settings
+        settings.reload_env()
+        runtime.set_deps(None)
+        ses = self.client("sesv2")
+        sender = env.get("SENDER_EMAIL", "news@example.com")
+        domain = sender.rsplit("@", 1)[-1].strip("> ")
+        ses.create_email_identity(EmailIdentity=domain)
+        if env.get("SES_CONFIGURATION_SET"):
+            try:
+                ses.create_configuration_set(ConfigurationSetName=env["SES_CONFIGURATION_SET"])
+            except Exception as exc:  # already there, or moto without it: sending still works
+                log.debug("configuration set: %s", exc)
+        for name, info in self.stack.functions.items():
+            self.handlers[name] = getattr(_load_module(name, info.handler_dir / f"{info.module_name}.py"),
+                                          info.function_name)
+        return self.stack
+
+    def seed(self) -> dict[str, Any]:
+        """Scenario library applied, the dev write key and admin token created (stored hashed)."""
+        from retention.runtime import deps
+        d = deps()
+        applied = apply_library(d) if self.cfg.apply_library else {}
+        d.config.create_source("local", key=self.cfg.write_key)
+        d.config.create_admin_token("local", token=self.cfg.admin_token)
+        return applied
+
+    def start(self) -> None:
+        self.start_moto()
+        self.deploy()
+        self.seed()
+        from local.server import serve
+        self.server = serve(self)
+        if self.cfg.background:
+            for target in (self._scheduler_loop,):
+                t = threading.Thread(target=target, daemon=True)
+                t.start()
+                self.threads.append(t)
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        if self.server:
+            self.server.shutdown()
+            self.server.server_close()
+        if self.moto:
+            self.moto.stop()
+        from retention import clock
+        clock.reset()
+
+    # ---- invoking handlers ----------------------------------------------------------------------------
+    def invoke(self, name: str, event: dict[str, Any]) -> Any:
+        with self.lock:
+            os.environ["POWERTOOLS_SERVICE_NAME"] = f"retention-{name}"
+            return self.handlers[name](event, FakeContext(name))
+
+    def http(self, method: str, path: str, headers: dict[str, str], query: dict[str, str], body: bytes) -> tuple[
+            int, dict[str, str], bytes]:
+        route = self.match(method, path)
+        if route is None:
+            return 404, {"Content-Type": "application/json"}, json.dumps(
+                {"code": "not_found", "message": f"no route for {method} {path}"}).encode()
+        function, resource, params = route
+        try:
+            text = body.decode("utf-8")
+            is_b64 = False
+            if headers.get("content-encoding", headers.get("Content-Encoding", "")).lower() == "gzip":
+                raise UnicodeDecodeError("utf-8", b"", 0, 1, "gzip")
+        except UnicodeDecodeError:
+            text = base64.b64encode(body).decode()
+            is_b64 = True
+        event = {
+            "resource": resource, "path": path, "httpMethod": method, "headers": headers,
+            "multiValueHeaders": {k: [v] for k, v in headers.items()},
+            "queryStringParameters": query or None,
+            "multiValueQueryStringParameters": {k: [v] for k, v in query.items()} or None,
+            "pathParameters": params or None, "stageVariables": None,
+            "requestContext": {"resourcePath": resource, "httpMethod": method, "path": path, "stage": "local",
+                               "requestId": str(uuid.uuid4()), "identity": {"sourceIp": "127.0.0.1"},
+                               "requestTimeEpoch": int(time.time() * 1000)},
+            "body": text if body else None, "isBase64Encoded": is_b64,
+        }
+        resp = self.invoke(function, event)
+        raw = resp.get("body") or ""
+        out = base64.b64decode(raw) if resp.get("isBase64Encoded") else raw.encode()
+        hdrs = {k: v for k, v in (resp.get("headers") or {}).items()}
+        for k, vs in (resp.get("multiValueHeaders") or {}).items():
+            hdrs[k] = ", ".join(vs)
+        self.after_request()
+        return int(resp.get("statusCode", 200)), hdrs, out
+
+    def match(self, method: str, path: str) -> tuple[str, str, dict[str, str]] | None:
+        parts = [p for p in path.split("/") if p]
+        best = None
+        for route in self.stack.routes:
+            if route.method not in (method, "ANY"):
+                continue
+            rparts = [p for p in route.path.split("/") if p]
+            params: dict[str, str] = {}
+            ok = True
+            if rparts and rparts[-1].endswith("+}"):
+                if len(parts) < len(rparts):
+                    continue
+                head = rparts[:-1]
+                tail = "/".join(parts[len(head):])
+                params[rparts[-1][1:-2]] = tail
+                cmp_parts = parts[:len(head)]
+                rcmp = head
+            else:
+                if len(parts) != len(rparts):
+                    continue
+                cmp_parts, rcmp = parts, rparts
+            for have, want in zip(cmp_parts, rcmp, strict=True):
+                if want.startswith("{"):
+                    params[want[1:-1]] = have
+                elif have != want:
+                    ok = False
+                    break
+            if ok:
+                score = sum(1 for p in rcmp if not p.startswith("{"))
+                if best is None or score > best[0]:
+                    best = (score, (route.function, route.path, params))
+        return best[1] if best else None
+
+    # ---- schedules and queues ----------------------------------------------------------------------
+    def after_request(self) -> None:
+        """Sends caused by a request go out at once, as Lambda's SQS trigger would do within seconds."""
+        self.drain()
+
+    def tick(self) -> Any:
+        from retention import clock
+        now = clock.now()
+        result = self.invoke("evaluate_triggers", {"source": "aws.events", "detail-type": "Scheduled Event",
+                                                   "time": clock.iso(now), "detail": {}})
+        self.last_tick_minute = clock.iso(now)[:16]
+        return result
+
+    def run_crons(self, previous: datetime, now: datetime) -> None:
+        from retention.rules import next_schedule_at
+        for sched in self.stack.schedules:
+            expr = sched.expression
+            if not expr.startswith("cron("):
+                continue
+            fire = next_schedule_at(expr, previous)
+            if fire is not None and previous < fire <= now:
+                self.invoke(sched.function, sched.input or {})
+
+    def drain(self, max_rounds: int = 200) -> int:
+        """Deliver queued SQS messages to their consumers until the queues are empty."""
+        sqs = self.client("sqs")
+        handled = 0
+        for _ in range(max_rounds):
+            busy = False
+            for source in self.stack.event_sources:
+                url = self.stack.queues[source.queue]
+                resp = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=min(10, source.batch_size or 10),
+                                           AttributeNames=["All"], VisibilityTimeout=30)
+                msgs = resp.get("Messages", [])
+                if not msgs:
+                    continue
+                busy = True
+                event = {"Records": [{"messageId": m["MessageId"], "receiptHandle": m["ReceiptHandle"],
+                                      "body": m["Body"], "attributes": m.get("Attributes", {}),
+                                      "messageAttributes": {}, "md5OfBody": m.get("MD5OfBody", ""),
+                                      "eventSource": "aws:sqs", "eventSourceARN": f"arn:aws:sqs:{REGION}:000:{source.queue}",
+                                      "awsRegion": REGION} for m in msgs]}
+                result = self.invoke(source.function, event) or {}
+                failed = {f["itemIdentifier"] for f in result.get("batchItemFailures", [])}
+                for m in msgs:
+                    if m["MessageId"] not in failed:
+                        sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
+                        handled += 1
+            self.emit_ses_feedback()
+            if not busy:
+                break
+        return handled
+
+    def emit_ses_feedback(self) -> None:
+        """moto does not publish SES events: report each new email as delivered, like SES would."""
+        from moto.core import DEFAULT_ACCOUNT_ID
+        from moto.ses.models import ses_backends
+        from retention.mime import parse_email
+        backend = ses_backends[DEFAULT_ACCOUNT_ID][REGION]
+        for msg in list(backend.sent_messages):
+            mid = getattr(msg, "id", None)
+            if not mid or mid in self.seen_provider_ids:
+                continue
+            self.seen_provider_ids.add(mid)
+            raw = getattr(msg, "raw_data", None)
+            if not raw:
+                continue
+            headers = parse_email(raw.encode() if isinstance(raw, str) else raw)["headers"]
+            ledger = headers.get("X-Retention-Ledger")
+            if not ledger or "feedback" not in self.handlers:
+                continue
+            note = {"eventType": "Delivery", "mail": {"messageId": mid, "destination": list(msg.destinations),
+                                                      "tags": {"ledger": [ledger]}}, "delivery": {}}
+            self.invoke("feedback", {"Records": [{"EventSource": "aws:sns", "Sns": {"Message": json.dumps(note)}}]})
+
+    def _scheduler_loop(self) -> None:
+        from retention import clock
+        previous = clock.now()
+        while not self.stop_event.wait(1.0):
+            try:
+                with self.lock:
+                    now = clock.now()
+                    if clock.iso(now)[:16] != self.last_tick_minute:
+                        self.tick()
+                        self.run_crons(previous, now)
+                        previous = now
+                    self.drain()
+            except Exception:
+                log.exception("scheduler")
+
+    def advance(self, seconds: float) -> datetime:
+        """Move the virtual clock, stopping at every due item on the way so each fires at its time."""
+        from retention import clock, due
+        from retention.runtime import deps
+        with self.lock:
+            target = clock.now() + timedelta(seconds=seconds)
+            d = deps()
+            for _ in range(10_000):
+                now = clock.now()
+                nxt = due.next_due_at(d.dynamodb, d.env.due_table)
+                step_to = target if nxt is None or nxt > target else max(nxt, now)
+                if nxt is not None and nxt <= target:
+                    # nothing is due before `nxt`: the tick may skip the empty hours in between
+                    mark = d.config.watermark()
+                    skip = clock.iso(nxt - timedelta(seconds=1))
+                    if mark is None or mark < skip:
+                        d.config.set_watermark(skip)
+                self.clock.advance((step_to - now).total_seconds() + (0.001 if step_to == nxt else 0))
+                after = clock.now()
+                self.tick()
+                self.run_crons(now, after)
+                self.drain()
+                if after >= target:
+                    break
+            return clock.now()
+
+    def outbox(self) -> list[dict[str, Any]]:
+        from moto.core import DEFAULT_ACCOUNT_ID
+        from moto.ses.models import ses_backends
+        from moto.sns.models import sns_backends
+        from retention import ddb
+        from retention.mime import parse_email
+        from retention.runtime import deps
+        d = deps()
+        ledgers: dict[str, dict[str, Any]] = {}
+        kwargs: dict[str, Any] = {"TableName": d.env.messages_table, "FilterExpression": "begins_with(pk, :l)",
+                                  "ExpressionAttributeValues": {":l": {"S": "L#"}}}
+        client = d.dynamodb
+        while True:
+            resp = client.scan(**kwargs)
+            for raw in resp.get("Items", []):
+                item = ddb.deserialize(raw) or {}
+                if item.get("provider_id"):
+                    ledgers[str(item["provider_id"])] = item
+            if not resp.get("LastEvaluatedKey"):
+                break
+            kwargs["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
+        out: list[dict[str, Any]] = []
+        for msg in list(ses_backends[DEFAULT_ACCOUNT_ID][REGION].sent_messages):
+            raw = getattr(msg, "raw_data", None)
+            if raw is None:
+                continue
+            parsed = parse_email(raw.encode() if isinstance(raw, str) else raw)
+            led = ledgers.get(msg.id, {})
+            hdr = parsed["headers"]
+            out.append({"channel": "email", "to": hdr.get("To", ""), "subject": parsed["subject"],
+                        "text": parsed.get("text"), "html": parsed.get("html"), "headers": hdr,
+                        "rule": led.get("rule") or hdr.get("X-Retention-Rule"),
+                        "step": int(led["step"]) if "step" in led else int(hdr.get("X-Retention-Step", 0)),
+                        "variant": led.get("variant") or hdr.get("X-Retention-Variant"),
+                        "sent_at": led.get("sent_at"), "message_id": msg.id})
+        for mid, (phone, text) in list(sns_backends[DEFAULT_ACCOUNT_ID][REGION].sms_messages.items()):
+            led = ledgers.get(mid, {})
+            out.append({"channel": "sms", "to": phone, "subject": None, "text": text, "html": None, "headers": {},
+                        "rule": led.get("rule"), "step": int(led["step"]) if "step" in led else None,
+                        "variant": led.get("variant"), "sent_at": led.get("sent_at"), "message_id": mid})
+        out.sort(key=lambda m: m.get("sent_at") or "")
+        return out
+
+
+def apply_library(d: Any) -> dict[str, Any]:
+    """Segments, then templates, then rules (rules are validated against both)."""
+    from retention.admin import Admin
+    from retention.rules import read_texts, scenarios_dir
+    from retention.yamlio import load_yaml_documents
+    admin = Admin(d)
+    applied: dict[str, Any] = {}
+    base = scenarios_dir()
+    for folder, kind in (("segments", "SEGDEF"), ("templates", "TEMPLATE"), ("rules", "RULE")):
+        for source, text in read_texts(base / folder).items():
+            for body, _ in load_yaml_documents(text, source):
+                res = admin.apply(kind, body, text=text, source=source, author="library")
+                applied[f"{kind}:{res['id']}"] = res["version"]
+    return applied

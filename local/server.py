@@ -1,0 +1,90 @@
+"""HTTP front of the local stack: the API routes of the template plus the dev routes (/health, /_local/*)."""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+MAX_BODY = 6 * 1024 * 1024
+
+
+def serve(stack: Any) -> ThreadingHTTPServer:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+        server_version = "retention-local"
+
+        def log_message(self, fmt: str, *args: Any) -> None:  # quiet: the handlers log
+            return
+
+        def _send(self, status: int, headers: dict[str, str], body: bytes) -> None:
+            self.send_response(status)
+            headers = {k: v for k, v in headers.items() if k.lower() not in ("content-length", "connection")}
+            headers.setdefault("Content-Type", "application/json")
+            for k, v in headers.items():
+                self.send_header(k, v)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(body)
+
+        def _json(self, status: int, obj: Any) -> None:
+            self._send(status, {"Content-Type": "application/json"}, json.dumps(obj, default=str).encode())
+
+        def _handle(self) -> None:
+            parts = urlsplit(self.path)
+            path = re.sub(r"/{2,}", "/", parts.path) or "/"
+            length = int(self.headers.get("Content-Length") or 0)
+            if length > MAX_BODY:
+                self._json(413, {"code": "payload_too_large", "message": "request larger than 6 MB"})
+                return
+            body = self.rfile.read(length) if length else b""
+            try:
+                if path == "/health":
+                    self._json(200, {"status": "ok"})
+                elif path.startswith("/_local/"):
+                    self._dev(path, body)
+                else:
+                    headers = {k: v for k, v in self.headers.items()}
+                    query = dict(parse_qsl(parts.query, keep_blank_values=True))
+                    status, hdrs, out = stack.http(self.command, path, headers, query, body)
+                    self._send(status, hdrs, out)
+            except Exception as exc:  # never a stack trace to the client
+                import logging
+                logging.getLogger("retention.local").exception("request failed")
+                self._json(500, {"code": "internal_error", "message": str(exc)[:300]})
+
+        def _dev(self, path: str, body: bytes) -> None:
+            from retention import clock
+            if path == "/_local/outbox" and self.command == "GET":
+                self._json(200, stack.outbox())
+            elif path == "/_local/clock" and self.command == "GET":
+                self._json(200, {"now": clock.iso(clock.now())})
+            elif path == "/_local/clock/advance" and self.command == "POST":
+                try:
+                    seconds = float((json.loads(body or b"{}") or {}).get("seconds", 0))
+                except (ValueError, AttributeError):
+                    self._json(400, {"code": "bad_request", "message": 'body is {"seconds": N}'})
+                    return
+                if seconds < 0:
+                    self._json(400, {"code": "bad_request", "message": "the clock only moves forward"})
+                    return
+                now = stack.advance(seconds)
+                self._json(200, {"now": clock.iso(now)})
+            elif path == "/_local/tick" and self.command == "POST":
+                with stack.lock:
+                    stack.tick()
+                    stack.drain()
+                self._json(200, {"now": clock.iso(clock.now())})
+            else:
+                self._json(404, {"code": "not_found", "message": f"no dev route {self.command} {path}"})
+
+        do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = _handle
+
+    server = ThreadingHTTPServer((stack.cfg.host, stack.cfg.port), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server

@@ -1,0 +1,89 @@
+"""The REST API: routes, proxy integrations, stage settings."""
+
+from __future__ import annotations
+
+import json
+
+from infra.local_deploy import Route
+
+EXPECTED_ROUTES = {
+    *(Route("POST", f"/v1/{call}", "track_event")
+      for call in ("batch", "track", "identify", "page", "screen", "alias", "group")),
+    Route("POST", "/v1/webhooks/nps", "nps_webhook"),
+    Route("GET", "/nps/{token}", "nps_webhook"),
+    Route("POST", "/nps/{token}", "nps_webhook"),
+    Route("GET", "/u/{token}", "preferences"),
+    Route("POST", "/u/{token}", "preferences"),
+    Route("ANY", "/admin", "admin_api"),
+    Route("ANY", "/admin/{proxy+}", "admin_api"),
+}
+
+
+def test_routes(synth):
+    assert set(synth.model.routes) == EXPECTED_ROUTES
+    assert len(synth.model.routes) == len(EXPECTED_ROUTES)  # no duplicates, no stray methods
+    # Explicit /v1 resources, no greedy /v1/{proxy+}.
+    v1_lid = next(lid for lid, r in synth.resources("AWS::ApiGateway::Resource").items()
+                  if r["Properties"]["PathPart"] == "v1")
+    v1_children = {r["Properties"]["PathPart"] for r in synth.resources("AWS::ApiGateway::Resource").values()
+                   if r["Properties"]["ParentId"] == {"Ref": v1_lid}}
+    assert v1_children == {"batch", "track", "identify", "page", "screen", "alias", "group", "webhooks"}
+
+
+def test_methods_are_lambda_proxy_integrations(synth):
+    functions = {info.logical_id for info in synth.model.functions.values()}
+    for method in synth.resources("AWS::ApiGateway::Method").values():
+        props = method["Properties"]
+        integration = props["Integration"]
+        assert integration["Type"] == "AWS_PROXY"
+        assert integration["IntegrationHttpMethod"] == "POST"
+        assert any(f'"{lid}"' in json.dumps(integration["Uri"]) for lid in functions)
+        assert props["AuthorizationType"] == "NONE"  # authorization happens in the functions
+
+
+def test_token_routes_validate_path_parameters(synth):
+    validators = synth.resources("AWS::ApiGateway::RequestValidator")
+    assert len(validators) == 1
+    validator_lid, validator = next(iter(validators.items()))
+    assert validator["Properties"]["ValidateRequestParameters"] is True
+    with_params = [m["Properties"] for m in synth.resources("AWS::ApiGateway::Method").values()
+                   if m["Properties"].get("RequestParameters")]
+    assert len(with_params) == 5  # GET/POST /nps/{token}, GET/POST /u/{token}, ANY /admin/{proxy+}
+    for props in with_params:
+        assert props["RequestValidatorId"] == {"Ref": validator_lid}
+
+
+def test_rest_api_settings(synth):
+    _, api = synth.by_role("api")
+    props = api["Properties"]
+    assert props["BinaryMediaTypes"] == ["*/*"]
+    assert props["EndpointConfiguration"] == {"Types": ["REGIONAL"]}
+    assert len(synth.resources("AWS::ApiGateway::RestApi")) == 1
+
+
+def test_stage_logging_tracing_throttling(synth):
+    stages = list(synth.resources("AWS::ApiGateway::Stage").values())
+    assert len(stages) == 1
+    props = stages[0]["Properties"]
+    assert props["StageName"] == "dev"
+    assert props["TracingEnabled"] is True
+    access_log_lid = props["AccessLogSetting"]["DestinationArn"]["Fn::GetAtt"][0]
+    assert synth.json["Resources"][access_log_lid]["Type"] == "AWS::Logs::LogGroup"
+    assert "$context.requestId" in props["AccessLogSetting"]["Format"]
+    (settings,) = props["MethodSettings"]
+    assert settings["HttpMethod"] == "*" and settings["ResourcePath"] == "/*"
+    assert settings["LoggingLevel"] == "INFO"
+    assert settings["DataTraceEnabled"] is False
+    assert settings["ThrottlingRateLimit"] == 1000
+    assert settings["ThrottlingBurstLimit"] == 2000
+    # Execution logging needs the account's CloudWatch role.
+    assert len(synth.resources("AWS::ApiGateway::Account")) == 1
+
+
+def test_api_invoke_permissions_scoped_to_the_api(synth):
+    api_lid, _ = synth.by_role("api")
+    permissions = [p["Properties"] for p in synth.resources("AWS::Lambda::Permission").values()
+                   if p["Properties"]["Principal"] == "apigateway.amazonaws.com"]
+    assert len(permissions) == len(synth.model.routes)
+    for permission in permissions:
+        assert f'"{api_lid}"' in json.dumps(permission["SourceArn"])

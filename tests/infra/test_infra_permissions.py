@@ -1,0 +1,89 @@
+"""Least privilege: spot checks on what each function's role may do."""
+
+from __future__ import annotations
+
+import pytest
+
+from infra.stack import ACCESS
+
+NAMES = list(ACCESS)
+READ = {"dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:Query"}
+WRITE = {"dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:BatchWriteItem"}
+
+
+def actions_on(grants, target):
+    return {action for action, t in grants if t == target}
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_no_service_wildcards_and_config_readable(synth, name):
+    grants = synth.grants(name)
+    assert not any(action.endswith(":*") or action == "*" for action, _ in grants)
+    assert READ <= actions_on(grants, "table:config")
+    # The only '*' resources: X-Ray (no resource-level permissions) and SMS for send_message.
+    star = actions_on(grants, "*")
+    allowed = {"xray:PutTraceSegments", "xray:PutTelemetryRecords"}
+    if name == "send_message":
+        allowed |= {"sns:Publish"}
+    assert star == allowed
+    assert actions_on(grants, "log-group") == {"logs:CreateLogStream", "logs:PutLogEvents"}
+
+
+def test_track_event(synth):
+    grants = synth.grants("track_event")
+    for table in ("profiles", "events", "idempotency"):
+        assert (READ | WRITE) <= actions_on(grants, f"table:{table}")
+    assert not actions_on(grants, "table:config") & WRITE
+    assert "dynamodb:PutItem" in actions_on(grants, "table:due")
+    assert "sqs:SendMessage" in actions_on(grants, "queue:send")
+    assert not any(action.startswith(("ses:", "sns:")) for action, _ in grants)
+    assert not any(action == "dynamodb:Scan" for action, _ in grants)
+    assert not actions_on(grants, "queue:recompute")
+
+
+def test_send_message(synth):
+    grants = synth.grants("send_message")
+    assert "dynamodb:Scan" not in actions_on(grants, "table:profiles")
+    assert not any(action == "dynamodb:Scan" for action, _ in grants)
+    assert {"ses:SendRawEmail", "ses:SendEmail"} <= actions_on(grants, "ses:identity")
+    assert {"ses:SendRawEmail", "ses:SendEmail"} <= actions_on(grants, "ses:configuration-set")
+    assert "sns:Publish" in actions_on(grants, "*")
+    assert (READ | WRITE) <= actions_on(grants, "table:messages")
+    assert "dynamodb:PutItem" in actions_on(grants, "table:due")  # quiet-hours deferral
+    # Consumes the send queue (event source) but does not feed any queue.
+    assert {"sqs:ReceiveMessage", "sqs:DeleteMessage"} <= actions_on(grants, "queue:send")
+    assert "sqs:SendMessage" not in actions_on(grants, "queue:send")
+    assert not actions_on(grants, "table:idempotency")
+
+
+def test_only_send_message_can_send_email_or_sms(synth):
+    for name in NAMES:
+        if name != "send_message":
+            assert not any(action.startswith(("ses:", "sns:Publish")) for action, _ in synth.grants(name)), name
+
+
+def test_scan_only_where_a_full_scan_is_the_job(synth):
+    scanners = {name for name in NAMES if any(a == "dynamodb:Scan" for a, _ in synth.grants(name))}
+    assert scanners == {"admin_api", "recompute"}
+
+
+def test_gsi_query_is_scoped_to_by_customer(synth):
+    grants = synth.grants("admin_api")
+    assert "dynamodb:Query" in actions_on(grants, "table:messages/index")
+    for policy in synth.resources("AWS::IAM::Policy").values():
+        assert "/index/*" not in str(policy)
+
+
+def test_queue_senders(synth):
+    senders = {name for name in NAMES if ("sqs:SendMessage", "queue:send") in synth.grants(name)}
+    assert senders == {"track_event", "evaluate_triggers", "nps_webhook", "admin_api", "recompute"}
+    recompute_senders = {name for name in NAMES if ("sqs:SendMessage", "queue:recompute") in synth.grants(name)}
+    assert recompute_senders == {"evaluate_triggers", "admin_api", "recompute"}
+    for name in NAMES:
+        assert not any(t.endswith("_dlq") for _, t in synth.grants(name)), name
+
+
+def test_evaluate_triggers_owns_the_watermark(synth):
+    grants = synth.grants("evaluate_triggers")
+    assert "dynamodb:PutItem" in actions_on(grants, "table:config")
+    assert {"dynamodb:Query", "dynamodb:DeleteItem"} <= actions_on(grants, "table:due")
