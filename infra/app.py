@@ -7,15 +7,12 @@ an unacknowledged finding fails the synth (context `nag=false` skips it).
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from aws_cdk import App, DefaultStackSynthesizer, Validations
 
 from infra.config import DEFAULTS, StackConfig, cdk_json_context
 from infra.stack import RetentionStack
-
-os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
 
 
 def build_app(context: dict[str, Any] | None = None, outdir: str | None = None) -> tuple[App, RetentionStack]:

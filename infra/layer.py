@@ -1,18 +1,21 @@
 """Build the common Lambda layer without Docker.
 
-`build_layer()` returns a directory `build/layer/` whose `python/` folder holds:
+`build_layer()` returns a directory `build/layer/<hash>/` whose `python/` folder holds:
 - the third-party runtime dependencies, installed by pip as manylinux2014 aarch64 wheels for
   CPython 3.12 (the Lambda runtime), straight from PyPI with `--only-binary`, so no compiler and
-  no Docker are needed;
+  no Docker are needed (boto3 and its dependencies are left out: the runtime has them);
 - the domain library `layers/common/python/retention`, copied in.
 
-The build is cached: pip runs again only when the requirement list (or the pip target) changes;
-the library is re-copied only when one of its source files changes.  A lock file keeps parallel
-synths (tests, the local runtime) from building at the same time.
+Cached: pip runs only when the requirement list (pyproject.toml) or the pip options change
+(`build/layer-deps/<deps hash>/`); a changed library file only makes a new asset directory
+(hard links to the dependencies + a fresh copy of the library). Asset directories are immutable
+and named by their content hash, which is also the CDK asset hash (no fingerprinting of 18 MB
+at every synth), so a synth running in parallel never sees a half-updated layer. A lock file
+serializes builds (tests, the local runtime, `cdk synth`).
 
 If pip fails (offline, PyPI down) the layer gets only the library and a warning is printed:
-synthesis never fails for that reason.  Such a "library-only" layer is retried at most once an
-hour (or at every synth with RETENTION_LAYER_RETRY=1); RETENTION_LAYER_SKIP_PIP=1 never calls pip.
+synthesis never fails for that reason. pip is retried at most once an hour after a failure
+(at every synth with RETENTION_LAYER_RETRY=1); RETENTION_LAYER_SKIP_PIP=1 never calls pip.
 """
 
 from __future__ import annotations
@@ -35,9 +38,10 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[1]
 LIBRARY_DIR = REPO_ROOT / "layers" / "common" / "python" / "retention"
 BUILD_DIR = REPO_ROOT / "build"
-LAYER_DIR = BUILD_DIR / "layer"
-STAMP_FILE = BUILD_DIR / "layer.stamp.json"
+LAYER_DIR = BUILD_DIR / "layer"  # one immutable sub-directory per asset hash
+DEPS_DIR = BUILD_DIR / "layer-deps"  # pip targets, one per requirements hash (+ <hash>.json)
 LOCK_FILE = BUILD_DIR / "layer.lock"
+KEEP_ASSET_DIRS = 3
 
 # The Lambda runtime the layer is built for; infra/constructs/functions.py uses the same value.
 PYTHON_VERSION = "3.12"
@@ -45,8 +49,7 @@ PLATFORM = "manylinux2014_aarch64"
 
 # Already in the Lambda Python runtime (boto3 and its dependencies): a second copy in the layer
 # would shadow the runtime's and could mismatch its boto3, and it is 20+ MB.
-RUNTIME_PROVIDED = ("boto3", "botocore", "s3transfer", "jmespath", "dateutil", "python_dateutil", "six",
-                    "urllib3")
+RUNTIME_PROVIDED = ("boto3", "botocore", "s3transfer", "jmespath", "dateutil", "python_dateutil", "six", "urllib3")
 # Runtime dependencies of the library, without boto3 (see pyproject.toml [project].dependencies).
 FALLBACK_REQUIREMENTS = (
     "aws-lambda-powertools[tracer]>=3.20,<4",
@@ -55,7 +58,7 @@ FALLBACK_REQUIREMENTS = (
     "pyyaml>=6,<7",
 )
 RETRY_AFTER_SECONDS = 3600
-BUILD_RECIPE = 2  # bump when the way the layer is assembled changes, to invalidate old builds
+BUILD_RECIPE = 3  # bump when the way the layer is assembled changes, to invalidate old builds
 _IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", "*.pyo", ".pytest_cache", ".mypy_cache")
 
 
@@ -85,30 +88,43 @@ def _dist_name(requirement: str) -> str:
 
 def _pip_args(target: Path, reqs: list[str]) -> list[str]:
     return [
-        sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-        "--no-input", "--retries", "1", "--timeout", "20",
-        "--platform", PLATFORM, "--only-binary=:all:", "--python-version", PYTHON_VERSION,
-        "--implementation", "cp", "--no-compile", "--target", str(target), *reqs,
+        sys.executable,
+        "-m",
+        "pip",
+        "install",
+        "--quiet",
+        "--disable-pip-version-check",
+        "--no-input",
+        "--retries",
+        "1",
+        "--timeout",
+        "20",
+        "--platform",
+        PLATFORM,
+        "--only-binary=:all:",
+        "--python-version",
+        PYTHON_VERSION,
+        "--implementation",
+        "cp",
+        "--no-compile",
+        "--target",
+        str(target),
+        *reqs,
     ]
 
 
 def deps_hash(reqs: list[str]) -> str:
-    key = json.dumps({"recipe": BUILD_RECIPE, "reqs": reqs, "args": _pip_args(Path("T"), [])[3:], "drop": RUNTIME_PROVIDED})
+    key = json.dumps(
+        {"recipe": BUILD_RECIPE, "reqs": reqs, "args": _pip_args(Path("T"), [])[3:], "drop": RUNTIME_PROVIDED}
+    )
     return hashlib.sha256(key.encode()).hexdigest()[:20]
 
 
-def library_hash() -> str:
+def _tree_hash(root: Path) -> str:
     digest = hashlib.sha256()
-    for path in sorted(_library_files()):
-        digest.update(str(path.relative_to(LIBRARY_DIR)).encode() + b"\0")
-        digest.update(path.read_bytes() + b"\0")
-    return digest.hexdigest()[:20]
-
-
-def _library_files() -> Iterator[Path]:
-    for path in LIBRARY_DIR.rglob("*"):
-        if path.is_file() and "__pycache__" not in path.parts and path.suffix not in (".pyc", ".pyo"):
-            yield path
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
 
 
 @contextlib.contextmanager
@@ -122,17 +138,12 @@ def _locked() -> Iterator[None]:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
-def _read_stamp() -> dict:
-    try:
-        return json.loads(STAMP_FILE.read_text())
-    except (OSError, ValueError):
-        return {}
-
-
 def _install_deps(target: Path, reqs: list[str]) -> bool:
     try:
-        proc = subprocess.run(_pip_args(target, reqs), capture_output=True, text=True, timeout=600,
-                              check=False)
+        # argv is fixed (this interpreter's pip, the requirement list from pyproject.toml)
+        proc = subprocess.run(  # noqa: S603
+            _pip_args(target, reqs), capture_output=True, text=True, timeout=600, check=False
+        )
     except (OSError, subprocess.TimeoutExpired) as exc:
         _warn(f"pip could not run ({exc})")
         return False
@@ -160,52 +171,96 @@ def _warn(message: str) -> None:
     print(text, file=sys.stderr)
 
 
-def _copy_library(python_dir: Path) -> None:
-    dest = python_dir / "retention"
-    if dest.exists():
-        shutil.rmtree(dest)
-    shutil.copytree(LIBRARY_DIR, dest, ignore=_IGNORED)
+def _link_or_copy(src: str, dst: str) -> None:
+    try:
+        os.link(src, dst)  # dependency files are never modified in place: sharing them is safe
+    except OSError:
+        shutil.copy2(src, dst)
+
+
+def _ensure_deps(reqs: list[str], force: bool) -> tuple[Path, dict]:
+    """build/layer-deps/<hash>/ with the third-party packages (empty after a pip failure)."""
+    key = deps_hash(reqs)
+    target, info_file = DEPS_DIR / key, DEPS_DIR / f"{key}.json"
+    try:
+        info = json.loads(info_file.read_text())
+    except (OSError, ValueError):
+        info = {}
+    skip_pip = os.environ.get("RETENTION_LAYER_SKIP_PIP") == "1"
+    retry_due = (
+        os.environ.get("RETENTION_LAYER_RETRY") == "1"
+        or time.time() - info.get("attempted_at", 0) > RETRY_AFTER_SECONDS
+    )
+    if target.is_dir() and info and not force and (info["complete"] or skip_pip or not retry_due):
+        return target, info
+
+    tmp = DEPS_DIR / f"{key}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    if skip_pip:
+        print("[infra.layer] RETENTION_LAYER_SKIP_PIP=1: library-only layer", file=sys.stderr)
+        complete = False
+    else:
+        complete = _install_deps(tmp, reqs)
+    if not complete:  # never ship a half-installed dependency set
+        shutil.rmtree(tmp)
+        tmp.mkdir()
+    shutil.rmtree(target, ignore_errors=True)
+    tmp.rename(target)
+    info = {
+        "requirements": reqs,
+        "complete": complete,
+        "attempted_at": time.time(),
+        "installed": sorted(p.name for p in target.glob("*.dist-info")),
+    }
+    info_file.write_text(json.dumps(info, indent=1))
+    for stale in DEPS_DIR.iterdir():  # other requirement sets
+        if not stale.name.startswith(key):
+            shutil.rmtree(stale) if stale.is_dir() else stale.unlink()
+    return target, info
 
 
 def build_layer(force: bool = False) -> LayerBuild:
-    """Build (or reuse) build/layer/ and return it; never raises for a pip failure."""
+    """Build (or reuse) the layer asset directory and return it; never raises for a pip failure."""
     reqs = requirements()
-    want_deps, want_lib = deps_hash(reqs), library_hash()
     with _locked():
-        stamp = _read_stamp()
-        python_dir = LAYER_DIR / "python"
-        have_dir = python_dir.is_dir()
-        complete = stamp.get("complete", False)
-        skip_pip = os.environ.get("RETENTION_LAYER_SKIP_PIP") == "1"
-        retry_due = (os.environ.get("RETENTION_LAYER_RETRY") == "1"
-                     or time.time() - stamp.get("attempted_at", 0) > RETRY_AFTER_SECONDS)
-        deps_ok = have_dir and stamp.get("deps") == want_deps and (complete or skip_pip or not retry_due)
-        if force or not deps_ok:
-            tmp = BUILD_DIR / f"layer.tmp-{os.getpid()}"
-            shutil.rmtree(tmp, ignore_errors=True)
-            (tmp / "python").mkdir(parents=True)
-            complete = False if skip_pip else _install_deps(tmp / "python", reqs)
-            if skip_pip:
-                print("[infra.layer] RETENTION_LAYER_SKIP_PIP=1: library-only layer", file=sys.stderr)
-            _copy_library(tmp / "python")
-            shutil.rmtree(LAYER_DIR, ignore_errors=True)
-            tmp.rename(LAYER_DIR)
-            stamp = {"deps": want_deps, "lib": want_lib, "complete": complete, "attempted_at": time.time(),
-                     "installed": sorted(p.name for p in (LAYER_DIR / "python").glob("*.dist-info"))}
-            STAMP_FILE.write_text(json.dumps(stamp, indent=1))
-        elif stamp.get("lib") != want_lib or not (python_dir / "retention").is_dir():
-            _copy_library(python_dir)
-            stamp["lib"] = want_lib
-            STAMP_FILE.write_text(json.dumps(stamp, indent=1))
-        # The resolved versions (dist-info names) are part of the hash: a rebuild that picks up a
-        # newer pydantic must produce a new asset, or `cdk deploy` would keep the old zip.
-        key = json.dumps([stamp["deps"], stamp["lib"], stamp["complete"], stamp.get("installed", [])])
+        deps_dir, info = _ensure_deps(reqs, force)
+        tmp = BUILD_DIR / f"layer.tmp-{os.getpid()}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        # Hash what is copied (not the source tree), so the hash always describes the content.
+        shutil.copytree(LIBRARY_DIR, tmp / "retention", ignore=_IGNORED)
+        key = json.dumps(
+            [BUILD_RECIPE, deps_hash(reqs), info["complete"], info["installed"], _tree_hash(tmp / "retention")]
+        )
         asset_hash = hashlib.sha256(key.encode()).hexdigest()
-        return LayerBuild(path=LAYER_DIR, asset_hash=asset_hash, complete=bool(stamp["complete"]))
+        final = LAYER_DIR / asset_hash[:24]
+        if not (final / "python" / "retention").is_dir():
+            staging = tmp / "asset"
+            shutil.copytree(deps_dir, staging / "python", copy_function=_link_or_copy)
+            (tmp / "retention").rename(staging / "python" / "retention")
+            shutil.rmtree(final, ignore_errors=True)
+            LAYER_DIR.mkdir(parents=True, exist_ok=True)
+            staging.rename(final)
+        os.utime(final)  # most recently used, for pruning
+        shutil.rmtree(tmp, ignore_errors=True)
+        _prune(keep=final)
+        return LayerBuild(path=final, asset_hash=asset_hash, complete=bool(info["complete"]))
+
+
+def _prune(keep: Path) -> None:
+    """Keep the few most recently used asset directories (a parallel synth may still copy one)."""
+    entries = sorted(LAYER_DIR.iterdir(), key=lambda p: p.stat().st_mtime, reverse=True)
+    kept = 0
+    for entry in entries:
+        if entry == keep or (entry.is_dir() and len(entry.name) == 24 and kept < KEEP_ASSET_DIRS - 1):
+            kept += entry != keep
+            continue
+        shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
 
 
 if __name__ == "__main__":
     started = time.monotonic()
     result = build_layer(force="--force" in sys.argv)
-    print(f"{result.path} complete={result.complete} hash={result.asset_hash[:12]} "
-          f"({time.monotonic() - started:.1f} s)")
+    print(
+        f"{result.path} complete={result.complete} hash={result.asset_hash[:12]} ({time.monotonic() - started:.1f} s)"
+    )

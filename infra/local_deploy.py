@@ -138,7 +138,7 @@ class StackModel:
     def logical_ids(self, kind: str) -> dict[str, str]:
         """{name: logical id} for roles of one kind: `logical_ids("table")` -> {"profiles": …}."""
         prefix = f"{kind}:"
-        return {role[len(prefix):]: lid for role, lid in self.roles.items() if role.startswith(prefix)}
+        return {role[len(prefix) :]: lid for role, lid in self.roles.items() if role.startswith(prefix)}
 
 
 @dataclass
@@ -185,8 +185,13 @@ def synth(outdir: Path | str, context: dict[str, Any] | None = None, *, timeout:
         "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "20",
     }
     proc = subprocess.run(
-        [sys.executable, "-m", "infra.app"], cwd=REPO_ROOT, env=env, capture_output=True, text=True,
-        timeout=timeout, check=False,
+        [sys.executable, "-m", "infra.app"],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
     )
     if proc.returncode != 0:
         raise LocalDeployError(f"synth failed (exit {proc.returncode}):\n{proc.stderr[-4000:]}")
@@ -246,7 +251,7 @@ def read_stack(template_path: Path | str | dict[str, Any]) -> StackModel:
     schedules: list[Schedule] = []
     event_sources: list[EventSource] = []
     subscriptions: list[Subscription] = []
-    for lid, res in resources.items():
+    for res in resources.values():
         props = res.get("Properties", {})
         if res["Type"] == "AWS::Events::Rule" and "ScheduleExpression" in props:
             for target in props.get("Targets", []):
@@ -295,6 +300,8 @@ def _routes(resources: dict[str, dict[str, Any]], function_of: Any) -> list[Rout
         if isinstance(ref, dict) and "Fn::GetAtt" in ref:  # the RestApi's RootResourceId
             return ""
         lid = _referenced(ref)
+        if lid is None:
+            raise LocalDeployError(f"unexpected API resource parent {ref!r}")
         if lid not in paths:
             props = resources[lid]["Properties"]
             paths[lid] = f"{path_of(props['ParentId'])}/{props['PathPart']}"
@@ -356,8 +363,11 @@ def deploy_to_moto(
     finally:
         moto_logger.removeFilter(quiet)
     if stack["StackStatus"] != "CREATE_COMPLETE":
-        failed = [f"{s['LogicalResourceId']} ({s['ResourceType']}): {s.get('ResourceStatusReason', '')}"
-                  for s in summaries if s.get("ResourceStatus", "").endswith("FAILED")]
+        failed = [
+            f"{s['LogicalResourceId']} ({s['ResourceType']}): {s.get('ResourceStatusReason', '')}"
+            for s in summaries
+            if s.get("ResourceStatus", "").endswith("FAILED")
+        ]
         raise LocalDeployError(f"{stack_name}: {stack['StackStatus']} {stack.get('StackStatusReason', '')} {failed}")
 
     physical = {s["LogicalResourceId"]: s.get("PhysicalResourceId") or "" for s in summaries}
@@ -471,16 +481,17 @@ def _zip_dir(source: Path) -> bytes:
 
 
 def _sub(text: str, account_id: str, region: str) -> str:
-    return (text.replace("${AWS::AccountId}", account_id).replace("${AWS::Region}", region)
-            .replace("${AWS::Partition}", "aws"))
+    return (
+        text.replace("${AWS::AccountId}", account_id)
+        .replace("${AWS::Region}", region)
+        .replace("${AWS::Partition}", "aws")
+    )
 
 
 def _ensure_bucket(s3_client: Any, bucket: str, region: str) -> None:
-    try:
-        s3_client.head_bucket(Bucket=bucket)
+    existing = {b["Name"] for b in s3_client.list_buckets().get("Buckets", [])}
+    if bucket in existing:
         return
-    except Exception:  # noqa: BLE001 - botocore ClientError 404: create it
-        pass
     if region == "us-east-1":
         s3_client.create_bucket(Bucket=bucket)
     else:
@@ -492,7 +503,7 @@ def _account_id(cfn_client: Any) -> str:
     import boto3
 
     try:
-        creds = cfn_client._request_signer._credentials  # noqa: SLF001 - same identity as the caller
+        creds = cfn_client._request_signer._credentials
         sts = boto3.client(
             "sts",
             region_name=cfn_client.meta.region_name,
@@ -502,7 +513,7 @@ def _account_id(cfn_client: Any) -> str:
             aws_session_token=creds.token if creds else None,
         )
         return str(sts.get_caller_identity()["Account"])
-    except Exception:  # noqa: BLE001 - moto's default account
+    except Exception:
         return "123456789012"
 
 
@@ -543,7 +554,7 @@ class _Resolver:
         if isinstance(value, (int, float, bool)):
             return str(value).lower() if isinstance(value, bool) else str(value)
         if isinstance(value, dict) and len(value) == 1:
-            (fn, arg), = value.items()
+            ((fn, arg),) = value.items()
             if fn == "Ref":
                 return self.pseudo[arg] if arg in self.pseudo else self.physical[arg]
             if fn == "Fn::Join":

@@ -35,29 +35,52 @@ NIGHTLY_INPUT = {"action": "full_recompute", "reason": "nightly"}
 
 # DynamoDB action sets: r = point reads and queries (incl. the GSI), w = writes, s = Scan.
 ACTIONS = {
-    "r": ("dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:Query", "dynamodb:ConditionCheckItem",
-          "dynamodb:DescribeTable"),
+    "r": (
+        "dynamodb:GetItem",
+        "dynamodb:BatchGetItem",
+        "dynamodb:Query",
+        "dynamodb:ConditionCheckItem",
+        "dynamodb:DescribeTable",
+    ),
     "w": ("dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:BatchWriteItem"),
     "s": ("dynamodb:Scan",),
 }
-# function -> table role -> action sets. Every function reads config. Daily message counters
-# (entered, converted, …) live in the messages table, so journey-running functions write it.
+# function -> table role -> action sets, derived from what the library does on each path:
+# the ingestion pipeline (track_event, and nps_webhook / preferences through Surveys -> Ingestor)
+# dedupes in idempotency, writes profiles, events, due items and message counters; the tick and
+# recompute (through the Ticker) advance journeys the same way; send_message writes the ledger
+# and counters and defers to the due index; only admin_api (erasure, listings) and recompute
+# (the parallel scan) may Scan.
+_INGEST = {"profiles": "rw", "events": "rw", "idempotency": "rw", "config": "r", "due": "w", "messages": "rw"}
 ACCESS: dict[str, dict[str, str]] = {
-    "track_event": {"profiles": "rw", "events": "rw", "idempotency": "rw", "config": "r", "due": "w",
-                    "messages": "rw"},
-    "evaluate_triggers": {"profiles": "rw", "events": "r", "config": "rw", "due": "rw", "messages": "rw"},
+    "track_event": dict(_INGEST),
+    "evaluate_triggers": {"profiles": "rw", "events": "rw", "config": "r", "due": "rw", "messages": "rw"},
     "send_message": {"profiles": "rw", "config": "r", "due": "w", "messages": "rw"},
-    "nps_webhook": {"profiles": "rw", "events": "rw", "idempotency": "rw", "config": "r", "due": "w",
-                    "messages": "rw"},
-    "feedback": {"profiles": "rw", "events": "w", "idempotency": "rw", "config": "r", "messages": "rw"},
-    "preferences": {"profiles": "rw", "events": "w", "config": "r", "messages": "rw"},
-    "admin_api": {"profiles": "rws", "events": "rw", "idempotency": "rw", "config": "rws", "due": "rw",
-                  "messages": "rws"},
-    "recompute": {"profiles": "rws", "events": "r", "config": "r", "due": "w", "messages": "rw"},
+    "nps_webhook": dict(_INGEST),
+    "feedback": {"profiles": "rw", "config": "r", "messages": "rw"},
+    "preferences": dict(_INGEST),
+    "admin_api": {
+        "profiles": "rws",
+        "events": "rw",
+        "idempotency": "rw",
+        "config": "rws",
+        "due": "rw",
+        "messages": "rws",
+    },
+    "recompute": {"profiles": "rws", "events": "rw", "config": "r", "due": "rw", "messages": "rw"},
 }
+# Writes to the config table are limited by partition key (dynamodb:LeadingKeys) outside the
+# admin API: signing secrets and the suppression salt are created on first use by whichever
+# function needs them first (conditional put on `SECRET`), and the tick keeps its watermark
+# under `TICK`. Rules, segments, templates, write keys and admin tokens stay admin-only.
+CONFIG_WRITES: dict[str, tuple[str, ...]] = {
+    name: ("SECRET", "TICK") if name == "evaluate_triggers" else ("SECRET",) for name in ACCESS if name != "admin_api"
+}
+CONFIG_WRITE_ACTIONS = ("dynamodb:PutItem", "dynamodb:UpdateItem")
 QUEUE_SENDERS: dict[str, tuple[str, ...]] = {
-    "send": ("track_event", "evaluate_triggers", "nps_webhook", "admin_api", "recompute"),
-    "recompute": ("evaluate_triggers", "admin_api", "recompute"),
+    "send": ("track_event", "evaluate_triggers", "nps_webhook", "preferences", "admin_api", "recompute"),
+    # recompute re-queues the rest of its scan segment; admin_api fans out after a segment change.
+    "recompute": ("admin_api", "recompute"),
 }
 
 
@@ -68,12 +91,26 @@ class RetentionStack(Stack):
         removal = RemovalPolicy.RETAIN if config.is_production else RemovalPolicy.DESTROY
 
         self.storage = Storage(self, "Storage", removal_policy=removal)
-        self.send_queue = WorkQueue(self, "SendQueue", role="send",
-                                    visibility_timeout=Duration.seconds(6 * SPECS_BY_NAME["send_message"].timeout_seconds))
-        self.recompute_queue = WorkQueue(self, "RecomputeQueue", role="recompute",
-                                         visibility_timeout=Duration.seconds(6 * SPECS_BY_NAME["recompute"].timeout_seconds))
-        self.email = Email(self, "Email", stage=config.stage, sender_domain=config.sender_domain,
-                           sender_address=config.sender_address, create_identity=config.create_identity)
+        self.send_queue = WorkQueue(
+            self,
+            "SendQueue",
+            role="send",
+            visibility_timeout=Duration.seconds(6 * SPECS_BY_NAME["send_message"].timeout_seconds),
+        )
+        self.recompute_queue = WorkQueue(
+            self,
+            "RecomputeQueue",
+            role="recompute",
+            visibility_timeout=Duration.seconds(6 * SPECS_BY_NAME["recompute"].timeout_seconds),
+        )
+        self.email = Email(
+            self,
+            "Email",
+            stage=config.stage,
+            sender_domain=config.sender_domain,
+            sender_address=config.sender_address,
+            create_identity=config.create_identity,
+        )
 
         environment = {
             **{f"{role.upper()}_TABLE": table.table_name for role, table in self.storage.tables.items()},
@@ -112,6 +149,15 @@ class RetentionStack(Stack):
                 if "r" in letters and role == "messages":
                     resources.append(f"{table.table_arn}/index/by_customer")
                 fns[name].add_to_role_policy(iam.PolicyStatement(actions=actions, resources=resources))
+        config_arn = self.storage.tables["config"].table_arn
+        for name, leading_keys in CONFIG_WRITES.items():
+            fns[name].add_to_role_policy(
+                iam.PolicyStatement(
+                    actions=list(CONFIG_WRITE_ACTIONS),
+                    resources=[config_arn],
+                    conditions={"ForAllValues:StringEquals": {"dynamodb:LeadingKeys": list(leading_keys)}},
+                )
+            )
 
     def _grant_queues(self, fns: dict[str, lambda_.Function]) -> None:
         queues = {"send": self.send_queue.queue, "recompute": self.recompute_queue.queue}
@@ -120,12 +166,15 @@ class RetentionStack(Stack):
                 queues[role].grant_send_messages(fns[name])
 
     def _grant_messaging(self, send_message: lambda_.Function) -> None:
-        send_message.add_to_role_policy(iam.PolicyStatement(
-            actions=["ses:SendRawEmail", "ses:SendEmail"],
-            resources=[*self.email.identity_arns, self.email.configuration_set_arn],
-        ))
+        send_message.add_to_role_policy(
+            iam.PolicyStatement(
+                actions=["ses:SendRawEmail", "ses:SendEmail"],
+                resources=[*self.email.identity_arns, self.email.configuration_set_arn],
+            )
+        )
         # SMS goes straight to a phone number: sns:Publish has no ARN to scope it to.
         send_message.add_to_role_policy(iam.PolicyStatement(actions=["sns:Publish"], resources=["*"]))
+        assert send_message.role is not None  # Functions always passes an explicit role
         acknowledge(
             send_message.role,
             "AwsSolutions-IAM5[Resource::*]",
@@ -135,29 +184,45 @@ class RetentionStack(Stack):
 
     # -- triggers ------------------------------------------------------------------------------
     def _wire_triggers(self, fns: dict[str, lambda_.Function]) -> None:
-        fns["send_message"].add_event_source(event_sources.SqsEventSource(
-            self.send_queue.queue,
-            batch_size=SEND_BATCH_SIZE,
-            report_batch_item_failures=True,
-            max_concurrency=self.config.send_concurrency,
-        ))
-        fns["recompute"].add_event_source(event_sources.SqsEventSource(
-            self.recompute_queue.queue,
-            batch_size=RECOMPUTE_BATCH_SIZE,
-            report_batch_item_failures=True,
-        ))
+        fns["send_message"].add_event_source(
+            event_sources.SqsEventSource(
+                self.send_queue.queue,
+                batch_size=SEND_BATCH_SIZE,
+                report_batch_item_failures=True,
+                max_concurrency=self.config.send_concurrency,
+            )
+        )
+        fns["recompute"].add_event_source(
+            event_sources.SqsEventSource(
+                self.recompute_queue.queue,
+                batch_size=RECOMPUTE_BATCH_SIZE,
+                report_batch_item_failures=True,
+            )
+        )
 
-        tick = events.Rule(self, "TickRule", description="Minute tick: due journeys, segment re-checks",
-                           schedule=events.Schedule.expression(TICK_SCHEDULE))
+        tick = events.Rule(
+            self,
+            "TickRule",
+            description="Minute tick: due journeys, segment re-checks",
+            schedule=events.Schedule.expression(TICK_SCHEDULE),
+        )
         # A failed tick is not retried: the next one resumes from the watermark.
         tick.add_target(targets.LambdaFunction(fns["evaluate_triggers"], retry_attempts=0))
         set_role(tick, "schedule:tick")
 
-        nightly = events.Rule(self, "NightlyRecomputeRule", description="Nightly full segment recompute",
-                              schedule=events.Schedule.expression(NIGHTLY_SCHEDULE))
-        nightly.add_target(targets.LambdaFunction(
-            fns["recompute"], event=events.RuleTargetInput.from_object(NIGHTLY_INPUT), retry_attempts=2,
-        ))
+        nightly = events.Rule(
+            self,
+            "NightlyRecomputeRule",
+            description="Nightly full segment recompute",
+            schedule=events.Schedule.expression(NIGHTLY_SCHEDULE),
+        )
+        nightly.add_target(
+            targets.LambdaFunction(
+                fns["recompute"],
+                event=events.RuleTargetInput.from_object(NIGHTLY_INPUT),
+                retry_attempts=2,
+            )
+        )
         set_role(nightly, "schedule:nightly_recompute")
 
         self.email.events_topic.add_subscription(subscriptions.LambdaSubscription(fns["feedback"]))

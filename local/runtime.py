@@ -83,6 +83,7 @@ class LocalStack:
         os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
         os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "Retention")
         os.environ.setdefault("POWERTOOLS_DEV", "false")
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)
         self.moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
         self.moto.start()
         host, port = self.moto.get_host_and_port()
@@ -101,9 +102,12 @@ class LocalStack:
                              {"publicBaseUrl": f"http://{self.cfg.host}:{self.cfg.port}"})
         self.stack = deploy_to_moto(template, None, self.client("cloudformation"), self.client("s3"))
         delete_event_source_mappings(self.client("lambda"), self.stack)
+        self._detach_moto_consumers()
         patch_moto_gaps(self.stack, self.client("dynamodb"))
         env = dict(self.stack.environment)
         env["PUBLIC_BASE_URL"] = f"http://{self.cfg.host}:{self.cfg.port}"
+        env["POWERTOOLS_LOG_LEVEL"] = os.environ.get("RETENTION_LOG_LEVEL", "WARNING")
+        env["POWERTOOLS_METRICS_DISABLED"] = os.environ.get("POWERTOOLS_METRICS_DISABLED", "true")
         os.environ.update(env)
         from retention import runtime, settings
         settings.reload_env()
@@ -121,6 +125,14 @@ class LocalStack:
             self.handlers[name] = getattr(_load_module(name, info.handler_dir / f"{info.module_name}.py"),
                                           info.function_name)
         return self.stack
+
+    def _detach_moto_consumers(self) -> None:
+        """moto's queues keep their own copy of event source mappings and would try to run the consumers in
+        Docker; this runtime drains the queues itself."""
+        from moto.core import DEFAULT_ACCOUNT_ID
+        from moto.sqs.models import sqs_backends
+        for queue in sqs_backends[DEFAULT_ACCOUNT_ID][REGION].queues.values():
+            queue.lambda_event_source_mappings.clear()
 
     def seed(self) -> dict[str, Any]:
         """Scenario library applied, the dev write key and admin token created (stored hashed)."""
@@ -388,15 +400,23 @@ class LocalStack:
 
 
 def apply_library(d: Any) -> dict[str, Any]:
-    """Segments, then templates, then rules (rules are validated against both)."""
+    """Segments (validated together: groups refer to each other), then templates, then rules (validated
+    against both)."""
     from retention.admin import Admin
-    from retention.rules import read_texts, scenarios_dir
+    from retention.segments import load_groups, scenarios_dir
     from retention.yamlio import load_yaml_documents
     admin = Admin(d)
     applied: dict[str, Any] = {}
     base = scenarios_dir()
-    for folder, kind in (("segments", "SEGDEF"), ("templates", "TEMPLATE"), ("rules", "RULE")):
-        for source, text in read_texts(base / folder).items():
+    texts = {f"scenarios/segments/{p.name}": p.read_text(encoding="utf-8")
+             for p in sorted((base / "segments").glob("*.y*ml"))}
+    for group in load_groups(texts):
+        body = group.to_data()
+        item = d.config.apply("SEGDEF", group.group, body, author="library")
+        applied[f"SEGDEF:{group.group}"] = item["version"]
+    for folder, kind in (("templates", "TEMPLATE"), ("rules", "RULE")):
+        for path in sorted((base / folder).glob("*.y*ml")):
+            source, text = f"scenarios/{folder}/{path.name}", path.read_text(encoding="utf-8")
             for body, _ in load_yaml_documents(text, source):
                 res = admin.apply(kind, body, text=text, source=source, author="library")
                 applied[f"{kind}:{res['id']}"] = res["version"]

@@ -20,11 +20,13 @@ app = APIGatewayRestResolver(enable_validation=True)
 register_errors(app, logger)
 
 
-@app.use
 def authenticate(app: APIGatewayRestResolver, next_middleware: Any) -> Any:
     deps().config.authenticate_admin(app.current_event.headers.get("Authorization")
                                      or app.current_event.headers.get("authorization"))
     return next_middleware(app)
+
+
+app.use(middlewares=[authenticate])
 
 
 def _query(name: str) -> str | None:

@@ -117,20 +117,28 @@ class Api(Construct):
                 request_validator=self.validator if params else None,
             )
 
-        reason = ("Authorization is enforced inside the functions: Segment write key (HTTP Basic) "
-                  "for /v1, HMAC-SHA256 signature for /v1/webhooks/nps, signed tokens for /nps and "
-                  "/u, admin bearer token (stored hashed) for /admin. Clients are the shop's "
-                  "servers and Segment/Rudder SDKs, which cannot use Cognito or IAM signing.")
+        reason = (
+            "Authorization is enforced inside the functions: Segment write key (HTTP Basic) "
+            "for /v1, HMAC-SHA256 signature for /v1/webhooks/nps, signed tokens for /nps and "
+            "/u, admin bearer token (stored hashed) for /admin. Clients are the shop's "
+            "servers and Segment/Rudder SDKs, which cannot use Cognito or IAM signing."
+        )
         acknowledge(self, "AwsSolutions-APIG4", reason)
         acknowledge(self, "AwsSolutions-COG4", reason)
-        acknowledge(self, "AwsSolutions-APIG3",
-                    "No WAF by default (USD 5+/month per web ACL for a pay-per-use engine): stage "
-                    "throttling limits abuse and every route authenticates in the function; attach "
-                    "a web ACL to the stage where the shop requires one.")
-        acknowledge(self, "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"
-                          "AmazonAPIGatewayPushToCloudWatchLogs]",
-                    "The account-level API Gateway logging role uses the AWS-documented managed "
-                    "policy; it only allows pushing API Gateway logs to CloudWatch Logs.")
+        acknowledge(
+            self,
+            "AwsSolutions-APIG3",
+            "No WAF by default (USD 5+/month per web ACL for a pay-per-use engine): stage "
+            "throttling limits abuse and every route authenticates in the function; attach "
+            "a web ACL to the stage where the shop requires one.",
+        )
+        acknowledge(
+            self,
+            "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"
+            "AmazonAPIGatewayPushToCloudWatchLogs]",
+            "The account-level API Gateway logging role uses the AWS-documented managed "
+            "policy; it only allows pushing API Gateway logs to CloudWatch Logs.",
+        )
 
     @property
     def base_url(self) -> str:
@@ -141,8 +149,16 @@ class Api(Construct):
         """
         return Fn.join(
             "",
-            ["https://", self.rest_api.rest_api_id, ".execute-api.", Aws.REGION, ".", Aws.URL_SUFFIX,
-             "/", self.stage_name],
+            [
+                "https://",
+                self.rest_api.rest_api_id,
+                ".execute-api.",
+                Aws.REGION,
+                ".",
+                Aws.URL_SUFFIX,
+                "/",
+                self.stage_name,
+            ],
         )
 
 

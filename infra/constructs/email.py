@@ -79,7 +79,9 @@ class Email(Construct):
             self._identity_arn(stack, sender_address),
         ]
         self.configuration_set_arn = stack.format_arn(
-            service="ses", resource="configuration-set", resource_name=self.configuration_set_name,
+            service="ses",
+            resource="configuration-set",
+            resource_name=self.configuration_set_name,
             arn_format=ArnFormat.SLASH_RESOURCE_NAME,
         )
 

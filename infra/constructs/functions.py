@@ -16,8 +16,11 @@ from infra.constructs.common import HANDLER_DIR_KEY, HANDLER_KEY, acknowledge, s
 from infra.layer import BUILD_DIR, PYTHON_VERSION, REPO_ROOT, build_layer
 
 HANDLER = "handler.lambda_handler"
-RUNTIME = {"3.12": lambda_.Runtime.PYTHON_3_12, "3.13": lambda_.Runtime.PYTHON_3_13,
-           "3.14": lambda_.Runtime.PYTHON_3_14}[PYTHON_VERSION]
+RUNTIME = {
+    "3.12": lambda_.Runtime.PYTHON_3_12,
+    "3.13": lambda_.Runtime.PYTHON_3_13,
+    "3.14": lambda_.Runtime.PYTHON_3_14,
+}[PYTHON_VERSION]
 ASSET_EXCLUDES = ["__pycache__", "*.pyc", "*.pyo", ".pytest_cache", ".mypy_cache", "tests"]
 
 
@@ -171,6 +174,8 @@ class Functions(Construct):
         if policy is None or not isinstance(cfn_function, CfnResource):
             return
         cfn_policy = policy.node.default_child
+        if not isinstance(cfn_policy, CfnResource):
+            return
         cfn_function.add_override("DependsOn", [Stack.of(function).get_logical_id(cfn_policy)])
 
     def __getitem__(self, name: str) -> lambda_.Function:

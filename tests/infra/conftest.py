@@ -12,12 +12,12 @@ import pytest
 
 os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
 
-from aws_cdk import App  # noqa: E402
-from aws_cdk.assertions import Template  # noqa: E402
+from aws_cdk import App
+from aws_cdk.assertions import Template
 
-from infra.app import build_app  # noqa: E402
-from infra.local_deploy import StackModel, read_stack  # noqa: E402
-from infra.stack import RetentionStack  # noqa: E402
+from infra.app import build_app
+from infra.local_deploy import StackModel, read_stack
+from infra.stack import RetentionStack
 
 VARIANT_CONTEXT = {
     "stage": "prod",

@@ -7,8 +7,10 @@ import json
 from infra.local_deploy import Route
 
 EXPECTED_ROUTES = {
-    *(Route("POST", f"/v1/{call}", "track_event")
-      for call in ("batch", "track", "identify", "page", "screen", "alias", "group")),
+    *(
+        Route("POST", f"/v1/{call}", "track_event")
+        for call in ("batch", "track", "identify", "page", "screen", "alias", "group")
+    ),
     Route("POST", "/v1/webhooks/nps", "nps_webhook"),
     Route("GET", "/nps/{token}", "nps_webhook"),
     Route("POST", "/nps/{token}", "nps_webhook"),
@@ -23,10 +25,14 @@ def test_routes(synth):
     assert set(synth.model.routes) == EXPECTED_ROUTES
     assert len(synth.model.routes) == len(EXPECTED_ROUTES)  # no duplicates, no stray methods
     # Explicit /v1 resources, no greedy /v1/{proxy+}.
-    v1_lid = next(lid for lid, r in synth.resources("AWS::ApiGateway::Resource").items()
-                  if r["Properties"]["PathPart"] == "v1")
-    v1_children = {r["Properties"]["PathPart"] for r in synth.resources("AWS::ApiGateway::Resource").values()
-                   if r["Properties"]["ParentId"] == {"Ref": v1_lid}}
+    v1_lid = next(
+        lid for lid, r in synth.resources("AWS::ApiGateway::Resource").items() if r["Properties"]["PathPart"] == "v1"
+    )
+    v1_children = {
+        r["Properties"]["PathPart"]
+        for r in synth.resources("AWS::ApiGateway::Resource").values()
+        if r["Properties"]["ParentId"] == {"Ref": v1_lid}
+    }
     assert v1_children == {"batch", "track", "identify", "page", "screen", "alias", "group", "webhooks"}
 
 
@@ -46,8 +52,11 @@ def test_token_routes_validate_path_parameters(synth):
     assert len(validators) == 1
     validator_lid, validator = next(iter(validators.items()))
     assert validator["Properties"]["ValidateRequestParameters"] is True
-    with_params = [m["Properties"] for m in synth.resources("AWS::ApiGateway::Method").values()
-                   if m["Properties"].get("RequestParameters")]
+    with_params = [
+        m["Properties"]
+        for m in synth.resources("AWS::ApiGateway::Method").values()
+        if m["Properties"].get("RequestParameters")
+    ]
     assert len(with_params) == 5  # GET/POST /nps/{token}, GET/POST /u/{token}, ANY /admin/{proxy+}
     for props in with_params:
         assert props["RequestValidatorId"] == {"Ref": validator_lid}
@@ -82,8 +91,11 @@ def test_stage_logging_tracing_throttling(synth):
 
 def test_api_invoke_permissions_scoped_to_the_api(synth):
     api_lid, _ = synth.by_role("api")
-    permissions = [p["Properties"] for p in synth.resources("AWS::Lambda::Permission").values()
-                   if p["Properties"]["Principal"] == "apigateway.amazonaws.com"]
+    permissions = [
+        p["Properties"]
+        for p in synth.resources("AWS::Lambda::Permission").values()
+        if p["Properties"]["Principal"] == "apigateway.amazonaws.com"
+    ]
     assert len(permissions) == len(synth.model.routes)
     for permission in permissions:
         assert f'"{api_lid}"' in json.dumps(permission["SourceArn"])

@@ -12,7 +12,7 @@ import pytest
 from cdk_nag import AwsSolutionsChecks
 from moto import mock_aws
 
-from infra.local_deploy import deploy_to_moto, delete_event_source_mappings, patch_moto_gaps
+from infra.local_deploy import delete_event_source_mappings, deploy_to_moto, patch_moto_gaps
 
 REGION = "eu-west-1"
 
@@ -33,14 +33,12 @@ def _cfn_lint() -> str | None:
     return str(local) if local.exists() else shutil.which("cfn-lint")
 
 
-@pytest.mark.parametrize("which", ["synth", "variant"])
-def test_cfn_lint_passes(which, request):
+def test_cfn_lint_passes(synth, variant):
     cfn_lint = _cfn_lint()
     if cfn_lint is None:
         pytest.skip("cfn-lint is not installed")
-    synthesized = request.getfixturevalue(which)
-    proc = subprocess.run([cfn_lint, str(synthesized.template_path)], capture_output=True, text=True,
-                          timeout=300, check=False)
+    files = [str(synth.template_path), str(variant.template_path)]
+    proc = subprocess.run([cfn_lint, *files], capture_output=True, text=True, timeout=300, check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr  # no error, no warning
 
 
@@ -70,8 +68,16 @@ def test_template_deploys_into_moto(synth):
 
         # Function environments resolved from the template match what moto stored.
         lam = boto3.client("lambda", region_name=REGION)
-        assert set(stack.functions) == {"track_event", "evaluate_triggers", "send_message", "nps_webhook",
-                                        "feedback", "preferences", "admin_api", "recompute"}
+        assert set(stack.functions) == {
+            "track_event",
+            "evaluate_triggers",
+            "send_message",
+            "nps_webhook",
+            "feedback",
+            "preferences",
+            "admin_api",
+            "recompute",
+        }
         for info in stack.functions.values():
             config = lam.get_function_configuration(FunctionName=info.physical_name)
             assert config["Environment"]["Variables"] == info.environment
@@ -89,8 +95,7 @@ def test_template_deploys_into_moto(synth):
         paths = {r["path"] for r in apigw.get_resources(restApiId=stack.rest_api_id, limit=500)["items"]}
         assert {route.path for route in stack.routes} <= paths
         assert len(stack.routes) == 14
-        assert [tuple(s) for s in stack.event_sources] == [("send", "send_message", 10),
-                                                           ("recompute", "recompute", 1)]
+        assert [tuple(s) for s in stack.event_sources] == [("send", "send_message", 10), ("recompute", "recompute", 1)]
         assert "AWS::ApiGateway::Stage" in stack.skipped_types
 
         assert delete_event_source_mappings(lam, stack) == 2

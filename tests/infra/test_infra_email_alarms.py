@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from infra.constructs.functions import FUNCTION_SPECS
 
-SES_EVENTS = ["send", "delivery", "bounce", "complaint", "reject", "open", "click", "renderingFailure",
-              "deliveryDelay"]
+SES_EVENTS = ["send", "delivery", "bounce", "complaint", "reject", "open", "click", "renderingFailure", "deliveryDelay"]
 
 
 def test_configuration_set_and_event_destination(synth):
@@ -22,13 +21,18 @@ def test_configuration_set_and_event_destination(synth):
 
 def test_feedback_subscribed_to_ses_events(synth):
     topic_lid, _ = synth.by_role("topic:ses_events")
-    subscriptions = [s["Properties"] for s in synth.resources("AWS::SNS::Subscription").values()
-                     if s["Properties"]["Protocol"] == "lambda"]
-    assert subscriptions == [{
-        "Protocol": "lambda",
-        "TopicArn": {"Ref": topic_lid},
-        "Endpoint": {"Fn::GetAtt": [synth.model.functions["feedback"].logical_id, "Arn"]},
-    }]
+    subscriptions = [
+        s["Properties"]
+        for s in synth.resources("AWS::SNS::Subscription").values()
+        if s["Properties"]["Protocol"] == "lambda"
+    ]
+    assert subscriptions == [
+        {
+            "Protocol": "lambda",
+            "TopicArn": {"Ref": topic_lid},
+            "Endpoint": {"Fn::GetAtt": [synth.model.functions["feedback"].logical_id, "Arn"]},
+        }
+    ]
 
 
 def test_topics_enforce_tls(synth):
@@ -38,7 +42,8 @@ def test_topics_enforce_tls(synth):
     for policy in synth.resources("AWS::SNS::TopicPolicy").values():
         for statement in policy["Properties"]["PolicyDocument"]["Statement"]:
             if statement["Effect"] == "Deny" and statement.get("Condition") == {
-                    "Bool": {"aws:SecureTransport": "false"}}:
+                "Bool": {"aws:SecureTransport": "false"}
+            }:
                 secured.update(t["Ref"] for t in policy["Properties"]["Topics"])
     assert secured == topics
 
@@ -48,7 +53,8 @@ def test_no_identity_by_default_identity_on_request(synth, variant):
     (identity,) = variant.resources("AWS::SES::EmailIdentity").values()
     assert identity["Properties"]["EmailIdentity"] == "example.com"
     assert identity["Properties"]["ConfigurationSetAttributes"] == {
-        "ConfigurationSetName": {"Ref": variant.model.roles["ses:configuration_set"]}}
+        "ConfigurationSetName": {"Ref": variant.model.roles["ses:configuration_set"]}
+    }
 
 
 def test_alarms(synth):
@@ -61,8 +67,11 @@ def test_alarms(synth):
         assert alarm["ComparisonOperator"] == "GreaterThanThreshold"
         assert alarm["Period"] == 300
         assert alarm["TreatMissingData"] == "notBreaching"
-    dlq_alarms = {a["Dimensions"][0]["Value"]["Fn::GetAtt"][0] for a in alarms
-                  if a["MetricName"] == "ApproximateNumberOfMessagesVisible"}
+    dlq_alarms = {
+        a["Dimensions"][0]["Value"]["Fn::GetAtt"][0]
+        for a in alarms
+        if a["MetricName"] == "ApproximateNumberOfMessagesVisible"
+    }
     assert dlq_alarms == {synth.model.roles["queue:send_dlq"], synth.model.roles["queue:recompute_dlq"]}
     error_alarms = {a["Dimensions"][0]["Value"]["Ref"] for a in alarms if a["MetricName"] == "Errors"}
     assert error_alarms == {info.logical_id for info in synth.model.functions.values()}
@@ -71,12 +80,16 @@ def test_alarms(synth):
 
 def test_alarm_email_subscription_only_when_configured(synth, variant):
     def emails(s):
-        return [x["Properties"] for x in s.resources("AWS::SNS::Subscription").values()
-                if x["Properties"]["Protocol"] == "email"]
+        return [
+            x["Properties"]
+            for x in s.resources("AWS::SNS::Subscription").values()
+            if x["Properties"]["Protocol"] == "email"
+        ]
 
     assert emails(synth) == []
-    assert emails(variant) == [{"Protocol": "email", "Endpoint": "ops@example.com",
-                                "TopicArn": {"Ref": variant.model.roles["topic:alarms"]}}]
+    assert emails(variant) == [
+        {"Protocol": "email", "Endpoint": "ops@example.com", "TopicArn": {"Ref": variant.model.roles["topic:alarms"]}}
+    ]
 
 
 def test_local_synthesizer_has_no_bootstrap_rule(synth, variant):

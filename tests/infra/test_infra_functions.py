@@ -9,14 +9,44 @@ import pytest
 from infra.constructs.functions import FUNCTION_SPECS
 from infra.layer import PYTHON_VERSION
 
-NAMES = ["track_event", "evaluate_triggers", "send_message", "nps_webhook", "feedback", "preferences",
-         "admin_api", "recompute"]
-TIMEOUTS = {"track_event": 10, "nps_webhook": 10, "preferences": 10, "admin_api": 10, "send_message": 30,
-            "evaluate_triggers": 60, "recompute": 300}
-ENV_KEYS = {"PROFILES_TABLE", "EVENTS_TABLE", "CONFIG_TABLE", "DUE_TABLE", "MESSAGES_TABLE",
-            "IDEMPOTENCY_TABLE", "SEND_QUEUE_URL", "RECOMPUTE_QUEUE_URL", "SENDER_EMAIL", "PUBLIC_BASE_URL",
-            "SES_CONFIGURATION_SET", "SMS_SENDER_ID", "STAGE", "DUE_SHARDS", "POWERTOOLS_SERVICE_NAME",
-            "POWERTOOLS_METRICS_NAMESPACE", "POWERTOOLS_LOG_LEVEL"}
+NAMES = [
+    "track_event",
+    "evaluate_triggers",
+    "send_message",
+    "nps_webhook",
+    "feedback",
+    "preferences",
+    "admin_api",
+    "recompute",
+]
+TIMEOUTS = {
+    "track_event": 10,
+    "nps_webhook": 10,
+    "preferences": 10,
+    "admin_api": 10,
+    "send_message": 30,
+    "evaluate_triggers": 60,
+    "recompute": 300,
+}
+ENV_KEYS = {
+    "PROFILES_TABLE",
+    "EVENTS_TABLE",
+    "CONFIG_TABLE",
+    "DUE_TABLE",
+    "MESSAGES_TABLE",
+    "IDEMPOTENCY_TABLE",
+    "SEND_QUEUE_URL",
+    "RECOMPUTE_QUEUE_URL",
+    "SENDER_EMAIL",
+    "PUBLIC_BASE_URL",
+    "SES_CONFIGURATION_SET",
+    "SMS_SENDER_ID",
+    "STAGE",
+    "DUE_SHARDS",
+    "POWERTOOLS_SERVICE_NAME",
+    "POWERTOOLS_METRICS_NAMESPACE",
+    "POWERTOOLS_LOG_LEVEL",
+}
 
 
 def test_all_functions_present(synth):
@@ -64,8 +94,10 @@ def test_function_environment(synth, name):
 
 def test_public_base_url_from_context(variant):
     for name in NAMES:
-        assert variant.function(name)["Properties"]["Environment"]["Variables"]["PUBLIC_BASE_URL"] == \
-            "https://shop.example.com"
+        assert (
+            variant.function(name)["Properties"]["Environment"]["Variables"]["PUBLIC_BASE_URL"]
+            == "https://shop.example.com"
+        )
 
 
 def test_explicit_log_groups_no_log_retention_custom_resource(synth):
@@ -112,8 +144,11 @@ def test_sqs_consumers(synth, variant):
     recompute = by_fn[synth.model.functions["recompute"].logical_id]
     assert recompute["EventSourceArn"] == {"Fn::GetAtt": [synth.model.roles["queue:recompute"], "Arn"]}
     assert recompute["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
-    variant_send = next(m["Properties"] for m in variant.resources("AWS::Lambda::EventSourceMapping").values()
-                        if m["Properties"]["BatchSize"] == 10)
+    variant_send = next(
+        m["Properties"]
+        for m in variant.resources("AWS::Lambda::EventSourceMapping").values()
+        if m["Properties"]["BatchSize"] == 10
+    )
     assert variant_send["ScalingConfig"] == {"MaximumConcurrency": 20}
 
 
@@ -123,16 +158,18 @@ def test_schedules(synth):
     tick = synth.by_role("schedule:tick")[1]["Properties"]
     assert tick["ScheduleExpression"] == "rate(1 minute)"
     assert tick["State"] == "ENABLED"
-    assert tick["Targets"][0]["Arn"] == {"Fn::GetAtt": [synth.model.functions["evaluate_triggers"].logical_id,
-                                                        "Arn"]}
+    assert tick["Targets"][0]["Arn"] == {"Fn::GetAtt": [synth.model.functions["evaluate_triggers"].logical_id, "Arn"]}
     assert "Input" not in tick["Targets"][0]
     nightly = synth.by_role("schedule:nightly_recompute")[1]["Properties"]
     assert nightly["ScheduleExpression"] == "cron(0 2 * * ? *)"
     assert nightly["Targets"][0]["Arn"] == {"Fn::GetAtt": [synth.model.functions["recompute"].logical_id, "Arn"]}
     assert json.loads(nightly["Targets"][0]["Input"]) == {"action": "full_recompute", "reason": "nightly"}
     # EventBridge may invoke the targets.
-    permissions = [p["Properties"] for p in synth.resources("AWS::Lambda::Permission").values()
-                   if p["Properties"]["Principal"] == "events.amazonaws.com"]
+    permissions = [
+        p["Properties"]
+        for p in synth.resources("AWS::Lambda::Permission").values()
+        if p["Properties"]["Principal"] == "events.amazonaws.com"
+    ]
     assert len(permissions) == 2
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
 
 from infra import layer
@@ -9,18 +11,22 @@ from infra import layer
 
 @pytest.fixture
 def build_dir(tmp_path, monkeypatch):
-    monkeypatch.setattr(layer, "BUILD_DIR", tmp_path)
-    monkeypatch.setattr(layer, "LAYER_DIR", tmp_path / "layer")
-    monkeypatch.setattr(layer, "STAMP_FILE", tmp_path / "layer.stamp.json")
-    monkeypatch.setattr(layer, "LOCK_FILE", tmp_path / "layer.lock")
+    library = tmp_path / "src" / "retention"
+    shutil.copytree(layer.LIBRARY_DIR, library, ignore=shutil.ignore_patterns("__pycache__"))
+    (library / "__pycache__").mkdir(exist_ok=True)
+    (library / "__pycache__" / "junk.pyc").write_bytes(b"x")
+    monkeypatch.setattr(layer, "LIBRARY_DIR", library)
+    monkeypatch.setattr(layer, "BUILD_DIR", tmp_path / "build")
+    monkeypatch.setattr(layer, "LAYER_DIR", tmp_path / "build" / "layer")
+    monkeypatch.setattr(layer, "DEPS_DIR", tmp_path / "build" / "layer-deps")
+    monkeypatch.setattr(layer, "LOCK_FILE", tmp_path / "build" / "layer.lock")
     monkeypatch.delenv("RETENTION_LAYER_SKIP_PIP", raising=False)
     monkeypatch.delenv("RETENTION_LAYER_RETRY", raising=False)
-    return tmp_path
+    return library
 
 
 def test_requirements_exclude_what_lambda_provides():
-    reqs = layer.requirements()
-    names = {layer._dist_name(r) for r in reqs}
+    names = {layer._dist_name(r) for r in layer.requirements()}
     assert {"pydantic", "aws-lambda-powertools", "jinja2", "pyyaml"} <= names
     assert "boto3" not in names and "botocore" not in names
 
@@ -34,38 +40,48 @@ def test_pip_arguments_target_lambda_arm64():
     assert "--implementation cp" in joined and "--no-compile" in args
 
 
-def test_cached_build_and_offline_fallback(build_dir, monkeypatch):
+def test_cached_build_library_change_and_runtime_packages_dropped(build_dir, monkeypatch):
     calls = []
 
-    def fake_install(target, reqs):
-        calls.append(reqs)
-        (target / "pydantic").mkdir()
-        (target / "pydantic-2.0.dist-info").mkdir()
-        return True
+    def fake_pip(args, **kwargs):
+        target = layer.Path(args[args.index("--target") + 1])
+        for name in ("pydantic", "pydantic-2.0.dist-info", "botocore", "botocore-1.0.dist-info"):
+            (target / name).mkdir()
+        (target / "six.py").write_text("")
+        calls.append(args)
+        return layer.subprocess.CompletedProcess(args, 0, "", "")
 
-    monkeypatch.setattr(layer, "_install_deps", fake_install)
+    monkeypatch.setattr(layer.subprocess, "run", fake_pip)
     first = layer.build_layer()
+    python = first.path / "python"
     assert first.complete and len(calls) == 1
-    assert (first.path / "python" / "retention" / "__init__.py").is_file()
-    assert (first.path / "python" / "pydantic").is_dir()
-    assert not list((first.path / "python").rglob("__pycache__"))
+    assert (python / "retention" / "__init__.py").is_file()
+    assert (python / "pydantic").is_dir()
+    assert not (python / "botocore").exists() and not (python / "six.py").exists()
+    assert not list(python.rglob("__pycache__"))
 
-    second = layer.build_layer()  # nothing changed: no pip, same hash
-    assert len(calls) == 1 and second.asset_hash == first.asset_hash
+    second = layer.build_layer()  # nothing changed: no pip, same directory and hash
+    assert len(calls) == 1 and second == first
 
-    monkeypatch.setattr(layer, "library_hash", lambda: "changed")  # library edited: re-copy only
+    (build_dir / "new_module.py").write_text("X = 1\n")  # library edited: new asset, no pip
     third = layer.build_layer()
-    assert len(calls) == 1 and third.asset_hash != first.asset_hash
+    assert len(calls) == 1 and third.asset_hash != first.asset_hash and third.path != first.path
+    assert (third.path / "python" / "retention" / "new_module.py").is_file()
+    assert (third.path / "python" / "pydantic").is_dir()
+    assert first.path.is_dir()  # the previous asset stays for a synth that may still copy it
 
 
-def test_pip_failure_gives_library_only_layer(build_dir, monkeypatch):
-    def failing_install(target, reqs):
-        layer._warn("pip failed (simulated)")
-        return False
+def test_pip_failure_gives_library_only_layer_and_never_raises(build_dir, monkeypatch):
+    def failing_pip(args, **kwargs):
+        return layer.subprocess.CompletedProcess(args, 1, "", "Could not find a version (offline)")
 
-    monkeypatch.setattr(layer, "_install_deps", failing_install)
+    monkeypatch.setattr(layer.subprocess, "run", failing_pip)
     with pytest.warns(UserWarning, match="only the retention library"):
         result = layer.build_layer()
     assert not result.complete
-    assert (result.path / "python" / "retention" / "__init__.py").is_file()
     assert sorted(p.name for p in (result.path / "python").iterdir()) == ["retention"]
+
+    calls = []
+    monkeypatch.setattr(layer.subprocess, "run", lambda args, **kw: calls.append(args))
+    assert layer.build_layer() == result  # no retry within the hour
+    assert calls == []

@@ -28,12 +28,16 @@ def test_six_tables_with_pk_sk_on_demand_pitr_sse_ttl(synth):
 def test_messages_gsi_by_customer(synth):
     _, messages = synth.by_role("table:messages")
     gsis = messages["Properties"]["GlobalSecondaryIndexes"]
-    assert gsis == [{
-        "IndexName": "by_customer",
-        "KeySchema": [{"AttributeName": "customer_id", "KeyType": "HASH"},
-                      {"AttributeName": "created_at", "KeyType": "RANGE"}],
-        "Projection": {"ProjectionType": "ALL"},
-    }]
+    assert gsis == [
+        {
+            "IndexName": "by_customer",
+            "KeySchema": [
+                {"AttributeName": "customer_id", "KeyType": "HASH"},
+                {"AttributeName": "created_at", "KeyType": "RANGE"},
+            ],
+            "Projection": {"ProjectionType": "ALL"},
+        }
+    ]
     for role in set(TABLE_ROLES) - {"messages"}:
         assert "GlobalSecondaryIndexes" not in synth.by_role(f"table:{role}")[1]["Properties"]
 
@@ -53,14 +57,13 @@ def test_queues_with_dlq_visibility_sse(synth):
         dlq_lid, dlq = synth.by_role(f"queue:{role}_dlq")
         props = queue["Properties"]
         assert props["VisibilityTimeout"] == visibility
-        assert props["RedrivePolicy"] == {"deadLetterTargetArn": {"Fn::GetAtt": [dlq_lid, "Arn"]},
-                                          "maxReceiveCount": 5}
+        assert props["RedrivePolicy"] == {"deadLetterTargetArn": {"Fn::GetAtt": [dlq_lid, "Arn"]}, "maxReceiveCount": 5}
         assert props["SqsManagedSseEnabled"] is True
         assert dlq["Properties"]["SqsManagedSseEnabled"] is True
         assert dlq["Properties"]["MessageRetentionPeriod"] == 14 * 24 * 3600
     # Visibility at least 6x the consumer's timeout (AWS guidance for Lambda event sources).
-    assert 180 >= 6 * synth.function("send_message")["Properties"]["Timeout"]
-    assert 1800 >= 6 * synth.function("recompute")["Properties"]["Timeout"]
+    assert 6 * synth.function("send_message")["Properties"]["Timeout"] <= 180
+    assert 6 * synth.function("recompute")["Properties"]["Timeout"] <= 1800
 
 
 def test_every_queue_denies_non_tls(synth):
@@ -68,16 +71,21 @@ def test_every_queue_denies_non_tls(synth):
     secured = set()
     for policy in policies:
         for statement in policy["Properties"]["PolicyDocument"]["Statement"]:
-            if (statement["Effect"] == "Deny"
-                    and statement["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}):
+            if statement["Effect"] == "Deny" and statement["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}:
                 secured.update(q["Ref"] for q in policy["Properties"]["Queues"])
     assert secured == set(synth.resources("AWS::SQS::Queue"))
 
 
 def test_outputs(synth):
     outputs = synth.json["Outputs"]
-    expected = {"ApiUrl", "SendQueueUrl", "SendDlqUrl", "RecomputeQueueUrl", "RecomputeDlqUrl",
-                *(f"{role.capitalize()}TableName" for role in TABLE_ROLES)}
+    expected = {
+        "ApiUrl",
+        "SendQueueUrl",
+        "SendDlqUrl",
+        "RecomputeQueueUrl",
+        "RecomputeDlqUrl",
+        *(f"{role.capitalize()}TableName" for role in TABLE_ROLES),
+    }
     assert expected <= set(outputs)
     synth.template.has_output("ProfilesTableName", {"Value": {"Ref": synth.model.roles["table:profiles"]}})
     synth.template.has_output("ApiUrl", {"Value": Match.object_like({"Fn::Join": Match.any_value()})})

@@ -592,7 +592,8 @@ def test_facts_flatten_segments_and_carry_everything() -> None:
         },
     )
     f = facts(p, NOW)
-    assert f["segments"] == {"loyal", "vip", "mobile_app"}
+    # plain ids and group-qualified ones (`nps_group/passive` vs `potential/passive` are different)
+    assert f["segments"] == {"loyal", "vip", "mobile_app", "lifecycle/loyal", "flags/vip", "flags/mobile_app"}
     assert f["traits"] == {"vip": True}
     assert f["consent"] == {"email": False, "sms": False}
     assert f["kpis"]["orders_count"] == 0

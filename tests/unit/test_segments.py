@@ -327,6 +327,12 @@ def test_manual_assignment_without_expiry_and_unknown_segment(library: list[Segm
     assert stale.expired_manual == [("lifecycle", "gone")]
 
 
+def test_manual_assignment_with_unreadable_expiry_is_dropped(library: list[SegmentGroup]) -> None:
+    ev = lifecycle(library, make_facts(), {"lifecycle": {"segment": "loyal", "reason": "x", "until": "someday"}})
+    assert ev.segment("lifecycle") == "promo_registered"
+    assert ev.expired_manual == [("lifecycle", "loyal")]
+
+
 def test_manual_in_multi_group_adds_to_the_rules(library: list[SegmentGroup]) -> None:
     manual = {"flags": [{"segment": "vip", "reason": "board member", "until": None}]}
     ev = lifecycle(library, make_facts(traits={"has_account": True}), manual)

@@ -17,6 +17,10 @@ from retention.store import ProfileRepo, email_key, profile_pk
 KIND_OF = {"rules": "RULE", "segments": "SEGDEF", "templates": "TEMPLATE"}
 
 
+def _iso(value: Any) -> str | None:
+    return clock.iso(value) if value is not None else None
+
+
 def segments_view(current: dict[str, Any], groups: list[Any]) -> dict[str, Any]:
     from retention.segments import summarize
     summary = summarize(current, groups)
@@ -53,7 +57,8 @@ class Admin:
                 "segments": segments_view(p.segments, self.library.segment_groups()),
                 "journeys": journeys, "messages": self.messages(customer_id),
                 "anonymous_ids": p.anonymous_ids, "nps": p.nps, "suppressed": p.suppressed,
-                "consent_log": p.consent_log[-10:], "created_at": p.created_at, "last_seen_at": p.last_seen_at}
+                "consent_log": p.consent_log[-10:], "created_at": _iso(p.created_at),
+                "last_seen_at": _iso(p.last_seen_at)}
 
     def messages(self, customer_id: str, limit: int = 100) -> list[dict[str, Any]]:
         rows = ddb.query(self.d.dynamodb, self.d.env.messages_table, customer_id, index="by_customer",

@@ -87,6 +87,7 @@ class Engine:
         live_events: list[dict[str, Any]] = []
         for msg in sorted(messages, key=lambda m: m.timestamp):
             changes = profiles.apply_message(profile, msg, now)
+            profiles.note_activity(profile, msg)
             fx.changed = True
             if msg.type == "track" and msg.event:
                 ev = {"name": msg.event, "properties": msg.properties, "timestamp": msg.timestamp,
@@ -121,6 +122,8 @@ class Engine:
         manual = profile.meta.setdefault("manual_segments", {})
         evaluation = segments.evaluate(self.defs.groups, facts, manual, now)
         transitions = segments.apply_evaluation(profile.segments, evaluation, now, reason)
+        for group, _segment in evaluation.expired_manual:
+            manual.pop(group, None)
         internal: list[dict[str, Any]] = []
         for t in transitions:
             name = "Segment Entered" if t.kind == "entered" else "Segment Exited"
@@ -230,7 +233,6 @@ class Engine:
                 fx.sends.append(SendRequest(customer_id=profile.id, rule=rule.id, entry=journey["entry"], step=idx,
                                             channel=step.send.channel, template=template, variant=variant,
                                             transactional=bool(rule.is_transactional),
-                                            coupon=rules_mod.coupon_for(step, profile.id, rule.id),
                                             event={"name": trig.get("name"), "properties": trig.get("properties", {})}))
                 journey["last_send_step"] = idx
             elif kind == "branch":

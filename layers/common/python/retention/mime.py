@@ -37,7 +37,8 @@ _EW_MAX_BYTES = 45  # 45 bytes -> 60 base64 characters -> 72-character encoded w
 # C0 controls, DEL, C1 controls and the characters `str.splitlines` (and so the stdlib parser)
 # treats as line breaks.
 _HEADER_UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
-_SPACES = re.compile(r"\s+")
+# Runs of ordinary spaces only: a no-break space between "1 290" and "₽" is meant to be there.
+_SPACES = re.compile(r" {2,}")
 _HEADER_NAME = re.compile(r"[!-9;-~]+")
 _ATEXT_PHRASE = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~\- ]+")
 _LOCAL_PART = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~\-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~\-]+)*")

@@ -894,12 +894,48 @@ def consent_flags(profile: Profile) -> dict[str, bool]:
     return flags
 
 
+ACTIVITY_EVENTS = {
+    "Product Added": "last_cart_at", "Checkout Started": "last_cart_at", "Cart Viewed": "last_cart_at",
+    "Product Viewed": "last_product_viewed_at", "Product Clicked": "last_product_viewed_at",
+    "Back in Stock Subscribed": "last_product_subscribed_at", "Price Drop Subscribed": "last_product_subscribed_at",
+    "Product Added to Wishlist": "last_product_subscribed_at",
+}
+COMPLAINT_EVENTS = {"Complaint Opened": True, "Complaint Resolved": False}
+
+
+def note_activity(profile: Profile, msg: Message) -> None:
+    """Timestamps the segment conditions need (cart / view / subscription), and the open-complaint trait."""
+    if msg.type != "track" or not msg.event:
+        return
+    at = msg.timestamp.astimezone(UTC).isoformat()
+    field = ACTIVITY_EVENTS.get(msg.event)
+    if field:
+        activity = profile.meta.setdefault("activity", {})
+        if at > activity.get(field, ""):
+            activity[field] = at
+    if msg.event in COMPLAINT_EVENTS:
+        stamp = profile.trait_ts.get("complaint_open", "")
+        if at >= stamp:
+            profile.traits["complaint_open"] = COMPLAINT_EVENTS[msg.event]
+            profile.trait_ts["complaint_open"] = at
+
+
 def facts(profile: Profile, now: datetime) -> dict[str, Any]:
     """What the condition language evaluates on."""
+    from retention.segments import membership_set
+    activity = profile.meta.get("activity", {})
     return {
         "traits": profile.traits,
         "kpis": profile.kpis or compute_kpis(profile, now),
         "consent": consent_flags(profile),
-        "segments": segment_ids(profile.segments),
+        "segments": membership_set(profile.segments),
+        "profile": {"created_at": _iso_or_none(profile.created_at), "first_seen_at": _iso_or_none(profile.first_seen_at),
+                    **activity},
         "now": now.astimezone(UTC),
     }
+
+
+def _iso_or_none(value: Any) -> str | None:
+    if value is None:
+        return None
+    return value.astimezone(UTC).isoformat() if isinstance(value, datetime) else str(value)

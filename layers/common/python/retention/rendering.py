@@ -88,7 +88,7 @@ class Renderer:
         return bool(self.facts(profile, now)["consent"].get(channel))
 
     def audience_ok(self, rule: Any, profile: Any, now: datetime) -> bool:
-        cond = rule.audience_condition
+        cond = getattr(rule, "audience", None)  # retention.rules.Rule.audience: a parsed condition or None
         if cond is None:
             return True
         from retention.conditions import evaluate

@@ -1332,15 +1332,19 @@ def _segment_ref_problem(
 def rule_problems(
     rule: Rule,
     *,
-    templates: Iterable[str] | None = None,
+    templates: TemplateSet | None = None,
     segments: Iterable[str] | None = None,
     segment_groups: Mapping[str, Iterable[str]] | None = None,
 ) -> list[Problem]:
     """Checks beyond the schema: jumps and loops, channels the audience can never receive, engagement
     branches without an earlier send, and (when given) known template ids, segment ids and groups.
+    `templates` is a set of ids, or {id: Template or its document}: then each referenced template is
+    also rendered against the sample context (a variable the render context cannot supply is an error
+    now, not at send time) and must have content for the step's channel.
     `segment_groups` ({group: segment ids}) also catches ids that are ambiguous between groups."""
     problems = _graph_problems(rule)
     known_templates = set(templates) if templates is not None else None
+    template_objects = templates if isinstance(templates, Mapping) else None
     known_segments = set(segments) if segments is not None else None
     groups = {g: set(ids) for g, ids in segment_groups.items()} if segment_groups is not None else None
 
@@ -1363,13 +1367,16 @@ def rule_problems(
                 ))
             if known_templates is not None:
                 if spec.variants is not None:
-                    for v_index, variant in enumerate(spec.variants):
-                        if variant.template not in known_templates:
-                            problems.append(Problem(("steps", index, "send", "variants", v_index, "template"),
-                                                    f"unknown template {variant.template!r}"))
-                elif spec.template not in known_templates:
-                    problems.append(Problem(("steps", index, "send", "template"),
-                                            f"unknown template {spec.template!r}"))
+                    refs = [(("steps", index, "send", "variants", i, "template"), v.template)
+                            for i, v in enumerate(spec.variants)]
+                else:
+                    refs = [(("steps", index, "send", "template"), str(spec.template))]
+                for path, template_id in refs:
+                    if template_id not in known_templates:
+                        problems.append(Problem(path, f"unknown template {template_id!r}"))
+                    elif template_objects is not None:
+                        problems.extend(Problem(path, message) for message in
+                                        _template_problems(template_objects, template_id, spec.channel))
         elif isinstance(step, BranchStep):
             if step.branch.engagement is not None and not seen_send:
                 what = step.branch.engagement.what
@@ -1396,6 +1403,33 @@ def rule_problems(
             if message:
                 problems.append(Problem(path, message))
     return problems
+
+
+TemplateSet = Iterable[str] | Mapping[str, Any]
+_TEMPLATE_CHECKS: dict[str, tuple[str, ...]] = {}
+
+
+def _template_problems(objects: Mapping[str, Any], template_id: str, channel: str) -> list[str]:
+    """Why a referenced template cannot serve this send (rendering, then content for the channel)."""
+    from retention import templates as templates_mod  # jinja2 only where definitions are validated
+
+    try:
+        template = templates_mod.parse_template(objects[template_id], source=f"template {template_id!r}")
+    except RetentionError as exc:
+        return [f"template {template_id!r} is invalid: {exc.message}"]
+    errors = _TEMPLATE_CHECKS.get(template.digest)
+    if errors is None:
+        errors = tuple(templates_mod.validate_template(template))
+        if len(_TEMPLATE_CHECKS) > 512:
+            _TEMPLATE_CHECKS.clear()
+        _TEMPLATE_CHECKS[template.digest] = errors
+    out = [f"template {template_id!r}: {error}" for error in errors]
+    has = set().union(*(template.channels(locale) for locale in template.locales))
+    if channel == "preferred" and not has:
+        out.append(f"template {template_id!r} has neither email nor SMS content")
+    elif channel != "preferred" and channel not in has:
+        out.append(f"channel {channel}, but template {template_id!r} has no {channel} content")
+    return out
 
 
 def _segment_references(rule: Rule) -> list[tuple[tuple[Any, ...], str]]:
@@ -1429,7 +1463,7 @@ def parse_rule(
     *,
     source: str = "<rule>",
     linemap: yamlio.LineMap | None = None,
-    templates: Iterable[str] | None = None,
+    templates: TemplateSet | None = None,
     segments: Iterable[str] | None = None,
     segment_groups: Mapping[str, Iterable[str]] | None = None,
 ) -> Rule:
@@ -1445,6 +1479,8 @@ def parse_rule(
     rule._source = source
     problems = rule_problems(rule, templates=templates, segments=segments, segment_groups=segment_groups)
     if problems:
+        if linemap is not None:
+            problems.sort(key=lambda p: linemap.line_for(p.path) or 0)
         raise RuleValidationError(_format(problems, source, linemap))
     return rule
 
@@ -1452,7 +1488,7 @@ def parse_rule(
 def load_rules(
     texts: Mapping[str, str],
     *,
-    templates: Iterable[str] | None = None,
+    templates: TemplateSet | None = None,
     segments: Iterable[str] | None = None,
     segment_groups: Mapping[str, Iterable[str]] | None = None,
 ) -> list[Rule]:
@@ -1461,7 +1497,7 @@ def load_rules(
     problems: list[str] = []
     rules: list[Rule] = []
     first_seen: dict[str, str] = {}
-    known_templates = set(templates) if templates is not None else None
+    known_templates = templates if templates is None or isinstance(templates, Mapping) else set(templates)
     known_segments = set(segments) if segments is not None else None
     for path in sorted(texts):
         try:
@@ -1512,7 +1548,7 @@ def rule_texts(directory: Path | None = None) -> dict[str, str]:
 
 def default_rules(
     *,
-    templates: Iterable[str] | None = None,
+    templates: TemplateSet | None = None,
     segments: Iterable[str] | None = None,
     segment_groups: Mapping[str, Iterable[str]] | None = None,
     directory: Path | None = None,

@@ -116,8 +116,7 @@ def prepare_sms(text: str, max_segments: int = 6) -> str:
     encoding, segments, length = sms_segments(cleaned)
     if segments > max_segments:
         raise BadRequestError(
-            f"the SMS text takes {segments} segments ({encoding}, {length} units);"
-            f" at most {max_segments} are allowed",
+            f"the SMS text takes {segments} segments ({encoding}, {length} units); at most {max_segments} are allowed",
             code="sms_too_long",
         )
     return cleaned

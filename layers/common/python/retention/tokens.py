@@ -172,7 +172,7 @@ def verify(token: str, secrets: Sequence[Secret], purpose: str, now: datetime) -
         raise TokenInvalidError("the link token is malformed")
     matched = False
     for secret in secrets:
-        if hmac.compare_digest(_mac(secret, purpose, signed), given_mac):
+        if secret and hmac.compare_digest(_mac(secret, purpose, signed), given_mac):
             matched = True
     if not matched:
         raise TokenInvalidError("the link token is invalid (altered, for another purpose, or revoked)")
@@ -239,6 +239,8 @@ def verify_webhook(
         raise SignatureError(malformed)
     matched = False
     for secret in secrets:
+        if not secret:
+            continue
         expected = _webhook_hex(body, secret, timestamp)
         for candidate in candidates:
             if hmac.compare_digest(expected.encode(), candidate.encode("ascii", "replace")):
@@ -251,9 +253,7 @@ def verify_webhook(
     if age > tolerance:
         raise SignatureError(f"stale timestamp: signed {age} s ago, the tolerance is {tolerance} s")
     if -age > tolerance:
-        raise SignatureError(
-            f"timestamp {-age} s in the future, the tolerance is {tolerance} s (check the clock)"
-        )
+        raise SignatureError(f"timestamp {-age} s in the future, the tolerance is {tolerance} s (check the clock)")
 
 
 # --- stored secrets -----------------------------------------------------------------------------

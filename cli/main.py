@@ -1,0 +1,1 @@
+def main() -> None:  # replaced by the CLI module\n    raise SystemExit("retention CLI not built yet")

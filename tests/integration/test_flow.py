@@ -1,0 +1,49 @@
+"""The thin slice on moto (in process): Signed Up → welcome journey → send queue → SES raw email."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from retention.mime import parse_email
+
+
+def identify(uid: str, email: str, consent: bool = True, **traits: Any) -> dict[str, Any]:
+    return {"type": "identify", "userId": uid, "messageId": f"id-{uid}-{email}",
+            "traits": {"email": email, "email_consent": consent, **traits}}
+
+
+def track(uid: str, event: str, mid: str, **props: Any) -> dict[str, Any]:
+    return {"type": "track", "userId": uid, "event": event, "messageId": mid, "properties": props}
+
+
+def sent_emails() -> list[dict[str, Any]]:
+    from moto.core import DEFAULT_ACCOUNT_ID
+    from moto.ses.models import ses_backends
+    return [parse_email(m.raw_data.encode()) for m in ses_backends[DEFAULT_ACCOUNT_ID]["us-east-1"].sent_messages]
+
+
+def test_signed_up_sends_the_welcome_email_once(library_stack: Any) -> None:
+    s = library_stack
+    s.ingest([identify("u1", "anna@example.com", first_name="Анна"), track("u1", "Signed Up", "m1")])
+    sends = s.queued_sends()
+    assert [(r.rule, r.step) for r in sends][:1] == [("welcome", 0)]
+    sender = s.sender()
+    outcomes = [sender.send(r).status for r in sends]
+    assert outcomes[0] == "sent"
+    # the same SQS message delivered again: the ledger stops a second send
+    assert sender.send(sends[0]).status == "duplicate"
+    mails = sent_emails()
+    assert len(mails) == 1
+    assert "Анна" in mails[0]["subject"] or "Анна" in (mails[0]["text"] or "")
+    assert mails[0]["headers"]["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    p = s.profile("u1")
+    assert p.journeys["welcome"]["state"] == "active"
+
+
+def test_no_consent_no_email(library_stack: Any) -> None:
+    s = library_stack
+    s.ingest([identify("u2", "bob@example.com", consent=False), track("u2", "Signed Up", "m2")])
+    sends = s.queued_sends()
+    outcomes = [s.sender().send(r) for r in sends]
+    assert all(o.status == "skipped" for o in outcomes)
+    assert sent_emails() == []

@@ -1,0 +1,157 @@
+"""Test support: the stack's tables, queues and identities in moto (in process), created with the same
+key schema as infra/constructs/storage.py, plus a botocore hook that counts AWS requests."""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import boto3
+
+REGION = "us-east-1"
+TABLES = ("profiles", "events", "config", "due", "messages", "idempotency")
+
+
+def create_tables(client: Any) -> dict[str, str]:
+    names = {}
+    for role in TABLES:
+        name = f"test-{role}"
+        kwargs: dict[str, Any] = {
+            "TableName": name, "BillingMode": "PAY_PER_REQUEST",
+            "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+            "AttributeDefinitions": [{"AttributeName": "pk", "AttributeType": "S"},
+                                     {"AttributeName": "sk", "AttributeType": "S"}],
+        }
+        if role == "messages":
+            kwargs["AttributeDefinitions"] += [{"AttributeName": "customer_id", "AttributeType": "S"},
+                                               {"AttributeName": "created_at", "AttributeType": "S"}]
+            kwargs["GlobalSecondaryIndexes"] = [{
+                "IndexName": "by_customer",
+                "KeySchema": [{"AttributeName": "customer_id", "KeyType": "HASH"},
+                              {"AttributeName": "created_at", "KeyType": "RANGE"}],
+                "Projection": {"ProjectionType": "ALL"}}]
+        client.create_table(**kwargs)
+        names[role] = name
+    return names
+
+
+@dataclass
+class RequestCounter:
+    """Counts AWS API calls by (service, operation) through botocore's event system."""
+
+    calls: Counter[tuple[str, str]] = field(default_factory=Counter)
+
+    def __call__(self, model: Any = None, **kwargs: Any) -> None:
+        if model is not None:
+            self.calls[(model.service_model.service_name, model.name)] += 1
+
+    def attach(self, client: Any) -> None:
+        client.meta.events.register("before-call.*.*", self)
+
+    def reset(self) -> None:
+        self.calls.clear()
+
+    def count(self, service: str, *operations: str) -> int:
+        return sum(n for (svc, op), n in self.calls.items() if svc == service and (not operations or op in operations))
+
+    DDB_WRITES = ("PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem", "TransactWriteItems")
+    DDB_READS = ("GetItem", "BatchGetItem", "Query", "Scan", "TransactGetItems")
+
+
+@dataclass
+class Stack:
+    deps: Any
+    tables: dict[str, str]
+    counter: RequestCounter
+    send_queue: str
+    recompute_queue: str
+
+    def ingest(self, messages: list[dict[str, Any]], source: str = "src_test") -> Any:
+        from retention import clock, wire
+        from retention.ingest import Ingestor
+        import json
+        parsed = wire.parse_request("batch", json.dumps({"batch": messages}).encode(), clock.now())
+        assert not parsed.rejected, parsed.rejected
+        d = self.deps
+        return Ingestor(ddb_client=d.dynamodb, sqs=d.sqs, env=d.env, config=d.config).ingest(parsed.messages, source)
+
+    def queued_sends(self, delete: bool = True) -> list[Any]:
+        from retention.messaging import SendRequest
+        out = []
+        while True:
+            resp = self.deps.sqs.receive_message(QueueUrl=self.send_queue, MaxNumberOfMessages=10)
+            msgs = resp.get("Messages", [])
+            if not msgs:
+                return out
+            for m in msgs:
+                out.append(SendRequest.model_validate_json(m["Body"]))
+                if delete:
+                    self.deps.sqs.delete_message(QueueUrl=self.send_queue, ReceiptHandle=m["ReceiptHandle"])
+
+    def sender(self) -> Any:
+        from retention.rendering import Renderer
+        from retention.sender import Sender
+        d = self.deps
+        return Sender(ddb_client=d.dynamodb, ses=d.sesv2, sns=d.sns, sqs=d.sqs, env=d.env, config=d.config,
+                      renderer=Renderer(d.config, d.env))
+
+    def ticker(self) -> Any:
+        from retention.tick import Ticker
+        d = self.deps
+        return Ticker(ddb_client=d.dynamodb, sqs=d.sqs, env=d.env, config=d.config)
+
+    def apply_library(self) -> None:
+        from local.runtime import apply_library
+        apply_library(self.deps)
+
+    def profile(self, customer_id: str) -> Any:
+        from retention import clock
+        from retention.store import ProfileRepo
+        return ProfileRepo(self.deps.dynamodb, self.deps.env.profiles_table).load(customer_id, clock.now()).profile
+
+
+@contextmanager
+def moto_stack(sender: str = "Shop <news@example.com>") -> Iterator[Stack]:
+    from moto import mock_aws
+
+    from retention import runtime
+    from retention.config import ConfigStore
+    from retention.settings import Env
+
+    os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
+    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
+    os.environ["AWS_DEFAULT_REGION"] = REGION
+    os.environ["RETENTION_NO_SLEEP"] = "1"
+    os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
+    os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "Retention")
+    with mock_aws():
+        ddb = boto3.client("dynamodb", region_name=REGION)
+        sqs = boto3.client("sqs", region_name=REGION)
+        ses = boto3.client("sesv2", region_name=REGION)
+        sns = boto3.client("sns", region_name=REGION)
+        tables = create_tables(ddb)
+        send_q = sqs.create_queue(QueueName="send")["QueueUrl"]
+        rec_q = sqs.create_queue(QueueName="recompute")["QueueUrl"]
+        ses.create_email_identity(EmailIdentity="example.com")
+        env = Env(PROFILES_TABLE=tables["profiles"], EVENTS_TABLE=tables["events"], CONFIG_TABLE=tables["config"],
+                  DUE_TABLE=tables["due"], MESSAGES_TABLE=tables["messages"],
+                  IDEMPOTENCY_TABLE=tables["idempotency"], SEND_QUEUE_URL=send_q, RECOMPUTE_QUEUE_URL=rec_q,
+                  SENDER_EMAIL=sender, PUBLIC_BASE_URL="https://shop.test/api")
+        counter = RequestCounter()
+        for c in (ddb, sqs, ses, sns):
+            counter.attach(c)
+        ConfigStore.invalidate()
+        deps = runtime.Deps(env, dynamodb=ddb, sqs=sqs, sesv2=ses, sns=sns)
+        deps.config = ConfigStore(ddb, env.config_table)
+        runtime.set_deps(deps)
+        try:
+            yield Stack(deps=deps, tables=tables, counter=counter, send_queue=send_q, recompute_queue=rec_q)
+        finally:
+            runtime.set_deps(None)
+            ConfigStore.invalidate()
+            from retention.rendering import Library
+            Library._parsed.clear()
