@@ -96,7 +96,7 @@ class LocalStack:
         return boto3.client(service, region_name=REGION)  # type: ignore[call-overload]
 
     def deploy(self, template: Path | None = None) -> Any:
-        from infra.local_deploy import deploy_to_moto, delete_event_source_mappings, patch_moto_gaps, synth
+        from infra.local_deploy import delete_event_source_mappings, deploy_to_moto, patch_moto_gaps, synth
         if template is None:
             template = synth(REPO / "build" / "local-cdk.out",
                              {"publicBaseUrl": f"http://{self.cfg.host}:{self.cfg.port}"})
@@ -330,30 +330,22 @@ class LocalStack:
                 log.exception("scheduler")
 
     def advance(self, seconds: float) -> datetime:
-        """Move the virtual clock, stopping at every due item on the way so each fires at its time."""
+        """Move the virtual clock; every tick and cron that came due runs, and the queues drain."""
+        from local.driver import advance
         from retention import clock, due
         from retention.runtime import deps
+        d = deps()
+
+        def tick(previous: datetime, current: datetime) -> None:
+            self.tick()
+            self.run_crons(previous, current)
+
         with self.lock:
             target = clock.now() + timedelta(seconds=seconds)
-            d = deps()
-            for _ in range(10_000):
-                now = clock.now()
-                nxt = due.next_due_at(d.dynamodb, d.env.due_table)
-                step_to = target if nxt is None or nxt > target else max(nxt, now)
-                if nxt is not None and nxt <= target:
-                    # nothing is due before `nxt`: the tick may skip the empty hours in between
-                    mark = d.config.watermark()
-                    skip = clock.iso(nxt - timedelta(seconds=1))
-                    if mark is None or mark < skip:
-                        d.config.set_watermark(skip)
-                self.clock.advance((step_to - now).total_seconds() + (0.001 if step_to == nxt else 0))
-                after = clock.now()
-                self.tick()
-                self.run_crons(now, after)
-                self.drain()
-                if after >= target:
-                    break
-            return clock.now()
+            return advance(target, now=clock.now,
+                           set_time=lambda at: self.clock.advance((at - clock.now()).total_seconds()),
+                           next_due=lambda: due.next_due_at(d.dynamodb, d.env.due_table), config=d.config,
+                           tick=tick, drain=self.drain)
 
     def outbox(self) -> list[dict[str, Any]]:
         from moto.core import DEFAULT_ACCOUNT_ID

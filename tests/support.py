@@ -71,9 +71,10 @@ class Stack:
     recompute_queue: str
 
     def ingest(self, messages: list[dict[str, Any]], source: str = "src_test") -> Any:
+        import json
+
         from retention import clock, wire
         from retention.ingest import Ingestor
-        import json
         parsed = wire.parse_request("batch", json.dumps({"batch": messages}).encode(), clock.now())
         assert not parsed.rejected, parsed.rejected
         d = self.deps
@@ -117,7 +118,6 @@ class Stack:
 @contextmanager
 def moto_stack(sender: str = "Shop <news@example.com>") -> Iterator[Stack]:
     from moto import mock_aws
-
     from retention import runtime
     from retention.config import ConfigStore
     from retention.settings import Env
@@ -155,3 +155,49 @@ def moto_stack(sender: str = "Shop <news@example.com>") -> Iterator[Stack]:
             ConfigStore.invalidate()
             from retention.rendering import Library
             Library._parsed.clear()
+
+
+def drain_sends(stack: Stack) -> list[Any]:
+    """Deliver queued sends through the sender and recompute work through its worker (like SQS + Lambda)."""
+    from retention.recompute import Recompute, WorkItem
+    outcomes = []
+    while True:
+        sends = stack.queued_sends()
+        work = []
+        while True:
+            resp = stack.deps.sqs.receive_message(QueueUrl=stack.recompute_queue, MaxNumberOfMessages=10)
+            msgs = resp.get("Messages", [])
+            if not msgs:
+                break
+            for m in msgs:
+                work.append(WorkItem.model_validate_json(m["Body"]))
+                stack.deps.sqs.delete_message(QueueUrl=stack.recompute_queue, ReceiptHandle=m["ReceiptHandle"])
+        if not sends and not work:
+            return outcomes
+        sender = stack.sender()
+        outcomes += [(r, sender.send(r)) for r in sends]
+        for item in work:
+            Recompute(stack.deps).work(item)
+
+
+def advance(stack: Stack, **delta: float) -> Any:
+    """Move the frozen clock forward (days=, hours=, minutes=), running ticks and sends on the way."""
+    from datetime import timedelta
+
+    from local.driver import advance as drive
+    from retention import clock, due
+    d = stack.deps
+    ticker = stack.ticker()
+    target = clock.now() + timedelta(**delta)
+    return drive(target, now=clock.now, set_time=clock.set_now,
+                 next_due=lambda: due.next_due_at(d.dynamodb, d.env.due_table), config=d.config,
+                 tick=lambda _prev, _cur: ticker.tick(), drain=lambda: drain_sends(stack))
+
+
+def sent_emails() -> list[dict[str, Any]]:
+    from moto.core import DEFAULT_ACCOUNT_ID
+    from moto.ses.models import ses_backends
+
+    from retention.mime import parse_email
+    return [{**parse_email(m.raw_data.encode()), "to": m.destinations}
+            for m in ses_backends[DEFAULT_ACCOUNT_ID][REGION].sent_messages]

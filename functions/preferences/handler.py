@@ -1,8 +1,13 @@
 """Unsubscribe and preferences: GET /u/{token} shows the page; POST is RFC 8058 one-click
-(`List-Unsubscribe=One-Click` in the body) or the preference form, effective at once."""
+(`List-Unsubscribe=One-Click` in the body, form-urlencoded or multipart/form-data) or the preference
+form, effective at once (the profile's consent changes before the answer, with a consent log entry).
+
+GET never changes anything (mail scanners open links); the page's button POSTs.
+"""
 
 from __future__ import annotations
 
+import html
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
@@ -20,42 +25,83 @@ metrics = Metrics()
 app = APIGatewayRestResolver(enable_validation=True)
 register_errors(app, logger)
 
+CHANNELS = ("email", "sms")
+CHANNEL_NAMES = {"email": "Email", "sms": "SMS"}
 INVALID = ("Ссылка недействительна / Invalid link",
            "<p>Ссылка повреждена или устарела. / This link is damaged or expired.</p>")
 
 
+def _channel(claims: dict[str, Any]) -> str:
+    channel = str(claims.get("ch") or "email")
+    return channel if channel in CHANNELS else "email"
+
+
 @app.get("/u/<token>")
 def show(token: str) -> Any:
+    surveys = Surveys(deps())
     try:
-        claims = Surveys(deps()).verify_unsub_token(token)
+        claims = surveys.verify_unsub_token(token)
     except TokenError:
         return page(*INVALID, status=400)
-    channel = claims.get("ch", "email")
+    channel = _channel(claims)
+    current = surveys.preferences_of(str(claims["c"]))
+    boxes = "".join(
+        f'<label><input type="checkbox" name="{ch}" value="1"{" checked" if current.get(ch) else ""}> '
+        f"{CHANNEL_NAMES[ch]}</label> " for ch in CHANNELS)
+    name = html.escape(CHANNEL_NAMES[channel])
     return page("Настройки рассылок / Subscription preferences", f"""
 <form method="post"><input type="hidden" name="action" value="unsubscribe">
-<input type="hidden" name="channel" value="{channel}">
-<p>Отписаться от рассылок ({channel})? / Unsubscribe from marketing {channel}?</p>
+<input type="hidden" name="channel" value="{html.escape(channel)}">
+<p>Отписаться от рассылок ({name})? / Unsubscribe from marketing {name}?</p>
 <button type="submit">Отписаться / Unsubscribe</button></form>
 <form method="post"><input type="hidden" name="action" value="preferences">
-<p><label><input type="checkbox" name="email" value="1" checked> Email</label>
-<label><input type="checkbox" name="sms" value="1" checked> SMS</label></p>
+<p>{boxes}</p>
 <button type="submit">Сохранить / Save</button></form>""")
+
+
+def _fields() -> dict[str, str]:
+    """Form fields of a urlencoded or a multipart/form-data body (RFC 8058 allows both)."""
+    event = app.current_event
+    body = event.decoded_body or ""
+    ctype = next((v for k, v in (event.headers or {}).items() if k.lower() == "content-type"), "") or ""
+    if ctype.lower().startswith("multipart/form-data"):
+        from email.parser import BytesParser
+        from email.policy import HTTP
+        try:
+            msg = BytesParser(policy=HTTP).parsebytes(
+                f"Content-Type: {ctype}\r\n\r\n".encode() + body.encode("utf-8", "surrogateescape"))
+            out: dict[str, str] = {}
+            for part in msg.iter_parts():
+                name = part.get_param("name", header="content-disposition")
+                if name:
+                    out[str(name)] = str(part.get_content()).strip()
+            return out
+        except Exception:  # noqa: BLE001 - a mangled body is treated as an empty one (still one-click)
+            return {}
+    return form_fields(body)
 
 
 @app.post("/u/<token>")
 def update(token: str) -> Any:
-    fields = form_fields(app.current_event.decoded_body)
+    fields = _fields()
     surveys = Surveys(deps())
     try:
         claims = surveys.verify_unsub_token(token)
-        if fields.get("action") == "preferences":
-            channels = {"email": fields.get("email") == "1", "sms": fields.get("sms") == "1"}
-        else:  # RFC 8058 one-click: body "List-Unsubscribe=One-Click", or the page's button
-            channels = {str(fields.get("channel") or claims.get("ch") or "email"): False}
-        surveys.set_preferences(token, channels, source="one_click" if "List-Unsubscribe" in fields else "preferences")
+        one_click = fields.get("List-Unsubscribe") == "One-Click"
+        if fields.get("action") == "preferences" and not one_click:
+            channels = {ch: fields.get(ch) == "1" for ch in CHANNELS}
+            source = "preferences"
+        else:  # RFC 8058 one-click, or the page's unsubscribe button: the token's channel
+            requested = str(fields.get("channel") or "")
+            channels = {requested if requested in CHANNELS else _channel(claims): False}
+            source = "one_click" if one_click else "unsubscribe"
+        result = surveys.set_preferences(token, channels, source=source)
     except TokenError:
         return page(*INVALID, status=400)
-    metrics.add_metric(name="Unsubscribes", unit=MetricUnit.Count, value=sum(1 for v in channels.values() if not v))
+    revoked = sum(1 for v in result.get("changed", {}).values() if not v)
+    if revoked:
+        metrics.add_metric(name="Unsubscribes", unit=MetricUnit.Count, value=revoked)
+    logger.info("preferences", extra={"source": source, "changed": result.get("changed")})
     return page("Готово / Done", "<p>Настройки сохранены. / Your preferences are saved.</p>")
 
 

@@ -1,7 +1,17 @@
-"""SQS consumer: one SendRequest per record, partial-batch failures (only throttled records come back)."""
+"""SQS consumer: one SendRequest per record, partial-batch failures.
+
+What comes back in `batchItemFailures` (SQS redelivers it; after maxReceiveCount it goes to the DLQ):
+- a throttled send (the ledger says `retry`; the message's visibility is backed off exponentially);
+- a poison record (a body that is not a SendRequest): it fails every time and so lands in the DLQ,
+  where it can be inspected — it never fails the rest of the batch;
+- an unexpected error (DynamoDB unavailable, an unknown provider error): the ledger claim is released.
+Everything else (sent, skipped with a reason, deferred, duplicate, rejected) completes the record.
+"""
 
 from __future__ import annotations
 
+import random
+from functools import lru_cache
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
@@ -11,31 +21,96 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from retention.messaging import SendRequest
 from retention.rendering import Renderer
-from retention.runtime import deps
-from retention.sender import Sender
+from retention.runtime import Deps, deps
+from retention.sender import RetryableSendError, Sender
 
 logger = Logger()
 tracer = Tracer()
 metrics = Metrics()
-processor = BatchProcessor(event_type=EventType.SQS)
+# a batch whose records all failed reports them all (no exception: the good records of the next
+# receive are not held hostage, and the Lambda error metric stays for real crashes)
+processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
+
+VISIBILITY_BASE = 30  # seconds before a throttled message is tried again, doubled per receive
+VISIBILITY_CAP = 900
+
+
+def provider_clients(d: Deps) -> tuple[Any, Any]:
+    """SES and SNS clients that never retry by themselves: botocore retries a read timeout, and a
+    retried SendEmail/Publish after a timeout could deliver the message twice behind the ledger.
+    Throttling is retried by the Sender (backoff) and by SQS. Tests inject their own clients."""
+    injected = d.__dict__
+    if "sesv2" in injected and "sns" in injected:
+        return injected["sesv2"], injected["sns"]
+    return _no_retry_clients()
+
+
+@lru_cache(maxsize=1)
+def _no_retry_clients() -> tuple[Any, Any]:
+    import boto3
+    from botocore.config import Config
+
+    cfg = Config(retries={"total_max_attempts": 1, "mode": "standard"}, connect_timeout=3, read_timeout=10,
+                 tcp_keepalive=True)
+    return boto3.client("sesv2", config=cfg), boto3.client("sns", config=cfg)
 
 
 def sender() -> Sender:
     d = deps()
-    return Sender(ddb_client=d.dynamodb, ses=d.sesv2, sns=d.sns, sqs=d.sqs, env=d.env, config=d.config,
+    ses, sns = provider_clients(d)
+    return Sender(ddb_client=d.dynamodb, ses=ses, sns=sns, sqs=d.sqs, env=d.env, config=d.config,
                   renderer=Renderer(d.config, d.env))
 
 
+def _back_off(record: SQSRecord) -> None:
+    """Push a throttled message's next delivery out: 30 s, 60 s, 120 s … (jittered, at most 15 min)."""
+    try:
+        receives = int(record.attributes.approximate_receive_count or 1)
+    except (TypeError, ValueError):
+        receives = 1
+    delay = min(VISIBILITY_CAP, VISIBILITY_BASE * 2 ** max(0, receives - 1))
+    delay = int(delay / 2 + random.uniform(0, delay / 2))
+    d = deps()
+    try:
+        d.sqs.change_message_visibility(QueueUrl=d.env.send_queue_url, ReceiptHandle=record.receipt_handle,
+                                        VisibilityTimeout=delay)
+    except Exception:  # noqa: BLE001 - the queue's own visibility timeout applies then
+        logger.warning("could not back off the visibility", extra={"message_id": record.message_id})
+
+
 def record_handler(record: SQSRecord) -> None:
-    request = SendRequest.model_validate_json(record.body)
-    outcome = sender().send(request)
+    try:
+        request = SendRequest.model_validate_json(record.body)
+    except ValueError:
+        metrics.add_metric(name="Messages_poison", unit=MetricUnit.Count, value=1)
+        logger.error("poison send request", extra={"message_id": record.message_id, "body": record.body[:500]})
+        raise
+    try:
+        outcome = _sender().send(request)
+    except RetryableSendError:
+        metrics.add_metric(name="Messages_throttled", unit=MetricUnit.Count, value=1)
+        logger.warning("throttled", extra={"rule": request.rule, "step": request.step, "ledger": request.ledger_id})
+        _back_off(record)
+        raise
     metrics.add_metric(name=f"Messages_{outcome.status}", unit=MetricUnit.Count, value=1)
     logger.info("send", extra={"rule": request.rule, "step": request.step, "status": outcome.status,
-                               "reason": outcome.reason})
+                               "reason": outcome.reason, "ledger": request.ledger_id})
+
+
+_current: list[Sender] = []
+
+
+def _sender() -> Sender:
+    return _current[0] if _current else sender()
 
 
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)
+    _current[:] = [sender()]  # one Sender per invocation (clients and caches are per container)
+    try:
+        return process_partial_response(event=event, record_handler=record_handler, processor=processor,
+                                        context=context)
+    finally:
+        _current.clear()

@@ -51,8 +51,8 @@ class Synth:
 
     def grants(self, name: str) -> set[tuple[str, str]]:
         """(action, target) pairs of the function's role; target = a role like `table:profiles`
-        (suffixed `/index` for a GSI ARN), `ses:identity`, `ses:configuration-set`, `log-group`
-        or `*`."""
+        (suffixed `/index` for a GSI ARN, `[SECRET,TICK]` for a dynamodb:LeadingKeys condition),
+        `ses:identity`, `ses:configuration-set`, `log-group` or `*`."""
         role_lid = self.function(name)["Properties"]["Role"]["Fn::GetAtt"][0]
         role_of = {lid: role for role, lid in self.model.roles.items()}
         pairs: set[tuple[str, str]] = set()
@@ -62,8 +62,13 @@ class Synth:
             for statement in policy["Properties"]["PolicyDocument"]["Statement"]:
                 assert statement["Effect"] == "Allow"
                 actions = _as_list(statement["Action"])
+                condition = statement.get("Condition")
+                suffix = ""
+                if condition:  # only the config-table partition-key condition is expected
+                    keys = condition["ForAllValues:StringEquals"]["dynamodb:LeadingKeys"]
+                    suffix = "[" + ",".join(sorted(_as_list(keys))) + "]"
                 for resource in _as_list(statement["Resource"]):
-                    target = _target(resource, role_of, self.json["Resources"])
+                    target = _target(resource, role_of, self.json["Resources"]) + suffix
                     pairs.update((action, target) for action in actions)
         return pairs
 

@@ -27,6 +27,24 @@ def test_no_service_wildcards_and_config_readable(synth, name):
         allowed |= {"sns:Publish"}
     assert star == allowed
     assert actions_on(grants, "log-group") == {"logs:CreateLogStream", "logs:PutLogEvents"}
+    assert not any(
+        target.startswith("table:") and target.endswith("]") and not target.startswith("table:config[")
+        for _, target in grants
+    )
+
+
+@pytest.mark.parametrize("name", [n for n in NAMES if n != "admin_api"])
+def test_config_writes_limited_to_secrets_and_watermark(synth, name):
+    grants = synth.grants(name)
+    assert not actions_on(grants, "table:config") & WRITE  # no unconditional write: rules stay admin-only
+    allowed = "table:config[SECRET,TICK]" if name == "evaluate_triggers" else "table:config[SECRET]"
+    conditional = {(a, t) for a, t in grants if t.startswith("table:config[")}
+    assert conditional == {("dynamodb:PutItem", allowed), ("dynamodb:UpdateItem", allowed)}
+
+
+def test_admin_api_manages_config(synth):
+    grants = synth.grants("admin_api")
+    assert actions_on(grants, "table:config") >= READ | WRITE | {"dynamodb:Scan"}
 
 
 def test_track_event(synth):
@@ -76,14 +94,24 @@ def test_gsi_query_is_scoped_to_by_customer(synth):
 
 def test_queue_senders(synth):
     senders = {name for name in NAMES if ("sqs:SendMessage", "queue:send") in synth.grants(name)}
-    assert senders == {"track_event", "evaluate_triggers", "nps_webhook", "admin_api", "recompute"}
+    assert senders == {"track_event", "evaluate_triggers", "nps_webhook", "preferences", "admin_api", "recompute"}
     recompute_senders = {name for name in NAMES if ("sqs:SendMessage", "queue:recompute") in synth.grants(name)}
-    assert recompute_senders == {"evaluate_triggers", "admin_api", "recompute"}
+    assert recompute_senders == {"admin_api", "recompute"}
+    assert not any(t == "queue:send" and a == "sqs:SendMessage" for a, t in synth.grants("feedback"))
     for name in NAMES:
         assert not any(t.endswith("_dlq") for _, t in synth.grants(name)), name
 
 
-def test_evaluate_triggers_owns_the_watermark(synth):
+def test_evaluate_triggers_reads_and_consumes_due_items(synth):
     grants = synth.grants("evaluate_triggers")
-    assert "dynamodb:PutItem" in actions_on(grants, "table:config")
     assert {"dynamodb:Query", "dynamodb:DeleteItem"} <= actions_on(grants, "table:due")
+    assert "dynamodb:Scan" not in actions_on(grants, "table:due")  # a tick reads only the due buckets
+
+
+@pytest.mark.parametrize("name", ["track_event", "nps_webhook", "preferences"])
+def test_ingestion_paths(synth, name):
+    grants = synth.grants(name)
+    for table in ("profiles", "events", "idempotency", "messages"):
+        assert actions_on(grants, f"table:{table}") >= READ | WRITE, table
+    assert "dynamodb:PutItem" in actions_on(grants, "table:due")
+    assert "sqs:SendMessage" in actions_on(grants, "queue:send")

@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 import yaml
-
 from retention import rules
 from retention.errors import ValidationError
 from retention.rules import (
@@ -75,7 +74,7 @@ def base(steps: str, head: str = "") -> str:
         "audience: {all: [{consent: email}]}\n"
         + head
         + "steps:\n"
-        + textwrap.indent(textwrap.dedent(steps), "  ")
+        + textwrap.indent(textwrap.dedent(steps).lstrip("\n"), "  ")
     )
 
 
@@ -222,7 +221,6 @@ def test_unknown_fields_name_their_line() -> None:
     assert problems_of(text) == [
         "rules/r.yaml:4: colour: unknown field 'colour'",
         "rules/r.yaml:7: steps[1].send.tempalte: unknown field 'tempalte'",
-        "rules/r.yaml:7: steps[1].send: a send has either template or variants",
     ]
 
 
@@ -240,7 +238,7 @@ def test_unknown_template_id() -> None:
               - {template: cart-discount-a}
               - {template: cart-discount-c}
     """)
-    assert problems_of(text) == ["rules/r.yaml:10: steps[1].send.variants[1].template: unknown template 'cart-discount-c'"]
+    assert problems_of(text) == ["rules/r.yaml:9: steps[1].send.variants[1].template: unknown template 'cart-discount-c'"]
 
 
 def test_template_that_cannot_render_is_reported_at_the_send() -> None:
@@ -294,9 +292,9 @@ def test_forward_jumps_are_fine_and_bad_targets_are_not() -> None:
         - id: dup
           send: {template: welcome}
     """)) == [
-        "rules/r.yaml:5: steps[0].branch.if: clicked_previous needs a send step before it",
         "rules/r.yaml:5: steps[0].branch.then: unknown step label 'nowhere' (labels: dup; or end)",
         "rules/r.yaml:5: steps[0].branch.else: step index 7 is out of range 0-2",
+        "rules/r.yaml:5: steps[0].branch.if: clicked_previous needs a send step before it",
         "rules/r.yaml:8: steps[2].id: duplicate step label 'dup' (also steps[1])",
     ]
 
@@ -334,7 +332,8 @@ def test_send_on_a_channel_the_audience_excludes() -> None:
     both = text.replace("- {consent: email}", "- not: {consent: email}")
     assert len(problems_of(both)) == 3
     # Transactional messages go without marketing consent: no contradiction there.
-    assert load_one(text + "category: transactional\n", templates=TEMPLATES).is_transactional
+    transactional = text.replace("id: r", "id: r\n        category: transactional")
+    assert load_one(transactional, templates=TEMPLATES).is_transactional
 
 
 def test_unknown_segments_in_triggers_set_segment_and_conditions() -> None:

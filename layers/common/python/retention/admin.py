@@ -151,7 +151,13 @@ class Admin:
         def_id = parsed.group if kind == "SEGDEF" else parsed.id
         item = self.d.config.apply(kind, def_id, body, text=text, enabled=bool(body.get("enabled", True)),
                                    author=author)
-        return {"id": def_id, "version": item["version"], "changed": item.get("changed", True)}
+        fanned = 0
+        if kind == "SEGDEF" and item.get("changed", True) and self.d.env.recompute_queue_url:
+            # a changed definition re-evaluates every customer (parallel scan segments → SQS → workers)
+            from retention.recompute import Recompute
+            fanned = Recompute(self.d).fan_out(reason=f"definition_change:{def_id}")
+        return {"id": def_id, "version": item["version"], "changed": item.get("changed", True),
+                "recompute_segments": fanned}
 
     def list(self, kind: str) -> list[dict[str, Any]]:
         return [{"id": k, "version": v["version"], "enabled": bool(v.get("enabled", True)),

@@ -15,7 +15,7 @@ from typing import Any
 
 from retention import clock, ddb
 
-KINDS = ("JOURNEY", "SEGMENT", "SEND", "BROADCAST")
+KINDS = ("JOURNEY", "SEGMENT", "SEND", "TRIGGER")
 
 
 def bucket(at: datetime) -> str:
@@ -39,6 +39,9 @@ class DueItem:
                 f"{clock.iso(self.at)}#{self.kind}#{self.customer_id}#{self.ref}")
 
     def to_item(self, shards: int) -> dict[str, Any]:
+        # an item due in the past is due now: it must land in a bucket the tick has not passed yet
+        if self.at < clock.now():
+            self.at = clock.now()
         pk, sk = self.keys(shards)
         # expire long after it was due: an item the tick never saw must not live forever
         return {"pk": pk, "sk": sk, "kind": self.kind, "customer_id": self.customer_id, "ref": self.ref,

@@ -58,10 +58,26 @@ def in_global_control(customer_id: str, percent: float) -> bool:
     return (h % 10000) < percent * 100
 
 
+def running(journey: dict[str, Any] | None) -> bool:
+    """Active, or held out but still following the timeline (a control journey sends nothing, yet moves
+    segments like the treated ones, so the comparison stays fair)."""
+    if not journey:
+        return False
+    return journey.get("state") == "active" or (journey.get("state") == "control" and not journey.get("ended_at"))
+
+
+def _end(journey: dict[str, Any], state: str, now: datetime, reason: str | None = None) -> None:
+    if journey.get("state") != "control":
+        journey["state"] = state
+    journey.update(ended_at=clock.iso(now), next_due=None)
+    if reason:
+        journey["exit_reason"] = reason
+
+
 def _can_enter(rule: Any, journey: dict[str, Any] | None, now: datetime) -> bool:
     if not journey:
         return True
-    if journey.get("state") == "active":
+    if running(journey):
         return False
     re_entry = rule.re_entry
     if not re_entry.allowed:
@@ -98,7 +114,12 @@ class Engine:
                     live_events.append(ev)
             del changes
         if messages or recheck_segments:
-            live_events += self._segments(sp, fx, now, reason="event" if messages else "deadline")
+            seg_events = self._segments(sp, fx, now, reason="event" if messages else "deadline")
+            # a history import moves segments but must not start journeys (DESIGN §3 "History")
+            if recheck_segments or any(m.timestamp >= live_after for m in messages):
+                live_events += seg_events
+        if messages:
+            self._date_triggers(sp, fx, now)
         for ev in live_events:
             self._on_event(sp, ev, fx, now)
         for item in due_items:
@@ -154,17 +175,50 @@ class Engine:
         name, props = ev["name"], ev.get("properties") or {}
         for rule in self.defs.rules:
             journey = profile.journeys.get(rule.id)
-            if journey and journey.get("state") == "active" and rule.exit_matches(name, props):
-                journey.update(state="exited", exit_reason=f"goal:{name}", ended_at=clock.iso(now), next_due=None)
+            if running(journey) and rule.exit_matches(name, props):
+                _end(journey, "exited", now, f"goal:{name}")  # type: ignore[arg-type]
                 fx.changed = True
                 continue
             if rule.trigger.kind != "product_event" and rule.trigger_matches_event(name, props):
                 self._start(sp, rule, trigger_key=ev["message_id"], trigger=ev, fx=fx, now=now)
 
+    def _date_triggers(self, sp: StoredProfile, fx: Effects, now: datetime) -> None:
+        """One due item per (customer, date rule) for the next occurrence (birthday, …), rewritten only when
+        the date or the timezone changes, so the yearly trigger costs nothing per event."""
+        profile = sp.profile
+        stored = profile.meta.setdefault("date_triggers", {})
+        for rule in self.defs.rules:
+            if rule.trigger.kind != "date_attribute":
+                continue
+            value = profile.traits.get(rule.trigger.date_attribute)
+            at = rule.trigger.next_at(value, customer_tz(profile, self.defs), now) if value else None
+            iso = clock.iso(at) if at else None
+            if stored.get(rule.id) == iso:
+                continue
+            stored[rule.id] = iso
+            fx.changed = True
+            if at is not None:
+                fx.due.append(DueItem(at=at, kind="TRIGGER", customer_id=profile.id, ref=f"{rule.id}|{iso}",
+                                      payload={"rule": rule.id, "name": rule.trigger.date_attribute,
+                                               "properties": {"date": value}, "date": iso}))
+
     def _on_scheduled_trigger(self, sp: StoredProfile, item: DueItem, fx: Effects, now: datetime) -> None:
         rule = self.rules.get(item.payload.get("rule", ""))
         if rule is None:
             return
+        if rule.trigger.kind == "date_attribute":
+            stored = sp.profile.meta.setdefault("date_triggers", {})
+            if stored.get(rule.id) != item.payload.get("date"):
+                return  # the date changed since this item was written
+            stored.pop(rule.id, None)
+            self._start(sp, rule, trigger_key=item.ref, trigger={"name": item.payload.get("name"),
+                                                                  "properties": item.payload.get("properties", {}),
+                                                                  "timestamp": now}, fx=fx, now=now)
+            self._date_triggers(sp, fx, now + timedelta(seconds=1))  # next year's
+            return
+        if rule.trigger.kind == "schedule" and rule.trigger.segment:
+            if rule.trigger.segment not in profiles.facts(sp.profile, now)["segments"]:
+                return  # a broadcast to one segment: the customer is not (or no longer) in it
         trigger = {"name": item.payload.get("name", rule.id), "properties": item.payload.get("properties", {}),
                    "timestamp": now}
         self._start(sp, rule, trigger_key=item.ref, trigger=trigger, fx=fx, now=now)
@@ -189,14 +243,13 @@ class Engine:
         profile.journeys[rule.id] = new
         fx.changed = True
         fx.count(rule.id, -1, "holdout" if holdout else "default", entered=1)
-        if not holdout:
-            self._advance(sp, rule, new, fx, now)
+        self._advance(sp, rule, new, fx, now)
 
     def _on_due_journey(self, sp: StoredProfile, item: DueItem, fx: Effects, now: datetime) -> None:
         rule_id, entry, step = item.ref.split("|")
         journey = sp.profile.journeys.get(rule_id)
         rule = self.rules.get(rule_id)
-        if rule is None or not journey or journey.get("entry") != entry or journey.get("state") != "active" \
+        if rule is None or not journey or journey.get("entry") != entry or not running(journey) \
                 or int(journey.get("step", -1)) != int(step):
             return  # stale: already advanced, exited, or the rule was disabled
         journey["step"] = rule.next_index(int(step))
@@ -213,7 +266,8 @@ class Engine:
             step = rule.step_at(int(idx)) if idx is not None else None
             fx.changed = True
             if step is None:
-                journey.update(state="completed", ended_at=clock.iso(now), next_due=None, step=len(rule.steps))
+                journey["step"] = len(rule.steps)
+                _end(journey, "completed", now)
                 return
             idx = int(idx)
             kind = step.kind
@@ -225,6 +279,8 @@ class Engine:
                     fx.due.append(DueItem(at=due_at, kind="JOURNEY", customer_id=profile.id,
                                           ref=f"{rule.id}|{journey['entry']}|{idx}"))
                     return
+            elif kind == "send" and journey.get("holdout"):
+                journey["last_send_step"] = None  # held out: nothing is sent, nothing can be opened
             elif kind == "send":
                 template, variant = rules_mod.choose_variant(step, profile.id, rule.id)
                 if variant != "default":
@@ -249,10 +305,10 @@ class Engine:
                 journey["step"] = nxt
                 for ev in self._segments(sp, fx, now, reason=f"journey:{rule.id}"):
                     self._on_event(sp, ev, fx, now)
-                if journey.get("entry") is None or journey.get("state") != "active":
+                if not running(journey):
                     return
             journey["step"] = nxt
-        journey.update(state="exited", exit_reason="too_many_steps", ended_at=clock.iso(now))
+        _end(journey, "exited", now, "too_many_steps")
 
     def _branch_taken(self, sp: StoredProfile, rule: Any, journey: dict[str, Any], step: Any, now: datetime) -> bool:
         spec = step.branch

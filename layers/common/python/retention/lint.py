@@ -228,13 +228,13 @@ def lint_rule(
                     out.append(LintWarning("variants-single", f"steps[{index}]: only one variant can be chosen; "
                                            "use template:", severity="info"))
             for template_id in spec.templates():
-                template = parsed.get(template_id)
-                if template is None:
+                found = parsed.get(template_id)
+                if found is None:
                     if templates_by_id is not None:
                         out.append(LintWarning("template-missing", f"steps[{index}]: template {template_id!r} "
                                                "is not in the library"))
                     continue
-                out.extend(_send_template_warnings(rule, index, spec.channel, template))
+                out.extend(_send_template_warnings(rule, index, spec.channel, found))
         elif isinstance(step, rules.BranchStep):
             engagement = step.branch.engagement
             if engagement is not None and engagement.what == "opened" and last_channel == "sms":

@@ -11,6 +11,7 @@ from pydantic import BaseModel
 
 from retention import clock
 from retention.ingest import definitions
+from retention.rendering import Library
 from retention.runtime import Deps
 from retention.tick import Ticker
 
@@ -22,6 +23,7 @@ class WorkItem(BaseModel):
     total: int
     reason: str = "definition_change"
     start_key: dict[str, Any] | None = None
+    done: int = 0  # customers of this scan segment already handled (broadcast pacing)
 
 
 @dataclass
@@ -46,7 +48,7 @@ class Recompute:
         """One page of one scan segment; the rest is re-queued so a worker never runs past its timeout."""
         result, last_key = self.work_inline(item)
         if last_key:
-            nxt = item.model_copy(update={"start_key": last_key})
+            nxt = item.model_copy(update={"start_key": last_key, "done": item.done})
             self.d.sqs.send_message(QueueUrl=self.d.env.recompute_queue_url, MessageBody=nxt.model_dump_json())
             result.continued = True
         return result
@@ -77,9 +79,34 @@ class Recompute:
             kwargs["ExclusiveStartKey"] = item.start_key
         resp = self.d.dynamodb.scan(**kwargs)
         now = clock.now()
-        for raw in resp.get("Items", []):
-            result.profiles += 1
-            result.transitions += ticker.recheck(engine, raw["pk"]["S"][2:], now)
+        ids = [raw["pk"]["S"][2:] for raw in resp.get("Items", [])]
+        result.profiles = len(ids)
+        if item.reason.startswith("broadcast|"):
+            self._broadcast(item, ids)
+            return result, resp.get("LastEvaluatedKey")
+        for cid in ids:
+            result.transitions += ticker.recheck(engine, cid, now)
         return result, resp.get("LastEvaluatedKey")
+
+    def _broadcast(self, item: WorkItem, ids: list[str]) -> None:
+        """TRIGGER due items for one scan page, spread over time so the whole send stays under the rule's
+        rate (each scan segment takes its share of the per-minute budget)."""
+        from datetime import timedelta
+
+        from retention import due
+        _, rule_id, fired = item.reason.split("|", 2)
+        rule = Library(self.d.config).rules().get(rule_id)
+        if rule is None:
+            return
+        start = clock.parse_iso(fired)
+        per_segment = max(1.0, rule.trigger.rate_per_minute / item.total)
+        offset = item.done
+        items = []
+        for i, cid in enumerate(ids):
+            at = start + timedelta(minutes=(offset + i) / per_segment)
+            items.append(due.DueItem(at=at, kind="TRIGGER", customer_id=cid, ref=f"{rule_id}|{fired}",
+                                     payload={"rule": rule_id, "name": rule_id, "properties": {"broadcast": fired}}))
+        due.put(self.d.dynamodb, self.d.env.due_table, items, self.d.env.due_shards)
+        item.done = offset + len(ids)
 
 

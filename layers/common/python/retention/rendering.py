@@ -105,7 +105,8 @@ class Renderer:
             "customer": {"id": profile.id, "first_name": traits.get("first_name"), "email": traits.get("email"),
                          "phone": traits.get("phone"), "traits": traits},
             "kpis": profile.kpis,
-            "event": req.event or {},
+            # the shape every template is validated against (templates.build_context): name + properties
+            "event": {"name": None, "properties": {}, **(req.event or {})},
             "shop": {"name": settings.shop_name, "url": settings.shop_url},
             "links": {"unsubscribe": unsubscribe_url(base, secrets, profile.id, channel, req.ledger_id, now),
                       "preferences": unsubscribe_url(base, secrets, profile.id, channel, req.ledger_id, now),
@@ -125,11 +126,17 @@ class Renderer:
         if template is None:
             raise LookupError(f"template '{req.template}' is not applied")
         ctx = self.context(req, profile, channel, now)
-        out = templates.render(template, ctx["locale"], ctx)
         if channel == "sms":
             from retention.sms import prepare_sms
+            content = template.locales[template.resolve_locale(ctx["locale"])]
+            # an SMS body when the template has one, else the plain text of the email (checked for length)
+            out = templates.render(template, ctx["locale"], ctx, channel="sms" if content.sms else "email")
             body = out.sms or out.text or ""
-            return RenderedMessage(subject="", text=body, html=None, sms=prepare_sms(body), raw=b"")
+            return RenderedMessage(subject="", text=body, html=None,
+                                   sms=prepare_sms(body, max_segments=templates.MAX_SMS_SEGMENTS), raw=b"")
+        out = templates.render(template, ctx["locale"], ctx, channel="email")
+        if not out.subject:
+            raise templates.TemplateRenderError(f"template '{req.template}' has no email content")
         from retention.mime import build_email
         settings = self.config.settings()
         domain = self.env.sender_email.rsplit("@", 1)[-1].strip("> ")

@@ -74,7 +74,8 @@ from retention.errors import RetentionError, ValidationError
 
 END = "end"
 CHANNELS = ("email", "sms", "preferred")
-INTERESTS = ("viewed", "carted", "subscribed")
+Interest = Literal["viewed", "carted", "subscribed"]
+INTERESTS: tuple[Interest, ...] = ("viewed", "carted", "subscribed")
 SEGMENT_ENTERED_EVENT = "Segment Entered"
 SEGMENT_EXITED_EVENT = "Segment Exited"
 DEFAULT_GOAL_EVENT = "Order Completed"
@@ -310,9 +311,7 @@ class ProductEventTrigger(Model):
 
     kind: ClassVar[str] = "product_event"
     product_event: str = Field(min_length=1)
-    interest: list[Literal["viewed", "carted", "subscribed"]] = Field(
-        default_factory=lambda: list(INTERESTS), min_length=1
-    )
+    interest: list[Interest] = Field(default_factory=lambda: list(INTERESTS), min_length=1)
     window: Duration = timedelta(days=30)
     where: ConditionField | None = None
 
@@ -1366,6 +1365,7 @@ def rule_problems(
                     f"channel {spec.channel} can never be delivered: the audience requires no {what} consent",
                 ))
             if known_templates is not None:
+                refs: list[tuple[tuple[Any, ...], str]]
                 if spec.variants is not None:
                     refs = [(("steps", index, "send", "variants", i, "template"), v.template)
                             for i, v in enumerate(spec.variants)]
@@ -1379,9 +1379,9 @@ def rule_problems(
                                         _template_problems(template_objects, template_id, spec.channel))
         elif isinstance(step, BranchStep):
             if step.branch.engagement is not None and not seen_send:
-                what = step.branch.engagement.what
+                measured = step.branch.engagement.what
                 problems.append(Problem(("steps", index, "branch", "if"),
-                                        f"{what}_previous needs a send step before it"))
+                                        f"{measured}_previous needs a send step before it"))
         elif isinstance(step, SetSegmentStep | ClearSegmentStep):
             key = "set_segment" if isinstance(step, SetSegmentStep) else "clear_segment"
             group = step.set_segment.group if isinstance(step, SetSegmentStep) else step.clear_segment.group
@@ -1475,7 +1475,10 @@ def parse_rule(
     try:
         rule = Rule.model_validate(obj)
     except PydanticValidationError as exc:
-        raise RuleValidationError(_format(_pydantic_problems(exc, obj), source, linemap)) from None
+        problems = _pydantic_problems(exc, obj)
+        if linemap is not None:
+            problems.sort(key=lambda p: linemap.line_for(p.path) or 0)
+        raise RuleValidationError(_format(problems, source, linemap)) from None
     rule._source = source
     problems = rule_problems(rule, templates=templates, segments=segments, segment_groups=segment_groups)
     if problems:

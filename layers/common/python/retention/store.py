@@ -22,16 +22,22 @@ def email_key(email: str) -> str:
     return "X#" + hashlib.sha256(email.strip().lower().encode()).hexdigest()
 
 
+TOMBSTONE_DAYS = 7
+
+
 @dataclass
 class StoredProfile:
     profile: Profile
     version: int  # 0 = not stored yet
     sends: list[dict[str, Any]] = field(default_factory=list)
     email_indexed: str | None = None
+    # an anonymous profile joined into a customer leaves a tombstone (same key, `merged_into`): a writer
+    # that read the profile before the merge fails its version condition, re-reads, and follows it
+    merged_into: str | None = None
 
     @property
     def exists(self) -> bool:
-        return self.version > 0
+        return self.version > 0 and self.merged_into is None
 
 
 def recent_sends(sends: list[dict[str, Any]], now: datetime) -> list[dict[str, Any]]:
@@ -43,6 +49,9 @@ def from_item(customer_id: str, item: dict[str, Any] | None, now: datetime) -> S
     if not item:
         p = Profile(id=customer_id, created_at=clock.iso(now))
         return StoredProfile(profile=p, version=0)
+    if item.get("merged_into"):
+        return StoredProfile(profile=Profile(id=customer_id, created_at=clock.iso(now)),
+                             version=int(item.get("version", 0)), merged_into=str(item["merged_into"]))
     p = Profile.from_doc(item["doc"])
     sends = item.get("sends") or []
     p.contacts = sorted(s["at"] for s in sends)
@@ -57,8 +66,14 @@ def to_item(sp: StoredProfile, now: datetime) -> dict[str, Any]:
             "updated_at": clock.iso(now)}
 
 
+def tombstone_item(source_id: str, target_id: str, version: int, now: datetime) -> dict[str, Any]:
+    """What stays of a merged anonymous profile: a pointer, expiring once no writer can still be in flight."""
+    return {"pk": profile_pk(source_id), "sk": "P", "version": version + 1, "merged_into": target_id,
+            "updated_at": clock.iso(now), "ttl": int((now + timedelta(days=TOMBSTONE_DAYS)).timestamp())}
+
+
 def version_condition(sp: StoredProfile) -> dict[str, Any]:
-    if sp.exists:
+    if sp.version > 0:
         return {"ConditionExpression": "version = :v", "ExpressionAttributeValues": {":v": {"N": str(sp.version)}}}
     return {"ConditionExpression": "attribute_not_exists(pk)"}
 
@@ -73,7 +88,8 @@ class ProfileRepo:
                                               consistent=consistent), now)
 
     def load_many(self, customer_ids: list[str], now: datetime) -> dict[str, StoredProfile]:
-        found = ddb.batch_get(self.client, self.table, [(profile_pk(c), "P") for c in customer_ids])
+        """Strongly consistent: a stale version would only cost a failed conditional write and a re-read."""
+        found = _batch_get_consistent(self.client, self.table, [(profile_pk(c), "P") for c in customer_ids])
         return {c: from_item(c, found.get((profile_pk(c), "P")), now) for c in customer_ids}
 
     def save(self, sp: StoredProfile, now: datetime) -> None:
@@ -88,3 +104,22 @@ class ProfileRepo:
     def alias_of(self, anonymous_id: str) -> str | None:
         item = ddb.get(self.client, self.table, f"A#{anonymous_id}", "ALIAS")
         return item["customer_id"] if item else None
+
+
+def _batch_get_consistent(client: Any, table: str, keys: list[tuple[str, str]]) -> dict[tuple[str, str], dict[str, Any]]:
+    found: dict[tuple[str, str], dict[str, Any]] = {}
+    unique = list(dict.fromkeys(keys))
+    for start in range(0, len(unique), 100):
+        request: dict[str, Any] = {table: {"Keys": [ddb.key(pk, sk) for pk, sk in unique[start:start + 100]],
+                                           "ConsistentRead": True}}
+        attempts = 0
+        while request:
+            resp = client.batch_get_item(RequestItems=request)
+            for raw in resp.get("Responses", {}).get(table, []):
+                item = ddb.deserialize(raw) or {}
+                found[(item["pk"], item["sk"])] = item
+            request = resp.get("UnprocessedKeys") or {}
+            attempts += 1
+            if request:
+                ddb.backoff(attempts)
+    return found

@@ -28,6 +28,7 @@ class TickResult:
     customers: int = 0
     sends: int = 0
     stale: int = 0
+    broadcasts: int = 0
     watermark: str | None = None
 
 
@@ -55,10 +56,30 @@ class Ticker:
                 result.sends += self._customer(engine, cid, cust_items, now)[0]
             result.customers = len(by_customer)
         due.delete(self.ddb, self.env.due_table, items, self.env.due_shards)
+        result.broadcasts = self._broadcasts(since, now)
         # the watermark trails by the current hour: later items of this hour are read next minute again
         self.config.set_watermark(clock.iso(now))
         result.watermark = clock.iso(now)
         return result
+
+    def _broadcasts(self, since: datetime, now: datetime) -> int:
+        """Scheduled rules whose cron fired in (since, now]: fan the audience out through the recompute
+        queue (parallel scan → TRIGGER due items spread by the rule's rate). The journey entry id is derived
+        from the firing, so a repeated fan-out starts nobody twice."""
+        from retention.recompute import Recompute
+        from retention.runtime import Deps
+        fired = 0
+        for rule in definitions(self.config).rules:
+            if rule.trigger.kind != "schedule":
+                continue
+            at = rule.trigger.next_at(since)
+            if at is None or at > now:
+                continue
+            d = Deps(self.env, dynamodb=self.ddb, sqs=self.sqs)
+            d.config = self.config
+            Recompute(d).fan_out(reason=f"broadcast|{rule.id}|{clock.iso(at)}")
+            fired += 1
+        return fired
 
     def recheck(self, engine: Engine, cid: str, now: datetime) -> int:
         """Re-evaluate one customer's segments (full recompute); returns the number of transitions."""
