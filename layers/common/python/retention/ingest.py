@@ -10,7 +10,7 @@ marker without its effect. Events of one customer inside a batch update the prof
 from __future__ import annotations
 
 import json
-from collections import defaultdict
+from collections import defaultdict, deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -22,7 +22,16 @@ from retention.engine import Definitions, Effects, Engine
 from retention.messaging import SendRequest, add_counters, suppression_key
 from retention.rendering import Library
 from retention.settings import Env
-from retention.store import ProfileRepo, StoredProfile, email_key, profile_pk, to_item, version_condition
+from retention.profiles import merge_profiles
+from retention.store import (
+    ProfileRepo,
+    StoredProfile,
+    email_key,
+    profile_pk,
+    to_item,
+    tombstone_item,
+    version_condition,
+)
 from retention.wire import Message, Rejection
 
 MAX_TXN_ITEMS = 100
@@ -33,12 +42,23 @@ PRODUCT_EVENTS = ("Product Back in Stock", "Product Price Dropped", "Product Low
 ATTEMPTS = 6
 
 
+_RETRYABLE = ("TransactionCanceledException", "TransactionConflictException", "ConditionalCheckFailedException")
+
+
 @dataclass
 class IngestResult:
     accepted: int = 0
     duplicates: int = 0
     rejected: list[Rejection] = field(default_factory=list)
     sends: int = 0
+
+
+@dataclass
+class _Outcome:
+    stored: list[Message] = field(default_factory=list)  # newly stored (not duplicates)
+    duplicates: int = 0
+    sends: list[SendRequest] = field(default_factory=list)
+    counters: list[Any] = field(default_factory=list)
 
 
 def customer_of(msg: Message, aliases: dict[str, str]) -> str:
@@ -74,37 +94,41 @@ class Ingestor:
                 continue
             seen.add(msg.message_id)
             unique.append(msg)
+        if not unique:
+            return result
         defs = definitions(self.config)
         engine = Engine(defs)
-        anon_ids = sorted({m.anonymous_id for m in unique if not m.user_id and m.anonymous_id})
-        aliases = self._aliases(anon_ids)
+        aliases = self._aliases(sorted(_anonymous_ids(unique)))
         groups: dict[str, list[Message]] = defaultdict(list)
         for msg in unique:
             groups[customer_of(msg, aliases)].append(msg)
         profiles = self.repo.load_many(list(groups), now)
         sends: list[SendRequest] = []
         counters: list[tuple[str, int, str, dict[str, float], str]] = []
-        product_fanouts: list[Message] = []
+        stored: list[Message] = []
 
-        def run(cid: str) -> tuple[int, int, list[SendRequest], list[Any]]:
+        def run(cid: str) -> _Outcome:
             return self._customer(engine, defs, source_id, profiles[cid], groups[cid], now)
 
         with ThreadPoolExecutor(max_workers=min(self.workers, max(1, len(groups)))) as pool:
-            for stored, dups, cust_sends, cust_counters in pool.map(run, list(groups)):
-                result.accepted += stored + dups
-                result.duplicates += dups
-                sends += cust_sends
-                counters += cust_counters
-        for msg in unique:
-            if msg.type == "track" and msg.event in PRODUCT_EVENTS:
-                product_fanouts.append(msg)
+            for outcome in pool.map(run, list(groups)):
+                result.accepted += len(outcome.stored) + outcome.duplicates
+                result.duplicates += outcome.duplicates
+                stored += outcome.stored
+                sends += outcome.sends
+                counters += outcome.counters
         self._enqueue(sends, now)
         result.sends = len(sends)
         for rule, step, variant, values, hint in counters:
             add_counters(self.ddb, self.env.messages_table, rule, step, variant, values, now, hint)
-        self._identities(unique, aliases, now)
-        for msg in product_fanouts:
-            self.fan_out_product_event(msg, defs, now)
+        # every message, duplicates too: a retry completes a link that a crash interrupted
+        result.sends += self._identities(unique, aliases, engine, now)
+        # product events fan out once (a retried message is a duplicate) and only while live (history
+        # imports start no journey)
+        live_after = now - timedelta(hours=defs.settings.history_horizon_hours)
+        for msg in stored:
+            if msg.type == "track" and msg.event in PRODUCT_EVENTS and msg.timestamp >= live_after:
+                self.fan_out_product_event(msg, defs, now)
         return result
 
     # ---- identity ---------------------------------------------------------------------------------
@@ -114,94 +138,188 @@ class Ingestor:
         found = ddb.batch_get(self.ddb, self.env.profiles_table, [(f"A#{a}", "ALIAS") for a in anon_ids])
         return {pk[2:]: item["customer_id"] for (pk, _), item in found.items()}
 
-    def _identities(self, messages: list[Message], aliases: dict[str, str], now: datetime) -> None:
-        """identify/alias with a userId link the anonymous history to the customer (merge, no loss)."""
+    def _identities(self, messages: list[Message], aliases: dict[str, str], engine: Engine, now: datetime) -> int:
+        """identify/alias (any message with both ids) link the anonymous history to the customer: merge, no
+        loss. An anonymous id already linked (to anyone) is left alone: the first identity wins."""
         links: list[tuple[str, str]] = []
         for msg in messages:
             if not msg.user_id:
                 continue
             for anon in (msg.anonymous_id, msg.previous_id if msg.type == "alias" else None):
-                if anon and anon != msg.user_id and aliases.get(anon) != msg.user_id:
+                if anon and anon != msg.user_id and anon not in aliases:
                     links.append((anon, msg.user_id))
+        sends = 0
         for anon, user in dict.fromkeys(links):
-            self.link(anon, user, now)
+            if anon in aliases:
+                continue  # two users claimed it in one batch: the first one won
+            aliases[anon] = user
+            sends += self._join(f"anon:{anon}", user, now, engine=engine, alias=anon)
+        return sends
 
     def link(self, anon: str, user: str, now: datetime) -> bool:
-        try:
-            self.ddb.put_item(TableName=self.env.profiles_table, Item=ddb.serialize(
-                {"pk": f"A#{anon}", "sk": "ALIAS", "customer_id": user, "at": clock.iso(now)}),
-                ConditionExpression="attribute_not_exists(pk)")
-        except Exception as exc:
-            if ddb.is_conditional_failure(exc):
-                return False  # already linked (first identity wins; never re-points history)
-            raise
-        self.merge(f"anon:{anon}", user, now)
-        return True
+        """Link an anonymous id to a customer and merge its history; False when it was already linked."""
+        if self.repo.alias_of(anon) is not None:
+            return False
+        self._join(f"anon:{anon}", user, now, alias=anon)
+        return self.repo.alias_of(anon) == user
 
     def merge(self, source_id: str, target_id: str, now: datetime) -> None:
-        from retention.profiles import merge_profiles
+        """Join one profile (and its timeline, interests and pending journeys) into another."""
+        self._join(source_id, target_id, now)
+
+    def _join(self, source_id: str, target_id: str, now: datetime, *, engine: Engine | None = None,
+              alias: str | None = None) -> int:
+        """One transaction: the identity link (conditional: one winner), the merged profile (conditional on
+        its version), the source's tombstone (conditional on the source's version: a writer that read the
+        source before fails and follows the tombstone), the carried journeys' due items and the effects of
+        re-evaluating segments. The timeline is copied before it and deleted after it (idempotent)."""
+        if source_id == target_id:
+            return 0
+        engine = engine or Engine(definitions(self.config))
+        defs = engine.defs
+        env = self.env
+        moved: list[dict[str, Any]] = []
+        src = dst = None
+        fx = Effects()
         for attempt in range(ATTEMPTS):
             src = self.repo.load(source_id, now)
-            if not src.exists:
-                break
+            if src.merged_into:
+                return 0  # already merged (a retry, or a concurrent link won)
             dst = self.repo.load(target_id, now)
-            merge_profiles(dst.profile, src.profile, now)
-            dst.sends = src.sends + dst.sends
-            items = [{"Put": {"TableName": self.env.profiles_table, "Item": ddb.serialize(to_item(dst, now)),
-                              **version_condition(dst)}},
-                     {"Delete": {"TableName": self.env.profiles_table, "Key": ddb.key(profile_pk(source_id), "P"),
-                                 "ConditionExpression": "version = :v",
-                                 "ExpressionAttributeValues": {":v": {"N": str(src.version)}}}}]
+            if dst.merged_into:
+                return 0
+            items: list[dict[str, Any]] = []
+            fx = Effects()
+            if src.exists:
+                moved = self._timeline(source_id)
+                if moved:  # copies first: a crash after this leaves duplicates under the old key, never a loss
+                    ddb.batch_write(self.ddb, env.events_table,
+                                    puts=[{**e, "pk": profile_pk(target_id), "customer_id": target_id} for e in moved])
+                carried = [r for r in src.profile.journeys if r not in dst.profile.journeys]
+                merge_profiles(dst.profile, src.profile, now, source_is_anonymous=False)
+                raw_id = source_id.removeprefix("anon:")
+                if raw_id != target_id and raw_id not in dst.profile.anonymous_ids:
+                    dst.profile.anonymous_ids.append(raw_id)
+                dst.sends = [*src.sends, *dst.sends]
+                fx = engine.process(dst, now=now, recheck_segments=True)
+                for rule_id in carried:  # the anonymous journeys' next steps now belong to the customer
+                    j = dst.profile.journeys[rule_id]
+                    if j.get("state") == "active" and j.get("next_due"):
+                        fx.due.append(due.DueItem(at=clock.parse_iso(j["next_due"]), kind="JOURNEY",
+                                                  customer_id=target_id, ref=f"{rule_id}|{j['entry']}|{j['step']}"))
+                items = self._transaction(defs, "merge", dst, [], fx, now)
+            if alias:
+                items.append({"Put": {"TableName": env.profiles_table, "Item": ddb.serialize(
+                    {"pk": f"A#{alias}", "sk": "ALIAS", "customer_id": target_id, "at": clock.iso(now)}),
+                    "ConditionExpression": "attribute_not_exists(pk)"}})
+            items.append({"Put": {"TableName": env.profiles_table,
+                                  "Item": ddb.serialize(tombstone_item(source_id, target_id, src.version, now)),
+                                  **version_condition(src)}})
             try:
                 self.ddb.transact_write_items(TransactItems=items)
                 break
             except Exception as exc:
-                if not ddb.is_conditional_failure(exc) and ddb.error_code(exc) != "TransactionConflictException":
+                reasons = _reasons(exc)
+                if alias and len(reasons) >= 2 and _failed(reasons, len(items) - 2):
+                    return 0  # someone linked this anonymous id first: never re-point history
+                if ddb.error_code(exc) not in _RETRYABLE:
                     raise
                 ddb.backoff(attempt + 1)
-        # move the anonymous timeline under the customer
-        moved = list(ddb.query(self.ddb, self.env.events_table, profile_pk(source_id)))
+        else:
+            raise RuntimeError(f"merge {source_id} → {target_id}: could not commit after {ATTEMPTS} attempts")
         if moved:
-            ddb.batch_write(self.ddb, self.env.events_table,
-                            puts=[{**e, "pk": profile_pk(target_id), "customer_id": target_id} for e in moved])
-            ddb.batch_write(self.ddb, self.env.events_table, deletes=[(e["pk"], e["sk"]) for e in moved])
+            ddb.batch_write(self.ddb, env.events_table, deletes=[(e["pk"], e["sk"]) for e in moved])
+        if src is not None and src.exists:
+            self._move_interests(source_id, target_id, list(src.profile.interests))
+        self._enqueue(fx.sends, now)
+        for rule, step, variant, values in fx.counters:
+            add_counters(self.ddb, env.messages_table, rule, step, variant, values, now, target_id)
+        return len(fx.sends)
+
+    def _timeline(self, customer_id: str) -> list[dict[str, Any]]:
+        """A customer's raw events, strongly consistent (the version check of the merge covers later writes)."""
+        out: list[dict[str, Any]] = []
+        kwargs: dict[str, Any] = {"TableName": self.env.events_table, "KeyConditionExpression": "pk = :p",
+                                  "ExpressionAttributeValues": {":p": {"S": profile_pk(customer_id)}},
+                                  "ConsistentRead": True}
+        while True:
+            resp = self.ddb.query(**kwargs)
+            out += [ddb.deserialize(raw) or {} for raw in resp.get("Items", [])]
+            if not resp.get("LastEvaluatedKey"):
+                return out
+            kwargs["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
+
+    def _move_interests(self, source_id: str, target_id: str, products: list[str]) -> None:
+        """Re-point the product-interest rows, so back-in-stock / price-drop reach the identified customer."""
+        if not products:
+            return
+        table = self.env.profiles_table
+        old = ddb.batch_get(self.ddb, table, [(f"PI#{p}", profile_pk(source_id)) for p in products])
+        if not old:
+            return
+        mine = ddb.batch_get(self.ddb, table, [(pk, profile_pk(target_id)) for pk, _ in old])
+        puts = []
+        for (pk, _), row in old.items():
+            merged = {**row, "sk": profile_pk(target_id), "customer_id": target_id}
+            theirs = mine.get((pk, profile_pk(target_id))) or {}
+            for k, v in theirs.items():
+                if k.endswith("_at") or k == "ttl":
+                    merged[k] = max(v, merged.get(k, v))
+            puts.append(merged)
+        ddb.batch_write(self.ddb, table, puts=puts)
+        ddb.batch_write(self.ddb, table, deletes=list(old))
 
     # ---- one customer ---------------------------------------------------------------------------------
     def _customer(self, engine: Engine, defs: Definitions, source_id: str, sp: StoredProfile,
-                  msgs: list[Message], now: datetime) -> tuple[int, int, list[SendRequest], list[Any]]:
-        stored = dups = 0
-        sends: list[SendRequest] = []
-        counters: list[Any] = []
+                  msgs: list[Message], now: datetime) -> _Outcome:
+        out = _Outcome()
+        if sp.merged_into:
+            sp = self._follow(sp, now)
         pending = sorted(msgs, key=lambda m: m.timestamp)
-        for start in range(0, len(pending), CHUNK):
-            chunk = pending[start:start + CHUNK]
+        queue = deque(pending[i:i + CHUNK] for i in range(0, len(pending), CHUNK))
+        while queue:
+            chunk = queue.popleft()
             for attempt in range(ATTEMPTS):
                 fx = engine.process(sp, messages=chunk, now=now)
                 items = self._transaction(defs, source_id, sp, chunk, fx, now)
+                if len(items) > MAX_TXN_ITEMS and len(chunk) > 1:
+                    # many products or transitions: commit the chunk in two halves
+                    half = len(chunk) // 2
+                    queue.appendleft(chunk[half:])
+                    chunk = chunk[:half]
+                    sp = self._follow(self.repo.load(sp.profile.id, now), now)
+                    continue
                 try:
                     self.ddb.transact_write_items(TransactItems=items)
                     sp.version += 1
-                    stored += len(chunk)
-                    sends += fx.sends
-                    counters += [(*c, sp.profile.id) for c in fx.counters]
+                    out.stored += chunk
+                    out.sends += fx.sends
+                    out.counters += [(*c, sp.profile.id) for c in fx.counters]
                     break
                 except Exception as exc:
-                    duplicate_idx = _duplicate_markers(exc, len(chunk))
-                    if duplicate_idx is None:
-                        if ddb.error_code(exc) not in ("TransactionCanceledException", "TransactionConflictException",
-                                                       "ConditionalCheckFailedException"):
-                            raise
-                    else:
-                        dups += len(duplicate_idx)
-                        chunk = [m for i, m in enumerate(chunk) if i not in duplicate_idx]
-                    # someone else wrote the profile (or duplicates removed): start again from the stored state
-                    sp = self.repo.load(sp.profile.id, now)
+                    if ddb.error_code(exc) not in _RETRYABLE:
+                        raise
+                    reasons = _reasons(exc)
+                    dup = {i for i in range(len(chunk)) if _failed(reasons, i)}
+                    if dup:
+                        out.duplicates += len(dup)
+                        chunk = [m for i, m in enumerate(chunk) if i not in dup]
+                    # someone else wrote the profile, or a merge left a tombstone: start again from the store
+                    sp = self._follow(self.repo.load(sp.profile.id, now), now)
                     if not chunk:
                         break
                     ddb.backoff(attempt)
             else:
                 raise RuntimeError(f"profile {sp.profile.id}: could not commit after {ATTEMPTS} attempts")
-        return stored, dups, sends, counters
+        return out
+
+    def _follow(self, sp: StoredProfile, now: datetime) -> StoredProfile:
+        """The profile a tombstone points to (an anonymous visitor identified meanwhile)."""
+        for _ in range(3):
+            if not sp.merged_into:
+                return sp
+            sp = self.repo.load(sp.merged_into, now)
+        return sp
 
     def _transaction(self, defs: Definitions, source_id: str, sp: StoredProfile, chunk: list[Message],
                      fx: Effects, now: datetime) -> list[dict[str, Any]]:
@@ -357,8 +475,28 @@ def _interests(msgs: list[Message]) -> list[tuple[str, str, datetime]]:
     return [(p, k, at) for (p, k), at in out.items()]
 
 
+def _reasons(exc: Exception) -> list[dict[str, Any]]:
+    """TransactionCanceledException's CancellationReasons, one per item in request order (botocore puts
+    them at the top of the error response; moto does the same)."""
+    return list(getattr(exc, "response", {}).get("CancellationReasons") or [])
+
+
+def _failed(reasons: list[dict[str, Any]], index: int) -> bool:
+    return index < len(reasons) and reasons[index].get("Code") == "ConditionalCheckFailed"
+
+
 def _duplicate_markers(exc: Exception, markers: int) -> set[int] | None:
     """Indexes of messageId markers whose condition failed, from CancellationReasons (None: not that)."""
-    reasons = getattr(exc, "response", {}).get("CancellationReasons") or []
-    dup = {i for i, r in enumerate(reasons[:markers]) if r.get("Code") == "ConditionalCheckFailed"}
+    reasons = _reasons(exc)
+    dup = {i for i in range(markers) if _failed(reasons, i)}
     return dup or None
+
+
+def _anonymous_ids(messages: list[Message]) -> set[str]:
+    ids: set[str] = set()
+    for m in messages:
+        if m.anonymous_id and m.anonymous_id != m.user_id:
+            ids.add(m.anonymous_id)
+        if m.type == "alias" and m.previous_id and m.previous_id != m.user_id:
+            ids.add(m.previous_id)
+    return ids

@@ -73,7 +73,7 @@ def tombstone_item(source_id: str, target_id: str, version: int, now: datetime) 
 
 
 def version_condition(sp: StoredProfile) -> dict[str, Any]:
-    if sp.version > 0:
+    if sp.exists:  # a tombstone is never written over: attribute_not_exists fails on it
         return {"ConditionExpression": "version = :v", "ExpressionAttributeValues": {":v": {"N": str(sp.version)}}}
     return {"ConditionExpression": "attribute_not_exists(pk)"}
 
