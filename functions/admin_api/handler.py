@@ -1,7 +1,15 @@
-"""Admin API (Bearer admin token, stored hashed): customers, definitions, stats, NPS."""
+"""Admin API (Bearer admin token, stored hashed): customers, definitions, previews and dry-runs, segment
+counts and assignments, sources, stats, NPS, settings.
+
+Route order: Powertools tries every static route before any dynamic one, and dynamic ones in the order
+they are registered. So `/admin/sources`, `/admin/nps`, `/admin/segments/count` … (static) win over
+`/admin/<collection>` and `/admin/<collection>/<def_id>`; the specific dynamic routes (with a literal
+segment such as `/preview`) are registered before the generic definition routes.
+"""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
@@ -10,6 +18,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from retention.admin import KIND_OF, Admin
 from retention.errors import BadRequestError, NotFoundError
 from retention.http import json_response, register_errors
+from retention.previews import Previews
 from retention.runtime import deps
 from retention.surveys import Surveys
 
@@ -19,10 +28,13 @@ metrics = Metrics()
 app = APIGatewayRestResolver(enable_validation=True)
 register_errors(app, logger)
 
+SOURCE_HEADER = "X-Retention-Source"  # the client's file name, so validation errors read file:line
+
 
 def authenticate(app: APIGatewayRestResolver, next_middleware: Any) -> Any:
-    deps().config.authenticate_admin(app.current_event.headers.get("Authorization")
-                                     or app.current_event.headers.get("authorization"))
+    name = deps().config.authenticate_admin(app.current_event.headers.get("Authorization")
+                                            or app.current_event.headers.get("authorization"))
+    app.append_context(admin=name)
     return next_middleware(app)
 
 
@@ -33,11 +45,103 @@ def _query(name: str) -> str | None:
     return (app.current_event.query_string_parameters or {}).get(name)
 
 
+def _header(name: str) -> str | None:
+    headers = app.current_event.headers or {}
+    return headers.get(name) or next((v for k, v in headers.items() if k.lower() == name.lower()), None)
+
+
 def _kind(collection: str) -> str:
     if collection not in KIND_OF:
         raise NotFoundError(f"unknown collection '{collection}': use rules, segments or templates")
     return KIND_OF[collection]
 
+
+def _json_body(required: bool = True) -> dict[str, Any]:
+    raw = app.current_event.decoded_body or ""
+    if not raw.strip():
+        if required:
+            raise BadRequestError("the body is a JSON object")
+        return {}
+    try:
+        body = json.loads(raw)
+    except ValueError as exc:
+        raise BadRequestError(f"the body is not valid JSON: {exc}") from exc
+    if not isinstance(body, dict):
+        raise BadRequestError("the body is a JSON object")
+    return body
+
+
+def _author() -> str:
+    return str(app.context.get("admin") or "api")
+
+
+# ---- sources (write keys) ------------------------------------------------------------------------------
+
+@app.post("/admin/sources")
+def create_source() -> Any:
+    name = _json_body().get("name")
+    if not isinstance(name, str) or not name.strip():
+        raise BadRequestError('a source needs a name: {"name": "web shop"}')
+    return json_response(201, deps().config.create_source(name.strip()))
+
+
+@app.get("/admin/sources")
+def list_sources() -> Any:
+    return json_response(200, {"sources": deps().config.list_sources()})
+
+
+@app.delete("/admin/sources/<source_id>")
+def revoke_source(source_id: str) -> Any:
+    deps().config.revoke_source(source_id)
+    return json_response(200, {"source_id": source_id, "revoked": True})
+
+
+# ---- secrets, NPS, stats, settings ---------------------------------------------------------------------
+
+@app.post("/admin/webhooks/nps/rotate")
+def rotate_nps_secret() -> Any:
+    return json_response(200, {"name": "nps-webhook", "secret": deps().config.rotate_secret("nps-webhook"),
+                               "previous_valid": True})
+
+
+@app.get("/admin/nps")
+def nps_report() -> Any:
+    period = _query("period") or "month"
+    if period not in ("day", "week", "month"):
+        raise BadRequestError("period is day, week or month")
+    return json_response(200, Surveys(deps()).report(_query("from"), _query("to"), period))
+
+
+@app.get("/admin/stats")
+def stats_overview() -> Any:
+    return json_response(200, Admin(deps()).overview())
+
+
+@app.get("/admin/stats/rules/<rule>")
+def rule_stats(rule: str) -> Any:
+    return json_response(200, Admin(deps()).rule_stats(rule, _query("from"), _query("to")))
+
+
+@app.get("/admin/settings")
+def get_settings() -> Any:
+    return json_response(200, deps().config.settings().model_dump())
+
+
+@app.put("/admin/settings")
+def put_settings() -> Any:
+    return json_response(200, deps().config.put_settings(_json_body()).model_dump())
+
+
+# ---- segments: counts -----------------------------------------------------------------------------------
+
+@app.post("/admin/segments/count")
+def count_segment() -> Any:
+    body = _json_body()
+    return json_response(200, Previews(deps()).count(condition=body.get("condition"), segment=body.get("segment"),
+                                                     cursor=body.get("cursor"), limit=body.get("limit")))
+
+
+# ---- customers --------------------------------------------------------------------------------------------
 
 @app.get("/admin/customers/<customer_id>")
 def customer(customer_id: str) -> Any:
@@ -46,7 +150,10 @@ def customer(customer_id: str) -> Any:
 
 @app.get("/admin/customers/<customer_id>/events")
 def customer_events(customer_id: str) -> Any:
-    limit = int(_query("limit") or 100)
+    try:
+        limit = int(_query("limit") or 100)
+    except ValueError:
+        raise BadRequestError("limit is a whole number") from None
     return json_response(200, Admin(deps()).events(customer_id, limit=min(max(limit, 1), 1000),
                                                    before=_query("before")))
 
@@ -56,14 +163,41 @@ def forget(customer_id: str) -> Any:
     return json_response(200, Admin(deps()).forget(customer_id))
 
 
+@app.post("/admin/customers/<customer_id>/segments")
+def assign_segment(customer_id: str) -> Any:
+    body = _json_body()
+    return json_response(200, Previews(deps()).assign(customer_id, body.get("group"), body.get("segment"),
+                                                      reason=body.get("reason"), until=body.get("until")))
+
+
+@app.delete("/admin/customers/<customer_id>/segments/<group>")
+def unassign_segment(customer_id: str, group: str) -> Any:
+    return json_response(200, Previews(deps()).unassign(customer_id, group))
+
+
+# ---- rules: preview and dry-run (before the generic definition routes) -------------------------------------
+
+@app.post("/admin/rules/<rule_id>/preview")
+def preview_rule(rule_id: str) -> Any:
+    body = _json_body()
+    customer_id = body.get("customer") or body.get("customer_id")
+    if not isinstance(customer_id, str) or not customer_id:
+        raise BadRequestError('a preview needs a customer: {"customer": "<userId>"}')
+    return json_response(200, Previews(deps()).preview(rule_id, customer_id, definition=body.get("definition"),
+                                                       event=body.get("event")))
+
+
+@app.post("/admin/rules/<rule_id>/dry-run")
+def dry_run_rule(rule_id: str) -> Any:
+    body = _json_body(required=False)
+    return json_response(200, Previews(deps()).dry_run(rule_id, days=body.get("days", 7), cursor=body.get("cursor"),
+                                                       limit=body.get("limit"), definition=body.get("definition")))
+
+
+# ---- definitions: rules, segments, templates ------------------------------------------------------------
+
 @app.get("/admin/<collection>")
 def list_definitions(collection: str) -> Any:
-    if collection == "nps":
-        return nps_report()
-    if collection == "stats":
-        return stats_overview()
-    if collection == "settings":
-        return get_settings()
     return json_response(200, {collection: Admin(deps()).list(_kind(collection))})
 
 
@@ -75,27 +209,43 @@ def get_definition(collection: str, def_id: str) -> Any:
 @app.get("/admin/<collection>/<def_id>/versions")
 def versions(collection: str, def_id: str) -> Any:
     rows = deps().config.versions(_kind(collection), def_id)
+    if not rows:
+        raise NotFoundError(f"{collection[:-1]} '{def_id}' not found")
     return json_response(200, {"id": def_id, "versions": [
         {"version": r["version"], "applied_at": r.get("applied_at"), "enabled": r.get("enabled", True),
          "author": r.get("author")} for r in rows]})
 
 
+@app.get("/admin/<collection>/<def_id>/lint")
+def lint_definition(collection: str, def_id: str) -> Any:
+    return json_response(200, Previews(deps()).lint(_kind(collection), def_id))
+
+
 @app.put("/admin/<collection>/<def_id>")
 def put_definition(collection: str, def_id: str) -> Any:
-    body = _body_definition()
+    """A definition as YAML (Content-Type: application/yaml; errors name the line) or JSON."""
     kind = _kind(collection)
-    key = "group" if kind == "SEGDEF" else "id"
-    body.setdefault(key, def_id)
-    if body[key] != def_id:
-        raise BadRequestError(f"{key} in the body ('{body[key]}') differs from the URL ('{def_id}')")
-    return json_response(200, Admin(deps()).apply(kind, body, source=f"{collection}/{def_id}"))
+    source = _header(SOURCE_HEADER) or f"{collection}/{def_id}"
+    ctype = (_header("Content-Type") or "").lower()
+    raw = app.current_event.decoded_body or ""
+    text = None
+    linemap = None
+    if "yaml" in ctype:
+        from retention.previews import parse_definition_text
+        body, linemap = parse_definition_text(raw, source)
+        text = raw
+    else:
+        body = _json_body()
+    return json_response(200, Previews(deps()).apply(kind, def_id, body, source=source, linemap=linemap, text=text,
+                                                     author=_author()))
 
 
 @app.post("/admin/<collection>/<def_id>/rollback")
 def rollback(collection: str, def_id: str) -> Any:
     version = _query("version")
-    item = deps().config.rollback(_kind(collection), def_id, int(version) if version else None)
-    return json_response(200, {"id": def_id, "version": item["version"]})
+    if version is not None and not version.isdigit():
+        raise BadRequestError("version is a whole number")
+    return json_response(200, Previews(deps()).rollback(_kind(collection), def_id, int(version) if version else None))
 
 
 @app.post("/admin/<collection>/<def_id>/enable")
@@ -108,58 +258,6 @@ def enable(collection: str, def_id: str) -> Any:
 def disable(collection: str, def_id: str) -> Any:
     item = deps().config.set_enabled(_kind(collection), def_id, False)
     return json_response(200, {"id": def_id, "version": item["version"], "enabled": False})
-
-
-@app.get("/admin/stats/rules/<rule>")
-def rule_stats(rule: str) -> Any:
-    return json_response(200, Admin(deps()).rule_stats(rule, _query("from"), _query("to")))
-
-
-@app.get("/admin/stats")
-def stats_overview() -> Any:
-    return json_response(200, Admin(deps()).overview())
-
-
-def nps_report() -> Any:
-    period = _query("period") or "month"
-    if period not in ("day", "week", "month"):
-        raise BadRequestError("period is day, week or month")
-    return json_response(200, Surveys(deps()).report(_query("from"), _query("to"), period))
-
-
-@app.get("/admin/settings")
-def get_settings() -> Any:
-    return json_response(200, deps().config.settings().model_dump())
-
-
-@app.put("/admin/settings")
-def put_settings() -> Any:
-    body = app.current_event.json_body
-    if not isinstance(body, dict):
-        raise BadRequestError("settings are a JSON object")
-    return json_response(200, deps().config.put_settings(body).model_dump())
-
-
-def _body_definition() -> dict[str, Any]:
-    """A definition as JSON, or as YAML text (Content-Type: application/yaml)."""
-    event = app.current_event
-    ctype = (event.headers.get("Content-Type") or event.headers.get("content-type") or "").lower()
-    raw = event.decoded_body or ""
-    if "yaml" in ctype:
-        import yaml
-        try:
-            body = yaml.safe_load(raw)
-        except yaml.YAMLError as exc:
-            raise BadRequestError(f"invalid YAML: {exc}") from exc
-    else:
-        import json
-        try:
-            body = json.loads(raw)
-        except ValueError as exc:
-            raise BadRequestError(f"invalid JSON: {exc}") from exc
-    if not isinstance(body, dict):
-        raise BadRequestError("a definition is an object")
-    return body
 
 
 @logger.inject_lambda_context

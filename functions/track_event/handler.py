@@ -8,9 +8,10 @@ from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from botocore.exceptions import ClientError
 from retention import clock, wire
 from retention.http import json_response, register_errors
-from retention.ingest import Ingestor
+from retention.ingest import ContentionError, Ingestor
 from retention.runtime import deps
 
 logger = Logger()
@@ -20,16 +21,46 @@ app = APIGatewayRestResolver(enable_validation=True, strip_prefixes=["/"])
 register_errors(app, logger)
 
 KINDS = ("batch", "track", "identify", "page", "screen", "alias", "group")
+THROTTLED = frozenset({"ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded",
+                       "TransactionConflictException", "LimitExceededException"})
+RETRY_AFTER_SECONDS = "2"
+
+
+def _throttled(message: str) -> Any:
+    # both clients retry 429 (Segment's honours Retry-After); the messages were not stored, or were and
+    # the retry is a duplicate
+    return json_response(429, {"code": "throttled", "message": message}, {"Retry-After": RETRY_AFTER_SECONDS})
+
+
+@app.exception_handler(ClientError)
+def _aws_error(exc: ClientError) -> Any:
+    code = exc.response.get("Error", {}).get("Code", "")
+    reasons = exc.response.get("CancellationReasons") or []
+    if code in THROTTLED or any(r.get("Code") in ("ThrottlingError", "ProvisionedThroughputExceeded")
+                                for r in reasons):
+        logger.warning("throttled", extra={"code": code})
+        return _throttled("the event store is busy; retry after a pause")
+    raise exc
+
+
+@app.exception_handler(ContentionError)
+def _contention(exc: ContentionError) -> Any:
+    logger.warning("contention", extra={"error": str(exc)})
+    return _throttled("the customer's profile is being updated concurrently; retry after a pause")
 
 
 def handle(kind: str) -> Any:
     event = app.current_event
     received_at = clock.now()
-    raw = wire.decode_body(event.body, bool(event.is_base64_encoded), dict(event.headers or {}))
-    parsed = wire.parse_request(kind, raw, received_at)
+    headers = dict(event.headers or {})
     d = deps()
-    key = wire.write_key_from(dict(event.headers or {}), None) or parsed.write_key
-    source_id = d.config.authenticate_source(key)
+    header_key = wire.write_key_from(headers, None)
+    # a key in the Authorization header is checked before the body is read (401 before 400 or 413)
+    source_id = d.config.authenticate_source(header_key) if header_key else None
+    raw = wire.decode_body(event.body, bool(event.is_base64_encoded), headers)
+    parsed = wire.parse_request(kind, raw, received_at)
+    if source_id is None:
+        source_id = d.config.authenticate_source(parsed.write_key)
     result = Ingestor(ddb_client=d.dynamodb, sqs=d.sqs, env=d.env, config=d.config).ingest(
         parsed.messages, source_id, now=received_at)
     metrics.add_metric(name="EventsAccepted", unit=MetricUnit.Count, value=result.accepted)

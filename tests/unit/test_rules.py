@@ -507,6 +507,8 @@ def test_step_helpers() -> None:
     assert rules.send_target(rule.steps[0], "c1", "r") == ("welcome", "default", "preferred")
     # opened_previous: false → `then` when the message was NOT opened.
     assert rules.branch_condition(rule.steps[1]) == "opened_previous"
+    want, expected = rule.steps[1].branch.engagement  # the engine unpacks it
+    assert (want, expected) == ("opened", False) == (rule.steps[1].branch.engagement.what, False)
     assert rules.branch_next(rule, rule.steps[1], 1, False) == 3
     assert rules.branch_next(rule, rule.steps[1], 1, True) == 2
     # goto: an unconditional branch; `end` is len(steps).

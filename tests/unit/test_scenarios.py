@@ -58,6 +58,14 @@ def test_default_rules_validate_template_ids_from_the_directory(monkeypatch: pyt
     assert {rule.id for rule in rules.default_rules()} == RULE_IDS
 
 
+def test_stored_documents_read_back_the_same(by_id: dict[str, rules.Rule]) -> None:
+    # The config table keeps rule.to_dict(); the engine parses it again without a line map.
+    for rule in by_id.values():
+        again = rules.parse_rule(rule.to_dict(), source=f"rule {rule.id}")
+        assert again.to_dict() == rule.to_dict()
+        assert rules.rule_hash(again) == rules.rule_hash(rule)
+
+
 def test_every_template_has_both_locales_and_validates(library: dict[str, templates.Template]) -> None:
     for template_id, template in library.items():
         assert set(template.locales) == {"ru", "en"}, template_id

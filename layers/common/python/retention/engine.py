@@ -319,7 +319,12 @@ class Engine:
             key = f"{rule.id}|{journey['entry']}|{last}"
             engaged = want in sp.profile.meta.get("engagement", {}).get(key, [])
             return engaged == expected
-        return bool(conditions.evaluate(spec.condition, profiles.facts(sp.profile, now)))
+        facts = profiles.facts(sp.profile, now)
+        trig = journey.get("trigger") or {}
+        # the event that started the journey is visible to branches (`{event: Order Ready for Pickup}`)
+        facts["event"] = {"name": trig.get("name"), "properties": trig.get("properties") or {},
+                          "timestamp": clock.parse_iso(journey["entered_at"])}
+        return bool(conditions.evaluate(spec.condition, facts))
 
     # ---- attribution --------------------------------------------------------------------------------
     def _attribute(self, sp: StoredProfile, ev: dict[str, Any], fx: Effects, now: datetime) -> None:

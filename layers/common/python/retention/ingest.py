@@ -20,9 +20,9 @@ from retention import clock, ddb, due
 from retention.config import ConfigStore
 from retention.engine import Definitions, Effects, Engine
 from retention.messaging import SendRequest, add_counters, suppression_key
+from retention.profiles import merge_profiles
 from retention.rendering import Library
 from retention.settings import Env
-from retention.profiles import merge_profiles
 from retention.store import (
     ProfileRepo,
     StoredProfile,
@@ -36,10 +36,15 @@ from retention.wire import Message, Rejection
 
 MAX_TXN_ITEMS = 100
 CHUNK = 24  # messages per transaction: markers + events + profile + due/history items stay under 100
-INTEREST_EVENTS = {"Product Viewed": "viewed", "Product Added": "carted", "Product Added to Wishlist": "subscribed",
-                   "Back in Stock Subscribed": "subscribed", "Product Subscribed": "subscribed"}
+INTEREST_EVENTS = {"Product Viewed": "viewed", "Product Clicked": "viewed", "Product Added": "carted",
+                   "Product Added to Wishlist": "subscribed", "Back in Stock Subscribed": "subscribed",
+                   "Price Drop Subscribed": "subscribed", "Product Subscribed": "subscribed"}
 PRODUCT_EVENTS = ("Product Back in Stock", "Product Price Dropped", "Product Low Stock")
 ATTEMPTS = 6
+
+
+class ContentionError(RuntimeError):
+    """A profile kept changing under us for every attempt: the request may be retried as a whole."""
 
 
 _RETRYABLE = ("TransactionCanceledException", "TransactionConflictException", "ConditionalCheckFailedException")
@@ -110,13 +115,17 @@ class Ingestor:
         def run(cid: str) -> _Outcome:
             return self._customer(engine, defs, source_id, profiles[cid], groups[cid], now)
 
-        with ThreadPoolExecutor(max_workers=min(self.workers, max(1, len(groups)))) as pool:
-            for outcome in pool.map(run, list(groups)):
-                result.accepted += len(outcome.stored) + outcome.duplicates
-                result.duplicates += outcome.duplicates
-                stored += outcome.stored
-                sends += outcome.sends
-                counters += outcome.counters
+        if len(groups) == 1 or self.workers <= 1:
+            outcomes = [run(cid) for cid in groups]
+        else:  # customers are independent: their transactions go out in parallel (latency, not CPU)
+            with ThreadPoolExecutor(max_workers=min(self.workers, len(groups))) as pool:
+                outcomes = list(pool.map(run, list(groups)))
+        for outcome in outcomes:
+            result.accepted += len(outcome.stored) + outcome.duplicates
+            result.duplicates += outcome.duplicates
+            stored += outcome.stored
+            sends += outcome.sends
+            counters += outcome.counters
         self._enqueue(sends, now)
         result.sends = len(sends)
         for rule, step, variant, values, hint in counters:
@@ -221,12 +230,16 @@ class Ingestor:
             except Exception as exc:
                 reasons = _reasons(exc)
                 if alias and len(reasons) >= 2 and _failed(reasons, len(items) - 2):
-                    return 0  # someone linked this anonymous id first: never re-point history
+                    # someone linked this anonymous id first: never re-point history; take back the copies
+                    if moved and self.repo.alias_of(alias) != target_id:
+                        ddb.batch_write(self.ddb, env.events_table,
+                                        deletes=[(profile_pk(target_id), e["sk"]) for e in moved])
+                    return 0
                 if ddb.error_code(exc) not in _RETRYABLE:
                     raise
                 ddb.backoff(attempt + 1)
         else:
-            raise RuntimeError(f"merge {source_id} → {target_id}: could not commit after {ATTEMPTS} attempts")
+            raise ContentionError(f"merge {source_id} → {target_id}: could not commit after {ATTEMPTS} attempts")
         if moved:
             ddb.batch_write(self.ddb, env.events_table, deletes=[(e["pk"], e["sk"]) for e in moved])
         if src is not None and src.exists:
@@ -279,11 +292,13 @@ class Ingestor:
         queue = deque(pending[i:i + CHUNK] for i in range(0, len(pending), CHUNK))
         while queue:
             chunk = queue.popleft()
-            for attempt in range(ATTEMPTS):
+            attempt = 0
+            while chunk:
                 fx = engine.process(sp, messages=chunk, now=now)
                 items = self._transaction(defs, source_id, sp, chunk, fx, now)
                 if len(items) > MAX_TXN_ITEMS and len(chunk) > 1:
-                    # many products or transitions: commit the chunk in two halves
+                    # many products or transitions: commit the chunk in two halves (process() changed the
+                    # in-memory profile, so read it again)
                     half = len(chunk) // 2
                     queue.appendleft(chunk[half:])
                     chunk = chunk[:half]
@@ -291,11 +306,6 @@ class Ingestor:
                     continue
                 try:
                     self.ddb.transact_write_items(TransactItems=items)
-                    sp.version += 1
-                    out.stored += chunk
-                    out.sends += fx.sends
-                    out.counters += [(*c, sp.profile.id) for c in fx.counters]
-                    break
                 except Exception as exc:
                     if ddb.error_code(exc) not in _RETRYABLE:
                         raise
@@ -306,11 +316,18 @@ class Ingestor:
                         chunk = [m for i, m in enumerate(chunk) if i not in dup]
                     # someone else wrote the profile, or a merge left a tombstone: start again from the store
                     sp = self._follow(self.repo.load(sp.profile.id, now), now)
-                    if not chunk:
-                        break
-                    ddb.backoff(attempt)
-            else:
-                raise RuntimeError(f"profile {sp.profile.id}: could not commit after {ATTEMPTS} attempts")
+                    attempt += 1
+                    if attempt >= ATTEMPTS and chunk:
+                        raise ContentionError(f"profile {sp.profile.id}: could not commit after {ATTEMPTS} attempts"
+                                              ) from exc
+                    if chunk:
+                        ddb.backoff(attempt)
+                    continue
+                sp.version += 1
+                out.stored += chunk
+                out.sends += fx.sends
+                out.counters += [(*c, sp.profile.id) for c in fx.counters]
+                break
         return out
 
     def _follow(self, sp: StoredProfile, now: datetime) -> StoredProfile:
@@ -351,21 +368,6 @@ class Ingestor:
                 {"pk": profile_pk(cid), "sk": f"H#{h['at']}#{h['group']}#{h['segment']}#{h['kind']}", **h,
                  "ttl": int(now.timestamp()) + retention_s})}})
         self._email_changes(sp, items, now)
-        window = timedelta(days=settings.interest_window_days)
-        by_product: dict[str, dict[str, datetime]] = defaultdict(dict)
-        for product, kind, at in _interests(chunk):
-            by_product[product][kind] = at
-        for product, kinds in by_product.items():
-            latest = max(kinds.values())
-            sets = {f"{k}_at": clock.iso(at) for k, at in kinds.items()}
-            names = {f"#k{i}": k for i, k in enumerate(sets)} | {"#ttl": "ttl"}
-            vals = {f":k{i}": v for i, v in enumerate(sets.values())} | {
-                ":c": cid, ":x": int((latest + window).timestamp())}
-            expr = ", ".join(f"#k{i} = :k{i}" for i in range(len(sets)))
-            items.append({"Update": {"TableName": env.profiles_table, "Key": ddb.key(f"PI#{product}", profile_pk(cid)),
-                                     "UpdateExpression": f"SET {expr}, customer_id = :c, #ttl = :x",
-                                     "ExpressionAttributeNames": names,
-                                     "ExpressionAttributeValues": ddb.values(vals)}})
         dues = list(fx.due)
         # sends are durable through the due index until the queue has them (deleted after enqueue)
         for s in fx.sends:
@@ -373,11 +375,46 @@ class Ingestor:
                                     payload=json.loads(s.model_dump_json())))
         for d in dues:
             items.append({"Put": {"TableName": env.due_table, "Item": ddb.serialize(d.to_item(env.due_shards))}})
+        interests = self._interest_updates(sp, chunk, settings, now)
+        room = MAX_TXN_ITEMS - len(items) - 1
+        if len(chunk) == 1 and len(interests) > room:
+            # one message naming more products than a transaction holds: the most recent ones are indexed
+            interests = interests[:max(0, room)]
+        items += interests
         items.append({"Put": {"TableName": env.profiles_table, "Item": ddb.serialize(to_item(sp, now)),
                               **version_condition(sp)}})
-        if len(items) > MAX_TXN_ITEMS:
+        if len(items) > MAX_TXN_ITEMS and len(chunk) <= 1:
             raise RuntimeError(f"transaction for {cid} has {len(items)} items")
-        return items
+        return items  # more than MAX_TXN_ITEMS only for several messages: the caller splits the chunk
+
+    def _interest_updates(self, sp: StoredProfile, chunk: list[Message], settings: Any,
+                          now: datetime) -> list[dict[str, Any]]:
+        """Upserts of the product-interest index (`PI#<product>` / `C#<customer>`), newest first. Interests
+        older than the window are left out (a history import does not index what expired long ago); the
+        row's expiry never moves back (the profile knows the latest interest in the product)."""
+        window = timedelta(days=settings.interest_window_days)
+        cid = sp.profile.id
+        by_product: dict[str, dict[str, datetime]] = defaultdict(dict)
+        for product, kind, at in _interests(chunk):
+            if at + window > now:
+                by_product[product][kind] = at
+        out: list[tuple[datetime, dict[str, Any]]] = []
+        for product, kinds in by_product.items():
+            latest = max(kinds.values())
+            known = sp.profile.interests.get(product)
+            if known:
+                latest = max(latest, clock.parse_iso(known))
+            sets = {f"{k}_at": clock.iso(at) for k, at in kinds.items()}
+            names = {f"#k{i}": k for i, k in enumerate(sets)} | {"#ttl": "ttl"}
+            vals = {f":k{i}": v for i, v in enumerate(sets.values())} | {
+                ":c": cid, ":x": int((latest + window).timestamp())}
+            expr = ", ".join(f"#k{i} = :k{i}" for i in range(len(sets)))
+            out.append((max(kinds.values()), {"Update": {
+                "TableName": self.env.profiles_table, "Key": ddb.key(f"PI#{product}", profile_pk(cid)),
+                "UpdateExpression": f"SET {expr}, customer_id = :c, #ttl = :x",
+                "ExpressionAttributeNames": names, "ExpressionAttributeValues": ddb.values(vals)}}))
+        out.sort(key=lambda pair: pair[0], reverse=True)
+        return [item for _, item in out]
 
     def _email_changes(self, sp: StoredProfile, items: list[dict[str, Any]], now: datetime) -> None:
         email = sp.profile.traits.get("email")

@@ -313,10 +313,20 @@ class Previews:
         item = self.d.config.apply(kind, def_id, body, text=stored_text, enabled=bool(body.get("enabled", True)),
                                    author=author)
         out = {"id": def_id, "version": int(item["version"]), "changed": bool(item.get("changed", True))}
+        self._recompute(kind, out)
+        return out
+
+    def rollback(self, kind: str, def_id: str, version: int | None = None) -> dict[str, Any]:
+        item = self.d.config.rollback(kind, def_id, version)
+        out = {"id": def_id, "version": int(item["version"]), "changed": bool(item.get("changed", True))}
+        self._recompute(kind, out)
+        return out
+
+    def _recompute(self, kind: str, out: dict[str, Any]) -> None:
+        """A changed segment group re-evaluates every profile (parallel scan fanned out over SQS)."""
         if kind == "SEGDEF" and out["changed"] and self.d.env.recompute_queue_url:
             from retention.recompute import Recompute
             out["recompute"] = Recompute(self.d).fan_out("definition_change")
-        return out
 
     def lint(self, kind: str, def_id: str) -> dict[str, Any]:
         from retention import lint

@@ -842,6 +842,13 @@ def merge_profiles(
             target.interests[product_id] = at
     if len(target.interests) > INTERESTS_KEEP:
         target.interests = dict(sorted(target.interests.items(), key=lambda kv: kv[1])[-INTERESTS_KEEP:])
+    # the activity times segment conditions read (note_activity): the latest of both
+    their_activity = source.meta.get("activity") or {}
+    if their_activity:
+        activity = target.meta.setdefault("activity", {})
+        for name, at in their_activity.items():
+            if at and str(at) > str(activity.get(name) or ""):
+                activity[name] = at
 
     ids = [*target.anonymous_ids, *source.anonymous_ids]
     if source_is_anonymous:

@@ -34,6 +34,11 @@ index of the next step. Any step may carry a label (`id:`); `branch` and `goto` 
 message a customer forever — so a cycle is a validation error. Running off the end completes the
 journey. A `goto` is an unconditional branch (`step_kind` says `branch`, its condition always holds).
 
+Facts: `audience` and `exit_when.condition` are checked on the profile; a branch condition sees the
+profile plus `event` = the journey's trigger event {name, properties} (so `{event: Order Ready for
+Pickup}` or `{property: pickup_code, exists: true}` can tell two triggers of one rule apart);
+`trigger.where` / `exit_when.where` / `goal.where` see only the event being processed.
+
 Every problem is reported as `file:line: path: message`, all of them at once.
 """
 
@@ -51,7 +56,7 @@ from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal, NamedTuple
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
@@ -453,6 +458,11 @@ class Engagement(Model):
         return bool(self.opened_previous if self.opened_previous is not None else self.clicked_previous)
 
 
+class EngagementCheck(NamedTuple):
+    what: str  # opened | clicked
+    expected: bool
+
+
 def _branch_if_tag(value: Any) -> str:
     if isinstance(value, Engagement):
         return "<engagement>"
@@ -476,8 +486,12 @@ class BranchSpec(Model):
     else_: Target | None = Field(default=None, alias="else")
 
     @property
-    def engagement(self) -> Engagement | None:
-        return self.if_ if isinstance(self.if_, Engagement) else None
+    def engagement(self) -> EngagementCheck | None:
+        """(what, expected) — `opened`/`clicked` and the flag — for an engagement branch, else None.
+        A tuple so callers can unpack it; `.what` and `.expected` read the same."""
+        if isinstance(self.if_, Engagement):
+            return EngagementCheck(self.if_.what, self.if_.expected)
+        return None
 
     @property
     def condition(self) -> conditions.ConditionBase | None:

@@ -149,7 +149,7 @@ class Sender:
                               ExpressionAttributeValues={":r": {"S": "retry"}, ":d": {"S": "deferred"}})
             return True
         except Exception as exc:
-            if ddb.is_conditional_failure(exc):
+            if _code(exc) in ("ConditionalCheckFailedException", "TransactionCanceledException"):
                 return False
             raise
 
@@ -338,7 +338,7 @@ class Sender:
             try:
                 return self._call_provider(req, channel, address, rendered)
             except Exception as exc:
-                code = ddb.error_code(exc)
+                code = _code(exc)
                 if code in RETRYABLE:
                     if attempt < PROVIDER_ATTEMPTS:
                         ddb.backoff(attempt, base=0.1)
@@ -421,6 +421,16 @@ class _Invalid:
 _INVALID: Any = _Invalid()
 
 
+def _code(exc: BaseException) -> str | None:
+    """The AWS error code of a ClientError; None for anything else (a botocore ReadTimeoutError has
+    `response = None`, which retention.ddb.error_code does not expect)."""
+    response = getattr(exc, "response", None)
+    if not isinstance(response, dict):
+        return None
+    code = (response.get("Error") or {}).get("Code")
+    return str(code) if code else None
+
+
 def _never_sent(exc: BaseException) -> bool:
     """Errors raised before a request reached the provider (so retrying cannot send twice)."""
     try:
@@ -432,7 +442,7 @@ def _never_sent(exc: BaseException) -> bool:
 
 def _transaction_conflict(exc: BaseException) -> bool:
     """A conflict worth retrying; a failed condition (the profile is gone) is not."""
-    code = ddb.error_code(exc)  # type: ignore[arg-type]
+    code = _code(exc)
     if code == "TransactionConflictException":
         return True
     if code != "TransactionCanceledException":

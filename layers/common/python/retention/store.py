@@ -47,10 +47,10 @@ def recent_sends(sends: list[dict[str, Any]], now: datetime) -> list[dict[str, A
 
 def from_item(customer_id: str, item: dict[str, Any] | None, now: datetime) -> StoredProfile:
     if not item:
-        p = Profile(id=customer_id, created_at=clock.iso(now))
+        p = Profile(id=customer_id, created_at=now)
         return StoredProfile(profile=p, version=0)
     if item.get("merged_into"):
-        return StoredProfile(profile=Profile(id=customer_id, created_at=clock.iso(now)),
+        return StoredProfile(profile=Profile(id=customer_id, created_at=now),
                              version=int(item.get("version", 0)), merged_into=str(item["merged_into"]))
     p = Profile.from_doc(item["doc"])
     sends = item.get("sends") or []
@@ -106,7 +106,8 @@ class ProfileRepo:
         return item["customer_id"] if item else None
 
 
-def _batch_get_consistent(client: Any, table: str, keys: list[tuple[str, str]]) -> dict[tuple[str, str], dict[str, Any]]:
+def _batch_get_consistent(client: Any, table: str,
+                          keys: list[tuple[str, str]]) -> dict[tuple[str, str], dict[str, Any]]:
     found: dict[tuple[str, str], dict[str, Any]] = {}
     unique = list(dict.fromkeys(keys))
     for start in range(0, len(unique), 100):

@@ -36,6 +36,8 @@ MAX_ID_BYTES = 512
 """Ids end up inside DynamoDB keys (pk ≤ 2048 bytes, sk ≤ 1024 bytes)."""
 MAX_FUTURE = timedelta(hours=24)
 """A corrected timestamp further ahead of the server clock than this is a broken client clock."""
+MIN_TIMESTAMP = datetime(1970, 1, 1, tzinfo=UTC)
+"""Earlier timestamps are a broken clock (or a unit mix-up), not shop history."""
 
 MessageType = Literal["track", "identify", "page", "screen", "alias", "group"]
 MESSAGE_TYPES: tuple[str, ...] = ("track", "identify", "page", "screen", "alias", "group")
@@ -240,13 +242,18 @@ def parse_timestamp(value: Any, field: str = "timestamp") -> datetime | None:
         text = text[:-1] + "+00:00"
     try:
         parsed = datetime.fromisoformat(text)
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=UTC)
+        parsed = parsed.astimezone(UTC)
+    except OverflowError:
+        raise _RejectError(f"{field} {value!r} is out of range once converted to UTC") from None
     except ValueError:
         raise _RejectError(
             f"{field} {value!r} is not an ISO 8601 timestamp (e.g. 2024-05-01T12:00:00.000Z)"
         ) from None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC)
+    if parsed < MIN_TIMESTAMP:
+        raise _RejectError(f"{field} {value!r} is before {MIN_TIMESTAMP.year}: check the sending clock")
+    return parsed
 
 
 def _deep_merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
@@ -359,7 +366,15 @@ def _normalize(
     else:
         # Segment's clock-skew correction: the client's clock may be off, the interval between
         # the event and the send (both on that clock) is right.
-        timestamp = received_at - (sent_at - client_ts)
+        try:
+            timestamp = received_at - (sent_at - client_ts)
+        except OverflowError:
+            timestamp = datetime.min.replace(tzinfo=UTC)
+        if timestamp < MIN_TIMESTAMP:
+            raise _RejectError(
+                f"timestamp {clock.iso(client_ts)} is {sent_at - client_ts} before sentAt {clock.iso(sent_at)}: "
+                f"after clock-skew correction it falls before {MIN_TIMESTAMP.year}"
+            )
     if timestamp - received_at > MAX_FUTURE:
         raise _RejectError(
             f"timestamp {clock.iso(timestamp)} (after sentAt correction) is more than 24 h ahead of the "
