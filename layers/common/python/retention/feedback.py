@@ -1,6 +1,7 @@
 """Delivery feedback from SES (configuration set → SNS → this): delivery, bounce, complaint, reject, open,
 click. Hard bounces and complaints put the address on the suppression list (salted hash) and suppress the
-profile's email channel; statuses, daily counters and the profile's open/click rates update.
+profile's email channel; statuses, daily counters and the profile's open/click rates update. A transient
+(soft) bounce is counted as `soft_bounced` and changes nothing else.
 
 Each kind of feedback counts once per message, and nothing is lost when the function dies half-way (SNS
 and Lambda redeliver):
@@ -54,6 +55,8 @@ class Feedback:
         now = clock.now()
         permanent = counter == "complained" or (counter == "bounced" and
                                                 (event.get("bounce") or {}).get("bounceType") == "Permanent")
+        if counter == "bounced" and not permanent:
+            counter = "soft_bounced"  # a transient bounce: counted apart, no status change, no suppression
         recipients = _recipients(event) if permanent else []
         if permanent:
             self._suppress(recipients, counter, now)

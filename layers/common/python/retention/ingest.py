@@ -64,6 +64,7 @@ class _Outcome:
     duplicates: int = 0
     sends: list[SendRequest] = field(default_factory=list)
     counters: list[Any] = field(default_factory=list)
+    transitions: list[Any] = field(default_factory=list)
 
 
 def customer_of(msg: Message, aliases: dict[str, str]) -> str:
@@ -126,6 +127,10 @@ class Ingestor:
             stored += outcome.stored
             sends += outcome.sends
             counters += outcome.counters
+        transitions = [o.transitions for o in outcomes if o.transitions]
+        if transitions:
+            from retention import segstats
+            segstats.record(self.ddb, self.env.messages_table, transitions, now)
         self._enqueue(sends, now)
         result.sends = len(sends)
         for rule, step, variant, values, hint in counters:
@@ -314,19 +319,24 @@ class Ingestor:
                     if dup:
                         out.duplicates += len(dup)
                         chunk = [m for i, m in enumerate(chunk) if i not in dup]
+                    if not chunk and not queue:
+                        break  # a retried delivery: everything was stored before
                     # someone else wrote the profile, or a merge left a tombstone: start again from the store
+                    # (process() changed the in-memory profile in any case)
                     sp = self._follow(self.repo.load(sp.profile.id, now), now)
+                    if not chunk:
+                        break
                     attempt += 1
-                    if attempt >= ATTEMPTS and chunk:
+                    if attempt >= ATTEMPTS:
                         raise ContentionError(f"profile {sp.profile.id}: could not commit after {ATTEMPTS} attempts"
                                               ) from exc
-                    if chunk:
-                        ddb.backoff(attempt)
+                    ddb.backoff(attempt)
                     continue
                 sp.version += 1
                 out.stored += chunk
                 out.sends += fx.sends
                 out.counters += [(*c, sp.profile.id) for c in fx.counters]
+                out.transitions += fx.transitions
                 break
         return out
 

@@ -124,6 +124,9 @@ class Ticker:
                     ddb.backoff(attempt)
                     continue
                 raise
+            if fx.transitions:
+                from retention import segstats
+                segstats.record(self.ddb, self.env.messages_table, [fx.transitions], now)
             enqueue(self.sqs, self.env.send_queue_url, fx.sends)
             due.delete(self.ddb, self.env.due_table, safety, self.env.due_shards)
             for rule, step, variant, values in fx.counters:
