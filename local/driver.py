@@ -10,7 +10,7 @@ from typing import Any
 EPSILON = timedelta(milliseconds=1)
 
 
-def advance(target: datetime, *, now: Callable[[], datetime], set_time: Callable[[datetime], None],
+def advance(target: datetime, *, now: Callable[[], datetime], set_time: Callable[[datetime], Any],
             next_due: Callable[[], datetime | None], config: Any, tick: Callable[[datetime, datetime], None],
             drain: Callable[[], Any], max_steps: int = 10_000) -> datetime:
     from retention import clock

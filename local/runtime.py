@@ -30,7 +30,7 @@ class LocalConfig:
     port: int = 8787
     host: str = "127.0.0.1"
     write_key: str = "dev-write-key"
-    admin_token: str = "dev-admin-token"
+    admin_token: str = "dev-admin-token"  # noqa: S105 - the documented local default, printed at start
     apply_library: bool = True
     background: bool = True  # scheduler + queue drainer threads (off in tests that drive time by hand)
 
@@ -279,7 +279,8 @@ class LocalStack:
                 event = {"Records": [{"messageId": m["MessageId"], "receiptHandle": m["ReceiptHandle"],
                                       "body": m["Body"], "attributes": m.get("Attributes", {}),
                                       "messageAttributes": {}, "md5OfBody": m.get("MD5OfBody", ""),
-                                      "eventSource": "aws:sqs", "eventSourceARN": f"arn:aws:sqs:{REGION}:000:{source.queue}",
+                                      "eventSource": "aws:sqs",
+                                      "eventSourceARN": f"arn:aws:sqs:{REGION}:000:{source.queue}",
                                       "awsRegion": REGION} for m in msgs]}
                 result = self.invoke(source.function, event) or {}
                 failed = {f["itemIdentifier"] for f in result.get("batchItemFailures", [])}
@@ -331,9 +332,10 @@ class LocalStack:
 
     def advance(self, seconds: float) -> datetime:
         """Move the virtual clock; every tick and cron that came due runs, and the queues drain."""
-        from local.driver import advance
         from retention import clock, due
         from retention.runtime import deps
+
+        from local.driver import advance
         d = deps()
 
         def tick(previous: datetime, current: datetime) -> None:

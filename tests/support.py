@@ -184,8 +184,9 @@ def advance(stack: Stack, **delta: float) -> Any:
     """Move the frozen clock forward (days=, hours=, minutes=), running ticks and sends on the way."""
     from datetime import timedelta
 
-    from local.driver import advance as drive
     from retention import clock, due
+
+    from local.driver import advance as drive
     d = stack.deps
     ticker = stack.ticker()
     target = clock.now() + timedelta(**delta)
@@ -197,7 +198,6 @@ def advance(stack: Stack, **delta: float) -> Any:
 def sent_emails() -> list[dict[str, Any]]:
     from moto.core import DEFAULT_ACCOUNT_ID
     from moto.ses.models import ses_backends
-
     from retention.mime import parse_email
     return [{**parse_email(m.raw_data.encode()), "to": m.destinations}
             for m in ses_backends[DEFAULT_ACCOUNT_ID][REGION].sent_messages]

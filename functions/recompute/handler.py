@@ -29,7 +29,7 @@ def record_handler(record: SQSRecord) -> None:
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler
 @metrics.log_metrics
-def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> Any:
     if event.get("action") == "full_recompute":
         queued = Recompute(deps()).fan_out(reason=str(event.get("reason", "nightly")))
         logger.info("fan-out", extra={"segments": queued})

@@ -68,7 +68,8 @@ class Local:
 def local() -> Iterator[Local]:
     port = free_port()
     env = {**os.environ, "PORT": str(port), "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "20"}
-    log = open(REPO / "build" / f"e2e-local-{port}.log", "w") if (REPO / "build").exists() else subprocess.DEVNULL
+    (REPO / "build").mkdir(exist_ok=True)
+    log = open(REPO / "build" / f"e2e-local-{port}.log", "w")  # noqa: SIM115 - open for the process's life
     proc = subprocess.Popen([sys.executable, "-m", "local.main", "--port", str(port)], cwd=REPO, env=env,
                             stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"

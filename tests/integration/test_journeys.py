@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from retention import clock
+
 from tests.support import advance, sent_emails
 
 

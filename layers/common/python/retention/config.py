@@ -159,7 +159,8 @@ class ConfigStore:
         target = next((v for v in versions if v["version"] == target_v), None)
         if target is None:
             raise NotFoundError(f"{kind.lower()} '{def_id}' has no version {target_v}")
-        return self.apply(kind, def_id, target["body"], text=target.get("text"), enabled=bool(target.get("enabled", True)))
+        return self.apply(kind, def_id, target["body"], text=target.get("text"),
+                          enabled=bool(target.get("enabled", True)))
 
     def delete_definition(self, kind: str, def_id: str) -> None:
         self.client.delete_item(TableName=self.table, Key=ddb.key(kind, def_id))

@@ -44,7 +44,7 @@ def deserialize(item: dict[str, Any] | None) -> dict[str, Any] | None:
 
 
 def value(v: Any) -> dict[str, Any]:
-    return _ser.serialize(_to_ddb_safe(v))
+    return dict(_ser.serialize(_to_ddb_safe(v)))
 
 
 def values(mapping: dict[str, Any]) -> dict[str, Any]:

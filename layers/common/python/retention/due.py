@@ -84,7 +84,8 @@ def read_due(client: Any, table: str, since: datetime, now: datetime, shards: in
 def next_due_at(client: Any, table: str) -> datetime | None:
     """Earliest item in the whole index. A scan: only for the local runtime and tests, never in a tick."""
     best: str | None = None
-    kwargs: dict[str, Any] = {"TableName": table, "ProjectionExpression": "#a", "ExpressionAttributeNames": {"#a": "at"}}
+    kwargs: dict[str, Any] = {"TableName": table, "ProjectionExpression": "#a",
+                              "ExpressionAttributeNames": {"#a": "at"}}
     while True:
         resp = client.scan(**kwargs)
         for raw in resp.get("Items", []):

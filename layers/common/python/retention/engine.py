@@ -17,7 +17,6 @@ from retention.store import StoredProfile
 
 GOAL_EVENT = "Order Completed"
 MAX_STEPS_PER_ADVANCE = 50
-MAX_CASCADE = 3  # segment changes caused by journeys (set_segment) re-evaluated at most this deep
 
 
 @dataclass
@@ -135,7 +134,7 @@ class Engine:
         return {r.goal.event for r in self.defs.rules}
 
     # ---- segments ---------------------------------------------------------------------------------
-    def _segments(self, sp: StoredProfile, fx: Effects, now: datetime, reason: str, depth: int = 0) -> list[dict[str, Any]]:
+    def _segments(self, sp: StoredProfile, fx: Effects, now: datetime, reason: str) -> list[dict[str, Any]]:
         profile = sp.profile
         if not self.defs.groups:
             return []
@@ -216,9 +215,9 @@ class Engine:
                                                                   "timestamp": now}, fx=fx, now=now)
             self._date_triggers(sp, fx, now + timedelta(seconds=1))  # next year's
             return
-        if rule.trigger.kind == "schedule" and rule.trigger.segment:
-            if rule.trigger.segment not in profiles.facts(sp.profile, now)["segments"]:
-                return  # a broadcast to one segment: the customer is not (or no longer) in it
+        segment = rule.trigger.segment if rule.trigger.kind == "schedule" else None
+        if segment and segment not in profiles.facts(sp.profile, now)["segments"]:
+            return  # a broadcast to one segment: the customer is not (or no longer) in it
         trigger = {"name": item.payload.get("name", rule.id), "properties": item.payload.get("properties", {}),
                    "timestamp": now}
         self._start(sp, rule, trigger_key=item.ref, trigger=trigger, fx=fx, now=now)

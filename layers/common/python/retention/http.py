@@ -29,7 +29,8 @@ def register_errors(app: Any, logger: Any) -> None:
 
     @app.exception_handler(PydanticValidationError)
     def _invalid(exc: PydanticValidationError) -> Any:
-        first = exc.errors()[0] if exc.errors() else {}
+        errors = exc.errors()
+        first: dict[str, Any] = dict(errors[0]) if errors else {}
         where = ".".join(str(p) for p in first.get("loc", ()))
         return json_response(400, {"code": "bad_request", "message": f"{where}: {first.get('msg', 'invalid')}"})
 

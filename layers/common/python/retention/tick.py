@@ -105,7 +105,8 @@ class Ticker:
             safety = [due.DueItem(at=now + timedelta(minutes=5), kind="SEND", customer_id=cid, ref=r.ledger_id,
                                   payload=json.loads(r.model_dump_json())) for r in fx.sends]
             for d in [*fx.due, *safety]:
-                tx.append({"Put": {"TableName": self.env.due_table, "Item": ddb.serialize(d.to_item(self.env.due_shards))}})
+                tx.append({"Put": {"TableName": self.env.due_table,
+                                   "Item": ddb.serialize(d.to_item(self.env.due_shards))}})
             for ev in fx.events:
                 tx.append({"Put": {"TableName": self.env.events_table, "Item": ddb.serialize(
                     {"pk": profile_pk(cid), "sk": f"{ev['timestamp']}#{ev['message_id']}", "customer_id": cid,
