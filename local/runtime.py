@@ -84,6 +84,8 @@ class LocalStack:
         os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "Retention")
         os.environ.setdefault("POWERTOOLS_DEV", "false")
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
+        from local.motolock import install
+        install()
         self.moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
         self.moto.start()
         host, port = self.moto.get_host_and_port()

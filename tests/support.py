@@ -128,6 +128,8 @@ def moto_stack(sender: str = "Shop <news@example.com>") -> Iterator[Stack]:
     os.environ["RETENTION_NO_SLEEP"] = "1"
     os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
     os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "Retention")
+    from local.motolock import install
+    install()
     with mock_aws():
         ddb = boto3.client("dynamodb", region_name=REGION)
         sqs = boto3.client("sqs", region_name=REGION)

@@ -103,6 +103,7 @@ class Admin:
         ddb.batch_write(client, env.events_table, deletes=events)
         own = [(i["pk"], i["sk"]) for i in ddb.query(client, env.profiles_table, profile_pk(customer_id))]
         extra = [(f"A#{a.removeprefix('anon:')}", "ALIAS") for a in p.anonymous_ids]
+        extra += [(f"C#anon:{a.removeprefix('anon:')}", "P") for a in p.anonymous_ids]  # merge tombstones
         extra += [(f"PI#{prod}", profile_pk(customer_id)) for prod in p.interests]
         if p.traits.get("email"):
             extra.append((email_key(str(p.traits["email"])), "EMAIL"))

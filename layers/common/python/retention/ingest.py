@@ -252,6 +252,14 @@ class Ingestor:
         self._enqueue(fx.sends, now)
         for rule, step, variant, values in fx.counters:
             add_counters(self.ddb, env.messages_table, rule, step, variant, values, now, target_id)
+        if src is not None and src.exists:
+            # the anonymous profile leaves its segments (segment sizes count people, not ids)
+            from retention import segstats
+            from retention.segments import Transition
+            gone = [Transition(group=g, segment=seg, kind="exited", at=now, reason="merged")
+                    for g, members in src.profile.segments.items() for seg in members]
+            if gone or fx.transitions:
+                segstats.record(self.ddb, env.messages_table, [t for t in (gone, fx.transitions) if t], now)
         return len(fx.sends)
 
     def _timeline(self, customer_id: str) -> list[dict[str, Any]]:
