@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from typing import Any
+from urllib.parse import unquote
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver
@@ -28,7 +29,7 @@ metrics = Metrics()
 app = APIGatewayRestResolver(enable_validation=True)
 register_errors(app, logger)
 
-SOURCE_HEADER = "X-Retention-Source"  # the client's file name, so validation errors read file:line
+SOURCE_HEADER = "X-Retention-Source"  # the client's file name (percent-encoded), so errors read file:line
 
 
 def authenticate(app: APIGatewayRestResolver, next_middleware: Any) -> Any:
@@ -87,7 +88,8 @@ def create_source() -> Any:
 
 @app.get("/admin/sources")
 def list_sources() -> Any:
-    return json_response(200, {"sources": deps().config.list_sources()})
+    return json_response(200, {"sources": [{k: v for k, v in s.items() if k != "sk"}
+                                           for s in deps().config.list_sources()]})
 
 
 @app.delete("/admin/sources/<source_id>")
@@ -225,7 +227,7 @@ def lint_definition(collection: str, def_id: str) -> Any:
 def put_definition(collection: str, def_id: str) -> Any:
     """A definition as YAML (Content-Type: application/yaml; errors name the line) or JSON."""
     kind = _kind(collection)
-    source = _header(SOURCE_HEADER) or f"{collection}/{def_id}"
+    source = unquote(_header(SOURCE_HEADER) or "") or f"{collection}/{def_id}"
     ctype = (_header("Content-Type") or "").lower()
     raw = app.current_event.decoded_body or ""
     text = None

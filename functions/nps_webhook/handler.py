@@ -11,7 +11,7 @@ from aws_lambda_powertools.event_handler import APIGatewayRestResolver
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from retention import nps
-from retention.errors import RetentionError
+from retention.errors import NotFoundError, RetentionError
 from retention.http import form_fields, json_response, page, register_errors
 from retention.runtime import deps
 from retention.surveys import Surveys
@@ -75,6 +75,10 @@ def answer(token: str) -> Any:
         response = surveys.answer_link(token, fields.get("score"), fields.get("comment"))
     except TokenError as exc:
         return _token_problem(exc)
+    except NotFoundError:
+        # the customer was erased (or never existed): nothing to answer for, no form to retry
+        return page("Опрос не найден / Survey not found",
+                    "<p>Этот опрос больше недоступен.</p><p>This survey is no longer available.</p>", 404)
     except RetentionError as exc:
         return page("Проверьте ответ / Check your answer", _form(token, None, exc.message), exc.status)
     metrics.add_metric(name="NpsAnswers", unit=MetricUnit.Count, value=1)

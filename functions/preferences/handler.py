@@ -76,7 +76,7 @@ def _fields() -> dict[str, str]:
                 if name:
                     out[str(name)] = str(part.get_content()).strip()
             return out
-        except Exception:  # noqa: BLE001 - a mangled body is treated as an empty one (still one-click)
+        except Exception:
             return {}
     return form_fields(body)
 

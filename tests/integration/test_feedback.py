@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 from botocore.exceptions import ReadTimeoutError
-
 from retention import clock, ddb
 from retention.messaging import SendRequest, suppression_key
+
 from tests.integration.test_sender import (
     FaultyDynamo,
     apply,
@@ -74,7 +74,7 @@ def feedback(stack: Any) -> Any:
     return Feedback(stack.deps)
 
 
-def suppressed_on_list(stack: Any, address: str) -> dict[str, Any] | None:
+def suppressed_on_list(stack: Any, address: str) -> Any:
     salt = stack.deps.config.secrets("suppression-salt")[0].decode()
     return ddb.get(stack.deps.dynamodb, stack.deps.env.messages_table, *suppression_key(address, salt))
 
@@ -182,6 +182,7 @@ def test_bounce_of_an_old_address_does_not_suppress_the_new_one(s: Any, sent: Se
     feedback(s).handle(ses_event("Bounce", sent, to="anna@example.com"))
     assert suppressed_on_list(s, "anna@example.com")
     assert not stored(s, "u1").profile.suppressed
+    clock.set_now(clock.now() + timedelta(hours=17))  # past the 16 h cap
     assert sender(s).send(request(rule="promo", entry="e9")).status == "sent"
     assert emails()[-1]["to"] == "anna.new@example.com"
 

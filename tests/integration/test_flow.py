@@ -40,10 +40,15 @@ def test_signed_up_sends_the_welcome_email_once(library_stack: Any) -> None:
     assert p.journeys["welcome"]["state"] == "active"
 
 
-def test_no_consent_no_email(library_stack: Any) -> None:
+def test_no_consent_only_the_service_confirmation(library_stack: Any) -> None:
+    """The sign-up confirmation is a service message; the marketing steps after it need consent."""
+    from tests.support import advance
     s = library_stack
     s.ingest([identify("u2", "bob@example.com", consent=False), track("u2", "Signed Up", "m2")])
-    sends = s.queued_sends()
-    outcomes = [s.sender().send(r) for r in sends]
-    assert all(o.status == "skipped" for o in outcomes)
-    assert sent_emails() == []
+    outcomes = [s.sender().send(r) for r in s.queued_sends()]
+    assert [o.status for o in outcomes] == ["sent"]
+    advance(s, days=2)  # the first-order offer is marketing: skipped for lack of consent
+    assert len(sent_emails()) == 1
+    ledger = s.deps.dynamodb.scan(TableName=s.tables["messages"])["Items"]
+    reasons = {i.get("reason", {}).get("S") for i in ledger if i.get("template", {}).get("S") == "welcome-offer"}
+    assert reasons == {"no_consent"}

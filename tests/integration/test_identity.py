@@ -13,7 +13,7 @@ from retention import clock, ddb
 from retention.ingest import Ingestor, definitions
 from retention.store import ProfileRepo
 
-from tests.integration.test_ingest import parse, raw_events, serial_moto, track  # noqa: F401 - fixture
+from tests.integration.test_ingest import parse, raw_events
 
 
 def anon_track(anon: str, event: str, mid: str, at: datetime | None = None, **props: Any) -> dict[str, Any]:

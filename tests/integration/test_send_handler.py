@@ -161,3 +161,36 @@ def test_poison_message_lands_in_the_dlq_after_max_receive_count(s: Any, handler
     parked = sqs.receive_message(QueueUrl=dlq, MaxNumberOfMessages=10).get("Messages", [])
     assert [m["Body"] for m in parked] == ["poison"]
     assert [m["to"] for m in emails()] == ["u2@example.com"]
+
+
+class NoDelaySQS:
+    """The moto SQS client, recording SendMessage calls and dropping their delay (moto waits in real time)."""
+
+    def __init__(self, real: Any) -> None:
+        self.real = real
+        self.sent: list[dict[str, Any]] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real, name)
+
+    def send_message(self, **kwargs: Any) -> Any:
+        self.sent.append(kwargs)
+        return self.real.send_message(**{k: v for k, v in kwargs.items() if k != "DelaySeconds"})
+
+
+def test_a_message_throttled_again_and_again_is_requeued_not_parked_in_the_dlq(s: Any, handler: Any) -> None:
+    req = request("u1")
+    put(s, [req.model_dump_json()])
+    [msg] = receive(s)
+    msg["Attributes"]["ApproximateReceiveCount"] = "3"  # its third delivery: two more and the DLQ would take it
+    s.deps.sesv2 = FaultySES(s.deps.sesv2, "throttle", "throttle", "throttle")
+    sqs = s.deps.sqs = NoDelaySQS(s.deps.sqs)
+    assert invoke(handler, [msg]) == set()  # the record completes …
+    assert [c["MessageBody"] for c in sqs.sent] == [msg["Body"]]  # … because a fresh copy is queued
+    assert 0 < sqs.sent[0]["DelaySeconds"] <= 900
+    assert ledger(s, req)["status"] == "retry"
+    s.deps.sqs.real.delete_message(QueueUrl=s.send_queue, ReceiptHandle=msg["ReceiptHandle"])
+    fresh = receive(s)
+    assert len(fresh) == 1 and fresh[0]["MessageId"] != msg["MessageId"]
+    assert invoke(handler, fresh) == set()
+    assert [m["to"] for m in emails()] == ["u1@example.com"]

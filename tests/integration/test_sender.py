@@ -6,12 +6,13 @@ library is not needed. Faults are injected with small proxy clients around the m
 
 from __future__ import annotations
 
+import hashlib
+import json
 from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError, ConnectTimeoutError, ReadTimeoutError
-
 from retention import clock, ddb
 from retention.messaging import SendRequest, ledger_key, read_counters
 from retention.mime import parse_email
@@ -67,8 +68,8 @@ def customer(stack: Any, uid: str, email: str | None = "anna@example.com", conse
     if email is not None:
         t["email"] = email
         t["email_consent"] = consent
-    stack.ingest([{"type": "identify", "userId": uid, "messageId": f"id-{uid}-{len(t)}-{sorted(t)}",
-                   "traits": t}])
+    digest = hashlib.sha256(json.dumps(t, sort_keys=True).encode()).hexdigest()[:16]
+    stack.ingest([{"type": "identify", "userId": uid, "messageId": f"id-{uid}-{digest}", "traits": t}])
 
 
 def request(uid: str = "u1", rule: str = "promo", step: int = 0, entry: str = "e1", **kw: Any) -> SendRequest:
@@ -120,7 +121,8 @@ def sender(stack: Any, *, ses: Any = None, sns: Any = None, dynamodb: Any = None
 
 
 def client_error(code: str, message: str, op: str = "SendEmail") -> ClientError:
-    return ClientError({"Error": {"Code": code, "Message": message}, "ResponseMetadata": {"HTTPStatusCode": 400}}, op)
+    response: Any = {"Error": {"Code": code, "Message": message}, "ResponseMetadata": {"HTTPStatusCode": 400}}
+    return ClientError(response, op)
 
 
 class FaultySES:
@@ -331,6 +333,26 @@ def test_error_before_the_provider_call_releases_the_claim(s: Any) -> None:
     assert emails() == []
     assert ledger(s, req)["status"] == "retry"
     assert sender(s).send(req).status == "sent"  # nothing lost
+    assert len(emails()) == 1
+
+
+def test_an_aws_error_while_rendering_is_retried_not_written_off(s: Any) -> None:
+    req = request()
+    snd = sender(s)
+    real = snd.renderer
+
+    class FlakyRenderer:  # e.g. the signing secret read from the config table is throttled
+        def __getattr__(self, name: str) -> Any:
+            return getattr(real, name)
+
+        def render(self, *args: Any, **kwargs: Any) -> Any:
+            raise client_error("ProvisionedThroughputExceededException", "slow down", "GetItem")
+
+    snd.renderer = FlakyRenderer()
+    with pytest.raises(ClientError):
+        snd.send(req)
+    assert ledger(s, req)["status"] == "retry"
+    assert sender(s).send(req).status == "sent"
     assert len(emails()) == 1
 
 
@@ -621,3 +643,22 @@ def test_at_most_four_dynamodb_requests_per_sent_email(s: Any) -> None:
     s.counter.reset()
     assert snd.send(request("c-no")).status == "skipped"
     assert s.counter.count("dynamodb") <= 4, dict(s.counter.calls)
+
+
+def test_a_rules_own_frequency_cap_counts_only_its_sends(now: datetime) -> None:
+    """Per-rule caps (a `frequency_caps` on the rule, when the rule model carries one) on top of the global ones."""
+    from types import SimpleNamespace
+
+    from retention.config import Settings
+    from retention.sender import cap_reached
+    settings = Settings(frequency_caps={"email": [{"count": 5, "hours": 24}]})
+    at = clock.iso(now - timedelta(hours=2))
+    sends = [{"at": at, "channel": "email", "marketing": True, "rule": "a"},
+             {"at": at, "channel": "email", "marketing": True, "rule": "b"},
+             {"at": at, "channel": "email", "marketing": False, "rule": "a"}]
+    rule_a = SimpleNamespace(id="a", frequency_caps={"email": [{"count": 1, "hours": 168}]})
+    rule_c = SimpleNamespace(id="c", frequency_caps={"email": [{"count": 1, "hours": 168}]})
+    assert cap_reached(sends, "email", settings, now, rule_a)
+    assert not cap_reached(sends, "email", settings, now, rule_c)
+    assert not cap_reached(sends, "email", settings, now)
+    assert cap_reached(sends, "email", Settings(frequency_caps={"email": [{"count": 2, "hours": 16}]}), now)

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from retention import clock, ddb
 
-from tests.integration.test_ingest import raw_events, serial_moto  # noqa: F401 - fixture
+from tests.integration.test_ingest import raw_events
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = ROOT.parent / "shared" / "fixtures" / "segment-wire"

@@ -55,13 +55,14 @@ def key(pk: str, sk: str) -> dict[str, Any]:
     return {"pk": {"S": pk}, "sk": {"S": sk}}
 
 
-def is_conditional_failure(exc: Exception) -> bool:
-    code = getattr(exc, "response", {}).get("Error", {}).get("Code")
-    return code in ("ConditionalCheckFailedException", "TransactionCanceledException")
-
-
 def error_code(exc: Exception) -> str | None:
-    return getattr(exc, "response", {}).get("Error", {}).get("Code")
+    """The AWS error code of a botocore ClientError; None for anything else (timeouts carry no response)."""
+    resp = getattr(exc, "response", None) or {}
+    return (resp.get("Error") or {}).get("Code")
+
+
+def is_conditional_failure(exc: Exception) -> bool:
+    return error_code(exc) in ("ConditionalCheckFailedException", "TransactionCanceledException")
 
 
 def get(client: Any, table: str, pk: str, sk: str, *, consistent: bool = False) -> dict[str, Any] | None:

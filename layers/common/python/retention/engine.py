@@ -313,7 +313,7 @@ class Engine:
         spec = step.branch
         engagement = spec.engagement
         if engagement is not None:
-            want, expected = engagement
+            want, expected = engagement.what, engagement.expected
             last = journey.get("last_send_step")
             key = f"{rule.id}|{journey['entry']}|{last}"
             engaged = want in sp.profile.meta.get("engagement", {}).get(key, [])

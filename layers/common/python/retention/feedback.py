@@ -88,7 +88,7 @@ class Feedback:
                 ConditionExpression="attribute_exists(pk) AND attribute_not_exists(#k)",
                 ExpressionAttributeNames=names, ExpressionAttributeValues=ddb.values(vals))
         except Exception as exc:
-            if ddb.is_conditional_failure(exc):
+            if _conditional(exc):
                 return "duplicate"
             raise
         # the counter row of the message's own step/variant and send day (retention.analytics)
@@ -137,9 +137,16 @@ class Feedback:
                 self.repo.save(sp, now)
                 return
             except Exception as exc:
-                if not ddb.is_conditional_failure(exc):
+                if not _conditional(exc):
                     raise
         raise RuntimeError(f"feedback: profile {customer} kept changing; retried {ATTEMPTS} times")
+
+
+def _conditional(exc: BaseException) -> bool:
+    """A failed condition (a botocore ReadTimeoutError has `response = None`: not one)."""
+    response = getattr(exc, "response", None)
+    code = ((response or {}).get("Error") or {}).get("Code") if isinstance(response, dict) else None
+    return code in ("ConditionalCheckFailedException", "TransactionCanceledException")
 
 
 def _recipients(event: dict[str, Any]) -> list[str]:

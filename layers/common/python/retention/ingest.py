@@ -435,16 +435,28 @@ class Ingestor:
         return [item for _, item in out]
 
     def _email_changes(self, sp: StoredProfile, items: list[dict[str, Any]], now: datetime) -> None:
-        email = sp.profile.traits.get("email")
-        if not email or sp.email_indexed == email_key(str(email)):
-            return
-        items.append({"Put": {"TableName": self.env.profiles_table, "Item": ddb.serialize(
-            {"pk": email_key(str(email)), "sk": "EMAIL", "customer_id": sp.profile.id})}})
-        # a new address: honour a suppression left by a bounce, a complaint or an erasure
-        salt = self.config.secrets("suppression-salt")[0].decode()
-        sup = ddb.get(self.ddb, self.env.messages_table, *suppression_key(str(email), salt))
+        """A new address is checked against the suppression list (bounce, complaint, erasure are bound to
+        the address): found → suppressed; clean → an old address's suppression no longer applies."""
+        profile = sp.profile
+        email = profile.traits.get("email")
+        salt: str | None = None
+        if email and sp.email_indexed != email_key(str(email)):
+            items.append({"Put": {"TableName": self.env.profiles_table, "Item": ddb.serialize(
+                {"pk": email_key(str(email)), "sk": "EMAIL", "customer_id": profile.id})}})
+            salt = self.config.secrets("suppression-salt")[0].decode()
+            self._check_address(profile, "email", str(email), salt)
+        phone = profile.traits.get("phone")
+        if phone and profile.meta.get("phone_checked") != phone:
+            salt = salt or self.config.secrets("suppression-salt")[0].decode()
+            self._check_address(profile, "sms", str(phone), salt)
+            profile.meta["phone_checked"] = phone
+
+    def _check_address(self, profile: Any, channel: str, address: str, salt: str) -> None:
+        sup = ddb.get(self.ddb, self.env.messages_table, *suppression_key(address, salt))
         if sup:
-            apply_suppression(sp.profile, "email", sup.get("reason", "suppressed"), sup.get("at"))
+            apply_suppression(profile, channel, sup.get("reason", "suppressed"), sup.get("at"))
+        else:
+            profile.suppressed.pop(channel, None)
 
     def _enqueue(self, sends: list[SendRequest], now: datetime) -> None:
         if not sends:

@@ -188,9 +188,13 @@ def lint_rule(
         if rule.audience is not None else set()
     sends = rule.send_steps()
 
+    # a service message (a transactional template, e.g. the sign-up confirmation) opens the journey to
+    # customers without marketing consent on purpose; the sender checks consent for the marketing steps
+    service_first = bool(sends) and all(getattr(parsed.get(t), "category", None) == "transactional"
+                                        for t in sends[0][1].send.templates())
     if marketing:
         channels = {step.send.channel for _, step in sends}
-        for channel in sorted(channels):
+        for channel in sorted(channels if not service_first else ()):
             needed = {"email", "sms"} if channel == "preferred" else {channel}
             if not consents & needed:
                 out.append(LintWarning(

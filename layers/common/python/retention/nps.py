@@ -12,9 +12,11 @@ Conventions fixed here:
   bands are integer ranges (… "0–24 mediocre", "−25…−1 poor" …), and flooring keeps every band
   half-open [lo, hi + 1) so the bands tile the line without gaps: −0.5 is "poor" (it is below 0),
   24.9 "mediocre", 99.5 "spectacular" (only an exact 100 is "perfect");
-- one customer counts once per survey: a later answer to the same (customer, survey) replaces the
-  earlier one (DESIGN §3: "a later answer replaces the earlier one"). A survey that runs in waves
-  and must count every wave gives each wave its own survey id (e.g. `nps-2024-05`).
+- one customer counts once per survey invitation: a later answer to the same (customer, survey,
+  ref) replaces the earlier one (DESIGN §3: "a later answer replaces the earlier one"). `ref` is
+  the invitation (the send ledger id of a survey email, so each 90-day wave of the `nps-survey`
+  journey counts on its own); without a ref the survey id is the invitation, and a survey that
+  runs in waves through the webhook gives each wave its own survey id (e.g. `nps-2024-05`).
 """
 
 from __future__ import annotations
@@ -73,8 +75,27 @@ SURVEY_STAGES: dict[str, str] = {
 }
 
 
+# The stage an invitation asks about, from the event that started the journey which sent it (the
+# survey goes out after a pickup, a delivery, a resolved complaint …).
+EVENT_STAGES: dict[str, str] = {
+    "Order Completed": "order",
+    "Order Shipped": "delivery",
+    "Order Delivered": "delivery",
+    "Order Ready for Pickup": "pickup",
+    "Order Picked Up": "pickup",
+    "Order Unclaimed": "pickup",
+    "Complaint Resolved": "complaint_resolution",
+    "Complaint Opened": "support",
+}
+
+
 def stage_for_survey(survey: str) -> str:
     return SURVEY_STAGES.get(survey, survey)
+
+
+def stage_for_event(event: object) -> str | None:
+    """The CJM stage of a journey's trigger event, None when the event names no stage."""
+    return EVENT_STAGES.get(event) if isinstance(event, str) else None
 
 
 # ---------------------------------------------------------------------------------------- scores
@@ -214,6 +235,7 @@ class NpsResponse(BaseModel):
     at: datetime
     source: Literal["link", "webhook"]
     event_id: str | None = None
+    ref: str | None = None  # the invitation answered (see the module docstring)
 
     @model_validator(mode="wrap")
     @classmethod
@@ -246,7 +268,7 @@ class NpsResponse(BaseModel):
     def _survey(cls, value: object) -> str:
         return _clean_name(value, "survey") or "nps"
 
-    @field_validator("stage", "shop", mode="before")
+    @field_validator("stage", "shop", "ref", mode="before")
     @classmethod
     def _names(cls, value: object, info: ValidationInfo) -> str | None:
         return _clean_name(value, info.field_name or "value")
@@ -413,11 +435,11 @@ class _Counts:
 
 
 def latest_answers(responses: Iterable[dict[str, Any] | NpsResponse]) -> list[NpsResponse]:
-    """One answer per (customer, survey): the latest by `at`; on a tie the one seen last wins."""
-    latest: dict[tuple[str, str], NpsResponse] = {}
+    """One answer per (customer, survey, ref): the latest by `at`; on a tie the one seen last wins."""
+    latest: dict[tuple[str, str, str], NpsResponse] = {}
     for raw in responses:
         answer = raw if isinstance(raw, NpsResponse) else NpsResponse.model_validate(raw)
-        key = (answer.customer_id, answer.survey)
+        key = (answer.customer_id, answer.survey, answer.ref or "")
         kept = latest.get(key)
         if kept is None or answer.at >= kept.at:
             latest[key] = answer
@@ -432,7 +454,7 @@ def aggregate(
     `overall`, every `by_stage[stage]` and `by_shop[shop]` hold {nps, label, responses, promoters,
     passives, detractors}; `trend` is [{period_start, nps, label, responses}] in time order, one
     entry per period that has answers (a period without answers has no NPS to plot). Only the
-    latest answer of each (customer, survey) counts, in the period it was given. Answers without
+    latest answer of each (customer, survey, ref) counts, in the period it was given. Answers without
     a shop are in `overall` and `by_stage` only."""
     if period not in ("day", "week", "month"):
         raise BadRequestError(f"period must be day, week or month, got {period!r}")

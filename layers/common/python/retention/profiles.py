@@ -936,7 +936,8 @@ def facts(profile: Profile, now: datetime) -> dict[str, Any]:
         "kpis": profile.kpis or compute_kpis(profile, now),
         "consent": consent_flags(profile),
         "segments": membership_set(profile.segments),
-        "profile": {"created_at": _iso_or_none(profile.created_at), "first_seen_at": _iso_or_none(profile.first_seen_at),
+        "profile": {"created_at": _iso_or_none(profile.created_at),
+                    "first_seen_at": _iso_or_none(profile.first_seen_at),
                     **activity},
         "now": now.astimezone(UTC),
     }

@@ -77,6 +77,10 @@ class Renderer:
         self.env = env
         self.library = Library(config)
 
+    def template_category(self, template_id: str) -> str | None:
+        template = self.library.templates().get(template_id)
+        return getattr(template, "category", None) if template is not None else None
+
     def rule(self, rule_id: str) -> Any | None:
         return self.library.rules().get(rule_id)
 
@@ -95,26 +99,25 @@ class Renderer:
         return bool(evaluate(cond, self.facts(profile, now)))
 
     def context(self, req: SendRequest, profile: Any, channel: str, now: datetime) -> dict[str, Any]:
+        """The render context, built by templates.build_context: the very shape templates are validated
+        against at apply time (so a template that validated cannot miss `event.properties` at send time)."""
         from retention.sender import nps_urls, unsubscribe_url
+        from retention.templates import build_context
         settings = self.config.settings()
         secrets = self.config.secrets("links")
         base = self.env.public_base_url
         nps, nps_short = nps_urls(base, secrets, profile.id, req.rule, req.ledger_id, now)
-        traits = profile.traits
-        return {
-            "customer": {"id": profile.id, "first_name": traits.get("first_name"), "email": traits.get("email"),
-                         "phone": traits.get("phone"), "traits": traits},
-            "kpis": profile.kpis,
-            # the shape every template is validated against (templates.build_context): name + properties
-            "event": {"name": None, "properties": {}, **(req.event or {})},
-            "shop": {"name": settings.shop_name, "url": settings.shop_url},
-            "links": {"unsubscribe": unsubscribe_url(base, secrets, profile.id, channel, req.ledger_id, now),
-                      "preferences": unsubscribe_url(base, secrets, profile.id, channel, req.ledger_id, now),
-                      "nps": nps, "nps_short": nps_short, "shop": settings.shop_url},
-            "coupon": req.coupon or coupon_code(profile.id, req.rule, req.entry),
-            "message": {"rule": req.rule, "step": req.step, "variant": req.variant},
-            "locale": self.locale(profile),
-        }
+        unsubscribe = unsubscribe_url(base, secrets, profile.id, channel, req.ledger_id, now)
+        event = req.event or {}
+        properties = event.get("properties")
+        return build_context(
+            customer_id=profile.id, traits=profile.traits, kpis=profile.kpis,
+            event_name=event.get("name"), event_properties=properties if isinstance(properties, dict) else {},
+            shop_name=settings.shop_name, shop_url=settings.shop_url,
+            unsubscribe_url=unsubscribe, preferences_url=unsubscribe, nps_urls=dict[int | str, str](nps.items()),
+            nps_short_url=nps_short,
+            coupon=req.coupon or coupon_code(profile.id, req.rule, req.entry),
+            rule=req.rule, step=req.step, variant=req.variant, locale=self.locale(profile))
 
     def locale(self, profile: Any) -> str:
         loc = str(profile.traits.get("locale") or self.config.settings().default_locale)

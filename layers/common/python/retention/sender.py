@@ -35,6 +35,7 @@ from zoneinfo import ZoneInfo
 
 from retention import clock, ddb, due, tokens
 from retention.config import ConfigStore, Settings
+from retention.errors import RetentionError
 from retention.messaging import SendRequest, add_counters, ledger_key
 from retention.settings import Env
 from retention.store import ProfileRepo, StoredProfile, profile_pk
@@ -105,11 +106,28 @@ def quiet_until(window: Any, local_now: datetime) -> datetime | None:
     return None
 
 
-def cap_reached(sends: list[dict[str, Any]], channel: str, settings: Settings, now: datetime) -> bool:
-    for cap in settings.frequency_caps.get(channel, []):
-        horizon = clock.iso(now - timedelta(hours=cap.hours))
-        recent = [s for s in sends if s.get("channel") == channel and s.get("marketing") and s.get("at", "") >= horizon]
-        if len(recent) >= cap.count:
+def cap_reached(sends: list[dict[str, Any]], channel: str, settings: Settings, now: datetime,
+                rule: Any = None) -> bool:
+    """Global caps per channel (settings.frequency_caps), then the rule's own caps if it has any
+    (`frequency_caps: {email: [{count, hours}]}` or a list for every channel) on its sends alone.
+    Only marketing sends count; transactional messages are exempt and never counted."""
+    marketing = [s for s in sends if s.get("channel") == channel and s.get("marketing")]
+    if _over(marketing, settings.frequency_caps.get(channel, []), now):
+        return True
+    own = getattr(rule, "frequency_caps", None) if rule is not None else None
+    if own:
+        caps = own.get(channel, []) if isinstance(own, dict) else own
+        rule_id = getattr(rule, "id", None)
+        return _over([s for s in marketing if s.get("rule") == rule_id], caps, now)
+    return False
+
+
+def _over(sends: list[dict[str, Any]], caps: Any, now: datetime) -> bool:
+    for cap in caps or []:
+        count = cap["count"] if isinstance(cap, dict) else cap.count
+        hours = cap["hours"] if isinstance(cap, dict) else cap.hours
+        horizon = clock.iso(now - timedelta(hours=float(hours)))
+        if sum(1 for s in sends if s.get("at", "") >= horizon) >= int(count):
             return True
     return False
 
@@ -171,10 +189,11 @@ class Sender:
                 ConditionExpression="#s = :p", ExpressionAttributeNames={"#s": "status"},
                 ExpressionAttributeValues=ddb.values({":r": "retry", ":p": "pending", ":t": clock.iso(now),
                                                       ":why": reason[:500]}))
-        except Exception:  # noqa: BLE001 - the original error matters more
+        except Exception:
             log.warning("could not release the ledger claim %s", req.ledger_id, exc_info=True)
 
-    def _not_sent(self, req: SendRequest, status: str, reason: str, now: datetime, detail: str | None = None) -> Outcome:
+    def _not_sent(self, req: SendRequest, status: str, reason: str, now: datetime,
+                  detail: str | None = None) -> Outcome:
         """Record why a message is not sent: ledger status + reason, `suppressed` counters."""
         self._finish(req, status, now, reason=reason, detail=(detail or None) and detail[:500])
         add_counters(self.ddb, self.env.messages_table, req.rule, req.step, req.variant,
@@ -190,6 +209,10 @@ class Sender:
         if not self._claim(req, now):
             return Outcome("duplicate")
         try:
+            if not req.transactional and self.renderer.template_category(req.template) == "transactional":
+                # a service message inside a marketing journey (the sign-up confirmation): no marketing
+                # consent needed, exempt from caps; suppression and quiet hours still apply
+                req = req.model_copy(update={"transactional": True})
             ready = self._prepare(req, now)
         except Exception as exc:
             # nothing reached the provider: hand the message back instead of losing it behind a pending claim
@@ -207,13 +230,13 @@ class Sender:
         except ProviderError as exc:
             self._release(req, now, str(exc))
             raise
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             # a read timeout or a broken connection after the request went out: the provider may have
             # accepted the message. The claim stays `pending` (never re-claimed, never sent twice); SES
             # feedback (delivery, bounce) fills in the status if it did go out.
             try:
                 self._finish(req, "pending", now, reason=f"provider_unknown: {type(exc).__name__}: {exc}"[:500])
-            except Exception:  # noqa: BLE001
+            except Exception:
                 log.warning("could not note the unknown outcome on %s", req.ledger_id, exc_info=True)
             log.warning("provider outcome unknown for %s: %s", req.ledger_id, exc)
             return Outcome("unknown", "provider_unknown")
@@ -252,13 +275,16 @@ class Sender:
         until = quiet_until(window, local_time(tz, settings.default_timezone, now))
         if until is not None:
             return self._defer(req, until.astimezone(now.tzinfo), now)
-        if marketing and cap_reached(sp.sends, channel, settings, now):
+        if marketing and cap_reached(sp.sends, channel, settings, now, rule):
             return self._skip(req, "frequency_cap", now)
         try:
             rendered = self.renderer.render(req, profile, channel, now)
-        except Exception as exc:  # template errors are recorded, never retried forever
-            reason = getattr(exc, "code", None) if getattr(exc, "code", None) in ("sms_too_long", "sms_empty") \
-                else "render_error"
+        except (RetentionError, LookupError, ValueError) as exc:
+            # the template's fault (undefined variable, sandbox, size caps, SMS length, not applied …):
+            # recorded, never retried forever. Anything else (a throttled config read) propagates and
+            # releases the claim, so the message is retried instead of being written off.
+            code = getattr(exc, "code", None)
+            reason = code if code in ("sms_too_long", "sms_empty") else "render_error"
             return self._not_sent(req, "failed", str(reason), now, detail=f"{type(exc).__name__}: {exc}")
         return _Ready(sp=sp, channel=channel, address=str(address), rendered=rendered)
 
@@ -302,8 +328,8 @@ class Sender:
             template = self.renderer.library.templates().get(req.template)
             if template is not None:
                 return set(template.channels(self.renderer.locale(profile)))
-        except Exception:  # noqa: BLE001 - the render step reports a broken template
-            pass
+        except Exception:  # the render step reports a broken template with its reason
+            log.debug("template channels of %s unknown", req.template, exc_info=True)
         return {"email", "sms"}
 
     def _channel(self, req: SendRequest, profile: Any, suppressed: dict[str, str] | None = None) -> str | None:

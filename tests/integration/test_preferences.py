@@ -1,0 +1,199 @@
+"""Unsubscribe / preferences through functions/preferences/handler.py with API Gateway proxy events:
+GET shows the page and changes nothing, POST is RFC 8058 one-click (urlencoded or multipart) and takes
+effect at once, with a consent log entry and the `unsubscribed` counter."""
+
+from __future__ import annotations
+
+import base64
+import importlib.util
+import os
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+from retention import clock
+from retention.messaging import SendRequest
+
+from tests.integration.test_sender import apply, customer, emails, request, sender, stored, totals
+
+HANDLER = Path(__file__).resolve().parents[2] / "functions" / "preferences" / "handler.py"
+FORM = "application/x-www-form-urlencoded"
+
+
+@pytest.fixture(scope="module")
+def handler() -> Any:
+    os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "Retention")
+    os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
+    spec = importlib.util.spec_from_file_location("fn_preferences_under_test", HANDLER)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+class Context:
+    function_name = "preferences"
+    memory_limit_in_mb = 512
+    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:preferences"
+    aws_request_id = "req-pref"
+
+
+def call(handler: Any, method: str, token: str, body: str | None = None, content_type: str | None = None,
+         b64: bool = False) -> dict[str, Any]:
+    headers = {"Content-Type": content_type} if content_type else {}
+    if b64 and body is not None:
+        body = base64.b64encode(body.encode()).decode()
+    event = {
+        "resource": "/u/{token}", "path": f"/u/{token}", "httpMethod": method, "headers": headers,
+        "multiValueHeaders": {k: [v] for k, v in headers.items()}, "queryStringParameters": None,
+        "multiValueQueryStringParameters": None, "pathParameters": {"token": token}, "stageVariables": None,
+        "requestContext": {"resourcePath": "/u/{token}", "httpMethod": method, "path": f"/prod/u/{token}",
+                           "stage": "prod", "requestId": "r-1", "identity": {"sourceIp": "203.0.113.9"}},
+        "body": body, "isBase64Encoded": b64,
+    }
+    return handler.lambda_handler(event, Context())
+
+
+def token_for(stack: Any, uid: str = "u1", channel: str = "email", ledger: str = "none") -> str:
+    from retention.sender import unsubscribe_url
+    url = unsubscribe_url("https://shop.test/api", stack.deps.config.secrets("links"), uid, channel, ledger,
+                          clock.now())
+    return url.rsplit("/u/", 1)[1]
+
+
+def consent(stack: Any, uid: str, channel: str = "email") -> Any:
+    return stored(stack, uid).profile.consent.get(channel)
+
+
+@pytest.fixture
+def s(stack: Any) -> Any:
+    customer(stack, "u1", phone="+79161234567", sms_consent=False)
+    apply(stack)
+    return stack
+
+
+@pytest.fixture
+def sent(s: Any) -> SendRequest:
+    req = request()
+    assert sender(s).send(req).status == "sent"
+    return req
+
+
+def mailed_token(s: Any) -> str:
+    """The token of the List-Unsubscribe URL of the last email (what a mailbox provider POSTs to)."""
+    header = emails()[-1]["headers"]["List-Unsubscribe"]
+    https = next(part.strip(" <>") for part in header.split(",") if "https://" in part)
+    path = urlsplit(https).path
+    assert path.startswith("/api/u/")
+    return path.rsplit("/u/", 1)[1]
+
+
+def test_get_shows_the_page_and_changes_nothing(s: Any, sent: SendRequest, handler: Any) -> None:
+    before = stored(s, "u1").profile
+    resp = call(handler, "GET", mailed_token(s))
+    assert resp["statusCode"] == 200
+    assert "text/html" in resp["multiValueHeaders"]["Content-Type"][0]
+    body = resp["body"]
+    assert 'name="email" value="1" checked' in body  # the current consent, ticked
+    assert 'name="sms" value="1" checked' not in body  # never consented: not pre-ticked
+    after = stored(s, "u1").profile
+    assert after.consent == before.consent and len(after.consent_log) == len(before.consent_log)
+
+
+def test_one_click_post_unsubscribes_at_once(s: Any, sent: SendRequest, handler: Any) -> None:
+    token = mailed_token(s)
+    resp = call(handler, "POST", token, "List-Unsubscribe=One-Click", FORM)
+    assert resp["statusCode"] == 200
+    c = consent(s, "u1")
+    assert c is not None and c.granted is False and c.source == "one_click"
+    entry = stored(s, "u1").profile.consent_log[-1]
+    assert entry["channel"] == "email" and entry["granted"] is False and entry["source"] == "one_click"
+    assert entry["evidence"]["token_ledger"] == sent.ledger_id
+    assert totals(s, "promo")["unsubscribed"] == 1
+    # effective for the very next send, with its reason
+    clock.set_now(clock.now() + timedelta(days=2))
+    out = sender(s).send(request(rule="promo-b"))
+    assert (out.status, out.reason) == ("skipped", "unsubscribed")
+    # transactional mail still goes out
+    assert sender(s).send(request(rule="order", event={"properties": {"order_id": "9"}})).status == "sent"
+
+
+def test_one_click_post_as_multipart_form_data(s: Any, sent: SendRequest, handler: Any) -> None:
+    boundary = "----x7f3"
+    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"List-Unsubscribe\"\r\n\r\n"
+            f"One-Click\r\n--{boundary}--\r\n")
+    resp = call(handler, "POST", mailed_token(s), body, f"multipart/form-data; boundary={boundary}", b64=True)
+    assert resp["statusCode"] == 200
+    c = consent(s, "u1")
+    assert c.granted is False and c.source == "one_click"
+
+
+def test_repeated_one_click_posts_log_and_count_once(s: Any, sent: SendRequest, handler: Any) -> None:
+    token = mailed_token(s)
+    log_before = len(stored(s, "u1").profile.consent_log)
+    for _ in range(3):
+        assert call(handler, "POST", token, "List-Unsubscribe=One-Click", FORM)["statusCode"] == 200
+    assert len(stored(s, "u1").profile.consent_log) == log_before + 1
+    assert totals(s, "promo")["unsubscribed"] == 1
+
+
+def test_resubscribe_then_unsubscribe_again_with_the_same_link(s: Any, sent: SendRequest, handler: Any) -> None:
+    token = mailed_token(s)
+    call(handler, "POST", token, "List-Unsubscribe=One-Click", FORM)
+    assert consent(s, "u1").granted is False
+    clock.set_now(clock.now() + timedelta(minutes=5))
+    call(handler, "POST", token, "action=preferences&email=1", FORM)
+    assert consent(s, "u1").granted is True and consent(s, "u1").source == "preferences"
+    clock.set_now(clock.now() + timedelta(minutes=5))
+    call(handler, "POST", token, "List-Unsubscribe=One-Click", FORM)
+    assert consent(s, "u1").granted is False
+    sources = [(e["granted"], e["source"]) for e in stored(s, "u1").profile.consent_log if e["channel"] == "email"]
+    assert sources[-3:] == [(False, "one_click"), (True, "preferences"), (False, "one_click")]
+
+
+def test_preferences_form_changes_only_what_changed(s: Any, sent: SendRequest, handler: Any) -> None:
+    token = mailed_token(s)
+    log_before = len(stored(s, "u1").profile.consent_log)
+    # the page submitted as shown (email ticked, sms not): nothing changes, nothing is logged
+    call(handler, "POST", token, "action=preferences&email=1", FORM)
+    assert len(stored(s, "u1").profile.consent_log) == log_before
+    assert consent(s, "u1", "sms").granted is False
+    # ticking SMS is a fresh, logged consent with its evidence; unticking email unsubscribes
+    call(handler, "POST", token, "action=preferences&sms=1", FORM)
+    assert consent(s, "u1", "sms").granted is True and consent(s, "u1", "sms").source == "preferences"
+    assert consent(s, "u1").granted is False
+    assert len(stored(s, "u1").profile.consent_log) == log_before + 2
+
+
+def test_the_page_button_unsubscribes_the_tokens_channel(s: Any, handler: Any) -> None:
+    customer(s, "u2", email="u2@example.com", phone="+79160000002", sms_consent=True)
+    token = token_for(s, "u2", channel="sms")
+    assert call(handler, "POST", token, "action=unsubscribe&channel=sms", FORM)["statusCode"] == 200
+    assert consent(s, "u2", "sms").granted is False and consent(s, "u2", "sms").source == "unsubscribe"
+    assert consent(s, "u2", "email").granted is True
+
+
+def test_invalid_or_expired_tokens_are_refused(s: Any, sent: SendRequest, handler: Any) -> None:
+    token = mailed_token(s)
+    tampered = token.replace("cu1", "cu9")
+    assert tampered != token
+    for method, body in (("GET", None), ("POST", "List-Unsubscribe=One-Click")):
+        resp = call(handler, method, tampered, body, FORM if body else None)
+        assert resp["statusCode"] == 400
+    assert consent(s, "u1").granted is True
+    clock.set_now(clock.now() + timedelta(days=400))
+    assert call(handler, "POST", token, "List-Unsubscribe=One-Click", FORM)["statusCode"] == 400
+    # an NPS token is not an unsubscribe token
+    from retention.sender import nps_urls
+    _, nps = nps_urls("https://x", s.deps.config.secrets("links"), "u1", "nps", "l", clock.now())
+    assert call(handler, "GET", nps.rsplit("/", 1)[1])["statusCode"] == 400
+
+
+def test_unsubscribe_for_an_erased_customer_does_not_recreate_the_profile(s: Any, handler: Any) -> None:
+    from retention.admin import Admin
+    token = token_for(s)
+    Admin(s.deps).forget("u1")
+    assert call(handler, "POST", token, "List-Unsubscribe=One-Click", FORM)["statusCode"] == 200
+    assert not stored(s, "u1").exists
