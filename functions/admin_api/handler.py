@@ -24,7 +24,7 @@ from retention.runtime import deps
 from retention.surveys import Surveys
 
 logger = Logger()
-tracer = Tracer()
+tracer = Tracer(patch_modules=("botocore",))  # only AWS calls: patching everything imports requests &c.
 metrics = Metrics()
 app = APIGatewayRestResolver(enable_validation=True)
 register_errors(app, logger)

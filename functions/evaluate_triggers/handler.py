@@ -11,7 +11,7 @@ from retention.runtime import deps
 from retention.tick import Ticker
 
 logger = Logger()
-tracer = Tracer()
+tracer = Tracer(patch_modules=("botocore",))  # only AWS calls: patching everything imports requests &c.
 metrics = Metrics()
 
 

@@ -12,7 +12,7 @@ from retention.feedback import Feedback
 from retention.runtime import deps
 
 logger = Logger()
-tracer = Tracer()
+tracer = Tracer(patch_modules=("botocore",))  # only AWS calls: patching everything imports requests &c.
 metrics = Metrics()
 
 

@@ -18,7 +18,7 @@ from retention.surveys import Surveys
 from retention.tokens import TokenError, TokenExpiredError
 
 logger = Logger()
-tracer = Tracer()
+tracer = Tracer(patch_modules=("botocore",))  # only AWS calls: patching everything imports requests &c.
 metrics = Metrics()
 app = APIGatewayRestResolver(enable_validation=True)
 register_errors(app, logger)

@@ -14,7 +14,7 @@ from retention.recompute import Recompute, WorkItem
 from retention.runtime import deps
 
 logger = Logger()
-tracer = Tracer()
+tracer = Tracer(patch_modules=("botocore",))  # only AWS calls: patching everything imports requests &c.
 metrics = Metrics()
 processor = BatchProcessor(event_type=EventType.SQS)
 

@@ -26,7 +26,7 @@ from retention.runtime import Deps, deps
 from retention.sender import RetryableSendError, Sender
 
 logger = Logger()
-tracer = Tracer()
+tracer = Tracer(patch_modules=("botocore",))  # only AWS calls: patching everything imports requests &c.
 metrics = Metrics()
 # a batch whose records all failed reports them all (no exception: the good records of the next
 # receive are not held hostage, and the Lambda error metric stays for real crashes)

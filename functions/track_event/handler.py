@@ -15,7 +15,7 @@ from retention.ingest import ContentionError, Ingestor
 from retention.runtime import deps
 
 logger = Logger()
-tracer = Tracer()
+tracer = Tracer(patch_modules=("botocore",))  # only AWS calls: patching everything imports requests &c.
 metrics = Metrics()
 app = APIGatewayRestResolver(enable_validation=True, strip_prefixes=["/"])
 register_errors(app, logger)

@@ -207,7 +207,7 @@ def test_preview_renders_every_send_step_and_sends_nothing(api: Any) -> None:
 
 def test_preview_reports_why_a_send_would_be_skipped(api: Any) -> None:
     api.ingest([identify("u2", "bob@example.com", consent=False, first_name="Боб")])
-    res = call("POST", "/admin/rules/welcome/preview", {"customer": "u2"})[1]
+    res = call("POST", "/admin/rules/abandoned-cart/preview", {"customer": "u2"})[1]
     assert res["audience"] is False and res["trigger"]["source"] == "sample"
     assert res["messages"][0]["would_skip"] == "no_consent" and res["messages"][0]["subject"]
 

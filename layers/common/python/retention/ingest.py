@@ -361,7 +361,9 @@ class Ingestor:
         env = self.env
         settings = defs.settings
         retention_s = int(timedelta(days=settings.event_retention_days).total_seconds())
-        marker_ttl = int(now.timestamp()) + retention_s
+        # clients retry within minutes and imports resume within days: a month of markers is plenty, and
+        # keeping them as long as the events would cost as much storage as the events themselves
+        marker_ttl = int(now.timestamp()) + int(timedelta(days=settings.dedupe_window_days).total_seconds())
         cid = sp.profile.id
         items: list[dict[str, Any]] = []
         # markers first: their positions identify duplicates in CancellationReasons

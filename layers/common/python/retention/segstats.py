@@ -1,13 +1,14 @@
 """Segment sizes and flows, kept as things happen (atomic ADD), for the funnel and the CJM view.
 
-messages table:
-  SEGSIZE / <group>             running size per segment (ADD ±1 on each transition)
-  SEGDAY#<YYYY-MM-DD> / <group> entered__<seg>, exited__<seg>, flow__<from>__<to> for that day
+messages table (each sharded SHARDS ways so an import or a burst does not heat one item; reads sum them):
+  SEGSIZE#<shard> / <group>             running size per segment (ADD ±1 on each transition)
+  SEGDAY#<YYYY-MM-DD>#<shard> / <group> entered__<seg>, exited__<seg>, flow__<from>__<to> for that day
 Past daily sizes are derived backwards from the running size and the per-day net changes, so no
 snapshot job and no scan is needed."""
 
 from __future__ import annotations
 
+import random
 from collections import defaultdict
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -15,6 +16,7 @@ from typing import Any
 from retention import clock, ddb
 
 SEP = "__"
+SHARDS = 8
 
 
 def record(client: Any, table: str, per_customer: list[list[Any]], now: datetime) -> int:
@@ -40,9 +42,11 @@ def record(client: Any, table: str, per_customer: list[list[Any]], now: datetime
                 dst = entered[0] if entered else ""
                 daily[group][f"flow{SEP}{src}{SEP}{dst}"] += 1
     day = clock.iso(now)[:10]
+    shard = random.randrange(SHARDS)  # spreading writes, not security
     writes = 0
     for group in set(size) | set(daily):
-        for key, counters in ((("SEGSIZE", group), size[group]), ((f"SEGDAY#{day}", group), daily[group])):
+        for key, counters in (((f"SEGSIZE#{shard}", group), size[group]),
+                              ((f"SEGDAY#{day}#{shard}", group), daily[group])):
             counters = {k: v for k, v in counters.items() if v}
             if not counters:
                 continue
@@ -58,15 +62,13 @@ def record(client: Any, table: str, per_customer: list[list[Any]], now: datetime
 def history(client: Any, table: str, group: str, date_from: date, date_to: date
             ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """(daily sizes [{date, segment, count}], flows [{date, from, to, count}]) for one group."""
-    current = ddb.get(client, table, "SEGSIZE", group) or {}
-    sizes = {k: int(v) for k, v in current.items() if k not in ("pk", "sk")}
+    sizes = _summed(client, table, [(f"SEGSIZE#{s}", group) for s in range(SHARDS)])
     today = clock.now().date()
     days: dict[date, dict[str, int]] = {}
     day = today
     start = min(date_from, today)
     while day >= start:
-        row = ddb.get(client, table, f"SEGDAY#{day.isoformat()}", group) or {}
-        days[day] = {k: int(v) for k, v in row.items() if k not in ("pk", "sk")}
+        days[day] = _summed(client, table, [(f"SEGDAY#{day.isoformat()}#{s}", group) for s in range(SHARDS)])
         day -= timedelta(days=1)
     daily_sizes: list[dict[str, Any]] = []
     flows: list[dict[str, Any]] = []
@@ -90,6 +92,15 @@ def history(client: Any, table: str, group: str, date_from: date, date_to: date
         day -= timedelta(days=1)
     daily_sizes.reverse()
     return daily_sizes, flows
+
+
+def _summed(client: Any, table: str, keys: list[tuple[str, str]]) -> dict[str, int]:
+    out: dict[str, int] = defaultdict(int)
+    for item in ddb.batch_get(client, table, keys).values():
+        for k, v in item.items():
+            if k not in ("pk", "sk"):
+                out[k] += int(v)
+    return dict(out)
 
 
 def funnel_report(client: Any, table: str, date_from: str | None, date_to: str | None) -> dict[str, Any]:

@@ -159,7 +159,8 @@ class Sender:
         pk, sk = ledger_key(req.ledger_id)
         item = {"pk": pk, "sk": sk, "status": "pending", "customer_id": req.customer_id, "rule": req.rule,
                 "entry": req.entry, "step": req.step, "variant": req.variant, "template": req.template,
-                "channel": req.channel, "created_at": clock.iso(now), "claimed_at": clock.iso(now)}
+                "channel": req.channel, "created_at": clock.iso(now), "claimed_at": clock.iso(now),
+                "ttl": int(now.timestamp()) + self.config.settings().ledger_retention_days * 86400}
         try:
             self.ddb.put_item(TableName=self.env.messages_table, Item=ddb.serialize(item),
                               ConditionExpression="attribute_not_exists(pk) OR #s IN (:r, :d)",

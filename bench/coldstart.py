@@ -1,0 +1,159 @@
+"""Section 3: cold start — the import time of every functions/*/handler.py as a ratio to `import boto3`,
+each in a fresh interpreter (subprocess), interleaved, median of several runs, with the environment of a
+deployed function (LAMBDA_TASK_ROOT set: Powertools' Tracer is active and loads the X-Ray SDK, as it does
+with active tracing).
+
+Two variants:
+- precompiled: the .pyc files of every module are there (what `pip install` leaves on a laptop);
+- layer as built: infra/layer.py installs the dependencies with `pip --no-compile`, excludes *.pyc, and a
+  layer is read-only under /opt, so on Lambda every layer module (pydantic, powertools, jinja2, yaml,
+  retention) is compiled from source at each cold start. Modelled by importing boto3 first (the runtime's
+  copy is precompiled), then switching `sys.pycache_prefix` to an empty directory before the handler
+  import.
+
+A handler over the bar gets an `-X importtime` breakdown: self time summed by top-level package, and the
+handler's direct imports with their cumulative time."""
+
+from __future__ import annotations
+
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+BAR = 1.3
+
+_TIMED = """
+import sys, time
+sys.path.insert(0, {fn_dir!r})
+try:  # a development artefact (pip install -e): loaded before the timing, it is not on Lambda
+    import __editable___retention_engine_0_1_0_finder  # noqa: F401
+except ImportError:
+    pass
+{pre}
+t0 = time.perf_counter()
+{body}
+t1 = time.perf_counter()
+print(f"BENCH_IMPORT_S={{t1 - t0:.6f}}")
+"""
+
+
+def handler_names() -> list[str]:
+    return sorted(p.parent.name for p in (REPO / "functions").glob("*/handler.py"))
+
+
+def lambda_env(name: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("POWERTOOLS_", "AWS_ENDPOINT"))}
+    env.update({
+        "PYTHONPATH": str(REPO / "layers" / "common" / "python"),
+        "AWS_REGION": "us-east-1", "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+        "LAMBDA_TASK_ROOT": str(REPO / "functions" / name), "AWS_LAMBDA_FUNCTION_NAME": f"retention-{name}",
+        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "512", "AWS_XRAY_CONTEXT_MISSING": "IGNORE_ERROR",
+        "POWERTOOLS_SERVICE_NAME": f"retention-{name}", "POWERTOOLS_METRICS_NAMESPACE": "Retention",
+        "POWERTOOLS_LOG_LEVEL": "INFO",
+        "PROFILES_TABLE": "profiles", "EVENTS_TABLE": "events", "CONFIG_TABLE": "config", "DUE_TABLE": "due",
+        "MESSAGES_TABLE": "messages", "IDEMPOTENCY_TABLE": "idempotency",
+        "SEND_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/000000000000/send",
+        "RECOMPUTE_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/000000000000/recompute",
+        "SENDER_EMAIL": "Shop <news@example.com>", "DUE_SHARDS": "4",
+    })
+    return env
+
+
+def _run(target: str, variant: str, importtime: bool = False) -> tuple[float, str]:
+    """Import `target` ("boto3" or a handler name) in a fresh interpreter; returns (seconds, stderr)."""
+    name = target if target != "boto3" else "track_event"
+    fn_dir = str(REPO / "functions" / name)
+    body = "import boto3" if target == "boto3" else "import handler"
+    pre = ""
+    if variant == "layer_as_built" and target != "boto3":
+        # the runtime's boto3 is precompiled: it is loaded first, outside the timing (the handler finds it
+        # in sys.modules), then everything else is compiled from source as from a read-only layer
+        empty = tempfile.mkdtemp(prefix="bench-pyc-")
+        pre = f"import boto3, botocore.session\nsys.pycache_prefix = {empty!r}; sys.dont_write_bytecode = True"
+    code = _TIMED.format(fn_dir=fn_dir, pre=pre, body=body)
+    cmd = [sys.executable, *(["-X", "importtime"] if importtime else []), "-c", code]
+    proc = subprocess.run(cmd, cwd=str(REPO), env=lambda_env(name), capture_output=True, text=True, timeout=120)
+    if proc.returncode != 0:
+        raise RuntimeError(f"import of {target} failed: {proc.stderr[-2000:]}")
+    line = next(x for x in proc.stdout.splitlines() if x.startswith("BENCH_IMPORT_S="))
+    return float(line.split("=", 1)[1]), proc.stderr
+
+
+def importtime_breakdown(stderr: str, top: int = 8, root: str = "handler") -> dict[str, Any]:
+    """Self time summed per top-level package, and the direct imports of `root` (cumulative) — only for the
+    lines of root's own subtree (importtime prints children before their parent)."""
+    parsed = []
+    for raw in stderr.splitlines():
+        if not raw.startswith("import time:") or "|" not in raw or "self [us]" in raw:
+            continue
+        parts = raw.split("|")
+        name_field = parts[2]
+        parsed.append((int(parts[0].split(":")[1]), int(parts[1]),
+                       (len(name_field) - len(name_field.lstrip(" "))) // 2, name_field.strip()))
+    end = next((i for i, p in enumerate(parsed) if p[3] == root), None)
+    if end is None:
+        return {"self_ms_by_package": {}, "handler_imports_cumulative_ms": {}, "top_modules_self_ms": {}}
+    depth = parsed[end][2]
+    start = end
+    while start > 0 and parsed[start - 1][2] > depth:
+        start -= 1
+    subtree = parsed[start:end + 1]
+    by_package: dict[str, int] = {}
+    for self_us, _, _, name in subtree:
+        by_package[name.split(".")[0]] = by_package.get(name.split(".")[0], 0) + self_us
+    children = {name: cum for _, cum, d, name in subtree if d == depth + 1}
+    ranked = sorted(by_package.items(), key=lambda kv: kv[1], reverse=True)[:top]
+    kids = sorted(children.items(), key=lambda kv: kv[1], reverse=True)[:top]
+    modules = sorted(((name, self_us) for self_us, _, _, name in subtree), key=lambda kv: kv[1], reverse=True)
+    return {"self_ms_by_package": {k: round(v / 1000, 1) for k, v in ranked},
+            "handler_imports_cumulative_ms": {k: round(v / 1000, 1) for k, v in kids},
+            "top_modules_self_ms": {k: round(v / 1000, 1) for k, v in modules[:top]}}
+
+
+def run(log: Any = print, reps: int = 5, layer_reps: int = 3) -> dict[str, Any]:
+    started = time.perf_counter()
+    names = handler_names()
+    targets = ["boto3", *names]
+    results: dict[str, Any] = {}
+    for variant, n in (("precompiled", reps), ("layer_as_built", layer_reps)):
+        for t in targets:  # warm the .pyc of the precompiled variant and the OS file cache
+            if variant == "precompiled":
+                _run(t, variant)
+        samples: dict[str, list[float]] = {t: [] for t in targets}
+        for _ in range(n):
+            for t in targets:  # interleaved: machine noise spreads over every target alike
+                samples[t].append(_run(t, variant)[0])
+        base = statistics.median(samples["boto3"])
+        rows = {}
+        for t in names:
+            med = statistics.median(samples[t])
+            rows[t] = {"median_ms": round(med * 1000, 1), "ratio_to_boto3": round(med / base, 2),
+                       "meets_bar": med / base <= BAR, "samples_ms": [round(x * 1000, 1) for x in samples[t]]}
+        results[variant] = {"boto3_median_ms": round(base * 1000, 1),
+                            "boto3_samples_ms": [round(x * 1000, 1) for x in samples["boto3"]], "handlers": rows}
+        log(f"  coldstart {variant}: boto3 {base * 1000:.0f} ms; " + ", ".join(
+            f"{t} {r['ratio_to_boto3']:.2f}x" for t, r in rows.items()))
+    # why: -X importtime for the handlers over the bar (precompiled variant: the code, not the compiler)
+    why: dict[str, Any] = {}
+    for t, r in results["precompiled"]["handlers"].items():
+        if not r["meets_bar"]:
+            _, err = _run(t, "precompiled", importtime=True)
+            why[t] = importtime_breakdown(err)
+    _, err = _run("boto3", "precompiled", importtime=True)
+    results["boto3_breakdown"] = importtime_breakdown(err, top=5, root="boto3")
+    results["why"] = why
+    results["bar"] = BAR
+    results["elapsed_s"] = round(time.perf_counter() - started, 1)
+    return results
+
+
+if __name__ == "__main__":
+    import json
+    print(json.dumps(run(reps=3, layer_reps=2), indent=1))

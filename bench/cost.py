@@ -1,0 +1,304 @@
+"""Section 5: the cost model — the counted requests and capacity units (section 1), CPU (section 2) and log
+volume (bench.logs) priced with AWS list prices (us-east-1, no free tier), for a reference shop, beside the
+published list prices of Klaviyo, Customer.io and Amazon Pinpoint for the same shop. Sources and dates:
+bench/PRICES.md."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+PRICES_AS_OF = "2025 (model's knowledge of the public pricing pages; re-check before quoting)"
+PRICES = {
+    "apigw_rest_per_million": 3.50,           # REST API, first 333 M requests/month
+    "lambda_arm_gb_s": 0.0000133334,          # arm64, first 7.5 B GB-s tier
+    "lambda_per_million_requests": 0.20,
+    "ddb_wru_per_million": 0.625,             # on-demand, after the November 2024 price cut
+    "ddb_rru_per_million": 0.125,
+    "ddb_storage_gb_month": 0.25,             # Standard table class
+    "ddb_pitr_gb_month": 0.20,                # continuous backups
+    "sqs_per_million": 0.40,                  # standard queue, per 64 KB chunk
+    "ses_per_thousand": 0.10,                 # outbound email (no attachments)
+    "sms_us_per_message": 0.00581 + 0.00266,  # AWS End User Messaging US base + average carrier fee
+    "sns_publish_per_million": 0.50,          # SES event publishing to the SNS topic
+    "cw_logs_ingest_gb": 0.50,
+    "cw_logs_storage_gb_month": 0.03,
+    "cw_custom_metric_month": 0.30,
+    "cw_alarm_month": 0.10,
+    "xray_per_million_traces": 5.00,
+    "eventbridge_scheduled_rule": 0.0,
+}
+SHOP = {"customers": 100_000, "events": 10_000_000, "emails": 1_000_000, "sms": 50_000}
+ASSUMPTIONS: dict[str, Any] = {
+    "events_per_request": 5,  # Segment server libraries flush every 0.5 s: 10 M/month is ~4 events/s on average
+    "event_mix": {"track (plain: no rule, no product)": 0.75, "Product Viewed": 0.15,
+                  "identify (known customer, traits change)": 0.07, "identify (new customer: email + consent)": 0.01,
+                  "Order Completed (2 products)": 0.02},
+    "journey_steps_per_message": 1.5,  # a send step plus, on average, half a wait/branch/exit step due on its own
+    "segment_rechecks_per_customer_month": 4,
+    "ses_events_per_email": {"Delivery": 1.0, "Open": 0.25, "Click": 0.03},
+    "warm_containers": 5,  # each refreshes the configuration every 30 s
+    "retention_days": 400,  # raw events and messageId markers (both expire after the event retention)
+    "ledger_months_kept": 13,  # the send ledger has no TTL: storage grows; priced at 13 months
+    "index_overhead_bytes": 100,  # DynamoDB storage overhead per item
+    "latency_ms": {"read": 5, "write": 6, "transaction": 15, "sqs": 8, "ses": 40, "sns": 60},
+    "lambda_memory_gb": {"track_event": 0.5, "evaluate_triggers": 0.5, "send_message": 1.0, "feedback": 0.5,
+                         "recompute": 0.5},
+    "cold_starts_per_month": 8 * 24 * 30,  # ~1 per function per hour (INIT is billed since August 2025)
+    "cold_start_s": 1.0,
+    "custom_metrics": 24, "alarms": 10,
+    "xray_sampling": {"reservoir_per_s": 1, "rate": 0.05},
+}
+COMPETITORS = {
+    "Klaviyo": {"monthly_usd": 1380, "sms_usd": 750,
+                "basis": "Email plan at 100,000 active profiles (≈ $1,380/month, includes 1 M email sends); SMS "
+                         "credits extra (≈ $0.015 per US SMS credit at this volume → ≈ $750 for 50,000)",
+                "url": "https://www.klaviyo.com/pricing"},
+    "Customer.io": {"monthly_usd": 1000, "sms_usd": 50_000 * 0.0083,
+                    "basis": "Premium from $1,000/month (billed annually); Essentials starts at $100/month for "
+                             "5,000 profiles and grows with profiles; SMS through the customer's Twilio account "
+                             "(≈ $0.0083 per US SMS)",
+                    "url": "https://customer.io/pricing/"},
+    "Amazon Pinpoint": {"monthly_usd": SHOP["customers"] * 0.0012 + SHOP["events"] / 1e6 * 1.0
+                        + SHOP["emails"] / 1000 * 0.10,
+                        "sms_usd": SHOP["sms"] * (0.00581 + 0.00266),
+                        "basis": "$0.0012 per monthly targeted endpoint + $1 per million events + $0.10 per 1,000 "
+                                 "emails (its perpetual free allowance — 5,000 endpoints, 100 M events — not applied, "
+                                 "like AWS's own free tier above: with it ≈ $214); SMS at the AWS End User Messaging "
+                                 "price. Closed to new customers since May 20, 2025; end of support October 30, 2026",
+                        "url": "https://aws.amazon.com/pinpoint/pricing/"},
+}
+
+
+def _per_event(rows: dict[str, Any], metric: str, batch: float) -> float:
+    """One event of the mix at `batch` events per request: each kind's cost is a per-event part plus a
+    per-request part, solved from its single-message and 100-message measurements."""
+    total = 0.0
+    for kind, weight in ASSUMPTIONS["event_mix"].items():
+        single = rows[f"{kind} — single"][metric]
+        hundred = rows[f"{kind} — batch of 100"][metric]
+        per_request = (single - hundred) * 100 / 99
+        per_event = hundred - per_request / 100
+        total += weight * (per_event + per_request / batch)
+    return total
+
+
+def _op(rows: dict[str, Any], row: str, op: str) -> float:
+    return float(rows[row]["by_operation"].get(op, 0))
+
+
+def model(requests: dict[str, Any], cpu: dict[str, Any] | None, logs: dict[str, Any] | None) -> dict[str, Any]:
+    rows = requests["rows"]
+    p, a, shop = PRICES, ASSUMPTIONS, SHOP
+    b = a["events_per_request"]
+    lat = a["latency_ms"]
+    mem = a["lambda_memory_gb"]
+    events, emails, sms, customers = shop["events"], shop["emails"], shop["sms"], shop["customers"]
+    messages = emails + sms
+    api_requests = events / b
+    steps = messages * a["journey_steps_per_message"]
+    rechecks = customers * a["segment_rechecks_per_customer_month"]
+    ses_events = {k: emails * v for k, v in a["ses_events_per_email"].items()}
+    ticks = 60 * 24 * 30
+    refreshes = a["warm_containers"] * 2 * ticks
+    nightly = customers * 30
+
+    def row_units(name: str, n: float, metric: str) -> float:
+        return n * float(rows[name][metric])
+
+    fb = {k: ("SES feedback: Delivery (feedback function)" if k == "Delivery" else
+              "SES feedback: Open (feedback function)") for k in ses_events}
+    # ---- DynamoDB capacity units and requests, by origin
+    origins = {
+        "ingest": (events, None),
+        "journey steps": (steps, "journey step (tick advancing one journey)"),
+        "email sends": (emails, "sent email (send_message)"),
+        "SMS sends": (sms, "sent SMS (send_message)"),
+        "SES feedback": (None, None),
+        "segment re-checks": (rechecks, "segment re-check (SEGMENT due item, tick)"),
+        "minute ticks (fixed)": (ticks, "empty tick (nothing due; per minute)"),
+        "nightly recompute": (nightly, "nightly recompute (per stored customer)"),
+        "config refresh": (refreshes, "config refresh (per container, every 30 s)"),
+    }
+    ddb: dict[str, dict[str, float]] = {}
+    for origin, (n, name) in origins.items():
+        if origin == "ingest":
+            ddb[origin] = {m: events * _per_event(rows, m, b) for m in
+                           ("wru", "rru", "ddb_read_requests", "ddb_write_requests", "other_requests")}
+        elif origin == "SES feedback":
+            ddb[origin] = {m: sum(row_units(fb[k], v, m) for k, v in ses_events.items())
+                           for m in ("wru", "rru", "ddb_read_requests", "ddb_write_requests", "other_requests")}
+        else:
+            assert n is not None and name is not None
+            ddb[origin] = {m: row_units(name, n, m) for m in
+                           ("wru", "rru", "ddb_read_requests", "ddb_write_requests", "other_requests")}
+    wru = sum(v["wru"] for v in ddb.values())
+    rru = sum(v["rru"] for v in ddb.values())
+
+    # ---- storage (steady state)
+    ov = a["index_overhead_bytes"]
+    sizes = requests.get("plain_event_item_bytes", {})
+    stored = requests.get("stored_bytes", {})
+    months = a["retention_days"] / 30.4
+    gb = 1024 ** 3
+    storage_gb = {
+        "events (raw, 400 days)": events * months * (sizes.get("events", 300) + ov) / gb,
+        "messageId markers (400 days)": events * months * (sizes.get("idempotency", 80) + ov) / gb,
+        "profiles, journeys, history": customers * (stored.get("customer_rows", 3000) + 2 * ov) / gb,
+        "send ledger + GSI (13 months)": messages * a["ledger_months_kept"] * 2 * (stored.get("ledger", 500) + ov) / gb,
+    }
+    storage_total = sum(storage_gb.values())
+
+    # ---- Lambda: duration = CPU (scaled to the memory's CPU share) + AWS round trips
+    def cpu_ms(kind: str) -> float:
+        if not cpu:
+            return 0.5
+        if kind == "event":
+            return sum(w * cpu["ingest"][k]["batch_per_event"]["cpu_ms"]
+                       for k, w in a["event_mix"].items() if k in cpu["ingest"])
+        if kind == "send":
+            vals = [v["whole_send_stubbed"]["cpu_ms"] for v in cpu["render"].values()]
+            return sum(vals) / len(vals)
+        return 0.5
+
+    def share(memory_gb: float) -> float:
+        return max(1.0, 1.769 / memory_gb)  # 1,769 MB = one vCPU
+
+    ing = {m: _per_event(rows, m, b) * b for m in ("ddb_read_requests", "ddb_write_requests", "other_requests")}
+    txn_per_req = sum(w * (_op(rows, f"{k} — batch of 100", "dynamodb.TransactWriteItems")) for k, w in
+                      a["event_mix"].items()) * b
+    ingest_ms = (cpu_ms("event") * b * share(mem["track_event"]) + ing["ddb_read_requests"] * lat["read"]
+                 + max(0.0, ing["ddb_write_requests"] - txn_per_req) * lat["write"]
+                 + math.ceil(txn_per_req / 8) * lat["transaction"] + ing["other_requests"] * lat["sqs"])
+    send_row = rows["sent email (send_message)"]
+    send_ms = (cpu_ms("send") * share(mem["send_message"]) + send_row["ddb_read_requests"] * lat["read"]
+               + send_row["ddb_write_requests"] * lat["write"] + lat["ses"])
+    sms_ms = send_ms - lat["ses"] + lat["sns"]
+    step_row = rows["journey step (tick advancing one journey)"]
+    step_ms = 1.0 * share(mem["evaluate_triggers"]) + step_row["ddb_read_requests"] * lat["read"] + \
+        step_row["ddb_write_requests"] * lat["write"] + step_row["other_requests"] * lat["sqs"]
+    tick_row = rows["empty tick (nothing due; per minute)"]
+    tick_ms = 3.0 * share(mem["evaluate_triggers"]) + tick_row["total_requests"] * lat["read"]
+    fb_row = rows["SES feedback: Delivery (feedback function)"]
+    fb_ms = 0.5 * share(mem["feedback"]) + fb_row["ddb_read_requests"] * lat["read"] + \
+        fb_row["ddb_write_requests"] * lat["write"]
+    recheck_ms = 0.5 * share(mem["recompute"]) + lat["read"]
+    gb_s = {
+        "track_event": api_requests * ingest_ms / 1000 * mem["track_event"],
+        "send_message": (emails * send_ms + sms * sms_ms) / 1000 * mem["send_message"],
+        "evaluate_triggers": (ticks * tick_ms + (steps + rechecks) * step_ms) / 1000 * mem["evaluate_triggers"],
+        "feedback": sum(ses_events.values()) * fb_ms / 1000 * mem["feedback"],
+        "recompute (nightly)": nightly * recheck_ms / 1000 * mem["recompute"],
+        "cold starts (INIT)": a["cold_starts_per_month"] * a["cold_start_s"] * 0.5,
+    }
+    invocations = {
+        "track_event": api_requests, "send_message": messages / 10, "evaluate_triggers": ticks,
+        "feedback": sum(ses_events.values()), "recompute (nightly)": 30 * 16,
+    }
+
+    # ---- SQS: enqueues counted in the rows + the consumers (Lambda pollers: receive + delete per batch, and
+    # long polls while idle: ~15 receives a minute per queue)
+    sqs_requests = sum(v["other_requests"] for k, v in ddb.items() if k in ("ingest", "journey steps")) \
+        + messages / 10 * 2 + 2 * 15 * ticks
+
+    # ---- logs: measured handler output + Lambda's own lines + API Gateway access logs
+    log_bytes = 0.0
+    per_request_log_bytes = 0.0
+    if logs:
+        per = logs["per_invocation"]
+        over = logs["event_overhead_bytes"]
+        plat = logs["lambda_platform_bytes"] + 3 * over
+
+        def inv_bytes(key: str) -> float:
+            return per[key]["bytes"] + per[key]["lines"] * over + plat
+        per_request_log_bytes = inv_bytes("track_event (1 event)") + logs["access_log_bytes"] + over
+        log_bytes += api_requests * per_request_log_bytes
+        log_bytes += (messages / 10) * inv_bytes("send_message (batch of 10 records)")
+        log_bytes += ticks * inv_bytes("evaluate_triggers (tick)")
+        log_bytes += sum(ses_events.values()) * inv_bytes("evaluate_triggers (tick)")  # feedback: one line + EMF
+    log_gb = log_bytes / gb
+
+    # ---- X-Ray (active tracing, default rule: 1 trace a second + 5 % of the rest)
+    roots = api_requests + messages / 10 + ticks + sum(ses_events.values()) + 30 * 16
+    seconds = 30 * 86400
+    reservoir = min(roots, a["xray_sampling"]["reservoir_per_s"] * seconds)
+    traces = reservoir + a["xray_sampling"]["rate"] * max(0.0, roots - reservoir)
+
+    lines = {
+        "API Gateway (REST)": api_requests / 1e6 * p["apigw_rest_per_million"],
+        "Lambda requests": sum(invocations.values()) / 1e6 * p["lambda_per_million_requests"],
+        "Lambda duration (arm64)": sum(gb_s.values()) * p["lambda_arm_gb_s"],
+        "DynamoDB writes (WRU)": wru / 1e6 * p["ddb_wru_per_million"],
+        "DynamoDB reads (RRU)": rru / 1e6 * p["ddb_rru_per_million"],
+        "DynamoDB storage": storage_total * p["ddb_storage_gb_month"],
+        "DynamoDB PITR": storage_total * p["ddb_pitr_gb_month"],
+        "SQS": sqs_requests / 1e6 * p["sqs_per_million"],
+        "SES email": emails / 1000 * p["ses_per_thousand"],
+        "SMS (US)": sms * p["sms_us_per_message"],
+        "SNS (SES events)": sum(ses_events.values()) / 1e6 * p["sns_publish_per_million"],
+        "CloudWatch Logs": log_gb * (p["cw_logs_ingest_gb"] + p["cw_logs_storage_gb_month"]),
+        "CloudWatch metrics + alarms": (a["custom_metrics"] * p["cw_custom_metric_month"]
+                                        + a["alarms"] * p["cw_alarm_month"]),
+        "X-Ray traces": traces / 1e6 * p["xray_per_million_traces"],
+        "EventBridge schedules": 0.0,
+    }
+    total = sum(lines.values())
+    without_sms = total - lines["SMS (US)"]
+
+    # ---- per 1 M events and per 1 M emails (variable costs attributed to each)
+    per_event_wru = ddb["ingest"]["wru"] / events
+    per_event_rru = ddb["ingest"]["rru"] / events
+    log_price = p["cw_logs_ingest_gb"] + p["cw_logs_storage_gb_month"]
+    fb_per_email = sum(a["ses_events_per_email"].values())
+    per_million_events = {
+        "API Gateway": 1e6 / b / 1e6 * p["apigw_rest_per_million"],
+        "Lambda": (1e6 / b / 1e6 * p["lambda_per_million_requests"]
+                   + 1e6 / b * ingest_ms / 1000 * mem["track_event"] * p["lambda_arm_gb_s"]),
+        "DynamoDB requests": per_event_wru * p["ddb_wru_per_million"] + per_event_rru * p["ddb_rru_per_million"],
+        "DynamoDB storage + PITR (400 days kept)": 1e6 * months * ((sizes.get("events", 300) + ov)
+                                                                   + (sizes.get("idempotency", 80) + ov)) / gb
+        * (p["ddb_storage_gb_month"] + p["ddb_pitr_gb_month"]),
+        "logs + traces": 1e6 / b * (per_request_log_bytes / gb * log_price
+                                    + traces / max(1.0, roots) * p["xray_per_million_traces"] / 1e6),
+    }
+    email_wru = sum(ddb[k]["wru"] for k in ("email sends", "SES feedback")) / emails + \
+        ddb["journey steps"]["wru"] / messages
+    email_rru = sum(ddb[k]["rru"] for k in ("email sends", "SES feedback")) / emails + \
+        ddb["journey steps"]["rru"] / messages
+    per_million_emails = {
+        "SES": 1e6 / 1000 * p["ses_per_thousand"],
+        "DynamoDB requests (step + send + feedback)": 1e6 * (email_wru * p["ddb_wru_per_million"]
+                                                             + email_rru * p["ddb_rru_per_million"]) / 1e6,
+        "Lambda (send + step + feedback)": 1e6 * (send_ms * mem["send_message"] + a["journey_steps_per_message"]
+                                                   * step_ms * mem["evaluate_triggers"]
+                                                   + fb_per_email * fb_ms * mem["feedback"])
+        / 1000 * p["lambda_arm_gb_s"] + (0.1 + fb_per_email) * p["lambda_per_million_requests"],
+        "SQS + SNS (events)": (0.1 + 0.2 + 0.1) * p["sqs_per_million"] + fb_per_email * p["sns_publish_per_million"],
+        "ledger storage + PITR (13 months)": 1e6 * a["ledger_months_kept"] * 2 * (stored.get("ledger", 500) + ov) / gb
+        * (p["ddb_storage_gb_month"] + p["ddb_pitr_gb_month"]),
+    }
+
+    comp = {}
+    for name, c in COMPETITORS.items():
+        comp[name] = {**c, "total_with_sms": c["monthly_usd"] + c["sms_usd"],
+                      "ours_cheaper_by_x_without_sms": c["monthly_usd"] / without_sms,
+                      "ours_cheaper_by_x_with_sms": (c["monthly_usd"] + c["sms_usd"]) / total}
+    return {
+        "prices": PRICES, "prices_as_of": PRICES_AS_OF, "shop": SHOP, "assumptions": ASSUMPTIONS,
+        "lines": {k: round(v, 2) for k, v in lines.items()}, "total": round(total, 2),
+        "total_without_sms": round(without_sms, 2),
+        "units": {"api_requests": api_requests, "wru": wru, "rru": rru, "sqs_requests": sqs_requests,
+                  "lambda_gb_s": {k: round(v, 1) for k, v in gb_s.items()}, "lambda_invocations": invocations,
+                  "log_gb": round(log_gb, 2), "xray_traces": round(traces), "storage_gb": {
+                      k: round(v, 2) for k, v in storage_gb.items()},
+                  "ddb_by_origin": {k: {m: round(x) for m, x in v.items()} for k, v in ddb.items()},
+                  "lambda_ms": {"track_event per request": round(ingest_ms, 1), "email send": round(send_ms, 1),
+                                "SMS send": round(sms_ms, 1), "journey step": round(step_ms, 1),
+                                "tick": round(tick_ms, 1), "feedback": round(fb_ms, 1)}},
+        "per_million_events": {k: round(v, 2) for k, v in per_million_events.items()},
+        "per_million_events_total": round(sum(per_million_events.values()), 2),
+        "per_million_emails": {k: round(v, 2) for k, v in per_million_emails.items()},
+        "per_million_emails_total": round(sum(per_million_emails.values()), 2),
+        "competitors": comp,
+        "goal_10x_cheaper_than_customer_io": comp["Customer.io"]["ours_cheaper_by_x_without_sms"] >= 10,
+    }
