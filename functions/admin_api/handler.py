@@ -119,6 +119,11 @@ def stats_overview() -> Any:
     return json_response(200, Admin(deps()).overview())
 
 
+@app.get("/admin/stats/funnel")
+def funnel() -> Any:
+    return json_response(200, Admin(deps()).funnel(_query("from"), _query("to")))
+
+
 @app.get("/admin/stats/rules/<rule>")
 def rule_stats(rule: str) -> Any:
     return json_response(200, Admin(deps()).rule_stats(rule, _query("from"), _query("to")))

@@ -178,6 +178,15 @@ class Admin:
         rows = read_counters(self.d.dynamodb, self.d.env.messages_table, rule, date_from, date_to)
         return rule_report(rule, rows, date_from=date_from, date_to=date_to)
 
+    def funnel(self, date_from: str | None, date_to: str | None) -> dict[str, Any]:
+        """Lifecycle sizes per day, the flows between segments and seed 000's relationship steps."""
+        from retention.errors import BadRequestError
+        from retention.segstats import funnel_report
+        try:
+            return funnel_report(self.d.dynamodb, self.d.env.messages_table, date_from, date_to)
+        except ValueError as exc:
+            raise BadRequestError(f"from/to are dates (YYYY-MM-DD): {exc}") from exc
+
     def overview(self) -> dict[str, Any]:
         out = []
         for rule in sorted(self.d.config.current("RULE")):
