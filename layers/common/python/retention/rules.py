@@ -48,7 +48,6 @@ import calendar
 import difflib
 import hashlib
 import json
-import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -85,7 +84,8 @@ SEGMENT_ENTERED_EVENT = "Segment Entered"
 SEGMENT_EXITED_EVENT = "Segment Exited"
 DEFAULT_GOAL_EVENT = "Order Completed"
 DEFAULT_VARIANT = "default"  # the variant name of a send without variants (what analytics expects)
-SCENARIOS_ENV = "RETENTION_SCENARIOS_DIR"
+SCENARIOS_ENV = yamlio.SCENARIOS_ENV
+scenarios_dir = yamlio.scenarios_dir
 _ID_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,79}$")
 _LABEL_RE = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
 
@@ -1540,27 +1540,9 @@ def load_rules(
     return rules
 
 
-def scenarios_dir() -> Path:
-    """`$RETENTION_SCENARIOS_DIR`, else `<repo>/scenarios` (this file is layers/common/python/retention/)."""
-    configured = os.environ.get(SCENARIOS_ENV)
-    if configured:
-        return Path(configured)
-    return Path(__file__).resolve().parents[4] / "scenarios"
-
-
-def _display(path: Path) -> str:
-    try:
-        relative = os.path.relpath(path)
-    except ValueError:
-        return str(path)
-    return str(path) if relative.startswith("..") else relative
-
-
 def rule_texts(directory: Path | None = None) -> dict[str, str]:
     """{display path: YAML text} of `<scenarios>/rules/*.yaml`."""
-    base = (directory or scenarios_dir()) / "rules"
-    files = sorted([*base.glob("*.yaml"), *base.glob("*.yml")])
-    return {_display(path): path.read_text(encoding="utf-8") for path in files}
+    return yamlio.scenario_texts("rules", directory)
 
 
 def default_rules(

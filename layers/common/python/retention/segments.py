@@ -22,7 +22,6 @@ set seen by conditions holds both `id` and `group/id` for every membership (`mem
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -37,10 +36,19 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 from retention import clock
 from retention.conditions import Condition, ConditionBase, Facts, Node, segment_reference_paths
 from retention.errors import ValidationError
-from retention.yamlio import LineMap, LocatedError, Path, load_yaml_documents, located, validation_messages
+from retention.yamlio import SCENARIOS_ENV as SCENARIOS_ENV  # re-exported: callers set it by this name
+from retention.yamlio import (
+    LineMap,
+    LocatedError,
+    Path,
+    load_yaml_documents,
+    located,
+    scenario_texts,
+    scenarios_dir,
+    validation_messages,
+)
 
 _ID_RE = re.compile(r"^[a-z0-9][a-z0-9_\-]*$")
-SCENARIOS_ENV = "RETENTION_SCENARIOS_DIR"
 
 
 def _check_id(value: str, what: str, path: Path) -> None:
@@ -395,27 +403,9 @@ def load_groups(texts: Mapping[str, GroupSource]) -> list[SegmentGroup]:
     return validate_groups(groups)
 
 
-def scenarios_dir() -> FsPath:
-    """`$RETENTION_SCENARIOS_DIR`, else `<repo>/scenarios` (this file is layers/common/python/retention/)."""
-    configured = os.environ.get(SCENARIOS_ENV)
-    if configured:
-        return FsPath(configured)
-    return FsPath(__file__).resolve().parents[4] / "scenarios"
-
-
-def _display(path: FsPath) -> str:
-    try:
-        relative = os.path.relpath(path)
-    except ValueError:
-        return str(path)
-    return str(path) if relative.startswith("..") else relative
-
-
 def segment_texts(directory: FsPath | None = None) -> dict[str, str]:
     """{display path: YAML text} of `<scenarios>/segments/*.yaml`, sorted by file name."""
-    base = (directory or scenarios_dir()) / "segments"
-    files = sorted([*base.glob("*.yaml"), *base.glob("*.yml")])
-    return {_display(path): path.read_text(encoding="utf-8") for path in files}
+    return scenario_texts("segments", directory)
 
 
 @lru_cache(maxsize=4)

@@ -8,7 +8,9 @@ the path and drop the line.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path as FsPath
 from typing import Any, TypeVar
 
 import pydantic
@@ -217,3 +219,29 @@ def validate_document(model: type[ModelT], data: Any, linemap: LineMap | None, s
         return model.model_validate(data)
     except pydantic.ValidationError as exc:
         raise ValidationError(format_validation_error(exc, linemap or LineMap.from_data(data), source)) from exc
+
+
+SCENARIOS_ENV = "RETENTION_SCENARIOS_DIR"
+
+
+def scenarios_dir() -> FsPath:
+    """`$RETENTION_SCENARIOS_DIR`, else `<repo>/scenarios` (this file is layers/common/python/retention/)."""
+    configured = os.environ.get(SCENARIOS_ENV)
+    if configured:
+        return FsPath(configured)
+    return FsPath(__file__).resolve().parents[4] / "scenarios"
+
+
+def display_path(path: FsPath) -> str:
+    try:
+        relative = os.path.relpath(path)
+    except ValueError:
+        return str(path)
+    return str(path) if relative.startswith("..") else relative
+
+
+def scenario_texts(folder: str, directory: FsPath | None = None) -> dict[str, str]:
+    """{display path: YAML text} of `<scenarios>/<folder>/*.yaml`, sorted by file name."""
+    base = (directory or scenarios_dir()) / folder
+    files = sorted([*base.glob("*.yaml"), *base.glob("*.yml")])
+    return {display_path(path): path.read_text(encoding="utf-8") for path in files}
