@@ -18,7 +18,7 @@ STAGE ?= dev
 install: .venv/.installed
 
 run: install
-	$(PY) -m local.main --port $(PORT)
+	$(PY) -m local.main --port $(PORT) $(if $(DEMO),--demo $(DEMO))
 
 lint: install
 	.venv/bin/ruff check .

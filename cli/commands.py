@@ -221,3 +221,26 @@ def nps_rotate(ctx: Ctx) -> int:
     ctx.echo(f"new NPS webhook signing secret: {res['secret']}")
     ctx.echo("shown once: configure it in the survey tool now; the previous secret stays valid until the next rotation")
     return 0
+
+
+def demo(ctx: Ctx, customers: int, months: int, seed: int) -> int:
+    """A generated shop posted like a real one (historical events: profiles, KPIs and segments move, no
+    journey starts); NPS answers go through the signed webhook."""
+    from local.demo import DemoError, generate
+    client = ctx.client
+    bar = ctx.progress("demo", None)
+    try:
+        summary = generate(client.url, client.write_key, customers=customers, months=months, seed=seed,
+                           admin_token=client.token, progress=lambda done, total: bar.update(done, total=total))
+    except DemoError as exc:
+        bar.finish()
+        ctx.warn(f"demo failed: {exc}")
+        return 1
+    bar.finish()
+    if ctx.json_output:
+        ctx.dump(summary)
+    else:
+        ctx.echo(f"demo shop: {summary.get('customers')} customers, {summary.get('events')} events, "
+                 f"{summary.get('orders')} orders, accepted {summary.get('accepted')}, "
+                 f"rejected {summary.get('rejected_count', 0)}")
+    return 0

@@ -184,6 +184,13 @@ def build_parser(stdin: TextIO | None = None) -> argparse.ArgumentParser:
     p.add_argument("--to", dest="date_to", help="YYYY-MM-DD")
     p.add_argument("--out", default="reports", help="directory for the PNG and HTML files (default reports/)")
 
+    about = "generate a demo shop (customers, months of orders, pickups, refunds, NPS answers) through the API"
+    p = b.groups.add_parser("demo", parents=[b.common], help=about, description=about)
+    p.set_defaults(handler=lambda c, a: commands.demo(c, a.customers, a.months, a.seed))
+    p.add_argument("--customers", type=int, default=3000, help="default 3000")
+    p.add_argument("--months", type=int, default=4, help="months of history (default 4)")
+    p.add_argument("--seed", type=int, default=7, help="the same seed gives the same shop (a rerun adds nothing)")
+
     sub = b.group("settings", "global settings (caps, quiet hours, control group …)")
     b.leaf(sub, "show", "the current settings", lambda c, a: commands.settings_show(c))
     p = b.leaf(sub, "set", "change settings: KEY=VALUE (YAML values; dotted keys reach inside)",

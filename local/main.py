@@ -15,6 +15,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description="Run the retention engine locally on moto")
     parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8787")))
     parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--demo", type=int, default=int(os.environ.get("DEMO", "0") or 0), metavar="CUSTOMERS",
+                        help="also generate a demo shop of this many customers, in the background (DEMO=N)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
@@ -31,12 +33,27 @@ Retention engine running at {url}
   outbox       : GET {url}/_local/outbox
   virtual clock: GET {url}/_local/clock, POST {url}/_local/clock/advance {{"seconds": N}}
 Ctrl-C stops it.""", flush=True)
+    if args.demo > 0:
+        threading.Thread(target=_demo, args=(url, cfg, args.demo), daemon=True).start()
     done = threading.Event()
     signal.signal(signal.SIGINT, lambda *_: done.set())
     signal.signal(signal.SIGTERM, lambda *_: done.set())
     done.wait()
     print("stopping…", flush=True)
     stack.stop()
+
+
+def _demo(url: str, cfg: LocalConfig, customers: int) -> None:
+    """The demo shop goes in after /health answers: the stack is usable while it loads."""
+    from local.demo import DemoError, generate
+    print(f"generating a demo shop of {customers} customers in the background…", flush=True)
+    try:
+        summary = generate(url, cfg.write_key, customers=customers, admin_token=cfg.admin_token)
+    except DemoError as exc:
+        print(f"demo failed: {exc}", flush=True)
+        return
+    print(f"demo shop ready: {summary.get('customers')} customers, {summary.get('events')} events, "
+          f"{summary.get('orders')} orders (try: .venv/bin/retention report)", flush=True)
 
 
 if __name__ == "__main__":

@@ -45,7 +45,7 @@ def _patch_transactions() -> None:
             return obj  # the rollback below restores the touched items instead
         return real_deepcopy(obj, memo)
 
-    m.copy = types.SimpleNamespace(deepcopy=deepcopy, copy=copy.copy)  # type: ignore[attr-defined]
+    m.copy = types.SimpleNamespace(deepcopy=deepcopy, copy=copy.copy)  # type: ignore[attr-defined,assignment]
     original = m.DynamoDBBackend.transact_write_items
 
     def transact_write_items(self: Any, transact_items: list[dict[str, Any]]) -> None:

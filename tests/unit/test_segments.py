@@ -237,9 +237,13 @@ def test_fraud_and_complaint_win(library: list[SegmentGroup]) -> None:
     assert lifecycle(library, make_facts(kpis=kpis, now=now)).segment("lifecycle") == "loyal"
     complaint = lifecycle(library, make_facts(kpis=kpis, traits={"complaint_open": True}, now=now))
     assert complaint.segment("lifecycle") == "complaint"
-    detractor = lifecycle(library, make_facts(kpis={**kpis, "nps_last_score": 4}, now=now))
+    answered = {"nps_last_at": (now - DAY).isoformat()}
+    detractor = lifecycle(library, make_facts(kpis={**kpis, "nps_last_score": 4}, profile=answered, now=now))
     assert detractor.segment("nps_group") == "detractor"
     assert detractor.segment("lifecycle") == "complaint"  # uses nps_group, evaluated before
+    # a month after the answer the detractor is no longer "in complaint" (and can be surveyed again)
+    later = lifecycle(library, make_facts(kpis={**kpis, "nps_last_score": 4}, profile=answered, now=now + 30 * DAY))
+    assert later.segment("nps_group") == "detractor" and later.segment("lifecycle") != "complaint"
     fraud = lifecycle(library, make_facts(kpis=kpis, traits={"fraud": True, "complaint_open": True}, now=now))
     assert fraud.segment("lifecycle") == "fraud"
 

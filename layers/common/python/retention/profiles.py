@@ -936,7 +936,7 @@ def facts(profile: Profile, now: datetime) -> dict[str, Any]:
         "kpis": profile.kpis or compute_kpis(profile, now),
         "consent": consent_flags(profile),
         "segments": membership_set(profile.segments),
-        "profile": {"created_at": _iso_or_none(profile.created_at),
+        "profile": {"created_at": _iso_or_none(profile.created_at), "nps_last_at": profile.nps.get("last_at"),
                     "first_seen_at": _iso_or_none(profile.first_seen_at),
                     **activity},
         "now": now.astimezone(UTC),
