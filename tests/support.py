@@ -203,3 +203,34 @@ def sent_emails() -> list[dict[str, Any]]:
     from retention.mime import parse_email
     return [{**parse_email(m.raw_data.encode()), "to": m.destinations}
             for m in ses_backends[DEFAULT_ACCOUNT_ID][REGION].sent_messages]
+
+
+FUNCTIONS = __import__("pathlib").Path(__file__).resolve().parents[1] / "functions"
+def load_handler(name: str, tag: str = "test") -> Any:
+    """functions/<name>/handler.py as a fresh module of its own (every function's module is `handler`)."""
+    import importlib.util
+
+    os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "Retention")  # read at import
+    os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
+    spec = importlib.util.spec_from_file_location(f"fn_{name}_{tag}", FUNCTIONS / name / "handler.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+class LambdaContext:
+    """The attributes Powertools reads from a Lambda context."""
+
+    function_version = "$LATEST"
+    memory_limit_in_mb = 512
+    aws_request_id = "req-test"
+    log_stream_name = "stream"
+
+    def __init__(self, function_name: str = "test") -> None:
+        self.function_name = function_name
+        self.invoked_function_arn = f"arn:aws:lambda:us-east-1:123456789012:function:{function_name}"
+        self.log_group_name = f"/aws/lambda/{function_name}"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 30_000

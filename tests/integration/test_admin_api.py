@@ -9,18 +9,10 @@ from typing import Any
 import pytest
 from retention import clock
 
+from tests.support import LambdaContext
+
 TOKEN = "tok"
 pytestmark = pytest.mark.filterwarnings("ignore:No application metrics")
-
-
-class Context:
-    function_name = "admin_api"
-    memory_limit_in_mb = 256
-    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:admin_api"
-    aws_request_id = "req-1"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 30_000
 
 
 def call(method: str, path: str, body: Any = None, *, token: str | None = TOKEN, headers: dict[str, str] | None = None,
@@ -37,7 +29,7 @@ def call(method: str, path: str, body: Any = None, *, token: str | None = TOKEN,
              "isBase64Encoded": False,
              "requestContext": {"resourcePath": "/admin/{proxy+}", "httpMethod": method, "path": path, "stage": "test",
                                 "requestId": "r-1", "identity": {"sourceIp": "127.0.0.1"}}}
-    resp = lambda_handler(event, Context())
+    resp = lambda_handler(event, LambdaContext())
     return resp["statusCode"], json.loads(resp["body"]) if resp.get("body") else None
 
 

@@ -16,23 +16,12 @@ import requests
 from requests.adapters import BaseAdapter
 
 from cli.main import main
+from tests.support import LambdaContext
 
 BASE = "http://retention.test"
 TOKEN = "tok"
 WRITE_KEY = "wk-test"
 pytestmark = pytest.mark.filterwarnings("ignore:No application metrics")
-
-
-class Context:
-    memory_limit_in_mb = 256
-    aws_request_id = "req-1"
-
-    def __init__(self, name: str) -> None:
-        self.function_name = name
-        self.invoked_function_arn = f"arn:aws:lambda:us-east-1:123456789012:function:{name}"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 30_000
 
 
 class HandlerAdapter(BaseAdapter):
@@ -68,7 +57,7 @@ class HandlerAdapter(BaseAdapter):
                                     "stage": "test", "requestId": "r", "identity": {"sourceIp": "127.0.0.1"}}}
         with self.lock:
             self.calls[f"{request.method} {url.path}"] += 1
-            out = handler(event, Context(name))
+            out = handler(event, LambdaContext(name))
         resp = requests.Response()
         resp.status_code = out["statusCode"]
         resp.headers.update(out.get("headers") or {})

@@ -4,9 +4,7 @@ HTTP through the real ingestion handler (on moto) yields the profiles, KPIs and 
 from __future__ import annotations
 
 import base64
-import importlib.util
 import json
-import os
 import threading
 from collections import Counter, defaultdict
 from collections.abc import Iterator
@@ -21,7 +19,7 @@ import pytest
 from retention import clock
 
 from local import demo
-from tests.support import Stack
+from tests.support import LambdaContext, Stack, load_handler
 
 pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish")
 
@@ -119,24 +117,7 @@ def test_batches_keep_each_customer_together() -> None:
 
 
 def _load(name: str) -> ModuleType:
-    os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "Retention")
-    os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
-    spec = importlib.util.spec_from_file_location(f"fn_{name}_under_test_demo", FUNCTIONS / name / "handler.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-class Context:
-    function_name = "local"
-    function_version = "$LATEST"
-    memory_limit_in_mb = 512
-    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:local"
-    aws_request_id = "req-demo"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 30_000
+    return load_handler(name, "demo")
 
 
 ROUTES = {("POST", "/v1/batch"): "track_event", ("POST", "/v1/webhooks/nps"): "nps_webhook",
@@ -181,7 +162,7 @@ class Api:
                          "body": base64.b64encode(body).decode(), "isBase64Encoded": True}
                 with api.lock:
                     api.calls[parts.path] += 1
-                    resp = api.handlers[function].lambda_handler(event, Context())
+                    resp = api.handlers[function].lambda_handler(event, LambdaContext())
                 raw = resp.get("body") or ""
                 out = base64.b64decode(raw) if resp.get("isBase64Encoded") else raw.encode()
                 self._reply(int(resp["statusCode"]), dict(resp.get("headers") or {}), out)

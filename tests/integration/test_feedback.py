@@ -3,9 +3,7 @@ suppression list (hard bounces, complaints, erasure) and what it does to later s
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import os
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -26,26 +24,14 @@ from tests.integration.test_sender import (
     stored,
     totals,
 )
+from tests.support import LambdaContext, load_handler
 
 HANDLER = Path(__file__).resolve().parents[2] / "functions" / "feedback" / "handler.py"
 
 
 @pytest.fixture(scope="module")
 def handler() -> Any:
-    os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "Retention")
-    os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
-    spec = importlib.util.spec_from_file_location("fn_feedback_under_test", HANDLER)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-class Context:
-    function_name = "feedback"
-    memory_limit_in_mb = 512
-    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:feedback"
-    aws_request_id = "req-fb"
+    return load_handler("feedback")
 
 
 def ses_event(kind: str, req: SendRequest | None, to: str = "anna@example.com", **section: Any) -> dict[str, Any]:
@@ -66,7 +52,7 @@ def ses_event(kind: str, req: SendRequest | None, to: str = "anna@example.com", 
 
 def notify(handler: Any, *events: dict[str, Any]) -> dict[str, Any]:
     records = [{"EventSource": "aws:sns", "Sns": {"Message": json.dumps(e)}} for e in events]
-    return handler.lambda_handler({"Records": records}, Context())
+    return handler.lambda_handler({"Records": records}, LambdaContext())
 
 
 def feedback(stack: Any) -> Any:
@@ -197,7 +183,7 @@ def test_garbage_and_unknown_messages_are_ignored(s: Any, handler: Any) -> None:
     result = handler.lambda_handler({"Records": [
         {"Sns": {"Message": "not json"}}, {"Sns": {"Message": "[1, 2]"}},
         {"Sns": {"Message": json.dumps({"eventType": "Rendering Failure", "mail": {}})}},
-        {"Sns": {"Message": json.dumps(ses_event("Open", fake))}}]}, Context())
+        {"Sns": {"Message": json.dumps(ses_event("Open", fake))}}]}, LambdaContext())
     assert result["handled"] == 0
 
 

@@ -4,9 +4,7 @@ tolerance, replays, rotation), bad input, and the `/admin/nps` report checked by
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import os
 import re
 import zlib
 from datetime import timedelta
@@ -18,7 +16,7 @@ from urllib.parse import urlencode
 import pytest
 from retention import clock, ddb, tokens
 
-from tests.support import Stack, advance, drain_sends, sent_emails
+from tests.support import LambdaContext, Stack, advance, drain_sends, load_handler, sent_emails
 
 pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish")
 
@@ -29,13 +27,7 @@ SHORT = re.compile(r"https://shop\.test/api/nps/([A-Za-z0-9_.~\-]+)(?![A-Za-z0-9
 
 
 def _load(name: str) -> ModuleType:
-    os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "Retention")
-    os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
-    spec = importlib.util.spec_from_file_location(f"fn_{name}_under_test_nps", FUNCTIONS / name / "handler.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_handler(name, "nps")
 
 
 @pytest.fixture(scope="module")
@@ -46,19 +38,6 @@ def nps_fn() -> ModuleType:
 @pytest.fixture(scope="module")
 def admin_fn() -> ModuleType:
     return _load("admin_api")
-
-
-class Context:
-    function_name = "nps_webhook"
-    function_version = "$LATEST"
-    memory_limit_in_mb = 256
-    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:nps_webhook"
-    aws_request_id = "req-nps"
-    log_group_name = "/aws/lambda/nps_webhook"
-    log_stream_name = "stream"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 30_000
 
 
 class Reply:
@@ -90,7 +69,7 @@ def call(fn: ModuleType, method: str, path: str, resource: str, *, params: dict[
                            "requestId": "req-nps", "identity": {"sourceIp": "203.0.113.9"}},
         "body": text, "isBase64Encoded": False,
     }
-    return Reply(fn.lambda_handler(event, Context()))
+    return Reply(fn.lambda_handler(event, LambdaContext()))
 
 
 def open_link(fn: ModuleType, token: str, score: str | None = None) -> Reply:

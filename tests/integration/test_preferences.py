@@ -5,8 +5,6 @@ effect at once, with a consent log entry and the `unsubscribed` counter."""
 from __future__ import annotations
 
 import base64
-import importlib.util
-import os
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -17,6 +15,7 @@ from retention import clock
 from retention.messaging import SendRequest
 
 from tests.integration.test_sender import apply, customer, emails, request, sender, stored, totals
+from tests.support import LambdaContext, load_handler
 
 HANDLER = Path(__file__).resolve().parents[2] / "functions" / "preferences" / "handler.py"
 FORM = "application/x-www-form-urlencoded"
@@ -24,20 +23,7 @@ FORM = "application/x-www-form-urlencoded"
 
 @pytest.fixture(scope="module")
 def handler() -> Any:
-    os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "Retention")
-    os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
-    spec = importlib.util.spec_from_file_location("fn_preferences_under_test", HANDLER)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-class Context:
-    function_name = "preferences"
-    memory_limit_in_mb = 512
-    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:preferences"
-    aws_request_id = "req-pref"
+    return load_handler("preferences")
 
 
 def call(handler: Any, method: str, token: str, body: str | None = None, content_type: str | None = None,
@@ -53,7 +39,7 @@ def call(handler: Any, method: str, token: str, body: str | None = None, content
                            "stage": "prod", "requestId": "r-1", "identity": {"sourceIp": "203.0.113.9"}},
         "body": body, "isBase64Encoded": b64,
     }
-    return handler.lambda_handler(event, Context())
+    return handler.lambda_handler(event, LambdaContext())
 
 
 def token_for(stack: Any, uid: str = "u1", channel: str = "email", ledger: str = "none") -> str:

@@ -38,30 +38,20 @@ def test_sizes_and_flows_follow_the_customers(library_stack: Any, now: Any) -> N
 
 
 def test_funnel_route(library_stack: Any, now: Any) -> None:
-    import importlib.util
     import json
-    from pathlib import Path
+
+    from tests.support import LambdaContext, load_handler
     s = library_stack
     s.deps.config.create_admin_token("t", token="tok")
     s.ingest([order("f1", 1)])
-    path = Path(__file__).resolve().parents[2] / "functions" / "admin_api" / "handler.py"
-    spec = importlib.util.spec_from_file_location("fn_admin_funnel", path)
-    assert spec and spec.loader
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = load_handler("admin_api", "funnel")
     event = {"resource": "/admin/{proxy+}", "path": "/admin/stats/funnel", "httpMethod": "GET",
              "headers": {"Authorization": "Bearer tok"}, "queryStringParameters": {"from": str(now.date())},
              "requestContext": {"stage": "t"}, "body": None, "isBase64Encoded": False}
 
-    class Ctx:
-        function_name = "admin"
-        memory_limit_in_mb = 128
-        invoked_function_arn = "arn:aws:lambda:us-east-1:1:function:admin"
-        aws_request_id = "r"
-
-    resp = mod.lambda_handler(event, Ctx())
+    resp = mod.lambda_handler(event, LambdaContext("admin_api"))
     body = json.loads(resp["body"])
     assert resp["statusCode"] == 200, body
     assert any(stage["count"] for stage in body["stages"])
-    bad = mod.lambda_handler({**event, "queryStringParameters": {"from": "yesterday"}}, Ctx())
+    bad = mod.lambda_handler({**event, "queryStringParameters": {"from": "yesterday"}}, LambdaContext("admin_api"))
     assert bad["statusCode"] == 400

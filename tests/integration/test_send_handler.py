@@ -3,41 +3,21 @@ duplicate deliveries in one batch, throttling handed back with a visibility back
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.integration.test_sender import FaultySES, apply, customer, emails, ledger, request
+from tests.support import LambdaContext, load_handler
 
 HANDLER = Path(__file__).resolve().parents[2] / "functions" / "send_message" / "handler.py"
 
 
 @pytest.fixture(scope="module")
 def handler() -> Any:
-    os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "Retention")  # read when the module is imported
-    os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
-    spec = importlib.util.spec_from_file_location("fn_send_message_under_test", HANDLER)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-class Context:
-    function_name = "send_message"
-    function_version = "$LATEST"
-    memory_limit_in_mb = 1024
-    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:send_message"
-    aws_request_id = "req-1"
-    log_group_name = "/aws/lambda/send_message"
-    log_stream_name = "stream"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 30_000
+    return load_handler("send_message")
 
 
 def put(stack: Any, bodies: list[str], queue: str | None = None) -> None:
@@ -60,7 +40,7 @@ def event_of(messages: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def invoke(handler: Any, messages: list[dict[str, Any]]) -> set[str]:
-    result = handler.lambda_handler(event_of(messages), Context())
+    result = handler.lambda_handler(event_of(messages), LambdaContext())
     return {f["itemIdentifier"] for f in result["batchItemFailures"]}
 
 

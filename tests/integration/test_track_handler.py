@@ -19,6 +19,7 @@ import pytest
 from retention import clock, ddb
 
 from tests.integration.test_ingest import raw_events
+from tests.support import LambdaContext
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = ROOT.parent / "shared" / "fixtures" / "segment-wire"
@@ -48,13 +49,6 @@ def api(stack: Any, fn: ModuleType) -> Any:
     return Api(fn, stack)
 
 
-class Context:
-    function_name = "track_event"
-    memory_limit_in_mb = 256
-    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:track_event"
-    aws_request_id = "req-1"
-
-
 class Api:
     def __init__(self, fn: ModuleType, stack: Any) -> None:
         self.fn = fn
@@ -75,7 +69,7 @@ class Api:
         return self.send(event)
 
     def send(self, event: dict[str, Any]) -> dict[str, Any]:
-        response = self.fn.lambda_handler(event, Context())
+        response = self.fn.lambda_handler(event, LambdaContext())
         response["json"] = json.loads(response["body"]) if response.get("body") else None
         return response
 
