@@ -53,7 +53,10 @@ class Admin:
         journeys = [{"rule": rule, "state": j.get("state"), "step": j.get("step"), "entered_at": j.get("entered_at"),
                      "variant": j.get("variant"), "next_due": j.get("next_due"), "exit_reason": j.get("exit_reason")}
                     for rule, j in sorted(p.journeys.items())]
-        return {"id": p.id, "traits": p.traits, "consent": consent, "kpis": compute_kpis(p, now),
+        from retention.analytics import engagement_score
+        kpis = compute_kpis(p, now)
+        return {"id": p.id, "traits": p.traits, "consent": consent, "kpis": kpis,
+                "engagement_score": engagement_score(kpis, now),
                 "segments": segments_view(p.segments, self.library.segment_groups()),
                 "journeys": journeys, "messages": self.messages(customer_id),
                 "anonymous_ids": p.anonymous_ids, "nps": p.nps, "suppressed": p.suppressed,

@@ -57,7 +57,6 @@ class Settings(BaseModel):
     shop_url: str = "https://example.com"
     unsubscribe_mailto: str | None = None
     interest_window_days: int = Field(default=30, ge=1)
-    send_rate_per_second: float = Field(default=14, gt=0)
     nps_survey_cooldown_days: int = 90
     dedupe_window_days: int = Field(default=30, ge=1)  # how long a messageId is remembered
     ledger_retention_days: int = Field(default=400, ge=30)

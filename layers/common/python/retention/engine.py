@@ -326,15 +326,22 @@ class Engine:
         return bool(conditions.evaluate(spec.condition, facts))
 
     # ---- attribution --------------------------------------------------------------------------------
+    def _attribution_window(self, rule_id: str) -> timedelta:
+        """The rule's own window when it sets one, else the global setting (default 5 days)."""
+        rule = self.rules.get(rule_id)
+        if rule is not None and "attribution_window" in rule.model_fields_set:
+            return rule.attribution_window  # type: ignore[no-any-return]
+        return timedelta(days=self.defs.settings.attribution_window_days)
+
     def _attribute(self, sp: StoredProfile, ev: dict[str, Any], fx: Effects, now: datetime) -> None:
         """Last touch: the latest message within the window before the goal event gets the conversion and
         the revenue (row conventions of retention.analytics). Other journeys entered within the window
         count one conversion each on their entry row (step -1), holdout ones on the `holdout` row, so the
         uplift compares like with like."""
         at = ev["timestamp"]
-        window = timedelta(days=self.defs.settings.attribution_window_days)
         revenue = _revenue(ev.get("properties") or {})
-        candidates = [s for s in sp.sends if at - window <= clock.parse_iso(s["at"]) <= at]
+        window = self._attribution_window
+        candidates = [s for s in sp.sends if at - window(s["rule"]) <= clock.parse_iso(s["at"]) <= at]
         credited = None
         if candidates:
             last = max(candidates, key=lambda s: s["at"])
@@ -348,7 +355,7 @@ class Engine:
             entered = journey.get("entered_at")
             if not entered or journey.get("converted_entry") == journey.get("entry"):
                 continue
-            if not at - window <= clock.parse_iso(entered) <= at:
+            if not at - window(rule_id) <= clock.parse_iso(entered) <= at:
                 continue
             journey["converted_entry"] = journey.get("entry")
             if journey.get("holdout"):

@@ -1,0 +1,35 @@
+"""Pure parts of the journey engine."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from retention.config import Settings
+from retention.engine import Definitions, Engine, in_global_control, running
+from retention.rules import parse_rule
+
+BASE = {"trigger": {"event": "Checkout Started"}, "steps": [{"send": {"channel": "email", "template": "t"}}]}
+
+
+def test_attribution_window_per_rule_or_the_global_default() -> None:
+    own = parse_rule({"id": "own", "attribution_window": "1d", **BASE})
+    default = parse_rule({"id": "plain", **BASE})
+    engine = Engine(Definitions(rules=[own, default], groups=[], settings=Settings(attribution_window_days=3)))
+    assert engine._attribution_window("own") == timedelta(days=1)
+    assert engine._attribution_window("plain") == timedelta(days=3)
+    assert engine._attribution_window("gone") == timedelta(days=3)
+
+
+def test_global_control_group_is_sticky_and_near_its_share() -> None:
+    ids = [f"c{i}" for i in range(10_000)]
+    held = [c for c in ids if in_global_control(c, 5)]
+    assert 400 < len(held) < 600
+    assert held == [c for c in ids if in_global_control(c, 5)]
+    assert not any(in_global_control(c, 0) for c in ids[:100])
+
+
+def test_a_control_journey_runs_until_it_ends() -> None:
+    assert running({"state": "active"})
+    assert running({"state": "control"})
+    assert not running({"state": "control", "ended_at": "2026-01-01T00:00:00Z"})
+    assert not running({"state": "completed"}) and not running(None)
