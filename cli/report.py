@@ -157,6 +157,40 @@ def nps_chart(nps: dict[str, Any], path: Path) -> Path | None:
     return path
 
 
+def print_funnel(funnel: dict[str, Any], out: TextIO) -> None:
+    """Seed 000's relationship steps with their sizes, then the largest flows between lifecycle segments."""
+    stages = funnel.get("stages") or []
+    if not any(s.get("count") for s in stages):
+        out.write("funnel: no data for this period\n")
+        return
+    out.write(f"funnel (CJM) as of {funnel.get('as_of') or funnel.get('to')}:\n")
+    width = max(len(str(s["step"])) for s in stages)
+    top = max(int(s.get("count") or 0) for s in stages) or 1
+    for s in stages:
+        bar = "#" * max(0, round(40 * int(s.get("count") or 0) / top))
+        out.write(f"  {s['step']:<{width}}  {int(s.get('count') or 0):>7}  {bar}\n")
+    flows = [f for f in funnel.get("flows") or [] if f.get("from") and f.get("to")][:8]
+    if flows:
+        out.write("flows between lifecycle segments:\n")
+        for f in flows:
+            out.write(f"  {f['from']} → {f['to']}: {f['count']} ({f.get('direction', '')})\n")
+
+
+def funnel_chart(funnel: dict[str, Any], path: Path) -> Path | None:
+    stages = funnel.get("stages") or []
+    if not any(s.get("count") for s in stages):
+        return None
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(8, 3.2), dpi=100)
+    names = [str(s["step"]) for s in stages]
+    ax.barh(names[::-1], [int(s.get("count") or 0) for s in stages][::-1], color="#34a853")
+    ax.set_title("Customer relationship steps (seed 000 CJM)")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
 # ---- HTML ---------------------------------------------------------------------------------------------
 
 def _img(path: Path) -> str:
@@ -171,8 +205,15 @@ def _html_table(headers: list[str], rows: list[list[Any]]) -> str:
 
 
 def html_page(period: str, rules: list[dict[str, Any]], charts: dict[str, list[Path]], nps: dict[str, Any] | None,
-              nps_png: Path | None) -> str:
+              nps_png: Path | None, funnel: dict[str, Any] | None = None, funnel_png: Path | None = None) -> str:
     parts = [f"<h1>Retention report</h1><p>{html.escape(period)}</p>"]
+    if funnel is not None:
+        parts.append("<h2>Funnel (CJM)</h2>")
+        stages = funnel.get("stages") or []
+        parts.append(_html_table(["step", "segments", "customers"],
+                                 [[s["step"], ", ".join(s.get("segments") or []), s.get("count", 0)] for s in stages]))
+        if funnel_png is not None:
+            parts.append(_img(funnel_png))
     for stats in rules:
         rule = stats["rule"]
         parts.append(f"<h2>{html.escape(rule)}</h2>")
@@ -220,9 +261,14 @@ def run_report(ctx: Ctx, rules: list[str] | None, date_from: str | None, date_to
     except ApiError as exc:
         ctx.warn(f"NPS not included: {exc.message}")
         nps = None
+    try:
+        funnel: dict[str, Any] | None = ctx.client.get("/stats/funnel", **params)
+    except ApiError as exc:
+        ctx.warn(f"funnel not included: {exc.message}")
+        funnel = None
     period = f"{date_from or 'all time'} … {date_to or 'today'}"
     if ctx.json_output:
-        ctx.dump({"rules": all_stats, "nps": nps})
+        ctx.dump({"rules": all_stats, "nps": nps, "funnel": funnel})
     else:
         ctx.echo(f"report {period}")
         if not rule_ids:
@@ -232,6 +278,8 @@ def run_report(ctx: Ctx, rules: list[str] | None, date_from: str | None, date_to
         ctx.echo("")
         if nps is not None:
             print_nps(nps, "month", ctx.out)
+        if funnel is not None:
+            print_funnel(funnel, ctx.out)
     target = Path(out_dir)
     target.mkdir(parents=True, exist_ok=True)
     charts: dict[str, list[Path]] = {}
@@ -243,9 +291,10 @@ def run_report(ctx: Ctx, rules: list[str] | None, date_from: str | None, date_to
                 variants_chart(stats, target / f"{name}-variants.png")]
         charts[stats["rule"]] = [p for p in made if p is not None]
     nps_png = nps_chart(nps, target / "nps-trend.png") if nps else None
+    funnel_png = funnel_chart(funnel, target / "funnel.png") if funnel else None
     page = target / "report.html"
-    page.write_text(html_page(period, all_stats, charts, nps, nps_png), encoding="utf-8")
-    pngs = [p for paths in charts.values() for p in paths] + ([nps_png] if nps_png else [])
+    page.write_text(html_page(period, all_stats, charts, nps, nps_png, funnel, funnel_png), encoding="utf-8")
+    pngs = [p for paths in charts.values() for p in paths] + [p for p in (nps_png, funnel_png) if p]
     if not ctx.json_output:
         ctx.echo("")
         ctx.echo(f"written: {page}" + (f" and {len(pngs)} chart(s) in {target}" if pngs else

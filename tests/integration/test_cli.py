@@ -280,6 +280,9 @@ def test_report_writes_png_and_html(cli: Cli, tmp_path: Path) -> None:
     assert (out_dir / "welcome-activity.png").read_bytes().startswith(b"\x89PNG")
     page = (out_dir / "report.html").read_text(encoding="utf-8")
     assert "data:image/png;base64," in page and "welcome" in page
+    # the funnel: four registered customers on seed 000's first relationship step
+    assert "funnel (CJM)" in out and (out_dir / "funnel.png").read_bytes().startswith(b"\x89PNG")
+    assert "Funnel (CJM)" in page
     code, out, _ = cli("report", "--rule", "welcome", "--from", "2020-01-01", "--to", "2020-01-31",
                        "--out", str(tmp_path / "empty"))
     assert code == 0 and "no data for this period" in out and (tmp_path / "empty" / "report.html").exists()
