@@ -12,7 +12,10 @@ EPSILON = timedelta(milliseconds=1)
 
 def advance(target: datetime, *, now: Callable[[], datetime], set_time: Callable[[datetime], Any],
             next_due: Callable[[], datetime | None], config: Any, tick: Callable[[datetime, datetime], None],
-            drain: Callable[[], Any], max_steps: int = 10_000) -> datetime:
+            drain: Callable[[], Any], next_firing: Callable[[datetime], datetime | None] | None = None,
+            max_steps: int = 10_000) -> datetime:
+    """`next_firing(after)`: the next scheduled rule (a broadcast) firing after a moment: the clock stops
+    there too, so a newsletter goes out at its own time, not at the end of a long jump."""
     from retention import clock
     stuck: datetime | None = None
     for _ in range(max_steps):
@@ -21,6 +24,9 @@ def advance(target: datetime, *, now: Callable[[], datetime], set_time: Callable
         if nxt is not None and nxt <= current and nxt == stuck:
             nxt = None  # an item the tick cannot take (e.g. its customer is gone): do not spin on it
         stuck = nxt
+        firing = next_firing(current) if next_firing else None
+        if firing is not None and firing <= target and (nxt is None or firing < nxt):
+            nxt = firing
         if nxt is not None and nxt <= target:
             step_to = max(nxt + EPSILON, current)
             # nothing is due before `nxt`: the tick may skip the empty hours since its watermark

@@ -336,6 +336,7 @@ class LocalStack:
         """Move the virtual clock; every tick and cron that came due runs, and the queues drain."""
         from retention import clock, due
         from retention.runtime import deps
+        from retention.tick import next_broadcast_at
 
         from local.driver import advance
         d = deps()
@@ -349,7 +350,8 @@ class LocalStack:
             return advance(target, now=clock.now,
                            set_time=lambda at: self.clock.advance((at - clock.now()).total_seconds()),
                            next_due=lambda: due.next_due_at(d.dynamodb, d.env.due_table), config=d.config,
-                           tick=tick, drain=self.drain)
+                           tick=tick, drain=self.drain,
+                           next_firing=lambda after: next_broadcast_at(d.config, after))
 
     def outbox(self) -> list[dict[str, Any]]:
         from moto.core import DEFAULT_ACCOUNT_ID

@@ -192,9 +192,11 @@ def advance(stack: Stack, **delta: float) -> Any:
     d = stack.deps
     ticker = stack.ticker()
     target = clock.now() + timedelta(**delta)
+    from retention.tick import next_broadcast_at
     return drive(target, now=clock.now, set_time=clock.set_now,
                  next_due=lambda: due.next_due_at(d.dynamodb, d.env.due_table), config=d.config,
-                 tick=lambda _prev, _cur: ticker.tick(), drain=lambda: drain_sends(stack))
+                 tick=lambda _prev, _cur: ticker.tick(), drain=lambda: drain_sends(stack),
+                 next_firing=lambda after: next_broadcast_at(d.config, after))
 
 
 def sent_emails() -> list[dict[str, Any]]:

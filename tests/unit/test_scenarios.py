@@ -40,7 +40,8 @@ def by_id(library: dict[str, templates.Template], groups: dict[str, list[str]]) 
 
 def test_rule_ids_are_exactly_the_contract(by_id: dict[str, rules.Rule]) -> None:
     assert set(by_id) == RULE_IDS
-    assert all(rule.enabled for rule in by_id.values())
+    # every rule is on, but the newsletter: it needs this week's content first (see newsletter.yaml)
+    assert [r.id for r in by_id.values() if not r.enabled] == ["newsletter"]
     assert [r.id for r in by_id.values() if r.is_transactional] == ["nps-follow-up", "order-status"]
 
 

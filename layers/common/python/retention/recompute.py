@@ -98,8 +98,9 @@ class Recompute:
         rule = Library(self.d.config).rules().get(rule_id)
         if rule is None:
             return
-        start = clock.parse_iso(fired)
-        per_segment = max(1.0, rule.trigger.rate_per_minute / item.total)
+        # a fan-out that runs late (a tick catching up) is paced from now, not from the missed firing
+        start = max(clock.parse_iso(fired), clock.now())
+        per_segment = rule.trigger.rate_per_minute / item.total
         offset = item.done
         items = []
         for i, cid in enumerate(ids):

@@ -47,7 +47,7 @@ class Library:
 
         def parse(body: dict[str, Any], item: dict[str, Any]) -> Any:
             rule = parse_rule(body, source=f"rule {item['sk']}", linemap=None)
-            rule.enabled = bool(item.get("enabled", True)) and rule.enabled
+            rule.enabled = bool(item.get("enabled", rule.enabled))  # `rules enable|disable` wins over the body
             return rule
         return self._parse("RULE", parse)
 

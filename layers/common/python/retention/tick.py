@@ -134,3 +134,10 @@ class Ticker:
                 add_counters(self.ddb, self.env.messages_table, rule, step, variant, values, now, cid)
             return len(fx.sends), len(fx.transitions)
         raise RuntimeError(f"tick: profile {cid} kept changing; retried {ATTEMPTS} times")
+
+
+def next_broadcast_at(config: ConfigStore, after: datetime) -> datetime | None:
+    """The next firing of an enabled scheduled rule after `after` (for a virtual clock that must stop there)."""
+    times = [t for r in definitions(config).rules if r.trigger.kind == "schedule"
+             if (t := r.trigger.next_at(after)) is not None]
+    return min(times) if times else None
