@@ -38,7 +38,8 @@ ASSUMPTIONS: dict[str, Any] = {
     "segment_rechecks_per_customer_month": 4,
     "ses_events_per_email": {"Delivery": 1.0, "Open": 0.25, "Click": 0.03},
     "warm_containers": 5,  # each refreshes the configuration every 30 s
-    "retention_days": 400,  # raw events and messageId markers (both expire after the event retention)
+    "retention_days": 400,  # raw events (settings.event_retention_days)
+    "dedupe_days": 30,  # messageId markers (settings.dedupe_window_days)
     "ledger_months_kept": 13,  # the send ledger has no TTL: storage grows; priced at 13 months
     "index_overhead_bytes": 100,  # DynamoDB storage overhead per item
     "latency_ms": {"read": 5, "write": 6, "transaction": 15, "sqs": 8, "ses": 40, "sns": 60},
@@ -143,7 +144,7 @@ def model(requests: dict[str, Any], cpu: dict[str, Any] | None, logs: dict[str, 
     gb = 1024 ** 3
     storage_gb = {
         "events (raw, 400 days)": events * months * (sizes.get("events", 300) + ov) / gb,
-        "messageId markers (400 days)": events * months * (sizes.get("idempotency", 80) + ov) / gb,
+        "messageId markers (30 days)": events * (a["dedupe_days"] / 30.4) * (sizes.get("idempotency", 80) + ov) / gb,
         "profiles, journeys, history": customers * (stored.get("customer_rows", 3000) + 2 * ov) / gb,
         "send ledger + GSI (13 months)": messages * a["ledger_months_kept"] * 2 * (stored.get("ledger", 500) + ov) / gb,
     }
@@ -255,8 +256,9 @@ def model(requests: dict[str, Any], cpu: dict[str, Any] | None, logs: dict[str, 
         "Lambda": (1e6 / b / 1e6 * p["lambda_per_million_requests"]
                    + 1e6 / b * ingest_ms / 1000 * mem["track_event"] * p["lambda_arm_gb_s"]),
         "DynamoDB requests": per_event_wru * p["ddb_wru_per_million"] + per_event_rru * p["ddb_rru_per_million"],
-        "DynamoDB storage + PITR (400 days kept)": 1e6 * months * ((sizes.get("events", 300) + ov)
-                                                                   + (sizes.get("idempotency", 80) + ov)) / gb
+        "DynamoDB storage + PITR (events 400 days, markers 30)": 1e6 * (
+            months * (sizes.get("events", 300) + ov)
+            + a["dedupe_days"] / 30.4 * (sizes.get("idempotency", 80) + ov)) / gb
         * (p["ddb_storage_gb_month"] + p["ddb_pitr_gb_month"]),
         "logs + traces": 1e6 / b * (per_request_log_bytes / gb * log_price
                                     + traces / max(1.0, roots) * p["xray_per_million_traces"] / 1e6),

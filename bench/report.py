@@ -80,7 +80,7 @@ def bars(r: dict[str, Any]) -> list[dict[str, Any]]:
         conc = 10_000_000 / 3600 * ms / 1000
         out.append({"bar": "10 M emails/hour on paper", "goal": "SES quota + queue concurrency",
                     "measured": f"≈ {ms:.0f} ms per email (measured requests × assumed latencies) → ≈ {conc:.0f} "
-                                "concurrent send_message executions at 2,778/s (README assumes 40 ms → 112)",
+                                "concurrent send_message executions at 2,778/s (the README's arithmetic)",
                     "holds": None, "by": "not measurable here"})
     return out
 
@@ -109,7 +109,7 @@ def findings(r: dict[str, Any]) -> list[str]:
             f"The AWS bill of the reference shop is {_usd(cost['total'])}/month ({_usd(cost['total_without_sms'])} "
             f"without SMS): SES {_usd(lines['SES email'])}, DynamoDB writes {_usd(ddb)} ({ing * 100:.0f} % of the "
             f"write units are ingestion), storage + PITR {_usd(lines['DynamoDB storage'] + lines['DynamoDB PITR'])} "
-            f"(raw events and messageId markers are kept 400 days). That is "
+            "(raw events are kept 400 days, messageId markers 30). That is "
             f"{cost['competitors']['Customer.io']['ours_cheaper_by_x_without_sms']:.1f}× cheaper than Customer.io's "
             f"lowest list price and {cost['competitors']['Klaviyo']['ours_cheaper_by_x_without_sms']:.1f}× cheaper "
             "than Klaviyo — short of the 10× goal — and about the price of the old Pinpoint "
@@ -124,8 +124,9 @@ def findings(r: dict[str, Any]) -> list[str]:
             f"Every handler imports in {lo:.1f}–{hi:.1f}× the time of `import boto3` ({pre['boto3_median_ms']:.0f} ms "
             f"here), up to {lhi:.1f}× with the layer as infra/layer.py builds it (no .pyc on a read-only /opt: "
             "everything compiles at each cold start). The retention modules that define pydantic models, "
-            "pydantic itself, Powertools (event handler, batch → asyncio), the X-Ray SDK patching every library "
-            "(`requests`, pynamodb …) and PyYAML make the difference; see section 3.")
+            "pydantic itself, Powertools (event handler, batch → asyncio), the X-Ray SDK (the tracer patches "
+            "botocore only) and PyYAML make the difference; see section 3. Lambda SnapStart for Python, "
+            "byte-compiled layer files and deferred pydantic model builds are the next steps.")
     if _ok(cpu):
         ing = cpu["ingest"]
         worst_k, worst = max(((k, v["batch_per_event"]["cpu_ms"]) for k, v in ing.items()), key=lambda kv: kv[1])
@@ -143,11 +144,11 @@ def findings(r: dict[str, Any]) -> list[str]:
         a, p = tp.get("as_make_run"), tp.get("patched_moto")
         if _ok(a) and _ok(p):
             out.append(
-                f"The local stack as `make run` starts it took {a['load']['events_per_s']:.0f} events/s and slowed "
-                f"down as its tables grew (moto's TransactWriteItems deep-copies every table it touches, once per "
-                f"item: {a['moto_before'].get('transaction_per_s', 0):.0f} → "
-                f"{a['moto_after'].get('transaction_per_s', 0):.0f} transactions/s after ~1,000 items); with "
-                f"that snapshot patched the same stack took {p['load']['events_per_s']:.0f} events/s "
+                f"The local stack as `make run` starts it (local/motolock.py: moto's DynamoDB serialised, "
+                f"transactions snapshot only the touched items) took {a['load']['events_per_s']:.0f} events/s "
+                f"(moto {a['moto_before'].get('transaction_per_s', 0):.0f} → "
+                f"{a['moto_after'].get('transaction_per_s', 0):.0f} transactions/s as its tables grew); "
+                f"in the bench's own patched run {p['load']['events_per_s']:.0f} events/s "
                 f"({p['load']['delivered']:,} events), of which moto's own time is about "
                 f"{(p.get('moto_share') or {}).get('moto_share', 0) * 100:.0f} %.")
     return out
