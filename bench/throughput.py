@@ -11,12 +11,10 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
 import time
-import urllib.request
 import uuid
 from pathlib import Path
 from typing import Any
@@ -24,12 +22,6 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 TARGET_EVENTS = 20_000
 TIME_BUDGET_S = 120.0  # the load phase; the count is reduced to fit (recorded)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def listening_ports(pid: int) -> set[int]:
@@ -56,42 +48,17 @@ def listening_ports(pid: int) -> set[int]:
 
 
 def start_local(log: Any, module: str = "local.main") -> tuple[subprocess.Popen[bytes], str, Any]:
-    port = free_port()
-    env = {**os.environ, "PORT": str(port), "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "20",
-           "PYTHONPATH": f"{REPO / 'layers' / 'common' / 'python'}:{REPO}"}
-    (REPO / "build").mkdir(exist_ok=True)
-    # one log per variant, overwritten by the next run
-    logfile = open(REPO / "build" / f"bench-{module.replace('.', '-')}.log", "w")  # noqa: SIM115 - closed by the caller
-    proc = subprocess.Popen([sys.executable, "-m", module, "--port", str(port)], cwd=REPO, env=env,
-                            stdout=logfile, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
+    from local.process import start_local as start
     t0 = time.perf_counter()
-    deadline = time.monotonic() + 240
-    while True:
-        try:
-            with urllib.request.urlopen(url + "/health", timeout=2) as resp:
-                if resp.status == 200:
-                    break
-        except OSError:
-            pass
-        if proc.poll() is not None:
-            raise RuntimeError(f"local stack exited with {proc.returncode} (see {logfile.name})")
-        if time.monotonic() > deadline:
-            proc.terminate()
-            raise RuntimeError("local stack did not answer /health in time")
-        time.sleep(0.5)
+    # one log per variant, overwritten by the next run
+    proc, url, logfile = start(module, log_name=f"bench-{module.replace('.', '-')}")
     log(f"  throughput: local stack up on {url} in {time.perf_counter() - t0:.1f}s")
     return proc, url, logfile
 
 
 def stop_local(proc: subprocess.Popen[bytes], logfile: Any) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(timeout=10)
-    logfile.close()
+    from local.process import stop_local as stop
+    stop(proc, logfile)
 
 
 def messages(n: int, offset: int = 0, customers: int = 5_000) -> list[tuple[str, dict[str, Any]]]:

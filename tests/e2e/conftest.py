@@ -3,10 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import socket
-import subprocess
-import sys
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -16,12 +12,6 @@ from typing import Any
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Local:
@@ -66,31 +56,9 @@ class Local:
 
 @pytest.fixture(scope="session")
 def local() -> Iterator[Local]:
-    port = free_port()
-    env = {**os.environ, "PORT": str(port), "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "20"}
-    (REPO / "build").mkdir(exist_ok=True)
-    log = open(REPO / "build" / f"e2e-local-{port}.log", "w")  # noqa: SIM115 - open for the process's life
-    proc = subprocess.Popen([sys.executable, "-m", "local.main", "--port", str(port)], cwd=REPO, env=env,
-                            stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 240
+    from local.process import start_local, stop_local
+    proc, url, log = start_local("local.main", log_name="e2e-local")
     try:
-        while True:
-            try:
-                with urllib.request.urlopen(url + "/health", timeout=2) as resp:
-                    if resp.status == 200:
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None:
-                raise RuntimeError(f"local stack exited with {proc.returncode}")
-            if time.monotonic() > deadline:
-                raise RuntimeError("local stack did not answer /health in time")
-            time.sleep(0.5)
         yield Local(url)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_local(proc, log)
