@@ -33,3 +33,21 @@ def test_a_control_journey_runs_until_it_ends() -> None:
     assert running({"state": "control"})
     assert not running({"state": "control", "ended_at": "2026-01-01T00:00:00Z"})
     assert not running({"state": "completed"}) and not running(None)
+
+
+def test_keyed_journeys_one_slot_per_order_and_pruned_when_old() -> None:
+    from datetime import UTC, datetime
+
+    from retention.engine import _prune_keyed, journey_slot, rule_of
+    keyed = parse_rule({"id": "order-status", "journey_key": "order_id", **BASE})
+    plain = parse_rule({"id": "plain", **BASE})
+    assert journey_slot(keyed, {"order_id": "X1"}) == "order-status#X1"
+    assert journey_slot(keyed, {}) == "order-status"  # no key in the event: one journey, as without a key
+    assert journey_slot(plain, {"order_id": "X1"}) == "plain"
+    assert rule_of("order-status#X1") == "order-status" and rule_of("plain") == "plain"
+    now = datetime(2026, 11, 24, tzinfo=UTC)
+    journeys = {"order-status#old": {"ended_at": "2026-09-01T00:00:00.000000Z"},
+                "order-status#recent": {"ended_at": "2026-11-20T00:00:00.000000Z"},
+                "order-status#open": {"state": "active"}, "plain": {"ended_at": "2026-01-01T00:00:00.000000Z"}}
+    _prune_keyed(journeys, "order-status", now)
+    assert set(journeys) == {"order-status#recent", "order-status#open", "plain"}

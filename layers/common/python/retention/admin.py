@@ -50,9 +50,10 @@ class Admin:
         for ch in ("email", "sms"):
             if p.suppressed.get(ch):
                 consent[ch] = False
-        journeys = [{"rule": rule, "state": j.get("state"), "step": j.get("step"), "entered_at": j.get("entered_at"),
-                     "variant": j.get("variant"), "next_due": j.get("next_due"), "exit_reason": j.get("exit_reason")}
-                    for rule, j in sorted(p.journeys.items())]
+        journeys = [{"rule": slot.split("#", 1)[0], "state": j.get("state"), "step": j.get("step"),
+                     "entered_at": j.get("entered_at"), "variant": j.get("variant"), "next_due": j.get("next_due"),
+                     "exit_reason": j.get("exit_reason"), **({"key": slot.split("#", 1)[1]} if "#" in slot else {})}
+                    for slot, j in sorted(p.journeys.items())]
         from retention.analytics import engagement_score
         kpis = compute_kpis(p, now)
         return {"id": p.id, "traits": p.traits, "consent": consent, "kpis": kpis,

@@ -42,6 +42,17 @@ class Effects:
 
 # ---- journey helpers -------------------------------------------------------------------------------
 
+def journey_slot(rule: Any, properties: dict[str, Any] | None) -> str:
+    """Where a rule's journey lives in the profile: `<rule>` or, for a keyed rule, `<rule>#<key value>`."""
+    key = getattr(rule, "journey_key", None)
+    value = (properties or {}).get(key) if key else None
+    return f"{rule.id}#{value}" if value not in (None, "") else str(rule.id)
+
+
+def rule_of(slot: str) -> str:
+    return slot.split("#", 1)[0]
+
+
 def entry_id(rule_id: str, trigger_key: str) -> str:
     return hashlib.sha256(f"{rule_id}|{trigger_key}".encode()).hexdigest()[:16]
 
@@ -173,13 +184,14 @@ class Engine:
         profile = sp.profile
         name, props = ev["name"], ev.get("properties") or {}
         for rule in self.defs.rules:
-            journey = profile.journeys.get(rule.id)
+            slot = journey_slot(rule, props)
+            journey = profile.journeys.get(slot)
             if running(journey) and rule.exit_matches(name, props):
                 _end(journey, "exited", now, f"goal:{name}")  # type: ignore[arg-type]
                 fx.changed = True
                 continue
             if rule.trigger.kind != "product_event" and rule.trigger_matches_event(name, props):
-                self._start(sp, rule, trigger_key=ev["message_id"], trigger=ev, fx=fx, now=now)
+                self._start(sp, rule, trigger_key=ev["message_id"], trigger=ev, fx=fx, now=now, slot=slot)
 
     def _date_triggers(self, sp: StoredProfile, fx: Effects, now: datetime) -> None:
         """One due item per (customer, date rule) for the next occurrence (birthday, …), rewritten only when
@@ -223,9 +235,10 @@ class Engine:
         self._start(sp, rule, trigger_key=item.ref, trigger=trigger, fx=fx, now=now)
 
     def _start(self, sp: StoredProfile, rule: Any, *, trigger_key: str, trigger: dict[str, Any], fx: Effects,
-               now: datetime) -> None:
+               now: datetime, slot: str | None = None) -> None:
         profile = sp.profile
-        journey = profile.journeys.get(rule.id)
+        slot = slot or str(rule.id)
+        journey = profile.journeys.get(slot)
         entry = entry_id(rule.id, trigger_key)
         if journey and journey.get("entry") == entry:
             return  # the same trigger seen again (retry, double tick)
@@ -239,15 +252,18 @@ class Engine:
                "holdout": holdout, "entered_at": clock.iso(now), "next_due": None, "exit_reason": None,
                "ended_at": None, "entries": entries,
                "trigger": {"name": trigger.get("name"), "properties": _small(trigger.get("properties") or {})}}
-        profile.journeys[rule.id] = new
+        if slot != rule.id:
+            new["slot"] = slot
+            _prune_keyed(profile.journeys, rule.id, now)
+        profile.journeys[slot] = new
         fx.changed = True
         fx.count(rule.id, -1, "holdout" if holdout else "default", entered=1)
         self._advance(sp, rule, new, fx, now)
 
     def _on_due_journey(self, sp: StoredProfile, item: DueItem, fx: Effects, now: datetime) -> None:
-        rule_id, entry, step = item.ref.split("|")
-        journey = sp.profile.journeys.get(rule_id)
-        rule = self.rules.get(rule_id)
+        slot, entry, step = item.ref.split("|")
+        journey = sp.profile.journeys.get(slot)
+        rule = self.rules.get(rule_of(slot))
         if rule is None or not journey or journey.get("entry") != entry or not running(journey) \
                 or int(journey.get("step", -1)) != int(step):
             return  # stale: already advanced, exited, or the rule was disabled
@@ -276,7 +292,7 @@ class Engine:
                 if due_at > now:
                     journey["next_due"] = clock.iso(due_at)
                     fx.due.append(DueItem(at=due_at, kind="JOURNEY", customer_id=profile.id,
-                                          ref=f"{rule.id}|{journey['entry']}|{idx}"))
+                                          ref=f"{journey.get('slot', rule.id)}|{journey['entry']}|{idx}"))
                     return
             elif kind == "send" and journey.get("holdout"):
                 journey["last_send_step"] = None  # held out: nothing is sent, nothing can be opened
@@ -351,7 +367,8 @@ class Engine:
             conv = sp.profile.meta.setdefault("conversions", [])
             conv.append({"ledger": last.get("ledger"), "rule": last["rule"], "at": clock.iso(at), "revenue": revenue})
             del conv[:-20]
-        for rule_id, journey in sp.profile.journeys.items():
+        for slot, journey in sp.profile.journeys.items():
+            rule_id = rule_of(slot)
             entered = journey.get("entered_at")
             if not entered or journey.get("converted_entry") == journey.get("entry"):
                 continue
@@ -363,6 +380,15 @@ class Engine:
             elif rule_id != credited:
                 fx.count(rule_id, -1, "default", converted=1)
         fx.changed = True
+
+
+def _prune_keyed(journeys: dict[str, Any], rule_id: str, now: datetime, keep: timedelta = timedelta(days=30)) -> None:
+    """Keyed journeys (one per order) that ended a while ago leave the profile, so it does not grow with
+    the order history."""
+    horizon = clock.iso(now - keep)
+    for slot in [s for s, j in journeys.items() if s.startswith(f"{rule_id}#") and j.get("ended_at")
+                 and j["ended_at"] < horizon]:
+        del journeys[slot]
 
 
 def _revenue(props: dict[str, Any]) -> float:

@@ -656,6 +656,9 @@ class Rule(Model):
     holdout_percent: Annotated[float, BeforeValidator(_check_holdout)] = 0
     attribution_window: Duration = timedelta(days=5)
     goal: Goal = Field(default_factory=Goal)
+    # one journey per value of this trigger-event property (e.g. order_id: each order has its own status
+    # journey, and an exit event only ends the journey of its own order); None: one per customer and rule
+    journey_key: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_.]*$")
     steps: list[Step] = Field(min_length=1)
 
     _source: str = PrivateAttr(default="<rule>")

@@ -253,7 +253,8 @@ class Sender:
         if not sp.exists or profile.erased:
             return self._skip(req, "no_profile", now)
         rule = self.renderer.rule(req.rule)
-        journey = profile.journeys.get(req.rule) or {}
+        journey = next((j for s, j in profile.journeys.items()
+                        if s.split("#", 1)[0] == req.rule and j.get("entry") == req.entry), None) or {}
         if rule is not None and journey and journey.get("entry") == req.entry and journey.get("state") == "exited":
             return self._skip(req, "journey_exited", now)
         channel = self._channel(req, profile, suppressed)
