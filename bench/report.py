@@ -97,10 +97,10 @@ def findings(r: dict[str, Any]) -> list[str]:
         out.append(
             f"A plain event costs {plain['wru']:.0f} write units, not ≤ 3: one TransactWriteItems per customer holds "
             f"the messageId marker ({by.get('idempotency', 0):.0f}), the raw event ({by.get('events', 0):.0f}) and "
-            f"the whole profile ({by.get('profiles', 0):.0f}: a {size:.0f}-byte item is 2 KB units) and every "
-            "transactional item costs double. The floor of this design is 6 (three items × 2); ≤ 3 needs "
-            "non-transactional writes, or fewer items (marker and event in one item), and a profile under 1 KB "
-            "(compressing the `doc` JSON would halve its part).")
+            f"the whole profile ({by.get('profiles', 0):.0f}: a {size:.0f}-byte item, its JSON zlib-compressed) and "
+            "every transactional item costs double. That is the floor of this design (three items × 2): ≤ 3 needs "
+            "non-transactional writes or fewer items (marker and event in one item), i.e. giving up the "
+            "all-or-nothing commit of marker, event and profile that makes ingestion exactly once.")
     if _ok(cost):
         lines = cost["lines"]
         ddb = lines["DynamoDB writes (WRU)"]
