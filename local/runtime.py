@@ -400,10 +400,10 @@ class LocalStack:
 def apply_library(d: Any) -> dict[str, Any]:
     """Segments (validated together: groups refer to each other), then templates, then rules (validated
     against both)."""
-    from retention.admin import Admin
+    from retention.previews import Previews
     from retention.segments import load_groups, scenarios_dir
     from retention.yamlio import load_yaml_documents
-    admin = Admin(d)
+    previews = Previews(d)  # the admin API's apply: validation against what is applied, versions
     applied: dict[str, Any] = {}
     base = scenarios_dir()
     texts = {f"scenarios/segments/{p.name}": p.read_text(encoding="utf-8")
@@ -415,7 +415,8 @@ def apply_library(d: Any) -> dict[str, Any]:
     for folder, kind in (("templates", "TEMPLATE"), ("rules", "RULE")):
         for path in sorted((base / folder).glob("*.y*ml")):
             source, text = f"scenarios/{folder}/{path.name}", path.read_text(encoding="utf-8")
-            for body, _ in load_yaml_documents(text, source):
-                res = admin.apply(kind, body, text=text, source=source, author="library")
+            for body, linemap in load_yaml_documents(text, source):
+                res = previews.apply(kind, str(body.get("id", "")), body, source=source, linemap=linemap,
+                                     text=text, author="library")
                 applied[f"{kind}:{res['id']}"] = res["version"]
     return applied

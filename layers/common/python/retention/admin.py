@@ -150,20 +150,6 @@ class Admin:
             return next(g for g in groups if g.group == body.get("group"))
         raise ValidationError(f"unknown kind {kind}")
 
-    def apply(self, kind: str, body: dict[str, Any], *, text: str | None = None, source: str = "api",
-              author: str = "api") -> dict[str, Any]:
-        parsed = self.validate(kind, body, source)
-        def_id = parsed.group if kind == "SEGDEF" else parsed.id
-        item = self.d.config.apply(kind, def_id, body, text=text, enabled=bool(body.get("enabled", True)),
-                                   author=author)
-        fanned = 0
-        if kind == "SEGDEF" and item.get("changed", True) and self.d.env.recompute_queue_url:
-            # a changed definition re-evaluates every customer (parallel scan segments → SQS → workers)
-            from retention.recompute import Recompute
-            fanned = Recompute(self.d).fan_out(reason=f"definition_change:{def_id}")
-        return {"id": def_id, "version": item["version"], "changed": item.get("changed", True),
-                "recompute_segments": fanned}
-
     def list(self, kind: str) -> list[dict[str, Any]]:
         return [{"id": k, "version": v["version"], "enabled": bool(v.get("enabled", True)),
                  "applied_at": v.get("applied_at")} for k, v in sorted(self.d.config.current(kind).items())]
