@@ -377,24 +377,8 @@ class Ingestor:
                 continue  # older than the retention: counts in the KPIs, the raw event expires at once
             items.append({"Put": {"TableName": env.events_table, "Item": ddb.serialize(
                 event_item(cid, msg, source_id, expires))}})
-        for ev in fx.events:
-            items.append({"Put": {"TableName": env.events_table, "Item": ddb.serialize(
-                {"pk": profile_pk(cid), "sk": f"{ev['timestamp']}#{ev['message_id']}", "customer_id": cid,
-                 "type": "track", "event": ev["event"], "properties": json.dumps(ev["properties"]),
-                 "message_id": ev["message_id"], "timestamp": ev["timestamp"], "internal": True,
-                 "ttl": int(now.timestamp()) + retention_s})}})
-        for h in fx.history:
-            items.append({"Put": {"TableName": env.profiles_table, "Item": ddb.serialize(
-                {"pk": profile_pk(cid), "sk": f"H#{h['at']}#{h['group']}#{h['segment']}#{h['kind']}", **h,
-                 "ttl": int(now.timestamp()) + retention_s})}})
+        items += effect_items(env, cid, fx, now, retention_s)
         self._email_changes(sp, items, now)
-        dues = list(fx.due)
-        # sends are durable through the due index until the queue has them (deleted after enqueue)
-        for s in fx.sends:
-            dues.append(due.DueItem(at=now + timedelta(minutes=5), kind="SEND", customer_id=cid, ref=s.ledger_id,
-                                    payload=json.loads(s.model_dump_json())))
-        for d in dues:
-            items.append({"Put": {"TableName": env.due_table, "Item": ddb.serialize(d.to_item(env.due_shards))}})
         interests = self._interest_updates(sp, chunk, settings, now)
         room = MAX_TXN_ITEMS - len(items) - 1
         if len(chunk) == 1 and len(interests) > room:
@@ -464,9 +448,7 @@ class Ingestor:
         if not sends:
             return
         enqueue(self.sqs, self.env.send_queue_url, sends)
-        due.delete(self.ddb, self.env.due_table,
-                   [due.DueItem(at=now + timedelta(minutes=5), kind="SEND", customer_id=s.customer_id, ref=s.ledger_id)
-                    for s in sends], self.env.due_shards)
+        due.delete(self.ddb, self.env.due_table, safety_items(sends, now), self.env.due_shards)
 
     # ---- product events: fan out to interested customers (a Query per product, never a scan) -----------
     def fan_out_product_event(self, msg: Message, defs: Definitions, now: datetime) -> int:
@@ -494,6 +476,32 @@ class Ingestor:
 
 def apply_suppression(profile: Any, channel: str, reason: str, at: str | None) -> None:
     profile.suppressed[channel] = {"reason": reason, "at": at}
+
+
+def safety_items(sends: list[SendRequest], now: datetime) -> list[due.DueItem]:
+    """A send stays durable in the due index until the queue has it (deleted right after the enqueue; a
+    crash in between leaves it for the tick, and the send ledger stops a second send)."""
+    return [due.DueItem(at=now + timedelta(minutes=5), kind="SEND", customer_id=s.customer_id, ref=s.ledger_id,
+                        payload=json.loads(s.model_dump_json())) for s in sends]
+
+
+def effect_items(env: Env, cid: str, fx: Effects, now: datetime, retention_s: int) -> list[dict[str, Any]]:
+    """What the engine decided for one customer, as transaction items: internal events (segment
+    transitions) on the timeline, history rows, due items and the sends' safety items."""
+    expires = int(now.timestamp()) + retention_s
+    items: list[dict[str, Any]] = []
+    for ev in fx.events:
+        items.append({"Put": {"TableName": env.events_table, "Item": ddb.serialize(
+            {"pk": profile_pk(cid), "sk": f"{ev['timestamp']}#{ev['message_id']}", "customer_id": cid,
+             "type": "track", "event": ev["event"], "properties": json.dumps(ev["properties"]),
+             "message_id": ev["message_id"], "timestamp": ev["timestamp"], "internal": True, "ttl": expires})}})
+    for h in fx.history:
+        items.append({"Put": {"TableName": env.profiles_table, "Item": ddb.serialize(
+            {"pk": profile_pk(cid), "sk": f"H#{h['at']}#{h['group']}#{h['segment']}#{h['kind']}", **h,
+             "ttl": expires})}})
+    for d in [*fx.due, *safety_items(fx.sends, now)]:
+        items.append({"Put": {"TableName": env.due_table, "Item": ddb.serialize(d.to_item(env.due_shards))}})
+    return items
 
 
 def enqueue(sqs: Any, queue_url: str, sends: list[SendRequest]) -> None:

@@ -5,7 +5,6 @@ transitions check the step they expect, and the send ledger stops a second send.
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -14,10 +13,10 @@ from typing import Any
 from retention import clock, ddb, due
 from retention.config import ConfigStore
 from retention.engine import Engine
-from retention.ingest import ATTEMPTS, definitions, enqueue
+from retention.ingest import ATTEMPTS, definitions, effect_items, enqueue, safety_items
 from retention.messaging import add_counters
 from retention.settings import Env
-from retention.store import ProfileRepo, profile_pk, to_item, version_condition
+from retention.store import ProfileRepo, to_item, version_condition
 
 FIRST_TICK_LOOKBACK = timedelta(hours=1)
 
@@ -102,20 +101,8 @@ class Ticker:
                 return 0, 0
             tx: list[dict[str, Any]] = [{"Put": {"TableName": self.env.profiles_table,
                                                  "Item": ddb.serialize(to_item(sp, now)), **version_condition(sp)}}]
-            safety = [due.DueItem(at=now + timedelta(minutes=5), kind="SEND", customer_id=cid, ref=r.ledger_id,
-                                  payload=json.loads(r.model_dump_json())) for r in fx.sends]
-            for d in [*fx.due, *safety]:
-                tx.append({"Put": {"TableName": self.env.due_table,
-                                   "Item": ddb.serialize(d.to_item(self.env.due_shards))}})
-            for ev in fx.events:
-                tx.append({"Put": {"TableName": self.env.events_table, "Item": ddb.serialize(
-                    {"pk": profile_pk(cid), "sk": f"{ev['timestamp']}#{ev['message_id']}", "customer_id": cid,
-                     "type": "track", "event": ev["event"], "properties": json.dumps(ev["properties"]),
-                     "message_id": ev["message_id"], "timestamp": ev["timestamp"], "internal": True,
-                     "ttl": int((now + timedelta(days=400)).timestamp())})}})
-            for h in fx.history:
-                tx.append({"Put": {"TableName": self.env.profiles_table, "Item": ddb.serialize(
-                    {"pk": profile_pk(cid), "sk": f"H#{h['at']}#{h['group']}#{h['segment']}#{h['kind']}", **h})}})
+            retention_s = int(timedelta(days=engine.defs.settings.event_retention_days).total_seconds())
+            tx += effect_items(self.env, cid, fx, now, retention_s)
             try:
                 for start in range(0, len(tx), 100):
                     self.ddb.transact_write_items(TransactItems=tx[start:start + 100])
@@ -129,7 +116,7 @@ class Ticker:
                 from retention import segstats
                 segstats.record(self.ddb, self.env.messages_table, [fx.transitions], now)
             enqueue(self.sqs, self.env.send_queue_url, fx.sends)
-            due.delete(self.ddb, self.env.due_table, safety, self.env.due_shards)
+            due.delete(self.ddb, self.env.due_table, safety_items(fx.sends, now), self.env.due_shards)
             for rule, step, variant, values in fx.counters:
                 add_counters(self.ddb, self.env.messages_table, rule, step, variant, values, now, cid)
             return len(fx.sends), len(fx.transitions)
