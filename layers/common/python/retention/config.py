@@ -163,10 +163,6 @@ class ConfigStore:
         return self.apply(kind, def_id, target["body"], text=target.get("text"),
                           enabled=bool(target.get("enabled", True)))
 
-    def delete_definition(self, kind: str, def_id: str) -> None:
-        self.client.delete_item(TableName=self.table, Key=ddb.key(kind, def_id))
-        self.invalidate()
-
     # ---- settings --------------------------------------------------------------------------------
     def settings(self) -> Settings:
         def load() -> Settings:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Iterator
 from decimal import Decimal
 from typing import Any
@@ -143,11 +142,6 @@ def query(client: Any, table: str, pk: str, *, sk_prefix: str | None = None, sk_
         if not resp.get("LastEvaluatedKey") or (limit is not None and returned >= limit):
             return
         kwargs["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
-
-
-def put_json_doc(item: dict[str, Any], doc: Any) -> dict[str, Any]:
-    item["doc"] = json.dumps(doc, separators=(",", ":"), default=str, ensure_ascii=False)
-    return item
 
 
 def backoff(attempt: int, base: float = 0.05, cap: float = 2.0) -> None:

@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from retention import clock
 from retention.config import ConfigStore
 from retention.messaging import SendRequest
 from retention.settings import Env
@@ -159,7 +158,3 @@ def coupon_code(customer_id: str, rule: str, entry: str) -> str:
     import hashlib
     digest = hashlib.sha256(f"{customer_id}|{rule}|{entry}".encode()).hexdigest().upper()
     return f"{rule[:4].upper().replace('-', '')}-{digest[:6]}"
-
-
-def today(now: datetime | None = None) -> str:
-    return clock.iso(now or clock.now())[:10]
