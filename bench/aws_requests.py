@@ -2,7 +2,7 @@
 email and SMS and per segment re-check — the library on moto in process, the scenario library applied,
 every request counted by botocore hooks (bench.meter.Meter).
 
-Configuration reads are cached per Lambda container for 30 s (retention.config.CACHE_SECONDS); the
+Configuration reads are cached per Lambda container for 30 s (retention.core.config.CACHE_SECONDS); the
 per-unit numbers are taken with warm caches and the refresh is reported on its own row."""
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ def event_kinds() -> dict[str, Any]:
 
 class Bench:
     def __init__(self, stack: Any, meter: Meter) -> None:
-        from retention.ingest import Ingestor
+        from retention.ingestion.ingestor import Ingestor
         self.s = stack
         self.meter = meter
         d = stack.deps
@@ -64,7 +64,8 @@ class Bench:
         self.ingestor = Ingestor(ddb_client=d.dynamodb, sqs=d.sqs, env=d.env, config=d.config, workers=1)
 
     def ingest(self, messages: list[dict[str, Any]]) -> Any:
-        from retention import clock, wire
+        from retention.core import clock
+        from retention.ingestion import wire
         parsed = wire.parse_request("batch", json.dumps({"batch": messages}).encode(), clock.now())
         assert not parsed.rejected, parsed.rejected
         return self.ingestor.ingest(parsed.messages, SOURCE)
@@ -110,8 +111,9 @@ def _sum_snaps(snaps: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def run(log: Any = print) -> dict[str, Any]:
-    import retention.config as rconfig
-    from retention import clock, due
+    import retention.core.config as rconfig
+    from retention.core import clock
+    from retention.schedule import due
 
     from tests.support import moto_stack
 
@@ -209,7 +211,7 @@ def run(log: Any = print) -> dict[str, Any]:
             stored_bytes["customer_rows"] = sum(per_customer.values()) / max(1, len(per_customer))
 
             # ---- SES feedback (configuration set → SNS → feedback): a Delivery for every sent email, an Open
-            from retention.feedback import Feedback
+            from retention.messaging.feedback import Feedback
             fb = Feedback(d)
             for kind, sample in (("Delivery", sent), ("Open", sent[:40])):
                 snaps = []
@@ -241,7 +243,7 @@ def run(log: Any = print) -> dict[str, Any]:
                                                             "due_items": result.due_items}
 
             # ---- the nightly recompute (safety net): a parallel scan of the profiles table + a re-check each
-            from retention.recompute import Recompute
+            from retention.schedule.recompute import Recompute
             meter.reset()
             rec = Recompute(d).run_all("nightly")
             snap = meter.snapshot()

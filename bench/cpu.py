@@ -129,8 +129,8 @@ def measure(fn: Callable[[], Any], iterations: int, warmup: int = 2) -> dict[str
 
 def _snapshot() -> tuple[dict[str, dict[tuple[str, str], dict[str, Any]]], dict[str, str]]:
     """A real stack's tables after the library is applied and the benchmark's customers are identified."""
-    from retention import clock
-    from retention.ingest import Ingestor
+    from retention.core import clock
+    from retention.ingestion.ingestor import Ingestor
 
     from bench.aws_requests import _identify
     from tests.support import moto_stack
@@ -142,7 +142,7 @@ def _snapshot() -> tuple[dict[str, dict[tuple[str, str], dict[str, Any]]], dict[
             s.apply_library()
             d = s.deps
             ing = Ingestor(ddb_client=d.dynamodb, sqs=d.sqs, env=d.env, config=d.config, workers=1)
-            from retention import wire
+            from retention.ingestion import wire
             msgs = []
             for prefix, _ in event_kinds().values():
                 msgs += [_identify(f"{prefix}{i}") for i in range(BATCH)]
@@ -169,15 +169,16 @@ def _snapshot() -> tuple[dict[str, dict[tuple[str, str], dict[str, Any]]], dict[
 
 
 def run(log: Any = print, scale: float = 1.0) -> dict[str, Any]:
-    import retention.config as rconfig
-    from retention import clock, wire
-    from retention.config import ConfigStore
-    from retention.ingest import Ingestor
-    from retention.messaging import SendRequest
-    from retention.rendering import Library, Renderer
-    from retention.sender import Sender
-    from retention.settings import Env
-    from retention.store import ProfileRepo
+    import retention.core.config as rconfig
+    from retention.core import clock
+    from retention.core.config import ConfigStore
+    from retention.core.settings import Env
+    from retention.customers.store import ProfileRepo
+    from retention.ingestion import wire
+    from retention.ingestion.ingestor import Ingestor
+    from retention.messaging.rendering import Library, Renderer
+    from retention.messaging.requests import SendRequest
+    from retention.messaging.sender import Sender
 
     started = time.perf_counter()
     snap, tables = _snapshot()

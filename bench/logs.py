@@ -51,7 +51,7 @@ def _load(name: str) -> Any:
 
 
 def run(log: Any = print) -> dict[str, Any]:
-    from retention import clock
+    from retention.core import clock
 
     from local.runtime import FakeContext
     from tests.support import moto_stack
@@ -121,7 +121,7 @@ def run(log: Any = print) -> dict[str, Any]:
             s.ingest([{"type": "identify", "userId": f"m{i}", "messageId": f"idm-{i}",
                        "traits": {"email": f"m{i}@example.com", "email_consent": True, "first_name": "Анна"}}
                       for i in range(10)])
-            from retention.messaging import SendRequest
+            from retention.messaging.requests import SendRequest
             records = [{"messageId": f"r{i}", "receiptHandle": f"h{i}", "attributes": {"ApproximateReceiveCount": "1"},
                         "messageAttributes": {}, "md5OfBody": "", "eventSource": "aws:sqs", "awsRegion": "us-east-1",
                         "eventSourceARN": "arn:aws:sqs:us-east-1:000000000000:send",

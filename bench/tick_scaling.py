@@ -20,9 +20,11 @@ SIZES = (1_000, 10_000, 100_000)
 
 
 def run(log: Any = print, sizes: tuple[int, ...] = SIZES) -> dict[str, Any]:
-    import retention.config as rconfig
-    from retention import clock, ddb, due, wire
-    from retention.ingest import Ingestor
+    import retention.core.config as rconfig
+    from retention.core import clock, ddb
+    from retention.ingestion import wire
+    from retention.ingestion.ingestor import Ingestor
+    from retention.schedule import due
 
     from tests.support import moto_stack
 

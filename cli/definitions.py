@@ -17,8 +17,8 @@ from typing import Any
 from urllib.parse import quote
 
 import yaml
-from retention import yamlio
-from retention.errors import RetentionError
+from retention.core import yamlio
+from retention.core.errors import RetentionError
 
 from cli.client import ApiError, CliError, path_part
 from cli.context import Ctx
@@ -90,7 +90,7 @@ def read_documents(path: Path) -> list[Document]:
 
 
 def scenarios() -> Path:
-    from retention.rules import scenarios_dir
+    from retention.language.rules import scenarios_dir
     return scenarios_dir()
 
 
@@ -99,7 +99,7 @@ def scenarios() -> Path:
 def applied_references(ctx: Ctx, offline: bool) -> tuple[set[str], dict[str, list[str]]]:
     """(template ids, {segment group: segment ids}) from the API, or from scenarios/ offline."""
     if offline:
-        from retention.segments import default_groups
+        from retention.language.segments import default_groups
         templates: set[str] = set()
         for path in expand([str(scenarios() / "templates")]):
             templates |= {d.key("templates") or path.stem for d in read_documents(path)}
@@ -156,7 +156,7 @@ def validate(ctx: Ctx, collection: str, files: list[str], offline: bool) -> int:
 
 
 def _validate_rules(ctx: Ctx, paths: list[Path], offline: bool) -> tuple[list[str], list[str]]:
-    from retention.rules import RuleValidationError, load_rules
+    from retention.language.rules import RuleValidationError, load_rules
     templates, groups = applied_references(ctx, offline)
     texts = {str(p): p.read_text(encoding="utf-8") for p in paths}
     try:
@@ -167,7 +167,7 @@ def _validate_rules(ctx: Ctx, paths: list[Path], offline: bool) -> tuple[list[st
 
 
 def _validate_templates(paths: list[Path]) -> tuple[list[str], list[str]]:
-    from retention.previews import template_problems
+    from retention.admin.previews import template_problems
     problems: list[str] = []
     ok: list[str] = []
     seen: dict[str, str] = {}
@@ -187,11 +187,11 @@ def _validate_templates(paths: list[Path]) -> tuple[list[str], list[str]]:
 
 
 def _validate_segments(ctx: Ctx, paths: list[Path], offline: bool) -> tuple[list[str], list[str]]:
-    from retention.segments import load_groups
+    from retention.language.segments import load_groups
     texts: dict[str, Any] = {str(p): p.read_text(encoding="utf-8") for p in paths}
     mine = {d.key("segments") for p in paths for d in read_documents(p)}
     if offline:
-        from retention.segments import segment_texts
+        from retention.language.segments import segment_texts
         others: dict[str, Any] = {k: v for k, v in segment_texts(scenarios()).items()
                                   if all(d.key("segments") not in mine for d in read_documents(Path(k)))}
     else:
@@ -210,7 +210,7 @@ def _validate_segments(ctx: Ctx, paths: list[Path], offline: bool) -> tuple[list
 # ---- diff ------------------------------------------------------------------------------------------------
 
 def diff(ctx: Ctx, collection: str, files: list[str]) -> int:
-    from retention.rules import diff_rules, parse_rule
+    from retention.language.rules import diff_rules, parse_rule
     status = 0
     for path in expand(files):
         for doc in read_documents(path):
@@ -286,7 +286,7 @@ def apply(ctx: Ctx, collection: str, files: list[str]) -> int:
 def _dependency_order(docs: list[Document]) -> list[Document]:
     """Segment groups that refer to each other go in dependency order (the API validates each apply
     against what is already applied)."""
-    from retention.segments import load_groups
+    from retention.language.segments import load_groups
     try:
         order = [g.group for g in load_groups({f"{d.path}#{i}": d.body for i, d in enumerate(docs)})]
     except RetentionError:
@@ -353,9 +353,9 @@ def set_enabled(ctx: Ctx, collection: str, def_id: str, enabled: bool) -> int:
 # ---- lint ------------------------------------------------------------------------------------------------
 
 def lint(ctx: Ctx, collection: str, targets: list[str], offline: bool, strict: bool) -> int:
-    from retention import lint as lint_mod
-    from retention.previews import locate_warning
-    from retention.rules import parse_rule
+    from retention.admin.previews import locate_warning
+    from retention.language import lint as lint_mod
+    from retention.language.rules import parse_rule
     warnings = 0
     for target in targets:
         if not Path(target).exists():

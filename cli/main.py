@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, TextIO
 
 import requests
-from retention.errors import RetentionError
+from retention.core.errors import RetentionError
 
 from cli import commands, definitions
 from cli.client import ApiClient, CliError

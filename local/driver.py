@@ -16,7 +16,7 @@ def advance(target: datetime, *, now: Callable[[], datetime], set_time: Callable
             max_steps: int = 10_000) -> datetime:
     """`next_firing(after)`: the next scheduled rule (a broadcast) firing after a moment: the clock stops
     there too, so a newsletter goes out at its own time, not at the end of a long jump."""
-    from retention import clock
+    from retention.core import clock
     stuck: datetime | None = None
     for _ in range(max_steps):
         current = now()

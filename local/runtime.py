@@ -69,7 +69,7 @@ class LocalStack:
         self.last_tick_minute: str | None = None
         self.threads: list[threading.Thread] = []
         self.seen_provider_ids: set[str] = set()
-        from retention import clock
+        from retention.core import clock
         self.clock = clock.OffsetClock()
         clock.set_source(self.clock)
 
@@ -111,7 +111,7 @@ class LocalStack:
         env["POWERTOOLS_LOG_LEVEL"] = os.environ.get("RETENTION_LOG_LEVEL", "WARNING")
         env["POWERTOOLS_METRICS_DISABLED"] = os.environ.get("POWERTOOLS_METRICS_DISABLED", "true")
         os.environ.update(env)
-        from retention import runtime, settings
+        from retention.core import runtime, settings
         settings.reload_env()
         runtime.set_deps(None)
         ses = self.client("sesv2")
@@ -138,7 +138,7 @@ class LocalStack:
 
     def seed(self) -> dict[str, Any]:
         """Scenario library applied, the dev write key and admin token created (stored hashed)."""
-        from retention.runtime import deps
+        from retention.core.runtime import deps
         d = deps()
         applied = apply_library(d) if self.cfg.apply_library else {}
         d.config.create_source("local", key=self.cfg.write_key)
@@ -164,7 +164,7 @@ class LocalStack:
             self.server.server_close()
         if self.moto:
             self.moto.stop()
-        from retention import clock
+        from retention.core import clock
         clock.reset()
 
     # ---- invoking handlers ----------------------------------------------------------------------------
@@ -247,7 +247,7 @@ class LocalStack:
         self.drain()
 
     def tick(self) -> Any:
-        from retention import clock
+        from retention.core import clock
         now = clock.now()
         result = self.invoke("evaluate_triggers", {"source": "aws.events", "detail-type": "Scheduled Event",
                                                    "time": clock.iso(now), "detail": {}})
@@ -255,7 +255,7 @@ class LocalStack:
         return result
 
     def run_crons(self, previous: datetime, now: datetime) -> None:
-        from retention.rules import next_schedule_at
+        from retention.language.rules import next_schedule_at
         for sched in self.stack.schedules:
             expr = sched.expression
             if not expr.startswith("cron("):
@@ -299,7 +299,7 @@ class LocalStack:
         """moto does not publish SES events: report each new email as delivered, like SES would."""
         from moto.core import DEFAULT_ACCOUNT_ID
         from moto.ses.models import ses_backends
-        from retention.mime import parse_email
+        from retention.messaging.mime import parse_email
         backend = ses_backends[DEFAULT_ACCOUNT_ID][REGION]
         for msg in list(backend.sent_messages):
             mid = getattr(msg, "id", None)
@@ -318,7 +318,7 @@ class LocalStack:
             self.invoke("feedback", {"Records": [{"EventSource": "aws:sns", "Sns": {"Message": json.dumps(note)}}]})
 
     def _scheduler_loop(self) -> None:
-        from retention import clock
+        from retention.core import clock
         previous = clock.now()
         while not self.stop_event.wait(1.0):
             try:
@@ -334,9 +334,10 @@ class LocalStack:
 
     def advance(self, seconds: float) -> datetime:
         """Move the virtual clock; every tick and cron that came due runs, and the queues drain."""
-        from retention import clock, due
-        from retention.runtime import deps
-        from retention.tick import next_broadcast_at
+        from retention.core import clock
+        from retention.core.runtime import deps
+        from retention.schedule import due
+        from retention.schedule.tick import next_broadcast_at
 
         from local.driver import advance
         d = deps()
@@ -357,9 +358,9 @@ class LocalStack:
         from moto.core import DEFAULT_ACCOUNT_ID
         from moto.ses.models import ses_backends
         from moto.sns.models import sns_backends
-        from retention import ddb
-        from retention.mime import parse_email
-        from retention.runtime import deps
+        from retention.core import ddb
+        from retention.core.runtime import deps
+        from retention.messaging.mime import parse_email
         d = deps()
         ledgers: dict[str, dict[str, Any]] = {}
         kwargs: dict[str, Any] = {"TableName": d.env.messages_table, "FilterExpression": "begins_with(pk, :l)",
@@ -400,9 +401,9 @@ class LocalStack:
 def apply_library(d: Any) -> dict[str, Any]:
     """Segments (validated together: groups refer to each other), then templates, then rules (validated
     against both)."""
-    from retention.previews import Previews
-    from retention.segments import load_groups, scenarios_dir
-    from retention.yamlio import load_yaml_documents
+    from retention.admin.previews import Previews
+    from retention.core.yamlio import load_yaml_documents
+    from retention.language.segments import load_groups, scenarios_dir
     previews = Previews(d)  # the admin API's apply: validation against what is applied, versions
     applied: dict[str, Any] = {}
     base = scenarios_dir()

@@ -58,7 +58,7 @@ def serve(stack: Any) -> ThreadingHTTPServer:
                 self._json(500, {"code": "internal_error", "message": str(exc)[:300]})
 
         def _dev(self, path: str, body: bytes) -> None:
-            from retention import clock
+            from retention.core import clock
             if path == "/_local/outbox" and self.command == "GET":
                 self._json(200, stack.outbox())
             elif path == "/_local/clock" and self.command == "GET":

@@ -5,7 +5,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from retention import clock
+from retention.core import clock
 
 
 @pytest.fixture

@@ -73,15 +73,16 @@ class Stack:
     def ingest(self, messages: list[dict[str, Any]], source: str = "src_test") -> Any:
         import json
 
-        from retention import clock, wire
-        from retention.ingest import Ingestor
+        from retention.core import clock
+        from retention.ingestion import wire
+        from retention.ingestion.ingestor import Ingestor
         parsed = wire.parse_request("batch", json.dumps({"batch": messages}).encode(), clock.now())
         assert not parsed.rejected, parsed.rejected
         d = self.deps
         return Ingestor(ddb_client=d.dynamodb, sqs=d.sqs, env=d.env, config=d.config).ingest(parsed.messages, source)
 
     def queued_sends(self, delete: bool = True) -> list[Any]:
-        from retention.messaging import SendRequest
+        from retention.messaging.requests import SendRequest
         out = []
         while True:
             resp = self.deps.sqs.receive_message(QueueUrl=self.send_queue, MaxNumberOfMessages=10)
@@ -94,14 +95,14 @@ class Stack:
                     self.deps.sqs.delete_message(QueueUrl=self.send_queue, ReceiptHandle=m["ReceiptHandle"])
 
     def sender(self) -> Any:
-        from retention.rendering import Renderer
-        from retention.sender import Sender
+        from retention.messaging.rendering import Renderer
+        from retention.messaging.sender import Sender
         d = self.deps
         return Sender(ddb_client=d.dynamodb, ses=d.sesv2, sns=d.sns, sqs=d.sqs, env=d.env, config=d.config,
                       renderer=Renderer(d.config, d.env))
 
     def ticker(self) -> Any:
-        from retention.tick import Ticker
+        from retention.schedule.tick import Ticker
         d = self.deps
         return Ticker(ddb_client=d.dynamodb, sqs=d.sqs, env=d.env, config=d.config)
 
@@ -110,17 +111,17 @@ class Stack:
         apply_library(self.deps)
 
     def profile(self, customer_id: str) -> Any:
-        from retention import clock
-        from retention.store import ProfileRepo
+        from retention.core import clock
+        from retention.customers.store import ProfileRepo
         return ProfileRepo(self.deps.dynamodb, self.deps.env.profiles_table).load(customer_id, clock.now()).profile
 
 
 @contextmanager
 def moto_stack(sender: str = "Shop <news@example.com>") -> Iterator[Stack]:
     from moto import mock_aws
-    from retention import runtime
-    from retention.config import ConfigStore
-    from retention.settings import Env
+    from retention.core import runtime
+    from retention.core.config import ConfigStore
+    from retention.core.settings import Env
 
     os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
     os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
@@ -155,13 +156,13 @@ def moto_stack(sender: str = "Shop <news@example.com>") -> Iterator[Stack]:
         finally:
             runtime.set_deps(None)
             ConfigStore.invalidate()
-            from retention.rendering import Library
+            from retention.messaging.rendering import Library
             Library._parsed.clear()
 
 
 def drain_sends(stack: Stack) -> list[Any]:
     """Deliver queued sends through the sender and recompute work through its worker (like SQS + Lambda)."""
-    from retention.recompute import Recompute, WorkItem
+    from retention.schedule.recompute import Recompute, WorkItem
     outcomes = []
     while True:
         sends = stack.queued_sends()
@@ -186,13 +187,14 @@ def advance(stack: Stack, **delta: float) -> Any:
     """Move the frozen clock forward (days=, hours=, minutes=), running ticks and sends on the way."""
     from datetime import timedelta
 
-    from retention import clock, due
+    from retention.core import clock
+    from retention.schedule import due
 
     from local.driver import advance as drive
     d = stack.deps
     ticker = stack.ticker()
     target = clock.now() + timedelta(**delta)
-    from retention.tick import next_broadcast_at
+    from retention.schedule.tick import next_broadcast_at
     return drive(target, now=clock.now, set_time=clock.set_now,
                  next_due=lambda: due.next_due_at(d.dynamodb, d.env.due_table), config=d.config,
                  tick=lambda _prev, _cur: ticker.tick(), drain=lambda: drain_sends(stack),
@@ -202,7 +204,7 @@ def advance(stack: Stack, **delta: float) -> Any:
 def sent_emails() -> list[dict[str, Any]]:
     from moto.core import DEFAULT_ACCOUNT_ID
     from moto.ses.models import ses_backends
-    from retention.mime import parse_email
+    from retention.messaging.mime import parse_email
     return [{**parse_email(m.raw_data.encode()), "to": m.destinations}
             for m in ses_backends[DEFAULT_ACCOUNT_ID][REGION].sent_messages]
 

@@ -16,12 +16,12 @@ from urllib.parse import unquote
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from retention.admin import KIND_OF, Admin
-from retention.errors import BadRequestError, NotFoundError
-from retention.http import json_response, register_errors
-from retention.previews import Previews
-from retention.runtime import deps
-from retention.surveys import Surveys
+from retention.admin.previews import Previews
+from retention.admin.views import KIND_OF, Admin
+from retention.core.errors import BadRequestError, NotFoundError
+from retention.core.http import json_response, register_errors
+from retention.core.runtime import deps
+from retention.surveys.answers import Surveys
 
 logger = Logger()
 tracer = Tracer(patch_modules=("botocore",))  # only AWS calls: patching everything imports requests &c.
@@ -238,7 +238,7 @@ def put_definition(collection: str, def_id: str) -> Any:
     text = None
     linemap = None
     if "yaml" in ctype:
-        from retention.previews import parse_definition_text
+        from retention.admin.previews import parse_definition_text
         body, linemap = parse_definition_text(raw, source)
         text = raw
     else:

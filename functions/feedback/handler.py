@@ -8,8 +8,8 @@ from typing import Any
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from retention.feedback import Feedback
-from retention.runtime import deps
+from retention.core.runtime import deps
+from retention.messaging.feedback import Feedback
 
 logger = Logger()
 tracer = Tracer(patch_modules=("botocore",))  # only AWS calls: patching everything imports requests &c.

@@ -10,12 +10,12 @@ from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from retention import nps
-from retention.errors import NotFoundError, RetentionError
-from retention.http import form_fields, json_response, page, register_errors
-from retention.runtime import deps
-from retention.surveys import Surveys
-from retention.tokens import TokenError, TokenExpiredError
+from retention.core.errors import NotFoundError, RetentionError
+from retention.core.http import form_fields, json_response, page, register_errors
+from retention.core.runtime import deps
+from retention.core.tokens import TokenError, TokenExpiredError
+from retention.surveys import nps
+from retention.surveys.answers import Surveys
 
 logger = Logger()
 tracer = Tracer(patch_modules=("botocore",))  # only AWS calls: patching everything imports requests &c.

@@ -14,10 +14,10 @@ from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from retention.http import form_fields, page, register_errors
-from retention.runtime import deps
-from retention.surveys import Surveys
-from retention.tokens import TokenError
+from retention.core.http import form_fields, page, register_errors
+from retention.core.runtime import deps
+from retention.core.tokens import TokenError
+from retention.surveys.answers import Surveys
 
 logger = Logger()
 tracer = Tracer(patch_modules=("botocore",))  # only AWS calls: patching everything imports requests &c.

@@ -10,8 +10,8 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from retention.recompute import Recompute, WorkItem
-from retention.runtime import deps
+from retention.core.runtime import deps
+from retention.schedule.recompute import Recompute, WorkItem
 
 logger = Logger()
 tracer = Tracer(patch_modules=("botocore",))  # only AWS calls: patching everything imports requests &c.

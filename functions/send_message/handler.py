@@ -20,10 +20,10 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from retention.messaging import SendRequest
-from retention.rendering import Renderer
-from retention.runtime import Deps, deps
-from retention.sender import RetryableSendError, Sender
+from retention.core.runtime import Deps, deps
+from retention.messaging.rendering import Renderer
+from retention.messaging.requests import SendRequest
+from retention.messaging.sender import RetryableSendError, Sender
 
 logger = Logger()
 tracer = Tracer(patch_modules=("botocore",))  # only AWS calls: patching everything imports requests &c.

@@ -9,10 +9,11 @@ from aws_lambda_powertools.event_handler import APIGatewayRestResolver
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.exceptions import ClientError
-from retention import clock, wire
-from retention.http import json_response, register_errors
-from retention.ingest import ContentionError, Ingestor
-from retention.runtime import deps
+from retention.core import clock
+from retention.core.http import json_response, register_errors
+from retention.core.runtime import deps
+from retention.ingestion import wire
+from retention.ingestion.ingestor import ContentionError, Ingestor
 
 logger = Logger()
 tracer = Tracer(patch_modules=("botocore",))  # only AWS calls: patching everything imports requests &c.

@@ -8,7 +8,7 @@ import uuid
 from typing import Any
 
 import pytest
-from retention.rules import in_holdout
+from retention.language.rules import in_holdout
 
 pytestmark = pytest.mark.e2e
 

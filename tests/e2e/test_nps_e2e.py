@@ -14,7 +14,7 @@ from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 import pytest
-from retention import tokens
+from retention.core import tokens
 
 pytestmark = pytest.mark.e2e
 

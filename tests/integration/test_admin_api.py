@@ -7,7 +7,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from retention import clock
+from retention.core import clock
 
 from tests.support import LambdaContext
 
@@ -88,7 +88,7 @@ def test_sources_create_list_revoke(api: Any) -> None:
     assert all("write_key" not in s and "key_hash" not in s for s in listed)
     assert call("DELETE", f"/admin/sources/{source_id}") == (200, {"source_id": source_id, "revoked": True})
     assert call("GET", "/admin/sources")[1]["sources"][0]["revoked"] is True
-    from retention.errors import UnauthorizedError
+    from retention.core.errors import UnauthorizedError
     with pytest.raises(UnauthorizedError):
         api.deps.config.authenticate_source(created["write_key"])
     assert call("DELETE", "/admin/sources/src_nope")[0] == 404
@@ -229,7 +229,7 @@ def test_dry_run_pages_through_events_and_writes_nothing(api: Any, now: Any) -> 
     assert pages > 1
     assert sorted(e["customer_id"] for e in entries) == [f"c{i}" for i in range(6)]  # each once, old event ignored
     by_id = {e["customer_id"]: e for e in entries}
-    from retention.rules import in_holdout
+    from retention.language.rules import in_holdout
     for cid, entry in by_id.items():
         assert entry["holdout"] == in_holdout(cid, "abandoned-cart", 10)
     assert [cid for cid, e in sorted(by_id.items()) if e["holdout"]] == ["c0", "c2"]  # sha256-based, stable

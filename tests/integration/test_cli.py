@@ -246,7 +246,7 @@ def test_import_resume_and_rejected_rows(cli: Cli, tmp_path: Path) -> None:
 def test_preview_and_dry_run(cli: Cli, now: Any) -> None:
     from datetime import timedelta
 
-    from retention import clock
+    from retention.core import clock
     cli.stack.ingest([
         {"type": "identify", "userId": "v2", "messageId": "iv1",
          "traits": {"email": "v2@example.com", "email_consent": True, "first_name": "Вера"}},

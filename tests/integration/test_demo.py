@@ -16,7 +16,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 import pytest
-from retention import clock
+from retention.core import clock
 
 from local import demo
 from tests.support import LambdaContext, Stack, load_handler
@@ -249,7 +249,7 @@ def test_generate_posts_the_shop_through_the_ingestion_api(api: Api, library_sta
     storage = [s.profile(c[0]["userId"]).kpis["average_pickup_storage_hours"] for c in plan.customers]
     assert any(h is not None and h > 0 for h in storage)
     # NPS answers went through the signed webhook: in the report, with their shops
-    from retention.surveys import Surveys
+    from retention.surveys.answers import Surveys
     assert result["nps_recorded"] == len(plan.nps_answers) > 0
     report = Surveys(s.deps).report("2026-01-01", "2026-11-24")
     assert report["overall"]["responses"] == len(plan.nps_answers)

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 from botocore.exceptions import ReadTimeoutError
-from retention import clock, ddb
-from retention.messaging import SendRequest, suppression_key
+from retention.core import clock, ddb
+from retention.messaging.requests import SendRequest, suppression_key
 
 from tests.integration.test_sender import (
     FaultyDynamo,
@@ -56,7 +56,7 @@ def notify(handler: Any, *events: dict[str, Any]) -> dict[str, Any]:
 
 
 def feedback(stack: Any) -> Any:
-    from retention.feedback import Feedback
+    from retention.messaging.feedback import Feedback
     return Feedback(stack.deps)
 
 
@@ -103,7 +103,7 @@ def test_delivery_open_click_update_status_counters_and_rates_once(s: Any, sent:
 def test_feedback_counts_on_the_send_day(s: Any, sent: SendRequest, handler: Any) -> None:
     clock.set_now(clock.now() + timedelta(days=2))
     notify(handler, ses_event("Open", sent))
-    from retention.messaging import read_counters
+    from retention.messaging.requests import read_counters
     rows = read_counters(s.deps.dynamodb, s.deps.env.messages_table, "promo")
     assert {r["date"] for r in rows if r.get("opened")} == {"2026-11-24"}
 
@@ -148,7 +148,7 @@ def test_a_suppressed_address_imported_again_stays_suppressed(s: Any, sent: Send
 
 
 def test_complaint_redelivered_after_a_crash_is_applied_once(s: Any, sent: SendRequest) -> None:
-    from retention.feedback import Feedback
+    from retention.messaging.feedback import Feedback
     lost = ReadTimeoutError(endpoint_url="https://dynamodb.us-east-1.amazonaws.com")
     d = s.deps
     flaky = type(d)(d.env, dynamodb=FaultyDynamo(d.dynamodb, lost, update_item=1), sqs=d.sqs)
@@ -188,7 +188,7 @@ def test_garbage_and_unknown_messages_are_ignored(s: Any, handler: Any) -> None:
 
 
 def test_erasure_keeps_a_salted_hash_so_a_reimport_stays_suppressed(s: Any, sent: SendRequest) -> None:
-    from retention.admin import Admin
+    from retention.admin.views import Admin
     Admin(s.deps).forget("u1")
     assert suppressed_on_list(s, "anna@example.com")["reason"] == "erased"
     # a message still queued for the erased customer is not sent

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from retention.mime import parse_email
+from retention.messaging.mime import parse_email
 
 
 def identify(uid: str, email: str, consent: bool = True, **traits: Any) -> dict[str, Any]:

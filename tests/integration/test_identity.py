@@ -9,9 +9,9 @@ import threading
 from datetime import datetime, timedelta
 from typing import Any
 
-from retention import clock, ddb
-from retention.ingest import Ingestor, definitions
-from retention.store import ProfileRepo
+from retention.core import clock, ddb
+from retention.customers.store import ProfileRepo
+from retention.ingestion.ingestor import Ingestor, definitions
 
 from tests.integration.test_ingest import parse, raw_events
 
@@ -210,7 +210,7 @@ def test_a_writer_that_read_the_anonymous_profile_before_the_merge_follows_it(st
     never = repo(stack).load("anon:b9", now)  # … or before the anonymous profile even existed
     stack.ingest([identify("u9", "id", now - timedelta(hours=1), anon="a9")])
     stack.ingest([identify("w9", "idw", now - timedelta(hours=1), anon="b9")])
-    from retention.engine import Engine
+    from retention.journeys.engine import Engine
     defs = definitions(d.config)
     late = parse([anon_track("a9", "Product Viewed", "v2", now - timedelta(minutes=30), product_id="p2")])
     out = ing._customer(Engine(defs), defs, "src_test", stale, late, now)
@@ -268,7 +268,7 @@ def test_identify_racing_with_anonymous_traffic_loses_nothing(stack: Any, now: d
 
 
 def test_an_anonymous_journey_continues_for_the_customer(library_stack: Any, now: datetime) -> None:
-    from retention.rules import in_holdout
+    from retention.language.rules import in_holdout
     s = library_stack
     if "browse-abandonment" not in s.deps.config.current("RULE"):
         import pytest

@@ -11,9 +11,9 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
-from retention import clock, ddb
-from retention.ingest import CHUNK, Ingestor
-from retention.profiles import KPI_KEYS
+from retention.core import clock, ddb
+from retention.customers.profile import KPI_KEYS
+from retention.ingestion.ingestor import CHUNK, Ingestor
 
 # ---- helpers ------------------------------------------------------------------------------------------
 
@@ -47,7 +47,7 @@ def ingestor(stack: Any) -> Ingestor:
 
 
 def parse(messages: list[dict[str, Any]], sent_at: datetime | None = None) -> list[Any]:
-    from retention import wire
+    from retention.ingestion import wire
     body: dict[str, Any] = {"batch": messages}
     if sent_at is not None:
         body["sentAt"] = iso(sent_at)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from retention import clock
+from retention.core import clock
 
 from tests.support import advance, sent_emails
 
@@ -23,7 +23,7 @@ def track(uid: str, event: str, mid: str, ts: str | None = None, **props: Any) -
 
 def treated(rule: str, prefix: str) -> str:
     """A customer id outside the rule's holdout (assignment is a deterministic hash)."""
-    from retention.rules import in_holdout
+    from retention.language.rules import in_holdout
     return next(f"{prefix}{i}" for i in range(100) if not in_holdout(f"{prefix}{i}", rule, 10))
 
 

@@ -12,7 +12,7 @@ from itertools import pairwise
 from typing import Any
 
 import pytest
-from retention import clock, ddb
+from retention.core import clock, ddb
 
 from tests.support import Stack, advance, drain_sends, sent_emails
 
@@ -36,7 +36,7 @@ def track(uid: str, event: str, mid: str, ts: datetime | None = None, **props: A
 def treated(prefix: str, **holdouts: float) -> str:
     """A customer id outside the holdout of every rule named (rule id with `_` for `-` → percent); the
     assignment is a deterministic hash, so the same id is treated on every run."""
-    from retention.rules import in_holdout
+    from retention.language.rules import in_holdout
     return next(f"{prefix}{i}" for i in range(200)
                 if not any(in_holdout(f"{prefix}{i}", rule.replace("_", "-"), pct) for rule, pct in holdouts.items()))
 
@@ -82,8 +82,8 @@ def forward(s: Stack, **delta: float) -> None:
 
 def click(to: str, rule: str) -> None:
     """SES click feedback (configuration set → SNS → feedback) on the last email of `rule` sent to `to`."""
-    from retention.feedback import Feedback
-    from retention.runtime import deps
+    from retention.core.runtime import deps
+    from retention.messaging.feedback import Feedback
     ledger = [m["headers"]["X-Retention-Ledger"] for m in sent_emails()
               if to in m["to"] and m["headers"].get("X-Retention-Rule") == rule][-1]
     assert Feedback(deps()).handle({"eventType": "Click", "mail": {"tags": {"ledger": [ledger]}},
@@ -393,7 +393,7 @@ def test_newsletter_broadcast_once_to_consenting_customers_spread_by_rate(librar
     assert mails("nl-no@example.com") == []
     assert ledger_reasons(s, "newsletter").get("nl-no") == "no_consent"
     # the same firing fanned out again (a retried worker) starts nobody twice; next Thursday sends again
-    from retention.recompute import Recompute
+    from retention.schedule.recompute import Recompute
     Recompute(s.deps).fan_out(reason=f"broadcast|newsletter|{clock.iso(fired)}")
     forward(s, days=1)
     for cid in same:
@@ -406,7 +406,7 @@ def test_newsletter_broadcast_once_to_consenting_customers_spread_by_rate(librar
 
 def test_virtual_time_jumping_over_the_newsletter_firing_still_sends_it(library_stack: Stack, now: datetime
                                                                          ) -> None:
-    from retention import due
+    from retention.schedule import due
     s = library_stack
     s.deps.config.set_enabled("RULE", "newsletter", True)  # shipped disabled
     s.ingest([identify("jump-1", "jump@example.com")])

@@ -14,7 +14,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 import pytest
-from retention import clock, ddb, tokens
+from retention.core import clock, ddb, tokens
 
 from tests.support import LambdaContext, Stack, advance, drain_sends, load_handler, sent_emails
 
@@ -209,7 +209,7 @@ def test_survey_goes_one_day_after_pickup_and_at_most_once_per_90_days(nps_stack
 
 
 def report_of(s: Stack, **kwargs: Any) -> dict[str, Any]:
-    from retention.surveys import Surveys
+    from retention.surveys.answers import Surveys
     return Surveys(s.deps).report(kwargs.get("date_from"), kwargs.get("date_to"), kwargs.get("period", "month"))
 
 
@@ -362,7 +362,7 @@ def test_a_link_of_an_unknown_customer_records_nothing(nps_stack: Stack, nps_fn:
     assert_clear_page(open_link(nps_fn, ghost, "9"), 200)  # the page itself records nothing
     assert_clear_page(post_answer(nps_fn, ghost, score="9"), 404, "no longer available")
     assert nps_rows(s) == []
-    from retention.store import ProfileRepo
+    from retention.customers.store import ProfileRepo
     assert not ProfileRepo(s.deps.dynamodb, s.deps.env.profiles_table).load("ghost", clock.now()).exists
 
 

@@ -11,8 +11,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
-from retention import clock
-from retention.messaging import SendRequest
+from retention.core import clock
+from retention.messaging.requests import SendRequest
 
 from tests.integration.test_sender import apply, customer, emails, request, sender, stored, totals
 from tests.support import LambdaContext, load_handler
@@ -43,7 +43,7 @@ def call(handler: Any, method: str, token: str, body: str | None = None, content
 
 
 def token_for(stack: Any, uid: str = "u1", channel: str = "email", ledger: str = "none") -> str:
-    from retention.sender import unsubscribe_url
+    from retention.messaging.sender import unsubscribe_url
     url = unsubscribe_url("https://shop.test/api", stack.deps.config.secrets("links"), uid, channel, ledger,
                           clock.now())
     return url.rsplit("/u/", 1)[1]
@@ -172,13 +172,13 @@ def test_invalid_or_expired_tokens_are_refused(s: Any, sent: SendRequest, handle
     clock.set_now(clock.now() + timedelta(days=400))
     assert call(handler, "POST", token, "List-Unsubscribe=One-Click", FORM)["statusCode"] == 400
     # an NPS token is not an unsubscribe token
-    from retention.sender import nps_urls
+    from retention.messaging.sender import nps_urls
     _, nps = nps_urls("https://x", s.deps.config.secrets("links"), "u1", "nps", "l", clock.now())
     assert call(handler, "GET", nps.rsplit("/", 1)[1])["statusCode"] == 400
 
 
 def test_unsubscribe_for_an_erased_customer_does_not_recreate_the_profile(s: Any, handler: Any) -> None:
-    from retention.admin import Admin
+    from retention.admin.views import Admin
     token = token_for(s)
     Admin(s.deps).forget("u1")
     assert call(handler, "POST", token, "List-Unsubscribe=One-Click", FORM)["statusCode"] == 200

@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from retention import clock, segstats
+from retention.analytics import segstats
+from retention.core import clock
 
 
 def order(uid: str, n: int) -> dict[str, Any]:

@@ -45,7 +45,7 @@ def invoke(handler: Any, messages: list[dict[str, Any]]) -> set[str]:
 
 
 def ledger_of(message: dict[str, Any]) -> str:
-    from retention.messaging import SendRequest
+    from retention.messaging.requests import SendRequest
     return SendRequest.model_validate_json(message["Body"]).ledger_id
 
 

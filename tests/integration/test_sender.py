@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError, ConnectTimeoutError, ReadTimeoutError
-from retention import clock, ddb
-from retention.messaging import SendRequest, ledger_key, read_counters
-from retention.mime import parse_email
+from retention.core import clock, ddb
+from retention.messaging.mime import parse_email
+from retention.messaging.requests import SendRequest, ledger_key, read_counters
 
 # --------------------------------------------------------------------------------------------- fixtures
 
@@ -107,13 +107,13 @@ def totals(stack: Any, rule: str) -> dict[str, int]:
 
 
 def stored(stack: Any, uid: str) -> Any:
-    from retention.store import ProfileRepo
+    from retention.customers.store import ProfileRepo
     return ProfileRepo(stack.deps.dynamodb, stack.deps.env.profiles_table).load(uid, clock.now())
 
 
 def sender(stack: Any, *, ses: Any = None, sns: Any = None, dynamodb: Any = None, **env: Any) -> Any:
-    from retention.rendering import Renderer
-    from retention.sender import Sender
+    from retention.messaging.rendering import Renderer
+    from retention.messaging.sender import Sender
     d = stack.deps
     e = d.env.model_copy(update=env) if env else d.env
     return Sender(ddb_client=dynamodb or d.dynamodb, ses=ses or d.sesv2, sns=sns or d.sns, sqs=d.sqs, env=e,
@@ -271,7 +271,7 @@ def test_throttling_backs_off_in_process_and_sends_once(s: Any) -> None:
 
 
 def test_persistent_throttling_hands_the_message_back_then_sends_once(s: Any) -> None:
-    from retention.sender import RetryableSendError
+    from retention.messaging.sender import RetryableSendError
     req = request()
     ses = FaultySES(s.deps.sesv2, "throttle", "throttle", "throttle")
     with pytest.raises(RetryableSendError):
@@ -287,7 +287,7 @@ def test_persistent_throttling_hands_the_message_back_then_sends_once(s: Any) ->
 
 
 def test_connect_timeout_never_reached_ses_so_it_is_retried(s: Any) -> None:
-    from retention.sender import RetryableSendError
+    from retention.messaging.sender import RetryableSendError
     req = request()
     ses = FaultySES(s.deps.sesv2, "connect_timeout")
     with pytest.raises(RetryableSendError):
@@ -376,7 +376,7 @@ def test_invalid_address_reported_by_ses_is_recorded(s: Any) -> None:
 
 
 def test_unexpected_provider_error_fails_the_record_and_keeps_it_reclaimable(s: Any) -> None:
-    from retention.sender import ProviderError
+    from retention.messaging.sender import ProviderError
     req = request()
     ses = FaultySES(s.deps.sesv2, "access_denied")
     with pytest.raises(ProviderError):
@@ -487,7 +487,7 @@ def test_unknown_customer_is_skipped(s: Any) -> None:
 
 
 def test_suppressed_address_is_skipped_even_for_transactional(s: Any) -> None:
-    from retention.store import ProfileRepo
+    from retention.customers.store import ProfileRepo
     repo = ProfileRepo(s.deps.dynamodb, s.deps.env.profiles_table)
     sp = repo.load("u1", clock.now())
     sp.profile.suppressed["email"] = {"reason": "bounced", "at": clock.iso(clock.now())}
@@ -578,7 +578,7 @@ def test_quiet_hours_defer_to_the_end_of_the_window_in_the_customer_timezone(
         s: Any, tz: str, at: datetime, until: datetime) -> None:
     from datetime import UTC
 
-    from retention import due
+    from retention.schedule import due
     _sms_quiet(s)
     customer(s, "q1", email=None, phone="+79161112233", sms_consent=True, timezone=tz)
     clock.set_now(at.replace(tzinfo=UTC))
@@ -649,8 +649,8 @@ def test_a_rules_own_frequency_cap_counts_only_its_sends(now: datetime) -> None:
     """Per-rule caps (a `frequency_caps` on the rule, when the rule model carries one) on top of the global ones."""
     from types import SimpleNamespace
 
-    from retention.config import Settings
-    from retention.sender import cap_reached
+    from retention.core.config import Settings
+    from retention.messaging.sender import cap_reached
     settings = Settings(frequency_caps={"email": [{"count": 5, "hours": 24}]})
     at = clock.iso(now - timedelta(hours=2))
     sends = [{"at": at, "channel": "email", "marketing": True, "rule": "a"},

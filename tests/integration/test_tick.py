@@ -5,8 +5,9 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from retention import clock, ddb, due
-from retention.profiles import Profile
+from retention.core import clock, ddb
+from retention.customers.profile import Profile
+from retention.schedule import due
 
 
 def seed_profiles(stack: Any, n: int, now: Any) -> None:

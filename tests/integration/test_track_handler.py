@@ -16,7 +16,7 @@ from types import ModuleType
 from typing import Any
 
 import pytest
-from retention import clock, ddb
+from retention.core import clock, ddb
 
 from tests.integration.test_ingest import raw_events
 from tests.support import LambdaContext

@@ -9,7 +9,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from retention.analytics import (
+from retention.analytics.stats import (
     COUNTERS,
     RELATIONSHIP_STEPS,
     REPORT_KEYS,
@@ -23,7 +23,7 @@ from retention.analytics import (
     two_sided_p_value,
     uplift,
 )
-from retention.errors import BadRequestError
+from retention.core.errors import BadRequestError
 
 # --------------------------------------------------------------------------------- normal and z test
 

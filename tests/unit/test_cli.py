@@ -220,10 +220,10 @@ def test_exit_codes() -> None:
 
 
 def test_simulate_exit_and_cooldown() -> None:
-    from retention.config import Settings
-    from retention.previews import simulate
-    from retention.profiles import Profile
-    from retention.rules import parse_rule
+    from retention.admin.previews import simulate
+    from retention.core.config import Settings
+    from retention.customers.profile import Profile
+    from retention.language.rules import parse_rule
     rule = parse_rule({"id": "cart", "trigger": {"event": "Checkout Started"},
                        "exit_when": {"event": "Order Completed"}, "re_entry": {"cooldown": "2d"},
                        "steps": [{"wait": "4h"}, {"send": {"channel": "email", "template": "t"}}]})
@@ -267,8 +267,8 @@ def test_import_fails_fast_when_the_api_never_answered(tmp_path: Path) -> None:
 
 
 def test_report_tables_charts_and_html(tmp_path: Path) -> None:
-    from retention.analytics import rule_report
-    from retention.nps import aggregate
+    from retention.analytics.stats import rule_report
+    from retention.surveys.nps import aggregate
 
     from cli.report import activity_chart, html_page, nps_chart, print_rule, variants_chart
     rows = [{"date": "2026-11-0" + str(d), "step": 3, "variant": v, "sent": 150, "delivered": 148, "opened": 60,

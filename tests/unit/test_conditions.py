@@ -5,8 +5,10 @@ from typing import Any
 
 import pytest
 from pydantic import BaseModel
-from retention import clock
-from retention.conditions import (
+from retention.core import clock
+from retention.core.errors import ValidationError
+from retention.core.yamlio import LineMap, format_validation_error, load_yaml_documents
+from retention.language.conditions import (
     AllCondition,
     Condition,
     evaluate,
@@ -16,8 +18,6 @@ from retention.conditions import (
     referenced_fields,
     referenced_segments,
 )
-from retention.errors import ValidationError
-from retention.yamlio import LineMap, format_validation_error, load_yaml_documents
 
 NOW = datetime(2024, 6, 1, 12, 0, tzinfo=UTC)
 

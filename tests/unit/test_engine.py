@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from retention.config import Settings
-from retention.engine import Definitions, Engine, in_global_control, running
-from retention.rules import parse_rule
+from retention.core.config import Settings
+from retention.journeys.engine import Definitions, Engine, in_global_control, running
+from retention.language.rules import parse_rule
 
 BASE = {"trigger": {"event": "Checkout Started"}, "steps": [{"send": {"channel": "email", "template": "t"}}]}
 
@@ -38,7 +38,7 @@ def test_a_control_journey_runs_until_it_ends() -> None:
 def test_keyed_journeys_one_slot_per_order_and_pruned_when_old() -> None:
     from datetime import UTC, datetime
 
-    from retention.engine import _prune_keyed, journey_slot, rule_of
+    from retention.journeys.engine import _prune_keyed, journey_slot, rule_of
     keyed = parse_rule({"id": "order-status", "journey_key": "order_id", **BASE})
     plain = parse_rule({"id": "plain", **BASE})
     assert journey_slot(keyed, {"order_id": "X1"}) == "order-status#X1"

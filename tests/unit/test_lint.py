@@ -5,7 +5,7 @@ from __future__ import annotations
 import textwrap
 from typing import Any
 
-from retention import lint, rules
+from retention.language import lint, rules
 
 UNSUB = '<p><a href="{{ links.unsubscribe }}">Отписаться</a></p>'
 

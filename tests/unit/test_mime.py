@@ -3,8 +3,8 @@ from datetime import UTC, datetime, timedelta, timezone
 from email import policy
 
 import pytest
-from retention.errors import BadRequestError
-from retention.mime import build_email, format_date, parse_email
+from retention.core.errors import BadRequestError
+from retention.messaging.mime import build_email, format_date, parse_email
 
 NOW = datetime(2026, 11, 24, 10, 0, 5, tzinfo=UTC)
 SUBJECT = "Анна, вы забыли 2 товара в корзине — вернитесь и получите скидку 10 % на весь заказ до 24 ноября"

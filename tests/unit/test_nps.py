@@ -8,9 +8,9 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from retention import clock
-from retention.errors import BadRequestError
-from retention.nps import (
+from retention.core import clock
+from retention.core.errors import BadRequestError
+from retention.surveys.nps import (
     NpsResponse,
     WebhookPayload,
     aggregate,

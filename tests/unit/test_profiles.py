@@ -8,9 +8,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from retention import profiles
-from retention.profiles import Profile, apply_message, compute_kpis, facts, merge_profiles
-from retention.wire import Message
+from retention.customers import profile as profiles
+from retention.customers.profile import Profile, apply_message, compute_kpis, facts, merge_profiles
+from retention.ingestion.wire import Message
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 _ids = itertools.count()

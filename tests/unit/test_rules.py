@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 import yaml
-from retention import rules
-from retention.errors import ValidationError
-from retention.rules import (
+from retention.core.errors import ValidationError
+from retention.language import rules
+from retention.language.rules import (
     RuleValidationError,
     choose_variant,
     diff_rules,

@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from retention import lint, rules, segments, templates
-from retention.sms import sms_segments
+from retention.language import lint, rules, segments, templates
+from retention.messaging.sms import sms_segments
 
 SCENARIOS = Path(__file__).resolve().parents[2] / "scenarios"
 RULE_IDS = {

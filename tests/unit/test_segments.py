@@ -6,9 +6,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from retention import clock, segments
-from retention.errors import ValidationError
-from retention.segments import (
+from retention.core import clock
+from retention.core.errors import ValidationError
+from retention.core.yamlio import load_yaml_documents
+from retention.language import segments
+from retention.language.segments import (
     Evaluation,
     SegmentGroup,
     Transition,
@@ -19,7 +21,6 @@ from retention.segments import (
     membership_set,
     summarize,
 )
-from retention.yamlio import load_yaml_documents
 
 T0 = datetime(2024, 1, 1, 10, 0, tzinfo=UTC)
 DAY = timedelta(days=1)

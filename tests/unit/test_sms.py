@@ -1,6 +1,6 @@
 import pytest
-from retention.errors import BadRequestError
-from retention.sms import clean_sms, normalize_phone, prepare_sms, sms_segments
+from retention.core.errors import BadRequestError
+from retention.messaging.sms import clean_sms, normalize_phone, prepare_sms, sms_segments
 
 
 @pytest.mark.parametrize(

@@ -2,9 +2,9 @@ from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
-from retention import templates
-from retention.errors import ValidationError
-from retention.templates import (
+from retention.core.errors import ValidationError
+from retention.language import templates
+from retention.language.templates import (
     Rendered,
     Template,
     TemplateRenderError,

@@ -3,8 +3,8 @@ import hmac
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from retention.errors import BadRequestError, UnauthorizedError
-from retention.tokens import (
+from retention.core.errors import BadRequestError, UnauthorizedError
+from retention.core.tokens import (
     SignatureError,
     TokenError,
     TokenExpiredError,

@@ -10,8 +10,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from retention import clock, wire
-from retention.errors import BadRequestError, PayloadTooLargeError
+from retention.core import clock
+from retention.core.errors import BadRequestError, PayloadTooLargeError
+from retention.ingestion import wire
 
 FIXTURES = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "segment-wire"
 if not FIXTURES.exists():  # the repo may sit elsewhere; /work/shared is the shared checkout

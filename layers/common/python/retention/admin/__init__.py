@@ -1,0 +1,1 @@
+"""Admin: the customer view, statistics, previews, dry-run and definition apply."""

@@ -1,0 +1,701 @@
+"""What the admin API does beyond CRUD, for the marketer CLI and the web console:
+
+- definitions validated with `file:line` (the client names its file in `X-Retention-Source`; YAML keeps
+  its line map) and applied with their text; a changed segment group fans out a recompute;
+- rule **preview**: every send step of a rule rendered for one customer (subject, text, SMS) with the
+  real renderer and a synthetic `SendRequest` — nothing is claimed, sent or written;
+- rule **dry-run**: the stored events of the last N days replayed through the rule's trigger, exit
+  and step timing on copies of the profiles, one page of the events table per call (a cursor);
+  the engine's writing paths are never called;
+- **segment counts**: one page of profiles per call, a condition or a segment, with a cursor;
+- **manual segment assignments** with a reason and an expiry, then a re-evaluation of the customer.
+
+Cursors are opaque strings (base64 of DynamoDB's LastEvaluatedKey); a client passes them back as is.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from retention.core import clock, ddb, yamlio
+from retention.core.errors import BadRequestError, NotFoundError, RetentionError, ValidationError
+from retention.core.runtime import Deps
+from retention.customers.store import ProfileRepo, from_item, profile_pk
+from retention.language import conditions
+from retention.messaging.rendering import Library
+
+DRY_RUN_PAGE = 200  # events read per dry-run call (the last customer of a page is always completed)
+COUNT_PAGE = 500  # profile-table items examined per count call
+MAX_PAGE = 1000
+MAX_DAYS = 400  # the events table keeps 400 days by default
+MAX_STEPS = 50  # as the engine: a journey that runs more steps than this in one go is cut
+REPLAYABLE_TRIGGERS = ("event", "segment_entered", "segment_exited")
+ATTEMPTS = 6
+
+# ---------------------------------------------------------------------------------------------------
+# cursors
+
+
+def encode_cursor(key: Mapping[str, Any] | None) -> str | None:
+    if not key:
+        return None
+    raw = json.dumps(key, separators=(",", ":"), sort_keys=True).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: Any) -> dict[str, Any] | None:
+    if cursor in (None, ""):
+        return None
+    if not isinstance(cursor, str):
+        raise BadRequestError("cursor must be the string returned by the previous call")
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        key = json.loads(base64.urlsafe_b64decode(padded.encode()))
+    except (ValueError, binascii.Error) as exc:
+        raise BadRequestError("invalid cursor: pass back the cursor of the previous answer unchanged") from exc
+    if not isinstance(key, dict) or set(key) != {"pk", "sk"} or not all(
+            isinstance(v, dict) and isinstance(v.get("S"), str) for v in key.values()):
+        raise BadRequestError("invalid cursor: pass back the cursor of the previous answer unchanged")
+    return key
+
+
+def _page_limit(value: Any, default: int) -> int:
+    if value in (None, ""):
+        return default
+    try:
+        limit = int(value)
+    except (TypeError, ValueError):
+        raise BadRequestError(f"limit must be a whole number, got {value!r}") from None
+    return min(max(limit, 1), MAX_PAGE)
+
+
+# ---------------------------------------------------------------------------------------------------
+# definitions: parse with lines, validate with lines
+
+
+def parse_definition_text(text: str, source: str) -> tuple[dict[str, Any], yamlio.LineMap]:
+    """One YAML (or JSON) document with its line map; more or fewer is an error naming the source."""
+    documents = yamlio.load_yaml_documents(text, source)
+    if not documents:
+        raise ValidationError(f"{source}: empty document: a definition is a mapping")
+    if len(documents) > 1:
+        second = documents[1][1].line_for(())
+        where = f"{source}:{second}" if second else source
+        raise ValidationError(f"{where}: one definition per request; this body holds {len(documents)} documents")
+    body, linemap = documents[0]
+    if not isinstance(body, dict):
+        raise ValidationError(yamlio.located(source, linemap, (), "a definition is a mapping"))
+    return body, linemap
+
+
+_TEMPLATE_PROBLEM = re.compile(
+    r"^(locales\.[^.:\s]+(?:\.(?:subject|preheader|html|text|sms))?):\s*(?:line (\d+):\s*)?(.*)$", re.S)
+
+
+def template_problems(body: Any, source: str, linemap: yamlio.LineMap | None = None) -> list[str]:
+    """Everything wrong with a template document, each as `source:line: path: message` (the line of a
+    Jinja error inside a block scalar is the file's line, not the part's)."""
+    import pydantic
+
+    from retention.language.templates import Template, validate_template
+    if not isinstance(body, Mapping):
+        return [yamlio.located(source, linemap, (), "a template is a mapping with id, category and locales")]
+    lines = linemap or yamlio.LineMap.from_data(body)
+    try:
+        template = Template.model_validate(dict(body))
+    except pydantic.ValidationError as exc:
+        return yamlio.validation_messages(exc, lines, source)
+    out = []
+    for problem in validate_template(template):
+        match = _TEMPLATE_PROBLEM.match(problem)
+        if not match:
+            out.append(f"{source}: {problem}")
+            continue
+        dotted, inner, message = match.groups()
+        path = tuple(dotted.split(".", 2))
+        line = lines.line_for(path)
+        value: Any = body
+        for part in path:
+            value = value.get(part) if isinstance(value, Mapping) else None
+        if inner and line is not None:
+            # a multi-line part is a block scalar (`html: |`): its first line is the one after the key
+            line += int(inner) if isinstance(value, str) and "\n" in value else 0
+            message = f"line {inner} of the {path[-1]}: {message}"
+        where = f"{source}:{line}" if line is not None else source
+        out.append(f"{where}: {dotted}: {message}")
+    return out
+
+
+def locate_warning(source: str, linemap: yamlio.LineMap | None, message: str, locale: str | None = None,
+                   code: str = "") -> str:
+    """`source:line` of a lint warning: `steps[i]` in the message, else the locale's part."""
+    path: tuple[Any, ...] = ()
+    step = re.match(r"^steps\[(\d+)\]", message)
+    if step:
+        path = ("steps", int(step.group(1)))
+    elif locale:
+        part = "sms" if code.startswith("sms") else "subject" if code.startswith("subject") else None
+        path = ("locales", locale, part) if part else ("locales", locale)
+    line = linemap.line_for(path) if linemap is not None and path else None
+    return f"{source}:{line}" if line is not None else source
+
+
+# ---------------------------------------------------------------------------------------------------
+# dry-run: the pure part (a rule, one customer's profile copy and events → the journeys it would run)
+
+
+def _as_dt(value: Any) -> datetime:
+    return value if isinstance(value, datetime) else clock.parse_iso(str(value))
+
+
+def _can_enter(rule: Any, last: dict[str, Any] | None, at: datetime) -> bool:
+    """The engine's re-entry rule, at the time of the event (`last` = the previous simulated entry)."""
+    if last is None:
+        return True
+    if last["active_until"] is None or at < last["active_until"]:
+        return False
+    if not rule.re_entry.allowed:
+        return False
+    cooldown = rule.re_entry.cooldown or timedelta(0)
+    return last["entered"] + cooldown <= at
+
+
+def plan_steps(rule: Any, profile: Any, facts: dict[str, Any], start: datetime, tz: str) -> tuple[
+        list[dict[str, Any]], datetime | None]:
+    """The steps a journey entered at `start` runs, with their times; and when it completes (None: it
+    would run more than MAX_STEPS steps). Branches are decided on `facts` (today's profile and the
+    trigger event); an opened/clicked check assumes no engagement, which a dry-run cannot know."""
+    from retention.language import rules as rules_mod
+    out: list[dict[str, Any]] = []
+    at = start
+    index: int | None = 0
+    for _ in range(MAX_STEPS):
+        step = rule.step_at(index) if index is not None else None
+        if step is None:
+            return out, at
+        assert index is not None
+        row: dict[str, Any] = {"step": index, "kind": step.kind, "at": clock.iso(at)}
+        if step.id:
+            row["label"] = step.id
+        nxt = rule.next_index(index)
+        if isinstance(step, rules_mod.WaitStep):
+            at = rules_mod.next_wait_due(step, at, tz)
+            row["until"] = clock.iso(at)
+        elif isinstance(step, rules_mod.SendStep):
+            template, variant = rules_mod.choose_variant(step, profile.id, rule.id)
+            row.update(template=template, variant=variant, channel=step.send.channel)
+        elif isinstance(step, rules_mod.BranchStep | rules_mod.GotoStep):
+            if isinstance(step, rules_mod.GotoStep):
+                taken = True
+            elif step.branch.engagement is not None:
+                taken = step.branch.engagement.expected is False  # "not opened" holds when nothing is known
+                row["assumed"] = f"no {step.branch.engagement.what} message"
+            else:
+                condition = step.branch.condition
+                taken = condition is None or bool(conditions.evaluate(condition, {**facts, "now": at}))
+            row["taken"] = taken
+            nxt = rule.next_index(index, branch_taken=taken)
+            row["next"] = "end" if nxt is None else nxt
+            row["kind"] = "branch"
+        elif isinstance(step, rules_mod.SetSegmentStep):
+            row.update(group=step.set_segment.group, segment=step.set_segment.segment)
+        elif isinstance(step, rules_mod.ClearSegmentStep):
+            row.update(group=step.clear_segment.group)
+        out.append(row)
+        index = nxt
+    return out, None
+
+
+def simulate(rule: Any, profile: Any, events: Sequence[Mapping[str, Any]], *, since: datetime, now: datetime,
+             settings: Any) -> list[dict[str, Any]]:
+    """The journeys `rule` would have run for one customer over `events` (time order, each
+    {name, properties, timestamp, message_id}) from `since`, on a copy of the profile. Pure."""
+    from retention.customers.profile import facts as profile_facts
+    from retention.journeys.engine import in_global_control
+    from retention.language.rules import in_holdout
+    base_facts = profile_facts(profile, now)
+    tz = str(profile.traits.get("timezone") or settings.default_timezone)
+    journeys: list[dict[str, Any]] = []
+    last: dict[str, Any] | None = None
+    stored = (profile.journeys or {}).get(rule.id)
+    if stored and stored.get("entered_at") and _as_dt(stored["entered_at"]) < since:
+        # a journey entered before the window still counts for re-entry (still active, or its cooldown)
+        ended = stored.get("ended_at")
+        last = {"entered": _as_dt(stored["entered_at"]),
+                "active_until": _as_dt(ended) if ended else (None if stored.get("state") == "active" else since)}
+    for ev in events:
+        at = _as_dt(ev["timestamp"])
+        if at < since:
+            continue
+        name, props = str(ev.get("name") or ""), ev.get("properties") or {}
+        current = journeys[-1] if journeys else None
+        running = current is not None and not current["holdout"] and current["state"] != "exited" \
+            and last is not None and (last["active_until"] is None or at < last["active_until"])
+        if running and current is not None and last is not None and rule.exit_matches(name, props):
+            current["state"] = "exited"
+            current["exit"] = {"at": clock.iso(at), "event": name}
+            current["steps"] = [s for s in current["steps"] if s["at"] <= clock.iso(at)]
+            last["active_until"] = at
+            continue
+        if not rule.trigger_matches_event(name, props) or not _can_enter(rule, last, at):
+            continue
+        holdout = in_holdout(profile.id, rule.id, float(rule.holdout_percent or 0)) or (
+            not rule.is_transactional and in_global_control(profile.id, settings.control_group_percent))
+        trigger = {"name": name, "properties": props, "timestamp": at}
+        entry: dict[str, Any] = {"customer_id": profile.id, "entered_at": clock.iso(at),
+                                 "trigger": {"event": name, "message_id": ev.get("message_id")},
+                                 "holdout": holdout, "state": "control" if holdout else "active", "steps": []}
+        if holdout:
+            last = {"entered": at, "active_until": at}
+        else:
+            steps, done = plan_steps(rule, profile, {**base_facts, "event": trigger}, at, tz)
+            entry["steps"] = steps
+            if done is None:
+                entry["state"] = "exited"
+                entry["exit"] = {"at": steps[-1]["at"] if steps else clock.iso(at), "event": "too_many_steps"}
+                done = at
+            elif done <= now:
+                entry["state"] = "completed"
+            last = {"entered": at, "active_until": done}
+            entry["ends_at"] = clock.iso(done)
+        journeys.append(entry)
+    now_iso = clock.iso(now)
+    for entry in journeys:
+        for step in entry["steps"]:
+            step["future"] = step["at"] > now_iso
+    return journeys
+
+
+# ---------------------------------------------------------------------------------------------------
+# the admin API's service
+
+
+class Previews:
+    def __init__(self, d: Deps) -> None:
+        self.d = d
+        self.repo = ProfileRepo(d.dynamodb, d.env.profiles_table)
+        self.library = Library(d.config)
+
+    # ---- definitions ---------------------------------------------------------------------------------
+    def validate(self, kind: str, body: dict[str, Any], *, source: str, linemap: yamlio.LineMap | None = None,
+                 text: str | None = None) -> Any:
+        """A definition checked against what is applied; errors list every problem as `source:line: …`."""
+        if kind == "RULE":
+            from retention.admin.views import Admin
+            return Admin(self.d).validate(kind, body, source, linemap=linemap)
+        if kind == "TEMPLATE":
+            from retention.language.templates import Template
+            problems = template_problems(body, source, linemap)
+            if problems:
+                raise ValidationError("\n".join(problems))
+            return Template.model_validate(body)
+        if kind == "SEGDEF":
+            from retention.language.segments import load_groups
+            group = body.get("group")
+            current = {f"SEGDEF#{k}": v["body"] for k, v in self.d.config.current("SEGDEF").items() if k != group}
+            groups = load_groups({**current, source: text if text is not None else body})
+            return next(g for g in groups if g.group == group)
+        raise BadRequestError(f"unknown kind {kind}")
+
+    def apply(self, kind: str, def_id: str, body: dict[str, Any], *, source: str,
+              linemap: yamlio.LineMap | None = None, text: str | None = None, author: str = "api") -> dict[str, Any]:
+        key = "group" if kind == "SEGDEF" else "id"
+        body.setdefault(key, def_id)
+        if body[key] != def_id:
+            raise BadRequestError(f"{key} in the body ('{body[key]}') differs from the URL ('{def_id}')")
+        self.validate(kind, body, source=source, linemap=linemap, text=text)
+        stored_text = text.strip("\n") + "\n" if text and text.strip() else None
+        item = self.d.config.apply(kind, def_id, body, text=stored_text, enabled=bool(body.get("enabled", True)),
+                                   author=author)
+        out = {"id": def_id, "version": int(item["version"]), "changed": bool(item.get("changed", True))}
+        self._recompute(kind, out)
+        return out
+
+    def rollback(self, kind: str, def_id: str, version: int | None = None) -> dict[str, Any]:
+        item = self.d.config.rollback(kind, def_id, version)
+        out = {"id": def_id, "version": int(item["version"]), "changed": bool(item.get("changed", True))}
+        self._recompute(kind, out)
+        return out
+
+    def _recompute(self, kind: str, out: dict[str, Any]) -> None:
+        """A changed segment group re-evaluates every profile (parallel scan fanned out over SQS)."""
+        if kind == "SEGDEF" and out["changed"] and self.d.env.recompute_queue_url:
+            from retention.schedule.recompute import Recompute
+            out["recompute"] = Recompute(self.d).fan_out("definition_change")
+
+    def lint(self, kind: str, def_id: str) -> dict[str, Any]:
+        from retention.language import lint
+        item = self.d.config.get_definition(kind, def_id)
+        if kind == "RULE":
+            rule = self.rule(def_id)
+            warnings = lint.lint_rule(rule, self.library.templates())
+        elif kind == "TEMPLATE":
+            warnings = lint.lint_template(item["body"])
+        else:
+            raise BadRequestError("lint covers rules and templates")
+        return {"id": def_id, "version": int(item["version"]),
+                "warnings": [w._asdict() for w in warnings]}
+
+    # ---- rules ---------------------------------------------------------------------------------------
+    def rule(self, rule_id: str, definition: Any = None) -> Any:
+        """The applied rule, or a draft sent with the request (validated like an apply)."""
+        from retention.language.rules import parse_rule
+        if definition is not None:
+            if not isinstance(definition, dict):
+                raise BadRequestError("definition is a rule document (an object)")
+            definition = dict(definition)
+            definition.setdefault("id", rule_id)
+            if definition["id"] != rule_id:
+                raise BadRequestError(f"id in the definition ('{definition['id']}') differs from the URL ('{rule_id}')")
+            return self.validate("RULE", definition, source=f"rules/{rule_id}")
+        try:
+            item = self.d.config.get_definition("RULE", rule_id)
+        except NotFoundError:
+            raise NotFoundError(f"rule '{rule_id}' not found") from None
+        return parse_rule(item["body"], source=f"rule {rule_id}")
+
+    def _customer(self, customer_id: str, now: datetime) -> Any:
+        sp = self.repo.load(customer_id, now, consistent=False)
+        if not sp.exists or sp.profile.erased:
+            raise NotFoundError(f"customer '{customer_id}' not found")
+        return sp
+
+    def _trigger_event(self, rule: Any, profile: Any) -> tuple[dict[str, Any], str]:
+        """The event a preview renders with: the journey's own trigger, else the customer's latest event
+        that starts the rule, else the sample order of the template library."""
+        journey = (profile.journeys or {}).get(rule.id) or {}
+        trig = journey.get("trigger") or {}
+        if trig.get("name"):
+            return {"name": trig["name"], "properties": trig.get("properties") or {}}, "journey"
+        for item in ddb.query(self.d.dynamodb, self.d.env.events_table, profile_pk(profile.id), forward=False,
+                              limit=200):
+            props = json.loads(item["properties"]) if item.get("properties") else {}
+            if item.get("event") and rule.trigger_matches_event(item["event"], props):
+                return {"name": item["event"], "properties": props}, "event"
+        from retention.language.templates import sample_context
+        sample = sample_context()["event"]
+        names = rule.trigger_events
+        return {"name": names[0] if names else sample["name"], "properties": sample["properties"]}, "sample"
+
+    def preview(self, rule_id: str, customer_id: str, *, definition: Any = None,
+                event: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """Every send step (every variant) rendered for the customer, with the checks the sender would
+        make; no ledger, no send, no write."""
+        from retention.customers.profile import consent_flags
+        from retention.customers.profile import facts as profile_facts
+        from retention.language.rules import choose_variant
+        from retention.messaging.rendering import Renderer
+        from retention.messaging.requests import SendRequest
+        now = clock.now()
+        rule = self.rule(rule_id, definition)
+        profile = self._customer(customer_id, now).profile
+        if event is not None:
+            if not isinstance(event, Mapping) or not isinstance(event.get("properties", {}), Mapping):
+                raise BadRequestError("event is {name, properties}")
+            trigger, origin = {"name": event.get("name"), "properties": dict(event.get("properties") or {})}, "request"
+        else:
+            trigger, origin = self._trigger_event(rule, profile)
+        renderer = Renderer(self.d.config, self.d.env)
+        templates = self.library.templates()
+        facts = {**profile_facts(profile, now), "event": {**trigger, "timestamp": now}}
+        audience = rule.audience is None or bool(conditions.evaluate(rule.audience, facts))
+        consent = consent_flags(profile)
+        messages = []
+        for index, step in rule.send_steps():
+            _, chosen = choose_variant(step, profile.id, rule.id)
+            spec = step.send
+            options = [(v.template, str(v.name)) for v in spec.variants] if spec.variants else \
+                [(str(spec.template), "default")]
+            for template_id, variant in options:
+                channel, skip = self._channel(spec.channel, profile, rule, consent)
+                row: dict[str, Any] = {"step": index, "label": step.id, "variant": variant, "template": template_id,
+                                       "chosen": variant == chosen, "channel": channel or spec.channel,
+                                       "subject": None, "text": None, "html": None, "sms": None, "error": None,
+                                       "would_skip": skip or (None if audience else "audience")}
+                template = templates.get(template_id)
+                if template is None:
+                    row["error"] = f"template '{template_id}' is not applied"
+                    messages.append(row)
+                    continue
+                req = SendRequest(customer_id=profile.id, rule=rule.id, entry="preview", step=index,
+                                  channel=row["channel"], template=template_id, variant=variant,
+                                  transactional=rule.is_transactional, event=trigger)
+                try:
+                    row.update(self._render(renderer, template, req, profile, row["channel"], now))
+                except (RetentionError, LookupError, KeyError, ValueError) as exc:
+                    row["error"] = getattr(exc, "message", None) or str(exc)
+                messages.append(row)
+        return {"rule": rule.id, "customer_id": profile.id, "trigger": {**trigger, "source": origin},
+                "audience": audience, "consent": consent, "messages": messages}
+
+    @staticmethod
+    def _channel(channel: str, profile: Any, rule: Any, consent: dict[str, bool]) -> tuple[str | None, str | None]:
+        """(the channel used, why the sender would skip it), as the sender decides."""
+        traits = profile.traits
+        has = {"email": bool(traits.get("email")), "sms": bool(traits.get("phone"))}
+        marketing = not rule.is_transactional
+        if channel == "preferred":
+            usable = [ch for ch in ("email", "sms") if has[ch] and (not marketing or consent.get(ch))]
+            preferred = str(traits.get("preferred_channel") or "").lower()
+            if preferred in usable:
+                return preferred, None
+            return (usable[0], None) if usable else (None, "no_channel")
+        if not has[channel]:
+            return channel, "no_address" if channel == "email" else "no_phone"
+        if profile.suppressed.get(channel):
+            return channel, "suppressed"
+        if marketing and not consent.get(channel):
+            return channel, "no_consent"
+        return channel, None
+
+    @staticmethod
+    def _render(renderer: Any, template: Any, req: Any, profile: Any, channel: str | None,
+                now: datetime) -> dict[str, Any]:
+        from retention.language import templates as templates_mod
+        if channel is None:
+            channel = "email" if "email" in template.channels(profile.traits.get("locale")) else "sms"
+        address = profile.traits.get("email") if channel == "email" else profile.traits.get("phone")
+        if address:
+            out = renderer.render(req, profile, channel, now)
+            if channel == "sms":
+                return {"channel": channel, "sms": out.sms or out.text}
+            return {"channel": channel, "subject": out.subject, "text": out.text, "html": out.html}
+        # no address: the same context and template, without the MIME envelope
+        ctx = renderer.context(req, profile, channel, now)
+        rendered = templates_mod.render(template, ctx["locale"], ctx, channel="sms" if channel == "sms" else "email")
+        if channel == "sms":
+            return {"channel": channel, "sms": rendered.sms or rendered.text}
+        return {"channel": channel, "subject": rendered.subject, "text": rendered.text, "html": rendered.html}
+
+    def dry_run(self, rule_id: str, *, days: Any, cursor: Any = None, limit: Any = None,
+                definition: Any = None) -> dict[str, Any]:
+        """One page of the events table (events of the last `days` days) replayed through the rule.
+
+        A page ends on a customer boundary: the partition the scan stopped in is read to its end, and
+        the cursor points past it, so every customer is simulated once with all of his events."""
+        try:
+            n_days = float(days)
+        except (TypeError, ValueError):
+            raise BadRequestError(f"days must be a number, got {days!r}") from None
+        if not 0 < n_days <= MAX_DAYS:
+            raise BadRequestError(f"days must be between 1 and {MAX_DAYS}")
+        rule = self.rule(rule_id, definition)
+        kind = rule.trigger.kind
+        if kind not in REPLAYABLE_TRIGGERS:
+            raise BadRequestError(
+                f"rule '{rule.id}' starts on {kind}: a dry-run replays stored events, which works for "
+                f"{', '.join(REPLAYABLE_TRIGGERS)} triggers")
+        now = clock.now()
+        since = now - timedelta(days=n_days)
+        start = decode_cursor(cursor)
+        table = self.d.env.events_table
+        kwargs: dict[str, Any] = {"TableName": table, "Limit": _page_limit(limit, DRY_RUN_PAGE),
+                                  "FilterExpression": "#ts >= :since", "ExpressionAttributeNames": {"#ts": "timestamp"},
+                                  "ExpressionAttributeValues": {":since": {"S": clock.iso(since)}}}
+        if start:
+            kwargs["ExclusiveStartKey"] = start
+        resp = self.d.dynamodb.scan(**kwargs)
+        examined = int(resp.get("ScannedCount", 0))
+        by_customer: dict[str, list[dict[str, Any]]] = {}
+        for raw in resp.get("Items", []):
+            item = ddb.deserialize(raw) or {}
+            by_customer.setdefault(item["pk"], []).append(item)
+        last_key = resp.get("LastEvaluatedKey")
+        next_key: dict[str, Any] | None = None
+        if last_key:
+            pk, sk = last_key["pk"]["S"], last_key["sk"]["S"]
+            last_sk = sk
+            for item in self._rest_of_partition(pk, sk):
+                examined += 1
+                last_sk = item["sk"]
+                if item.get("timestamp", "") >= clock.iso(since):
+                    by_customer.setdefault(pk, []).append(item)
+            next_key = ddb.key(pk, last_sk)
+        customers = [pk[2:] for pk in by_customer if pk.startswith("C#")]
+        profiles = self.repo.load_many(customers, now) if customers else {}
+        settings = self.d.config.settings()
+        entries: list[dict[str, Any]] = []
+        events_in_window = 0
+        for cid in customers:
+            sp = profiles[cid]
+            if not sp.exists or sp.profile.erased:
+                continue
+            events = []
+            for item in sorted(by_customer[profile_pk(cid)], key=lambda i: i["sk"]):
+                if item.get("type", "track") != "track" or not item.get("event"):
+                    continue
+                events.append({"name": item["event"], "timestamp": item["timestamp"],
+                               "message_id": item.get("message_id"),
+                               "properties": json.loads(item["properties"]) if item.get("properties") else {}})
+            events_in_window += len(events)
+            copy = sp.profile.model_copy(deep=True)
+            entries += simulate(rule, copy, events, since=since, now=now, settings=settings)
+        out: dict[str, Any] = {"rule": rule.id, "days": n_days, "from": clock.iso(since), "to": clock.iso(now),
+                               "examined": examined, "events": events_in_window, "customers": len(customers),
+                               "entries": entries, "cursor": encode_cursor(next_key)}
+        if not start:
+            out["total_estimate"] = self._item_count(table)
+            out["notes"] = [
+                "audience, consent and branch conditions are read on today's profiles",
+                "opened/clicked branches assume the customer did not open or click",
+                "sends are not checked against frequency caps or quiet hours",
+            ]
+        return out
+
+    def _rest_of_partition(self, pk: str, after_sk: str) -> list[dict[str, Any]]:
+        kwargs: dict[str, Any] = {"TableName": self.d.env.events_table,
+                                  "KeyConditionExpression": "pk = :p AND sk > :s",
+                                  "ExpressionAttributeValues": {":p": {"S": pk}, ":s": {"S": after_sk}}}
+        out: list[dict[str, Any]] = []
+        while True:
+            resp = self.d.dynamodb.query(**kwargs)
+            out += [ddb.deserialize(raw) or {} for raw in resp.get("Items", [])]
+            if not resp.get("LastEvaluatedKey"):
+                return out
+            kwargs["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
+
+    def _item_count(self, table: str) -> int | None:
+        """DynamoDB's item count (refreshed about every six hours): the denominator of a progress bar."""
+        try:
+            return int(self.d.dynamodb.describe_table(TableName=table)["Table"].get("ItemCount", 0))
+        except Exception:  # a progress estimate is not worth failing the call (no permission, throttling)
+            return None
+
+    # ---- segments ------------------------------------------------------------------------------------
+    def count(self, *, condition: Any = None, segment: Any = None, cursor: Any = None,
+              limit: Any = None) -> dict[str, Any]:
+        """Customers matching a condition (evaluated now) or holding a segment, over one page of the
+        profiles table; the client sums the pages."""
+        from retention.customers.profile import facts as profile_facts
+        from retention.language.segments import resolve_reference
+        if (condition is None) == (segment is None):
+            raise BadRequestError('give either "condition" (a condition object) or "segment" ("group/id" or "id")')
+        groups = self.library.segment_groups()
+        target: tuple[str, str] | None = None
+        cond = None
+        if condition is not None:
+            cond = conditions.parse_condition(condition, source="condition")
+            for ref, path in conditions.segment_reference_paths(cond, ("condition",)):
+                try:
+                    resolve_reference(groups, ref)
+                except ValueError as exc:
+                    raise ValidationError(f"{yamlio.format_path(path)}: {exc}") from None
+        else:
+            if not isinstance(segment, str) or not segment:
+                raise BadRequestError('segment is a string: "group/id" or "id"')
+            try:
+                target = resolve_reference(groups, segment)
+            except ValueError as exc:
+                raise NotFoundError(str(exc)) from None
+        start = decode_cursor(cursor)
+        table = self.d.env.profiles_table
+        kwargs: dict[str, Any] = {"TableName": table, "Limit": _page_limit(limit, COUNT_PAGE),
+                                  "FilterExpression": "#sk = :p", "ProjectionExpression": "#pk, #sk, #doc, #sends, #v",
+                                  "ExpressionAttributeNames": {"#pk": "pk", "#sk": "sk", "#doc": "doc",
+                                                               "#sends": "sends", "#v": "version"},
+                                  "ExpressionAttributeValues": {":p": {"S": "P"}}}
+        if start:
+            kwargs["ExclusiveStartKey"] = start
+        resp = self.d.dynamodb.scan(**kwargs)
+        now = clock.now()
+        matched = scanned = 0
+        for raw in resp.get("Items", []):
+            item = ddb.deserialize(raw) or {}
+            cid = str(item["pk"])[2:]
+            profile = from_item(cid, item, now).profile
+            if profile.erased:
+                continue
+            scanned += 1
+            if target is not None:
+                hit = target[1] in (profile.segments.get(target[0]) or {})
+            else:
+                assert cond is not None
+                hit = bool(conditions.evaluate(cond, profile_facts(profile, now)))
+            matched += int(hit)
+        out: dict[str, Any] = {"matched": matched, "scanned": scanned, "examined": int(resp.get("ScannedCount", 0)),
+                               "cursor": encode_cursor(resp.get("LastEvaluatedKey"))}
+        if target is not None:
+            out["segment"] = f"{target[0]}/{target[1]}"
+        if not start:
+            out["total_estimate"] = self._item_count(table)
+        return out
+
+    def assign(self, customer_id: str, group: Any, segment: Any, *, reason: Any, until: Any = None) -> dict[str, Any]:
+        """A manual assignment (`profile.meta.manual_segments[group]`), saved with the profile's version
+        check, then the customer's segments re-evaluated through the engine (transitions, journeys)."""
+        now = clock.now()
+        groups = {g.group: g for g in self.library.segment_groups()}
+        if not isinstance(group, str) or group not in groups:
+            raise NotFoundError(f"unknown segment group {group!r} (known: {', '.join(sorted(groups))})")
+        if not isinstance(segment, str) or groups[group].segment(segment) is None:
+            known = ", ".join(groups[group].segment_ids())
+            raise NotFoundError(f"group '{group}' has no segment {segment!r} (known: {known})")
+        if not isinstance(reason, str) or not reason.strip():
+            raise BadRequestError("a manual assignment needs a reason")
+        expires = self._until(until, now)
+        assignment = {"segment": segment, "reason": reason.strip(), "until": clock.iso(expires) if expires else None,
+                      "at": clock.iso(now)}
+        self._update_manual(customer_id, now, lambda manual: manual.__setitem__(group, assignment))
+        transitions = self._recheck(customer_id, now)
+        return {"customer_id": customer_id, "group": group, **assignment, "transitions": transitions,
+                "segments": self._segments_view(customer_id)}
+
+    def unassign(self, customer_id: str, group: str) -> dict[str, Any]:
+        now = clock.now()
+        removed: list[Any] = []
+        self._update_manual(customer_id, now, lambda manual: removed.append(manual.pop(group, None)))
+        if removed[-1] is None:
+            raise NotFoundError(f"customer '{customer_id}' has no manual assignment in group '{group}'")
+        transitions = self._recheck(customer_id, now)
+        return {"customer_id": customer_id, "group": group, "removed": removed[-1], "transitions": transitions,
+                "segments": self._segments_view(customer_id)}
+
+    @staticmethod
+    def _until(until: Any, now: datetime) -> datetime | None:
+        if until in (None, ""):
+            return None
+        from retention.language.rules import parse_duration
+        if not isinstance(until, str):
+            raise BadRequestError(f"until is a duration (30d) or an ISO timestamp, got {until!r}")
+        try:
+            expires = now + parse_duration(until)
+        except ValueError:
+            try:
+                expires = clock.parse_iso(until)
+            except ValueError:
+                raise BadRequestError(f"until is a duration (30d) or an ISO timestamp, got {until!r}") from None
+        if expires <= now:
+            raise BadRequestError(f"until ({clock.iso(expires)}) is not in the future")
+        return expires
+
+    def _update_manual(self, customer_id: str, now: datetime, change: Any) -> None:
+        for attempt in range(ATTEMPTS):
+            sp = self._customer(customer_id, now)
+            change(sp.profile.meta.setdefault("manual_segments", {}))
+            try:
+                self.repo.save(sp, now)
+                return
+            except Exception as exc:
+                if not ddb.is_conditional_failure(exc):
+                    raise
+                ddb.backoff(attempt + 1)  # someone else wrote the profile: read it again
+        raise RetentionError(f"customer '{customer_id}' kept changing; try again", code="conflict")
+
+    def _recheck(self, customer_id: str, now: datetime) -> int:
+        from retention.ingestion.ingestor import definitions
+        from retention.journeys.engine import Engine
+        from retention.schedule.tick import Ticker
+        d = self.d
+        ticker = Ticker(ddb_client=d.dynamodb, sqs=d.sqs, env=d.env, config=d.config)
+        return ticker.recheck(Engine(definitions(d.config)), customer_id, now)
+
+    def _segments_view(self, customer_id: str) -> dict[str, Any]:
+        from retention.admin.views import segments_view
+        profile = self.repo.load(customer_id, clock.now()).profile
+        return segments_view(profile.segments, self.library.segment_groups())

@@ -1,0 +1,1 @@
+"""Analytics: rule and segment statistics, counters, funnels."""

@@ -1,0 +1,56 @@
+"""What every HTTP function shares: JSON errors with `code` and `message` (Rudder's client retries a 4xx
+forever without them), mapping of domain exceptions, small HTML pages."""
+
+from __future__ import annotations
+
+import html
+import json
+from typing import Any
+
+from retention.core.errors import RetentionError
+
+
+def json_response(status: int, body: Any, headers: dict[str, str] | None = None) -> Any:
+    from aws_lambda_powertools.event_handler import Response
+    return Response(status_code=status, content_type="application/json",
+                    body=json.dumps(body, ensure_ascii=False, default=str), headers=headers or {})
+
+
+def error_response(exc: RetentionError) -> Any:
+    return json_response(exc.status, {"code": exc.code, "message": exc.message})
+
+
+def register_errors(app: Any, logger: Any) -> None:
+    from pydantic import ValidationError as PydanticValidationError
+
+    @app.exception_handler(RetentionError)
+    def _domain(exc: RetentionError) -> Any:
+        return error_response(exc)
+
+    @app.exception_handler(PydanticValidationError)
+    def _invalid(exc: PydanticValidationError) -> Any:
+        errors = exc.errors()
+        first: dict[str, Any] = dict(errors[0]) if errors else {}
+        where = ".".join(str(p) for p in first.get("loc", ()))
+        return json_response(400, {"code": "bad_request", "message": f"{where}: {first.get('msg', 'invalid')}"})
+
+    @app.not_found
+    def _not_found(exc: Exception) -> Any:
+        return json_response(404, {"code": "not_found", "message": "no such route"})
+
+
+def page(title: str, body_html: str, status: int = 200) -> Any:
+    """A minimal, self-contained HTML page (no external assets: it must render in any mail client's browser)."""
+    from aws_lambda_powertools.event_handler import Response
+    doc = f"""<!doctype html><html lang="ru"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width,initial-scale=1"><title>{html.escape(title)}</title>
+<style>body{{font-family:system-ui,sans-serif;max-width:36rem;margin:2rem auto;padding:0 1rem;color:#222}}
+button{{font-size:1rem;padding:.5rem 1rem;margin:.2rem}}textarea{{width:100%;min-height:6rem}}
+.scores button{{min-width:2.5rem}}</style></head><body><h1>{html.escape(title)}</h1>{body_html}</body></html>"""
+    return Response(status_code=status, content_type="text/html; charset=utf-8", body=doc)
+
+
+def form_fields(body: str | None) -> dict[str, str]:
+    from urllib.parse import parse_qs
+    parsed = parse_qs(body or "", keep_blank_values=True)
+    return {k: v[-1] for k, v in parsed.items()}

@@ -1,0 +1,1 @@
+"""Customers: the profile model and the one owner of the profile table's keys."""

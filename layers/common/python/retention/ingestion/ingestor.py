@@ -1,0 +1,580 @@
+"""track_event's library: exactly-once storage of Segment messages, identity, profiles, segments and
+journey starts, in the ingestion path.
+
+Per customer one TransactWriteItems holds the messageId markers (conditional puts: a retried or
+concurrent message loses there), the raw events, the profile (conditional on its version) and the
+due items of what the events started. Either all of it lands or none, so a crash never leaves a
+marker without its effect. Events of one customer inside a batch update the profile once.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict, deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from retention.core import clock, ddb
+from retention.core.config import ConfigStore
+from retention.core.settings import Env
+from retention.customers.profile import merge_profiles
+from retention.customers.store import (
+    ProfileRepo,
+    StoredProfile,
+    email_key,
+    profile_pk,
+    to_item,
+    tombstone_item,
+    version_condition,
+)
+from retention.ingestion.wire import Message, Rejection
+from retention.journeys.engine import Definitions, Effects, Engine
+from retention.messaging.rendering import Library
+from retention.messaging.requests import SendRequest, add_counters, suppression_key
+from retention.schedule import due
+
+MAX_TXN_ITEMS = 100
+CHUNK = 24  # messages per transaction: markers + events + profile + due/history items stay under 100
+INTEREST_EVENTS = {"Product Viewed": "viewed", "Product Clicked": "viewed", "Product Added": "carted",
+                   "Product Added to Wishlist": "subscribed", "Back in Stock Subscribed": "subscribed",
+                   "Price Drop Subscribed": "subscribed", "Product Subscribed": "subscribed"}
+PRODUCT_EVENTS = ("Product Back in Stock", "Product Price Dropped", "Product Low Stock")
+ATTEMPTS = 6
+
+
+class ContentionError(RuntimeError):
+    """A profile kept changing under us for every attempt: the request may be retried as a whole."""
+
+
+_RETRYABLE = ("TransactionCanceledException", "TransactionConflictException", "ConditionalCheckFailedException")
+
+
+@dataclass
+class IngestResult:
+    accepted: int = 0
+    duplicates: int = 0
+    rejected: list[Rejection] = field(default_factory=list)
+    sends: int = 0
+
+
+@dataclass
+class _Outcome:
+    stored: list[Message] = field(default_factory=list)  # newly stored (not duplicates)
+    duplicates: int = 0
+    sends: list[SendRequest] = field(default_factory=list)
+    counters: list[Any] = field(default_factory=list)
+    transitions: list[Any] = field(default_factory=list)
+
+
+def customer_of(msg: Message, aliases: dict[str, str]) -> str:
+    if msg.user_id:
+        return msg.user_id
+    anon = msg.anonymous_id or ""
+    return aliases.get(anon) or f"anon:{anon}"
+
+
+def definitions(config: ConfigStore) -> Definitions:
+    lib = Library(config)
+    return Definitions(rules=lib.enabled_rules(), groups=lib.segment_groups(), settings=config.settings())
+
+
+class Ingestor:
+    def __init__(self, *, ddb_client: Any, sqs: Any, env: Env, config: ConfigStore, workers: int = 8) -> None:
+        self.ddb = ddb_client
+        self.sqs = sqs
+        self.env = env
+        self.config = config
+        self.repo = ProfileRepo(ddb_client, env.profiles_table)
+        self.workers = workers
+
+    def ingest(self, messages: list[Message], source_id: str, *, now: datetime | None = None) -> IngestResult:
+        now = now or clock.now()
+        result = IngestResult()
+        seen: set[str] = set()
+        unique: list[Message] = []
+        for msg in messages:
+            if msg.message_id in seen:
+                result.duplicates += 1
+                result.accepted += 1
+                continue
+            seen.add(msg.message_id)
+            unique.append(msg)
+        if not unique:
+            return result
+        defs = definitions(self.config)
+        engine = Engine(defs)
+        aliases = self._aliases(sorted(_anonymous_ids(unique)))
+        groups: dict[str, list[Message]] = defaultdict(list)
+        for msg in unique:
+            groups[customer_of(msg, aliases)].append(msg)
+        profiles = self.repo.load_many(list(groups), now)
+        sends: list[SendRequest] = []
+        counters: list[tuple[str, int, str, dict[str, float], str]] = []
+        stored: list[Message] = []
+
+        def run(cid: str) -> _Outcome:
+            return self._customer(engine, defs, source_id, profiles[cid], groups[cid], now)
+
+        if len(groups) == 1 or self.workers <= 1:
+            outcomes = [run(cid) for cid in groups]
+        else:  # customers are independent: their transactions go out in parallel (latency, not CPU)
+            with ThreadPoolExecutor(max_workers=min(self.workers, len(groups))) as pool:
+                outcomes = list(pool.map(run, list(groups)))
+        for outcome in outcomes:
+            result.accepted += len(outcome.stored) + outcome.duplicates
+            result.duplicates += outcome.duplicates
+            stored += outcome.stored
+            sends += outcome.sends
+            counters += outcome.counters
+        transitions = [o.transitions for o in outcomes if o.transitions]
+        if transitions:
+            from retention.analytics import segstats
+            segstats.record(self.ddb, self.env.messages_table, transitions, now)
+        self._enqueue(sends, now)
+        result.sends = len(sends)
+        for rule, step, variant, values, hint in counters:
+            add_counters(self.ddb, self.env.messages_table, rule, step, variant, values, now, hint)
+        # every message, duplicates too: a retry completes a link that a crash interrupted
+        result.sends += self._identities(unique, aliases, engine, now)
+        # product events fan out once (a retried message is a duplicate) and only while live (history
+        # imports start no journey)
+        live_after = now - timedelta(hours=defs.settings.history_horizon_hours)
+        for msg in stored:
+            if msg.type == "track" and msg.event in PRODUCT_EVENTS and msg.timestamp >= live_after:
+                self.fan_out_product_event(msg, defs, now)
+        return result
+
+    # ---- identity ---------------------------------------------------------------------------------
+    def _aliases(self, anon_ids: list[str]) -> dict[str, str]:
+        if not anon_ids:
+            return {}
+        found = ddb.batch_get(self.ddb, self.env.profiles_table, [(f"A#{a}", "ALIAS") for a in anon_ids])
+        return {pk[2:]: item["customer_id"] for (pk, _), item in found.items()}
+
+    def _identities(self, messages: list[Message], aliases: dict[str, str], engine: Engine, now: datetime) -> int:
+        """identify/alias (any message with both ids) link the anonymous history to the customer: merge, no
+        loss. An anonymous id already linked (to anyone) is left alone: the first identity wins."""
+        links: list[tuple[str, str]] = []
+        for msg in messages:
+            if not msg.user_id:
+                continue
+            for anon in (msg.anonymous_id, msg.previous_id if msg.type == "alias" else None):
+                if anon and anon != msg.user_id and anon not in aliases:
+                    links.append((anon, msg.user_id))
+        sends = 0
+        for anon, user in dict.fromkeys(links):
+            if anon in aliases:
+                continue  # two users claimed it in one batch: the first one won
+            aliases[anon] = user
+            sends += self._join(f"anon:{anon}", user, now, engine=engine, alias=anon)
+        return sends
+
+    def link(self, anon: str, user: str, now: datetime) -> bool:
+        """Link an anonymous id to a customer and merge its history; False when it was already linked."""
+        if self.repo.alias_of(anon) is not None:
+            return False
+        self._join(f"anon:{anon}", user, now, alias=anon)
+        return self.repo.alias_of(anon) == user
+
+    def merge(self, source_id: str, target_id: str, now: datetime) -> None:
+        """Join one profile (and its timeline, interests and pending journeys) into another."""
+        self._join(source_id, target_id, now)
+
+    def _join(self, source_id: str, target_id: str, now: datetime, *, engine: Engine | None = None,
+              alias: str | None = None) -> int:
+        """One transaction: the identity link (conditional: one winner), the merged profile (conditional on
+        its version), the source's tombstone (conditional on the source's version: a writer that read the
+        source before fails and follows the tombstone), the carried journeys' due items and the effects of
+        re-evaluating segments. The timeline is copied before it and deleted after it (idempotent)."""
+        if source_id == target_id:
+            return 0
+        engine = engine or Engine(definitions(self.config))
+        defs = engine.defs
+        env = self.env
+        moved: list[dict[str, Any]] = []
+        src = dst = None
+        fx = Effects()
+        for attempt in range(ATTEMPTS):
+            src = self.repo.load(source_id, now)
+            if src.merged_into:
+                return 0  # already merged (a retry, or a concurrent link won)
+            dst = self.repo.load(target_id, now)
+            if dst.merged_into:
+                return 0
+            items: list[dict[str, Any]] = []
+            fx = Effects()
+            if src.exists:
+                moved = self._timeline(source_id)
+                if moved:  # copies first: a crash after this leaves duplicates under the old key, never a loss
+                    ddb.batch_write(self.ddb, env.events_table,
+                                    puts=[{**e, "pk": profile_pk(target_id), "customer_id": target_id} for e in moved])
+                carried = [r for r in src.profile.journeys if r not in dst.profile.journeys]
+                merge_profiles(dst.profile, src.profile, now, source_is_anonymous=False)
+                raw_id = source_id.removeprefix("anon:")
+                if raw_id != target_id and raw_id not in dst.profile.anonymous_ids:
+                    dst.profile.anonymous_ids.append(raw_id)
+                dst.sends = [*src.sends, *dst.sends]
+                fx = engine.process(dst, now=now, recheck_segments=True)
+                for rule_id in carried:  # the anonymous journeys' next steps now belong to the customer
+                    j = dst.profile.journeys[rule_id]
+                    if j.get("state") == "active" and j.get("next_due"):
+                        fx.due.append(due.DueItem(at=clock.parse_iso(j["next_due"]), kind="JOURNEY",
+                                                  customer_id=target_id, ref=f"{rule_id}|{j['entry']}|{j['step']}"))
+                items = self._transaction(defs, "merge", dst, [], fx, now)
+            if alias:
+                items.append({"Put": {"TableName": env.profiles_table, "Item": ddb.serialize(
+                    {"pk": f"A#{alias}", "sk": "ALIAS", "customer_id": target_id, "at": clock.iso(now)}),
+                    "ConditionExpression": "attribute_not_exists(pk)"}})
+            items.append({"Put": {"TableName": env.profiles_table,
+                                  "Item": ddb.serialize(tombstone_item(source_id, target_id, src.version, now)),
+                                  **version_condition(src)}})
+            try:
+                self.ddb.transact_write_items(TransactItems=items)
+                break
+            except Exception as exc:
+                reasons = _reasons(exc)
+                if alias and len(reasons) >= 2 and _failed(reasons, len(items) - 2):
+                    # someone linked this anonymous id first: never re-point history; take back the copies
+                    if moved and self.repo.alias_of(alias) != target_id:
+                        ddb.batch_write(self.ddb, env.events_table,
+                                        deletes=[(profile_pk(target_id), e["sk"]) for e in moved])
+                    return 0
+                if ddb.error_code(exc) not in _RETRYABLE:
+                    raise
+                ddb.backoff(attempt + 1)
+        else:
+            raise ContentionError(f"merge {source_id} → {target_id}: could not commit after {ATTEMPTS} attempts")
+        if moved:
+            ddb.batch_write(self.ddb, env.events_table, deletes=[(e["pk"], e["sk"]) for e in moved])
+        if src is not None and src.exists:
+            self._move_interests(source_id, target_id, list(src.profile.interests))
+        self._enqueue(fx.sends, now)
+        for rule, step, variant, values in fx.counters:
+            add_counters(self.ddb, env.messages_table, rule, step, variant, values, now, target_id)
+        if src is not None and src.exists:
+            # the anonymous profile leaves its segments (segment sizes count people, not ids)
+            from retention.analytics import segstats
+            from retention.language.segments import Transition
+            gone = [Transition(group=g, segment=seg, kind="exited", at=now, reason="merged")
+                    for g, members in src.profile.segments.items() for seg in members]
+            if gone or fx.transitions:
+                segstats.record(self.ddb, env.messages_table, [t for t in (gone, fx.transitions) if t], now)
+        return len(fx.sends)
+
+    def _timeline(self, customer_id: str) -> list[dict[str, Any]]:
+        """A customer's raw events, strongly consistent (the version check of the merge covers later writes)."""
+        out: list[dict[str, Any]] = []
+        kwargs: dict[str, Any] = {"TableName": self.env.events_table, "KeyConditionExpression": "pk = :p",
+                                  "ExpressionAttributeValues": {":p": {"S": profile_pk(customer_id)}},
+                                  "ConsistentRead": True}
+        while True:
+            resp = self.ddb.query(**kwargs)
+            out += [ddb.deserialize(raw) or {} for raw in resp.get("Items", [])]
+            if not resp.get("LastEvaluatedKey"):
+                return out
+            kwargs["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
+
+    def _move_interests(self, source_id: str, target_id: str, products: list[str]) -> None:
+        """Re-point the product-interest rows, so back-in-stock / price-drop reach the identified customer."""
+        if not products:
+            return
+        table = self.env.profiles_table
+        old = ddb.batch_get(self.ddb, table, [(f"PI#{p}", profile_pk(source_id)) for p in products])
+        if not old:
+            return
+        mine = ddb.batch_get(self.ddb, table, [(pk, profile_pk(target_id)) for pk, _ in old])
+        puts = []
+        for (pk, _), row in old.items():
+            merged = {**row, "sk": profile_pk(target_id), "customer_id": target_id}
+            theirs = mine.get((pk, profile_pk(target_id))) or {}
+            for k, v in theirs.items():
+                if k.endswith("_at") or k == "ttl":
+                    merged[k] = max(v, merged.get(k, v))
+            puts.append(merged)
+        ddb.batch_write(self.ddb, table, puts=puts)
+        ddb.batch_write(self.ddb, table, deletes=list(old))
+
+    # ---- one customer ---------------------------------------------------------------------------------
+    def _customer(self, engine: Engine, defs: Definitions, source_id: str, sp: StoredProfile,
+                  msgs: list[Message], now: datetime) -> _Outcome:
+        out = _Outcome()
+        if sp.merged_into:
+            sp = self._follow(sp, now)
+        pending = sorted(msgs, key=lambda m: m.timestamp)
+        queue = deque(pending[i:i + CHUNK] for i in range(0, len(pending), CHUNK))
+        while queue:
+            chunk = queue.popleft()
+            attempt = 0
+            while chunk:
+                fx = engine.process(sp, messages=chunk, now=now)
+                items = self._transaction(defs, source_id, sp, chunk, fx, now)
+                if len(items) > MAX_TXN_ITEMS and len(chunk) > 1:
+                    # many products or transitions: commit the chunk in two halves (process() changed the
+                    # in-memory profile, so read it again)
+                    half = len(chunk) // 2
+                    queue.appendleft(chunk[half:])
+                    chunk = chunk[:half]
+                    sp = self._follow(self.repo.load(sp.profile.id, now), now)
+                    continue
+                try:
+                    self.ddb.transact_write_items(TransactItems=items)
+                except Exception as exc:
+                    if ddb.error_code(exc) not in _RETRYABLE:
+                        raise
+                    reasons = _reasons(exc)
+                    dup = {i for i in range(len(chunk)) if _failed(reasons, i)}
+                    if dup:
+                        out.duplicates += len(dup)
+                        chunk = [m for i, m in enumerate(chunk) if i not in dup]
+                    if not chunk and not queue:
+                        break  # a retried delivery: everything was stored before
+                    # someone else wrote the profile, or a merge left a tombstone: start again from the store
+                    # (process() changed the in-memory profile in any case)
+                    sp = self._follow(self.repo.load(sp.profile.id, now), now)
+                    if not chunk:
+                        break
+                    attempt += 1
+                    if attempt >= ATTEMPTS:
+                        raise ContentionError(f"profile {sp.profile.id}: could not commit after {ATTEMPTS} attempts"
+                                              ) from exc
+                    ddb.backoff(attempt)
+                    continue
+                sp.version += 1
+                out.stored += chunk
+                out.sends += fx.sends
+                out.counters += [(*c, sp.profile.id) for c in fx.counters]
+                out.transitions += fx.transitions
+                break
+        return out
+
+    def _follow(self, sp: StoredProfile, now: datetime) -> StoredProfile:
+        """The profile a tombstone points to (an anonymous visitor identified meanwhile)."""
+        for _ in range(3):
+            if not sp.merged_into:
+                return sp
+            sp = self.repo.load(sp.merged_into, now)
+        return sp
+
+    def _transaction(self, defs: Definitions, source_id: str, sp: StoredProfile, chunk: list[Message],
+                     fx: Effects, now: datetime) -> list[dict[str, Any]]:
+        env = self.env
+        settings = defs.settings
+        retention_s = int(timedelta(days=settings.event_retention_days).total_seconds())
+        # clients retry within minutes and imports resume within days: a month of markers is plenty, and
+        # keeping them as long as the events would cost as much storage as the events themselves
+        marker_ttl = int(now.timestamp()) + int(timedelta(days=settings.dedupe_window_days).total_seconds())
+        cid = sp.profile.id
+        items: list[dict[str, Any]] = []
+        # markers first: their positions identify duplicates in CancellationReasons
+        for msg in chunk:
+            items.append({"Put": {"TableName": env.idempotency_table, "Item": ddb.serialize(
+                {"pk": f"M#{source_id}#{msg.message_id}", "sk": "M", "customer_id": cid,
+                 "at": clock.iso(now), "ttl": marker_ttl}), "ConditionExpression": "attribute_not_exists(pk)"}})
+        for msg in chunk:
+            expires = int(msg.timestamp.timestamp()) + retention_s
+            if expires <= int(now.timestamp()):
+                continue  # older than the retention: counts in the KPIs, the raw event expires at once
+            items.append({"Put": {"TableName": env.events_table, "Item": ddb.serialize(
+                event_item(cid, msg, source_id, expires))}})
+        items += effect_items(env, cid, fx, now, retention_s)
+        self._email_changes(sp, items, now)
+        interests = self._interest_updates(sp, chunk, settings, now)
+        room = MAX_TXN_ITEMS - len(items) - 1
+        if len(chunk) == 1 and len(interests) > room:
+            # one message naming more products than a transaction holds: the most recent ones are indexed
+            interests = interests[:max(0, room)]
+        items += interests
+        items.append({"Put": {"TableName": env.profiles_table, "Item": ddb.serialize(to_item(sp, now)),
+                              **version_condition(sp)}})
+        if len(items) > MAX_TXN_ITEMS and len(chunk) <= 1:
+            raise RuntimeError(f"transaction for {cid} has {len(items)} items")
+        return items  # more than MAX_TXN_ITEMS only for several messages: the caller splits the chunk
+
+    def _interest_updates(self, sp: StoredProfile, chunk: list[Message], settings: Any,
+                          now: datetime) -> list[dict[str, Any]]:
+        """Upserts of the product-interest index (`PI#<product>` / `C#<customer>`), newest first. Interests
+        older than the window are left out (a history import does not index what expired long ago); the
+        row's expiry never moves back (the profile knows the latest interest in the product)."""
+        window = timedelta(days=settings.interest_window_days)
+        cid = sp.profile.id
+        by_product: dict[str, dict[str, datetime]] = defaultdict(dict)
+        for product, kind, at in _interests(chunk):
+            if at + window > now:
+                by_product[product][kind] = at
+        out: list[tuple[datetime, dict[str, Any]]] = []
+        for product, kinds in by_product.items():
+            latest = max(kinds.values())
+            known = sp.profile.interests.get(product)
+            if known:
+                latest = max(latest, clock.parse_iso(known))
+            sets = {f"{k}_at": clock.iso(at) for k, at in kinds.items()}
+            names = {f"#k{i}": k for i, k in enumerate(sets)} | {"#ttl": "ttl"}
+            vals = {f":k{i}": v for i, v in enumerate(sets.values())} | {
+                ":c": cid, ":x": int((latest + window).timestamp())}
+            expr = ", ".join(f"#k{i} = :k{i}" for i in range(len(sets)))
+            out.append((max(kinds.values()), {"Update": {
+                "TableName": self.env.profiles_table, "Key": ddb.key(f"PI#{product}", profile_pk(cid)),
+                "UpdateExpression": f"SET {expr}, customer_id = :c, #ttl = :x",
+                "ExpressionAttributeNames": names, "ExpressionAttributeValues": ddb.values(vals)}}))
+        out.sort(key=lambda pair: pair[0], reverse=True)
+        return [item for _, item in out]
+
+    def _email_changes(self, sp: StoredProfile, items: list[dict[str, Any]], now: datetime) -> None:
+        """A new address is checked against the suppression list (bounce, complaint, erasure are bound to
+        the address): found → suppressed; clean → an old address's suppression no longer applies."""
+        profile = sp.profile
+        email = profile.traits.get("email")
+        salt: str | None = None
+        if email and sp.email_indexed != email_key(str(email)):
+            items.append({"Put": {"TableName": self.env.profiles_table, "Item": ddb.serialize(
+                {"pk": email_key(str(email)), "sk": "EMAIL", "customer_id": profile.id})}})
+            salt = self.config.secrets("suppression-salt")[0].decode()
+            self._check_address(profile, "email", str(email), salt)
+        phone = profile.traits.get("phone")
+        if phone and profile.meta.get("phone_checked") != phone:
+            salt = salt or self.config.secrets("suppression-salt")[0].decode()
+            self._check_address(profile, "sms", str(phone), salt)
+            profile.meta["phone_checked"] = phone
+
+    def _check_address(self, profile: Any, channel: str, address: str, salt: str) -> None:
+        sup = ddb.get(self.ddb, self.env.messages_table, *suppression_key(address, salt))
+        if sup:
+            apply_suppression(profile, channel, sup.get("reason", "suppressed"), sup.get("at"))
+        else:
+            profile.suppressed.pop(channel, None)
+
+    def _enqueue(self, sends: list[SendRequest], now: datetime) -> None:
+        if not sends:
+            return
+        enqueue(self.sqs, self.env.send_queue_url, sends)
+        due.delete(self.ddb, self.env.due_table, safety_items(sends, now), self.env.due_shards)
+
+    # ---- product events: fan out to interested customers (a Query per product, never a scan) -----------
+    def fan_out_product_event(self, msg: Message, defs: Definitions, now: datetime) -> int:
+        product = _product_id(msg.properties)
+        if not product:
+            return 0
+        rules = [r for r in defs.rules
+                 if r.trigger.kind == "product_event" and r.trigger_matches_event(msg.event or "", msg.properties)]
+        if not rules:
+            return 0
+        items: list[due.DueItem] = []
+        for row in ddb.query(self.ddb, self.env.profiles_table, f"PI#{product}"):
+            if int(row.get("ttl", 0)) and int(row["ttl"]) < int(now.timestamp()):
+                continue
+            for rule in rules:
+                horizon = clock.iso(now - rule.trigger.window)
+                if not any(str(row.get(f"{kind}_at", "")) >= horizon for kind in rule.trigger.interest):
+                    continue
+                items.append(due.DueItem(at=now, kind="TRIGGER", customer_id=row["customer_id"],
+                                         ref=f"{rule.id}|{msg.message_id}",
+                                         payload={"rule": rule.id, "name": msg.event, "properties": msg.properties}))
+        due.put(self.ddb, self.env.due_table, items, self.env.due_shards)
+        return len(items)
+
+
+def apply_suppression(profile: Any, channel: str, reason: str, at: str | None) -> None:
+    profile.suppressed[channel] = {"reason": reason, "at": at}
+
+
+def safety_items(sends: list[SendRequest], now: datetime) -> list[due.DueItem]:
+    """A send stays durable in the due index until the queue has it (deleted right after the enqueue; a
+    crash in between leaves it for the tick, and the send ledger stops a second send)."""
+    return [due.DueItem(at=now + timedelta(minutes=5), kind="SEND", customer_id=s.customer_id, ref=s.ledger_id,
+                        payload=json.loads(s.model_dump_json())) for s in sends]
+
+
+def effect_items(env: Env, cid: str, fx: Effects, now: datetime, retention_s: int) -> list[dict[str, Any]]:
+    """What the engine decided for one customer, as transaction items: internal events (segment
+    transitions) on the timeline, history rows, due items and the sends' safety items."""
+    expires = int(now.timestamp()) + retention_s
+    items: list[dict[str, Any]] = []
+    for ev in fx.events:
+        items.append({"Put": {"TableName": env.events_table, "Item": ddb.serialize(
+            {"pk": profile_pk(cid), "sk": f"{ev['timestamp']}#{ev['message_id']}", "customer_id": cid,
+             "type": "track", "event": ev["event"], "properties": json.dumps(ev["properties"]),
+             "message_id": ev["message_id"], "timestamp": ev["timestamp"], "internal": True, "ttl": expires})}})
+    for h in fx.history:
+        items.append({"Put": {"TableName": env.profiles_table, "Item": ddb.serialize(
+            {"pk": profile_pk(cid), "sk": f"H#{h['at']}#{h['group']}#{h['segment']}#{h['kind']}", **h,
+             "ttl": expires})}})
+    for d in [*fx.due, *safety_items(fx.sends, now)]:
+        items.append({"Put": {"TableName": env.due_table, "Item": ddb.serialize(d.to_item(env.due_shards))}})
+    return items
+
+
+def enqueue(sqs: Any, queue_url: str, sends: list[SendRequest]) -> None:
+    for start in range(0, len(sends), 10):
+        chunk = sends[start:start + 10]
+        entries = [{"Id": str(i), "MessageBody": s.model_dump_json()} for i, s in enumerate(chunk)]
+        for attempt in range(ATTEMPTS):
+            resp = sqs.send_message_batch(QueueUrl=queue_url, Entries=entries)
+            failed = {f["Id"] for f in resp.get("Failed", [])}
+            if not failed:
+                break
+            entries = [e for e in entries if e["Id"] in failed]
+            ddb.backoff(attempt + 1)
+        else:
+            raise RuntimeError(f"could not enqueue {len(entries)} sends")
+
+
+def event_item(cid: str, msg: Message, source_id: str, ttl: int) -> dict[str, Any]:
+    ts = clock.iso(msg.timestamp)
+    return {"pk": profile_pk(cid), "sk": f"{ts}#{msg.message_id}", "customer_id": cid, "type": msg.type,
+            "event": msg.event or msg.name, "message_id": msg.message_id, "timestamp": ts,
+            "received_at": clock.iso(msg.received_at), "source": source_id,
+            "user_id": msg.user_id, "anonymous_id": msg.anonymous_id,
+            "properties": json.dumps(msg.properties, ensure_ascii=False, default=str) if msg.properties else None,
+            "traits": json.dumps(msg.traits, ensure_ascii=False, default=str) if msg.traits else None,
+            "ttl": ttl}
+
+
+def _product_id(props: dict[str, Any]) -> str | None:
+    for key in ("product_id", "sku", "id"):
+        v = props.get(key)
+        if v not in (None, ""):
+            return str(v)
+    return None
+
+
+def _interests(msgs: list[Message]) -> list[tuple[str, str, datetime]]:
+    out: dict[tuple[str, str], datetime] = {}
+    for m in msgs:
+        kind = INTEREST_EVENTS.get(m.event or "") if m.type == "track" else None
+        if not kind:
+            continue
+        products = [m.properties] + [p for p in m.properties.get("products", []) or [] if isinstance(p, dict)]
+        for p in products:
+            pid = _product_id(p)
+            if pid:
+                out[(pid, kind)] = max(out.get((pid, kind), m.timestamp), m.timestamp)
+    return [(p, k, at) for (p, k), at in out.items()]
+
+
+def _reasons(exc: Exception) -> list[dict[str, Any]]:
+    """TransactionCanceledException's CancellationReasons, one per item in request order (botocore puts
+    them at the top of the error response; moto does the same)."""
+    return list(getattr(exc, "response", {}).get("CancellationReasons") or [])
+
+
+def _failed(reasons: list[dict[str, Any]], index: int) -> bool:
+    return index < len(reasons) and reasons[index].get("Code") == "ConditionalCheckFailed"
+
+
+def _duplicate_markers(exc: Exception, markers: int) -> set[int] | None:
+    """Indexes of messageId markers whose condition failed, from CancellationReasons (None: not that)."""
+    reasons = _reasons(exc)
+    dup = {i for i in range(markers) if _failed(reasons, i)}
+    return dup or None
+
+
+def _anonymous_ids(messages: list[Message]) -> set[str]:
+    ids: set[str] = set()
+    for m in messages:
+        if m.anonymous_id and m.anonymous_id != m.user_id:
+            ids.add(m.anonymous_id)
+        if m.type == "alias" and m.previous_id and m.previous_id != m.user_id:
+            ids.add(m.previous_id)
+    return ids

@@ -1,0 +1,490 @@
+"""The Segment tracking-API wire protocol (also spoken by RudderStack's clients), pure: no AWS.
+
+`decode_body` turns an API Gateway body into bytes (base64, gzip, bomb-safe), `parse_request`
+turns those bytes into normalized `Message`s plus per-message `Rejection`s, `reply` and
+`error_body` shape the answers both clients understand (see DESIGN §3 and
+`shared/fixtures/segment-wire/README.md` for what the real clients send).
+
+Whole-body problems raise (`BadRequestError` → 400, `PayloadTooLargeError` → 413); a bad
+message only rejects itself, the rest of its batch is kept.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+import uuid
+import zlib
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from retention.core import clock
+from retention.core.errors import BadRequestError, PayloadTooLargeError
+
+MAX_REQUEST_BYTES = 5 * 1024 * 1024
+"""A request body, after decompression (Rudder batches reach several MB)."""
+MAX_MESSAGE_BYTES = 32 * 1024
+"""One message, measured as its compact re-serialized JSON (Segment's per-message cap)."""
+MAX_DEPTH = 32
+"""Nesting levels of one message (the message object itself is level 1)."""
+MAX_ID_BYTES = 512
+"""Ids end up inside DynamoDB keys (pk ≤ 2048 bytes, sk ≤ 1024 bytes)."""
+MAX_FUTURE = timedelta(hours=24)
+"""A corrected timestamp further ahead of the server clock than this is a broken client clock."""
+MIN_TIMESTAMP = datetime(1970, 1, 1, tzinfo=UTC)
+"""Earlier timestamps are a broken clock (or a unit mix-up), not shop history."""
+
+MessageType = Literal["track", "identify", "page", "screen", "alias", "group"]
+MESSAGE_TYPES: tuple[str, ...] = ("track", "identify", "page", "screen", "alias", "group")
+KINDS: tuple[str, ...] = ("batch", *MESSAGE_TYPES)
+
+GZIP_MAGIC = b"\x1f\x8b"
+
+_FRACTION = re.compile(r"(\.\d{6})\d+")
+
+
+class Message(BaseModel):
+    """One normalized message: every later stage (identity, profiles, events, journeys) reads this."""
+
+    type: MessageType
+    message_id: str
+    user_id: str | None = None
+    anonymous_id: str | None = None
+    previous_id: str | None = None
+    group_id: str | None = None
+    event: str | None = None
+    name: str | None = None
+    properties: dict[str, Any] = Field(default_factory=dict)
+    traits: dict[str, Any] = Field(default_factory=dict)
+    context: dict[str, Any] = Field(default_factory=dict)
+    timestamp: datetime
+    original_timestamp: datetime | None = None
+    received_at: datetime
+    sent_at: datetime | None = None
+
+
+class Rejection(BaseModel):
+    """One rejected message, exactly as it appears in the reply's `rejected` list."""
+
+    index: int
+    messageId: str | None = None  # the reply field's wire name
+    error: str
+
+
+class ParsedRequest(BaseModel):
+    messages: list[Message] = Field(default_factory=list)
+    rejected: list[Rejection] = Field(default_factory=list)
+    write_key: str | None = None
+    count: int = 0
+
+
+class _RejectError(Exception):
+    """A per-message problem: becomes a `Rejection`, never escapes this module."""
+
+
+# --------------------------------------------------------------------------- body decoding
+
+
+def _header(headers: Mapping[str, str] | None, name: str) -> str | None:
+    if not headers:
+        return None
+    wanted = name.lower()
+    for key, value in headers.items():
+        if key.lower() == wanted:
+            return value
+    return None
+
+
+def _gunzip(data: bytes) -> bytes:
+    """Decompress gzip (several members allowed) without ever holding more than the request limit."""
+    out = bytearray()
+    decomp = zlib.decompressobj(wbits=31)
+    pending = data
+    try:
+        while True:
+            chunk = decomp.decompress(pending, MAX_REQUEST_BYTES + 1 - len(out))
+            out += chunk
+            if len(out) > MAX_REQUEST_BYTES:
+                raise PayloadTooLargeError(
+                    f"request body is larger than {MAX_REQUEST_BYTES} bytes after decompression; "
+                    "send smaller batches"
+                )
+            pending = decomp.unconsumed_tail
+            if decomp.eof:
+                rest = decomp.unused_data
+                if not rest.strip(b"\x00"):
+                    return bytes(out)
+                if not rest.startswith(GZIP_MAGIC):
+                    raise BadRequestError("corrupt gzip body: trailing garbage after the gzip stream")
+                decomp = zlib.decompressobj(wbits=31)
+                pending = rest
+            elif not pending and not chunk:
+                raise BadRequestError("corrupt gzip body: the gzip stream is truncated")
+    except zlib.error as exc:
+        raise BadRequestError(f"corrupt gzip body: {exc}") from exc
+
+
+def _check_size(data: bytes) -> None:
+    if len(data) > MAX_REQUEST_BYTES:
+        raise PayloadTooLargeError(
+            f"request body is {len(data)} bytes, over the {MAX_REQUEST_BYTES} byte limit; "
+            "send smaller batches"
+        )
+
+
+def decode_body(body: str | bytes | None, is_base64: bool, headers: Mapping[str, str] | None) -> bytes:
+    """The raw request bytes: base64-decoded when API Gateway flagged it, gunzipped when gzip.
+
+    Gzip is recognised by `Content-Encoding: gzip` or by the gzip magic bytes (API Gateway's
+    binary mode may hand us a compressed body whatever the headers say). A body labelled gzip
+    that is not gzip is passed through: some proxies decompress and keep the header.
+    """
+    if body is None:
+        return b""
+    if is_base64:
+        try:
+            data = base64.b64decode(body, validate=False)
+        except (binascii.Error, ValueError) as exc:
+            raise BadRequestError(f"body is flagged base64 but does not decode: {exc}") from exc
+    elif isinstance(body, str):
+        data = body.encode("utf-8", errors="surrogatepass")
+    else:
+        data = bytes(body)
+    _check_size(data)
+    if data.startswith(GZIP_MAGIC):
+        return _gunzip(data)
+    encoding = (_header(headers, "content-encoding") or "").strip().lower()
+    if encoding in ("gzip", "x-gzip") and data.lstrip()[:1] not in (b"{", b"["):
+        return _gunzip(data)  # labelled gzip, neither gzip nor JSON: report it as corrupt gzip
+    return data
+
+
+def write_key_from(headers: Mapping[str, str] | None, body_obj: Mapping[str, Any] | None) -> str | None:
+    """The source's write key: HTTP Basic user name (password empty), else the `writeKey` body field."""
+    auth = (_header(headers, "authorization") or "").strip()
+    scheme, _, token = auth.partition(" ")
+    if scheme.lower() == "basic" and token.strip():
+        try:
+            decoded = base64.b64decode(token.strip(), validate=True).decode("utf-8")
+        except (binascii.Error, ValueError):
+            decoded = ""
+        user = decoded.partition(":")[0]
+        if user:
+            return user
+    if body_obj is not None and isinstance(body_obj, Mapping):
+        key = body_obj.get("writeKey")
+        if isinstance(key, str) and key:
+            return key
+    return None
+
+
+def kind_from_path(path: str) -> str | None:
+    """`/v1/batch`, `//v1/batch`, `/v1/track/` … → `batch`, `track`; None for anything else."""
+    parts = [p for p in path.split("/") if p]
+    if len(parts) >= 2 and parts[-2] == "v1" and parts[-1].lower() in KINDS:
+        return parts[-1].lower()
+    return None
+
+
+# --------------------------------------------------------------------------- message parsing
+
+
+def _depth_exceeds(value: Any, limit: int) -> bool:
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > limit:
+            return True
+        children = node.values() if isinstance(node, dict) else node
+        for child in children:
+            if isinstance(child, dict | list):
+                stack.append((child, depth + 1))
+    return False
+
+
+def _id(raw: Mapping[str, Any], field: str) -> str | None:
+    """An id field: strings stripped, numbers stringified (clients stringify ints), blank → None."""
+    value = raw.get(field)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise _RejectError(f"{field} must be a string, got {type(value).__name__}")
+    text = value.strip() if isinstance(value, str) else str(value)
+    if not text:
+        return None
+    if len(text.encode("utf-8")) > MAX_ID_BYTES:
+        raise _RejectError(f"{field} is longer than {MAX_ID_BYTES} bytes")
+    return text
+
+
+def _object(raw: Mapping[str, Any], field: str) -> dict[str, Any]:
+    value = raw.get(field)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise _RejectError(f"{field} must be a JSON object, got {type(value).__name__}")
+    return value
+
+
+def parse_timestamp(value: Any, field: str = "timestamp") -> datetime | None:
+    """ISO 8601 with an offset or `Z`, any fraction digits; naive means UTC. None/"" → None."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    if not isinstance(value, str):
+        raise _RejectError(f"{field} must be an ISO 8601 string, got {type(value).__name__}")
+    text = _FRACTION.sub(r"\1", value.strip())
+    if text.endswith(("Z", "z")):
+        text = text[:-1] + "+00:00"
+    try:
+        parsed = datetime.fromisoformat(text)
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=UTC)
+        parsed = parsed.astimezone(UTC)
+    except OverflowError:
+        raise _RejectError(f"{field} {value!r} is out of range once converted to UTC") from None
+    except ValueError:
+        raise _RejectError(
+            f"{field} {value!r} is not an ISO 8601 timestamp (e.g. 2024-05-01T12:00:00.000Z)"
+        ) from None
+    if parsed < MIN_TIMESTAMP:
+        raise _RejectError(f"{field} {value!r} is before {MIN_TIMESTAMP.year}: check the sending clock")
+    return parsed
+
+
+def _deep_merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in over.items():
+        old = merged.get(key)
+        if isinstance(old, dict) and isinstance(value, dict):
+            merged[key] = _deep_merge(old, value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _raw_message_id(raw: Any) -> str | None:
+    if not isinstance(raw, dict):
+        return None
+    value = raw.get("messageId")
+    if isinstance(value, str) and value.strip():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return None
+        return value.strip()
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value)
+    return None
+
+
+def _normalize(
+    raw: Any,
+    *,
+    default_type: str | None,
+    batch_sent_at: Any,
+    batch_context: dict[str, Any] | None,
+    received_at: datetime,
+) -> Message:
+    if not isinstance(raw, dict):
+        raise _RejectError(f"message must be a JSON object, got {type(raw).__name__}")
+    if _depth_exceeds(raw, MAX_DEPTH):
+        raise _RejectError(f"message is nested deeper than {MAX_DEPTH} levels")
+    try:
+        size = len(json.dumps(raw, separators=(",", ":"), ensure_ascii=False).encode("utf-8"))
+    except UnicodeEncodeError:
+        raise _RejectError("message contains an invalid \\u escape (a lone UTF-16 surrogate)") from None
+    if size > MAX_MESSAGE_BYTES:
+        raise _RejectError(f"message is {size} bytes, over the {MAX_MESSAGE_BYTES} byte (32 KiB) limit")
+
+    mtype = raw.get("type")
+    if mtype is None or mtype == "":
+        mtype = default_type
+    if mtype is None:
+        raise _RejectError(f"message has no type (one of {', '.join(MESSAGE_TYPES)})")
+    if not isinstance(mtype, str) or mtype.strip().lower() not in MESSAGE_TYPES:
+        raise _RejectError(f"unknown message type {mtype!r} (expected one of {', '.join(MESSAGE_TYPES)})")
+    mtype = mtype.strip().lower()
+
+    message_id = _id(raw, "messageId")
+    if message_id is None:
+        # Segment's and Rudder's clients always send one; a hand-written curl may not. A random
+        # id means a retried curl is stored twice: send your own messageId to get deduplication.
+        message_id = str(uuid.uuid4())
+    user_id = _id(raw, "userId")
+    anonymous_id = _id(raw, "anonymousId")
+    previous_id = _id(raw, "previousId")
+    group_id = _id(raw, "groupId")
+    if mtype == "alias":
+        if user_id is None or previous_id is None:
+            raise _RejectError("alias needs both userId and previousId")
+    elif user_id is None and anonymous_id is None:
+        raise _RejectError("message needs a userId or an anonymousId (null and empty strings do not count)")
+    if mtype == "group" and group_id is None:
+        raise _RejectError("group needs a groupId")
+
+    properties = _object(raw, "properties")
+    traits = _object(raw, "traits")
+    context = _object(raw, "context")
+    if batch_context:
+        context = _deep_merge(batch_context, context)
+    if mtype == "identify":
+        # Rudder puts identify traits only in context.traits; the top-level ones win on conflict.
+        ctx_traits = context.get("traits")
+        if isinstance(ctx_traits, dict) and ctx_traits:
+            traits = {**ctx_traits, **traits}
+
+    event = raw.get("event")
+    if mtype == "track":
+        if event is None or (isinstance(event, str) and not event.strip()):
+            raise _RejectError("track needs an event name")
+        if not isinstance(event, str):
+            raise _RejectError(f"event must be a string, got {type(event).__name__}")
+        event = event.strip()
+    elif not isinstance(event, str):
+        event = None
+    name = raw.get("name")
+    if name is not None and not isinstance(name, str):
+        if isinstance(name, bool) or not isinstance(name, int | float):
+            raise _RejectError(f"name must be a string, got {type(name).__name__}")
+        name = str(name)
+
+    client_ts = parse_timestamp(raw.get("timestamp"), "timestamp") or parse_timestamp(
+        raw.get("originalTimestamp"), "originalTimestamp"
+    )
+    sent_at = parse_timestamp(raw.get("sentAt"), "sentAt")
+    if sent_at is None:
+        sent_at = parse_timestamp(batch_sent_at, "sentAt")
+    if client_ts is None:
+        timestamp = received_at
+    elif sent_at is None:
+        timestamp = client_ts
+    else:
+        # Segment's clock-skew correction: the client's clock may be off, the interval between
+        # the event and the send (both on that clock) is right.
+        try:
+            timestamp = received_at - (sent_at - client_ts)
+        except OverflowError:
+            timestamp = datetime.min.replace(tzinfo=UTC)
+        if timestamp < MIN_TIMESTAMP:
+            raise _RejectError(
+                f"timestamp {clock.iso(client_ts)} is {sent_at - client_ts} before sentAt {clock.iso(sent_at)}: "
+                f"after clock-skew correction it falls before {MIN_TIMESTAMP.year}"
+            )
+    if timestamp - received_at > MAX_FUTURE:
+        raise _RejectError(
+            f"timestamp {clock.iso(timestamp)} (after sentAt correction) is more than 24 h ahead of the "
+            f"server time {clock.iso(received_at)}: check the sending clock"
+        )
+
+    return Message(
+        type=mtype,  # type: ignore[arg-type]
+        message_id=message_id,
+        user_id=user_id,
+        anonymous_id=anonymous_id,
+        previous_id=previous_id,
+        group_id=group_id,
+        event=event,
+        name=name,
+        properties=properties,
+        traits=traits,
+        context=context,
+        timestamp=timestamp,
+        original_timestamp=client_ts,
+        received_at=received_at,
+        sent_at=sent_at,
+    )
+
+
+def _load_json(raw: bytes) -> Any:
+    _check_size(raw)
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise BadRequestError(
+            f"body is not valid UTF-8 (byte {exc.start}); send JSON encoded as UTF-8"
+        ) from exc
+    text = text.removeprefix("\ufeff")
+    if not text.strip():
+        raise BadRequestError('empty body: send a JSON object such as {"batch": [...]}')
+    try:
+        # NaN/Infinity (Python's json.dumps emits them) cannot be stored: read them as null.
+        return json.loads(text, parse_constant=lambda _name: None)
+    except RecursionError as exc:
+        raise BadRequestError(
+            f"body JSON is nested too deeply (limit {MAX_DEPTH} levels per message)"
+        ) from exc
+    except json.JSONDecodeError as exc:
+        raise BadRequestError(
+            f"body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+        ) from exc
+    except ValueError as exc:
+        raise BadRequestError(f"body is not valid JSON: {exc}") from exc
+
+
+def parse_request(kind: str, raw: bytes, received_at: datetime) -> ParsedRequest:
+    """Parse a decoded `/v1/<kind>` body. `kind` is `batch` or a message type."""
+    kind = kind.strip().strip("/").lower()
+    if kind not in KINDS:
+        raise BadRequestError(f"unknown route /v1/{kind}: use /v1/batch or /v1/{{{','.join(MESSAGE_TYPES)}}}")
+    if received_at.tzinfo is None:
+        received_at = received_at.replace(tzinfo=UTC)
+    received_at = received_at.astimezone(UTC)
+    body = _load_json(raw)
+    if not isinstance(body, dict):
+        raise BadRequestError(f"body must be a JSON object, got {type(body).__name__}")
+
+    body_key = body.get("writeKey")
+    write_key = body_key if isinstance(body_key, str) and body_key else None
+    batch_sent_at: Any = None
+    batch_context: dict[str, Any] | None = None
+    if kind == "batch":
+        items = body.get("batch")
+        if items is None:
+            raise BadRequestError('body has no "batch": expected {"batch": [message, ...], "sentAt": "..."}')
+        if not isinstance(items, list):
+            raise BadRequestError(f'"batch" must be a list of messages, got {type(items).__name__}')
+        batch_sent_at = body.get("sentAt")
+        ctx = body.get("context")
+        batch_context = ctx if isinstance(ctx, dict) else None
+        default_type = None
+    else:
+        items = [body]
+        default_type = kind
+
+    parsed = ParsedRequest(write_key=write_key, count=len(items))
+    for index, item in enumerate(items):
+        try:
+            parsed.messages.append(
+                _normalize(
+                    item,
+                    default_type=default_type,
+                    batch_sent_at=batch_sent_at,
+                    batch_context=batch_context,
+                    received_at=received_at,
+                )
+            )
+        except _RejectError as exc:
+            parsed.rejected.append(Rejection(index=index, messageId=_raw_message_id(item), error=str(exc)))
+    return parsed
+
+
+# --------------------------------------------------------------------------- replies
+
+
+def reply(parsed: ParsedRequest) -> dict[str, Any]:
+    """The 200 body: Rudder's client only counts exactly 200 as success."""
+    return {
+        "success": True,
+        "accepted": len(parsed.messages),
+        "rejected": [r.model_dump() for r in parsed.rejected],
+    }
+
+
+def error_body(code: str, message: str) -> dict[str, Any]:
+    """An error body; Rudder's client retries a 4xx forever unless both `code` and `message` are there."""
+    return {"success": False, "code": code, "message": message}

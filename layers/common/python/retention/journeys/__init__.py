@@ -1,0 +1,1 @@
+"""Journeys: the pure engine that turns an event and a profile into effects."""

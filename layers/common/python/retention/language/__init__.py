@@ -1,0 +1,1 @@
+"""The marketer's language: conditions, rules, segments, templates and their lint (pure, no AWS)."""

@@ -1,0 +1,1 @@
+"""Messaging: send requests, the ledger, rendering, MIME, SMS, the sender and delivery feedback."""

@@ -1,0 +1,500 @@
+"""send_message's library: ledger first, checks, render, provider call, ledger marked sent.
+
+Exactly once: the ledger item for (customer, rule, entry, step) is claimed with a conditional write
+before SES/SNS is called. A duplicate SQS delivery finds it claimed and does nothing; a timeout after
+the provider call leaves it `pending`, and a pending claim is never retried (never twice beats at
+least once for marketing mail). Nothing is lost either:
+
+- an error before the provider is called (a throttled profile read, a config read …) releases the
+  claim (status `retry`) and the SQS message comes back;
+- throttling is retried here a few times with backoff, then the claim is released (`retry`) and the
+  SQS message comes back later (the handler backs its visibility off);
+- a connection that never reached the provider (connect timeout, endpoint unreachable) is `retry` too;
+- permanent rejections (MessageRejected, an invalid address) are recorded (`rejected`) and not retried;
+- other provider errors release the claim and fail the record, so SQS retries and finally parks the
+  message in the DLQ (redrivable: the ledger still allows a re-claim).
+
+The provider clients must not retry on their own (botocore retries a read timeout, which would send
+the message a second time behind the ledger's back): see functions/send_message/handler.py.
+
+Every message not sent has its reason on the ledger (`reason`) and in the daily counters
+(`suppressed` + `suppressed:<reason>`, the row conventions of retention.analytics.stats).
+
+DynamoDB requests per sent message (configuration cached): claim (PutItem), profile (GetItem),
+ledger `sent` + profile `sends` (TransactWriteItems), counters (UpdateItem) = 4.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from retention.core import clock, ddb, tokens
+from retention.core.config import ConfigStore, Settings
+from retention.core.errors import RetentionError
+from retention.core.settings import Env
+from retention.customers.store import ProfileRepo, StoredProfile, profile_pk
+from retention.messaging.requests import SendRequest, add_counters, ledger_key
+from retention.schedule import due
+
+log = logging.getLogger(__name__)
+
+RETRYABLE = {"Throttling", "ThrottlingException", "TooManyRequestsException", "ServiceUnavailable",
+             "ServiceUnavailableException", "InternalFailure", "SendingPausedException", "LimitExceededException",
+             "InternalServerError", "InternalError", "RequestLimitExceeded", "ThrottledException"}
+# the message (or its address) is refused for good: recorded, never retried
+PERMANENT = {"MessageRejected", "BadRequestException", "InvalidParameter", "InvalidParameterValue",
+             "InvalidParameterException", "InvalidParameterValueException", "MailFromDomainNotVerifiedException",
+             "MailFromDomainNotVerified", "ValidationError", "ValidationException"}
+ADDRESS_HINTS = ("address", "recipient", "phone", "destination", "mailbox", "e.164", "e164")
+PROVIDER_ATTEMPTS = 3  # in-process tries on throttling before the SQS message is handed back
+UNSUBSCRIBE_TTL = timedelta(days=365)
+NPS_TTL = timedelta(days=30)
+UNSUBSCRIBE_SOURCES = {"one_click", "preferences", "unsubscribe", "list_unsubscribe", "link"}
+SUPPRESSION_REASONS = {"bounced", "complained", "erased", "unsubscribed"}
+
+
+class RetryableSendError(Exception):
+    """The provider refused for now (throttling): the SQS message must come back later."""
+
+
+class PermanentSendError(Exception):
+    """MessageRejected, invalid address, …: recorded, never retried."""
+
+    def __init__(self, message: str, reason: str = "rejected") -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class ProviderError(Exception):
+    """An unexpected provider error before the message was accepted: SQS retries, then the DLQ."""
+
+
+@dataclass
+class Outcome:
+    status: str  # sent | skipped | duplicate | deferred | failed | unknown
+    reason: str | None = None
+    provider_id: str | None = None
+
+
+def local_time(tz_name: str | None, default_tz: str, now: datetime) -> datetime:
+    try:
+        return now.astimezone(ZoneInfo(tz_name or default_tz))
+    except Exception:
+        return now.astimezone(ZoneInfo(default_tz))
+
+
+def quiet_until(window: Any, local_now: datetime) -> datetime | None:
+    """End of the quiet window if `local_now` is inside it (windows may cross midnight)."""
+    if window is None:
+        return None
+    sh, sm = (int(x) for x in window.start.split(":"))
+    eh, em = (int(x) for x in window.end.split(":"))
+    start = local_now.replace(hour=sh, minute=sm, second=0, microsecond=0)
+    end = local_now.replace(hour=eh, minute=em, second=0, microsecond=0)
+    if start == end:
+        return None
+    if start < end:
+        return end if start <= local_now < end else None
+    if local_now >= start:
+        return end + timedelta(days=1)
+    if local_now < end:
+        return end
+    return None
+
+
+def cap_reached(sends: list[dict[str, Any]], channel: str, settings: Settings, now: datetime,
+                rule: Any = None) -> bool:
+    """Global caps per channel (settings.frequency_caps), then the rule's own caps if it has any
+    (`frequency_caps: {email: [{count, hours}]}` or a list for every channel) on its sends alone.
+    Only marketing sends count; transactional messages are exempt and never counted."""
+    marketing = [s for s in sends if s.get("channel") == channel and s.get("marketing")]
+    if _over(marketing, settings.frequency_caps.get(channel, []), now):
+        return True
+    own = getattr(rule, "frequency_caps", None) if rule is not None else None
+    if own:
+        caps = own.get(channel, []) if isinstance(own, dict) else own
+        rule_id = getattr(rule, "id", None)
+        return _over([s for s in marketing if s.get("rule") == rule_id], caps, now)
+    return False
+
+
+def _over(sends: list[dict[str, Any]], caps: Any, now: datetime) -> bool:
+    for cap in caps or []:
+        count = cap["count"] if isinstance(cap, dict) else cap.count
+        hours = cap["hours"] if isinstance(cap, dict) else cap.hours
+        horizon = clock.iso(now - timedelta(hours=float(hours)))
+        if sum(1 for s in sends if s.get("at", "") >= horizon) >= int(count):
+            return True
+    return False
+
+
+@dataclass
+class _Ready:
+    """Everything checked and rendered: what the provider call needs."""
+
+    sp: StoredProfile
+    channel: str
+    address: str
+    rendered: Any
+
+
+class Sender:
+    def __init__(self, *, ddb_client: Any, ses: Any, sns: Any, sqs: Any, env: Env, config: ConfigStore,
+                 renderer: Any) -> None:
+        self.ddb = ddb_client
+        self.ses = ses
+        self.sns = sns
+        self.sqs = sqs
+        self.env = env
+        self.config = config
+        self.profiles = ProfileRepo(ddb_client, env.profiles_table)
+        self.renderer = renderer  # retention.messaging.rendering.Renderer: template lookup + render + MIME
+
+    # ---- ledger ------------------------------------------------------------------------------
+    def _claim(self, req: SendRequest, now: datetime) -> bool:
+        pk, sk = ledger_key(req.ledger_id)
+        item = {"pk": pk, "sk": sk, "status": "pending", "customer_id": req.customer_id, "rule": req.rule,
+                "entry": req.entry, "step": req.step, "variant": req.variant, "template": req.template,
+                "channel": req.channel, "created_at": clock.iso(now), "claimed_at": clock.iso(now),
+                "ttl": int(now.timestamp()) + self.config.settings().ledger_retention_days * 86400}
+        try:
+            self.ddb.put_item(TableName=self.env.messages_table, Item=ddb.serialize(item),
+                              ConditionExpression="attribute_not_exists(pk) OR #s IN (:r, :d)",
+                              ExpressionAttributeNames={"#s": "status"},
+                              ExpressionAttributeValues={":r": {"S": "retry"}, ":d": {"S": "deferred"}})
+            return True
+        except Exception as exc:
+            if _code(exc) in ("ConditionalCheckFailedException", "TransactionCanceledException"):
+                return False
+            raise
+
+    def _finish(self, req: SendRequest, status: str, now: datetime, **extra: Any) -> None:
+        sets = {"status": status, "updated_at": clock.iso(now), **{k: v for k, v in extra.items() if v is not None}}
+        names = {f"#a{i}": k for i, k in enumerate(sets)}
+        vals = {f":a{i}": ddb.value(v) for i, v in enumerate(sets.values())}
+        self.ddb.update_item(TableName=self.env.messages_table, Key=ddb.key(*ledger_key(req.ledger_id)),
+                             UpdateExpression="SET " + ", ".join(f"#a{i} = :a{i}" for i in range(len(sets))),
+                             ExpressionAttributeNames=names, ExpressionAttributeValues=vals)
+
+    def _release(self, req: SendRequest, now: datetime, reason: str) -> None:
+        """Nothing was handed to the provider: the claim becomes re-claimable (`retry`). Best effort —
+        the caller re-raises the original error either way."""
+        try:
+            self.ddb.update_item(
+                TableName=self.env.messages_table, Key=ddb.key(*ledger_key(req.ledger_id)),
+                UpdateExpression="SET #s = :r, updated_at = :t, reason = :why",
+                ConditionExpression="#s = :p", ExpressionAttributeNames={"#s": "status"},
+                ExpressionAttributeValues=ddb.values({":r": "retry", ":p": "pending", ":t": clock.iso(now),
+                                                      ":why": reason[:500]}))
+        except Exception:
+            log.warning("could not release the ledger claim %s", req.ledger_id, exc_info=True)
+
+    def _not_sent(self, req: SendRequest, status: str, reason: str, now: datetime,
+                  detail: str | None = None) -> Outcome:
+        """Record why a message is not sent: ledger status + reason, `suppressed` counters."""
+        self._finish(req, status, now, reason=reason, detail=(detail or None) and detail[:500])
+        add_counters(self.ddb, self.env.messages_table, req.rule, req.step, req.variant,
+                     {"suppressed": 1, f"suppressed:{reason}": 1}, now, req.ledger_id)
+        return Outcome("failed" if status in ("failed", "rejected") else "skipped", reason)
+
+    def _skip(self, req: SendRequest, reason: str, now: datetime) -> Outcome:
+        return self._not_sent(req, "skipped", reason, now)
+
+    # ---- the send ------------------------------------------------------------------------------
+    def send(self, req: SendRequest) -> Outcome:
+        now = clock.now()
+        if not self._claim(req, now):
+            return Outcome("duplicate")
+        try:
+            if not req.transactional and self.renderer.template_category(req.template) == "transactional":
+                # a service message inside a marketing journey (the sign-up confirmation): no marketing
+                # consent needed, exempt from caps; suppression and quiet hours still apply
+                req = req.model_copy(update={"transactional": True})
+            ready = self._prepare(req, now)
+        except Exception as exc:
+            # nothing reached the provider: hand the message back instead of losing it behind a pending claim
+            self._release(req, now, f"error before sending: {type(exc).__name__}: {exc}")
+            raise
+        if isinstance(ready, Outcome):
+            return ready
+        try:
+            provider_id = self._deliver(req, ready.channel, ready.address, ready.rendered)
+        except RetryableSendError as exc:
+            self._finish(req, "retry", now, reason=f"throttled: {exc}"[:500])
+            raise
+        except PermanentSendError as exc:
+            return self._not_sent(req, "rejected", exc.reason, now, detail=str(exc))
+        except ProviderError as exc:
+            self._release(req, now, str(exc))
+            raise
+        except Exception as exc:
+            # a read timeout or a broken connection after the request went out: the provider may have
+            # accepted the message. The claim stays `pending` (never re-claimed, never sent twice); SES
+            # feedback (delivery, bounce) fills in the status if it did go out.
+            try:
+                self._finish(req, "pending", now, reason=f"provider_unknown: {type(exc).__name__}: {exc}"[:500])
+            except Exception:
+                log.warning("could not note the unknown outcome on %s", req.ledger_id, exc_info=True)
+            log.warning("provider outcome unknown for %s: %s", req.ledger_id, exc)
+            return Outcome("unknown", "provider_unknown")
+        self._mark_sent(req, ready.sp, ready.channel, ready.address, ready.rendered, provider_id, now)
+        return Outcome("sent", provider_id=provider_id)
+
+    def _prepare(self, req: SendRequest, now: datetime) -> _Ready | Outcome:
+        """Checks at send time (profile, journey, channel, address, suppression, consent, audience, quiet
+        hours, caps), then the render. An Outcome when the message is not sent now."""
+        settings = self.config.settings()
+        sp, suppressed = self._load(req, settings)
+        profile = sp.profile
+        if not sp.exists or profile.erased:
+            return self._skip(req, "no_profile", now)
+        rule = self.renderer.rule(req.rule)
+        journey = next((j for s, j in profile.journeys.items()
+                        if s.split("#", 1)[0] == req.rule and j.get("entry") == req.entry), None) or {}
+        if rule is not None and journey and journey.get("entry") == req.entry and journey.get("state") == "exited":
+            return self._skip(req, "journey_exited", now)
+        channel = self._channel(req, profile, suppressed)
+        if channel is None:
+            return self._skip(req, "no_channel", now)
+        address = self._address(profile, channel)
+        if not address:
+            return self._skip(req, "no_address" if channel == "email" else "no_phone", now)
+        if address is _INVALID:
+            return self._skip(req, "invalid_address", now)
+        if suppressed.get(channel):
+            return self._skip(req, suppressed[channel], now)
+        marketing = not req.transactional
+        if marketing and not self.renderer.has_consent(profile, channel, now):
+            return self._skip(req, self._consent_reason(profile, channel), now)
+        if rule is not None and not self.renderer.audience_ok(rule, profile, now):
+            return self._skip(req, "audience", now)
+        window = settings.quiet_hours.get(channel)
+        tz = profile.traits.get("timezone")
+        until = quiet_until(window, local_time(tz, settings.default_timezone, now))
+        if until is not None:
+            return self._defer(req, until.astimezone(now.tzinfo), now)
+        if marketing and cap_reached(sp.sends, channel, settings, now, rule):
+            return self._skip(req, "frequency_cap", now)
+        try:
+            rendered = self.renderer.render(req, profile, channel, now)
+        except (RetentionError, LookupError, ValueError) as exc:
+            # the template's fault (undefined variable, sandbox, size caps, SMS length, not applied …):
+            # recorded, never retried forever. Anything else (a throttled config read) propagates and
+            # releases the claim, so the message is retried instead of being written off.
+            code = getattr(exc, "code", None)
+            reason = code if code in ("sms_too_long", "sms_empty") else "render_error"
+            return self._not_sent(req, "failed", str(reason), now, detail=f"{type(exc).__name__}: {exc}")
+        return _Ready(sp=sp, channel=channel, address=str(address), rendered=rendered)
+
+    def _load(self, req: SendRequest, settings: Settings) -> tuple[StoredProfile, dict[str, str]]:
+        """One read: suppression (bounce, complaint, erased address) is mirrored on the profile.
+        Returns {channel: reason} for the suppressed channels."""
+        sp = self.profiles.load(req.customer_id, clock.now(), consistent=True)
+        sup = getattr(sp.profile, "suppressed", {}) or {}
+        out: dict[str, str] = {}
+        for ch in ("email", "sms"):
+            why = sup.get(ch)
+            if why:
+                reason = str(why.get("reason") or "") if isinstance(why, dict) else ""
+                out[ch] = reason if reason in SUPPRESSION_REASONS else "suppressed"
+        return sp, out
+
+    @staticmethod
+    def _address(profile: Any, channel: str) -> Any:
+        raw = profile.traits.get("email") if channel == "email" else profile.traits.get("phone")
+        if not raw:
+            return None
+        if channel == "email":
+            from retention.core.errors import BadRequestError
+            from retention.messaging.mime import validate_address
+            try:
+                return validate_address(str(raw))
+            except BadRequestError:
+                return _INVALID
+        from retention.messaging.sms import normalize_phone
+        return normalize_phone(str(raw)) or _INVALID
+
+    @staticmethod
+    def _consent_reason(profile: Any, channel: str) -> str:
+        consent = (getattr(profile, "consent", {}) or {}).get(channel)
+        if consent is not None and not consent.granted and (consent.source or "") in UNSUBSCRIBE_SOURCES:
+            return "unsubscribed"
+        return "no_consent"
+
+    def _template_channels(self, req: SendRequest, profile: Any) -> set[str]:
+        try:
+            template = self.renderer.library.templates().get(req.template)
+            if template is not None:
+                return set(template.channels(self.renderer.locale(profile)))
+        except Exception:  # the render step reports a broken template with its reason
+            log.debug("template channels of %s unknown", req.template, exc_info=True)
+        return {"email", "sms"}
+
+    def _channel(self, req: SendRequest, profile: Any, suppressed: dict[str, str] | None = None) -> str | None:
+        if req.channel != "preferred":
+            return req.channel
+        suppressed = suppressed or {}
+        supported = self._template_channels(req, profile)
+        preferred = str(profile.traits.get("preferred_channel") or "").lower()
+        now = clock.now()
+        ok = {ch: bool(profile.traits.get("email" if ch == "email" else "phone")) and ch in supported
+              and not suppressed.get(ch)
+              and (req.transactional or self.renderer.has_consent(profile, ch, now))
+              for ch in ("email", "sms")}
+        if ok.get(preferred):
+            return preferred
+        # cheapest consented channel first: email costs a fraction of an SMS
+        for ch in ("email", "sms"):
+            if ok[ch]:
+                return ch
+        return None
+
+    def _defer(self, req: SendRequest, until: datetime, now: datetime) -> Outcome:
+        deferred = req.model_copy(update={"not_before": clock.iso(until)})
+        due.put(self.ddb, self.env.due_table,
+                [due.DueItem(at=until, kind="SEND", customer_id=req.customer_id, ref=req.ledger_id,
+                             payload=json.loads(deferred.model_dump_json()))], self.env.due_shards)
+        self._finish(req, "deferred", now, not_before=clock.iso(until), reason="quiet_hours")
+        return Outcome("deferred", "quiet_hours")
+
+    def _deliver(self, req: SendRequest, channel: str, address: str, rendered: Any) -> str:
+        for attempt in range(1, PROVIDER_ATTEMPTS + 1):
+            try:
+                return self._call_provider(req, channel, address, rendered)
+            except Exception as exc:
+                code = _code(exc)
+                if code in RETRYABLE:
+                    if attempt < PROVIDER_ATTEMPTS:
+                        ddb.backoff(attempt, base=0.1)
+                        continue
+                    raise RetryableSendError(code) from exc
+                if code in PERMANENT:
+                    text = f"{code}: {exc}"
+                    reason = "invalid_address" if code != "MessageRejected" and any(
+                        h in str(exc).lower() for h in ADDRESS_HINTS) else "rejected"
+                    raise PermanentSendError(text, reason) from exc
+                if code is not None:
+                    raise ProviderError(f"{code}: {exc}") from exc
+                if _never_sent(exc):
+                    raise RetryableSendError(type(exc).__name__) from exc
+                raise
+        raise AssertionError("unreachable")
+
+    def _call_provider(self, req: SendRequest, channel: str, address: str, rendered: Any) -> str:
+        if channel == "email":
+            kwargs: dict[str, Any] = {
+                "FromEmailAddress": self.env.sender_email,
+                "Destination": {"ToAddresses": [address]},
+                "Content": {"Raw": {"Data": rendered.raw}},
+                "EmailTags": [{"Name": "ledger", "Value": req.ledger_id},
+                              {"Name": "rule", "Value": _tag(req.rule)},
+                              {"Name": "step", "Value": str(req.step)},
+                              {"Name": "variant", "Value": _tag(req.variant)}],
+            }
+            if self.env.ses_configuration_set:
+                kwargs["ConfigurationSetName"] = self.env.ses_configuration_set
+            resp = self.ses.send_email(**kwargs)
+            return str(resp.get("MessageId", ""))
+        sms_type = "Transactional" if req.transactional else "Promotional"
+        attributes = {"AWS.SNS.SMS.SMSType": {"DataType": "String", "StringValue": sms_type}}
+        if self.env.sms_sender_id:
+            attributes["AWS.SNS.SMS.SenderID"] = {"DataType": "String", "StringValue": self.env.sms_sender_id}
+        resp = self.sns.publish(PhoneNumber=address, Message=rendered.sms, MessageAttributes=attributes)
+        return str(resp.get("MessageId", ""))
+
+    def _mark_sent(self, req: SendRequest, sp: StoredProfile, channel: str, address: str, rendered: Any,
+                   provider_id: str, now: datetime) -> None:
+        """Ledger `sent` and the profile's send list in one transaction (one request, both or neither)."""
+        entry = {"at": clock.iso(now), "rule": req.rule, "step": req.step, "variant": req.variant,
+                 "channel": channel, "marketing": not req.transactional, "ledger": req.ledger_id}
+        lk = ledger_key(req.ledger_id)
+        ledger_update = {"Update": {
+            "TableName": self.env.messages_table, "Key": ddb.key(*lk),
+            "UpdateExpression": "SET #s = :s, sent_at = :t, provider_id = :p, channel_used = :c, subject = :sub "
+                                "REMOVE reason",
+            "ExpressionAttributeNames": {"#s": "status"},
+            "ExpressionAttributeValues": ddb.values({":s": "sent", ":t": clock.iso(now), ":p": provider_id,
+                                                     ":c": channel, ":sub": getattr(rendered, "subject", "") or ""})}}
+        profile_update = {"Update": {
+            "TableName": self.env.profiles_table, "Key": ddb.key(profile_pk(req.customer_id), "P"),
+            "UpdateExpression": "SET sends = list_append(if_not_exists(sends, :empty), :e), version = version + :one",
+            "ConditionExpression": "attribute_exists(pk)",
+            "ExpressionAttributeValues": ddb.values({":e": [entry], ":empty": [], ":one": 1})}}
+        for attempt in range(4):
+            try:
+                # the token makes a retried (or timed-out-but-applied) transaction apply once
+                self.ddb.transact_write_items(TransactItems=[ledger_update, profile_update],
+                                              ClientRequestToken=req.ledger_id)
+                break
+            except Exception as exc:
+                if _transaction_conflict(exc) and attempt < 3:
+                    ddb.backoff(attempt + 1)
+                    continue
+                # the message went out: the ledger must say so even if the profile update cannot be made
+                self._finish(req, "sent", now, sent_at=clock.iso(now), provider_id=provider_id, channel_used=channel)
+                break
+        add_counters(self.ddb, self.env.messages_table, req.rule, req.step, req.variant, {"sent": 1}, now,
+                     req.ledger_id)
+
+
+class _Invalid:
+    def __repr__(self) -> str:
+        return "<invalid address>"
+
+
+_INVALID: Any = _Invalid()
+
+
+def _code(exc: BaseException) -> str | None:
+    """The AWS error code of a ClientError; None for anything else (a botocore ReadTimeoutError has
+    `response = None`, which retention.core.ddb.error_code does not expect)."""
+    response = getattr(exc, "response", None)
+    if not isinstance(response, dict):
+        return None
+    code = (response.get("Error") or {}).get("Code")
+    return str(code) if code else None
+
+
+def _never_sent(exc: BaseException) -> bool:
+    """Errors raised before a request reached the provider (so retrying cannot send twice)."""
+    try:
+        from botocore.exceptions import ConnectTimeoutError, EndpointConnectionError
+    except ImportError:  # pragma: no cover
+        return False
+    return isinstance(exc, ConnectTimeoutError | EndpointConnectionError)
+
+
+def _transaction_conflict(exc: BaseException) -> bool:
+    """A conflict worth retrying; a failed condition (the profile is gone) is not."""
+    code = _code(exc)
+    if code == "TransactionConflictException":
+        return True
+    if code != "TransactionCanceledException":
+        return False
+    reasons = getattr(exc, "response", {}).get("CancellationReasons") or []
+    return not any(r.get("Code") == "ConditionalCheckFailed" for r in reasons)
+
+
+def _tag(value: str) -> str:
+    """An SES tag value: ASCII letters, digits, `_` and `-` only (SES refuses anything else)."""
+    return "".join(ch if (ch.isascii() and ch.isalnum()) or ch in "-_" else "_" for ch in value)[:250] or "_"
+
+
+def unsubscribe_url(base: str, secrets: list[bytes], customer_id: str, channel: str, ledger: str,
+                    now: datetime) -> str:
+    token = tokens.sign({"c": customer_id, "ch": channel, "l": ledger}, secrets[0],
+                        expires_at=now + UNSUBSCRIBE_TTL, purpose="unsub")
+    return f"{base.rstrip('/')}/u/{token}"
+
+
+def nps_urls(base: str, secrets: list[bytes], customer_id: str, survey: str, ledger: str,
+             now: datetime) -> tuple[dict[int, str], str]:
+    token = tokens.sign({"c": customer_id, "s": survey, "l": ledger}, secrets[0], expires_at=now + NPS_TTL,
+                        purpose="nps")
+    root = f"{base.rstrip('/')}/nps/{token}"
+    return {n: f"{root}?score={n}" for n in range(11)}, root

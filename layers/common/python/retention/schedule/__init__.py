@@ -1,0 +1,1 @@
+"""Schedule: the due index, the minute tick, segment recompute and broadcasts."""

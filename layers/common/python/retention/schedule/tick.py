@@ -1,0 +1,131 @@
+"""evaluate_triggers' library: the minute tick reads the due index from its watermark to now (reads grow
+with what is due), applies each customer's items through the engine with one conditional profile write,
+enqueues sends, and deletes what it handled. Running twice, late or concurrently is harmless: journey
+transitions check the step they expect, and the send ledger stops a second send."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from retention.core import clock, ddb
+from retention.core.config import ConfigStore
+from retention.core.settings import Env
+from retention.customers.store import ProfileRepo, to_item, version_condition
+from retention.ingestion.ingestor import ATTEMPTS, definitions, effect_items, enqueue, safety_items
+from retention.journeys.engine import Engine
+from retention.messaging.requests import add_counters
+from retention.schedule import due
+
+FIRST_TICK_LOOKBACK = timedelta(hours=1)
+
+
+@dataclass
+class TickResult:
+    due_items: int = 0
+    customers: int = 0
+    sends: int = 0
+    stale: int = 0
+    broadcasts: int = 0
+    watermark: str | None = None
+
+
+class Ticker:
+    def __init__(self, *, ddb_client: Any, sqs: Any, env: Env, config: ConfigStore) -> None:
+        self.ddb = ddb_client
+        self.sqs = sqs
+        self.env = env
+        self.config = config
+        self.repo = ProfileRepo(ddb_client, env.profiles_table)
+
+    def tick(self, now: datetime | None = None) -> TickResult:
+        now = now or clock.now()
+        result = TickResult()
+        mark = self.config.watermark()
+        since = clock.parse_iso(mark) if mark else now - FIRST_TICK_LOOKBACK
+        items = list(due.read_due(self.ddb, self.env.due_table, since, now, self.env.due_shards))
+        result.due_items = len(items)
+        by_customer: dict[str, list[due.DueItem]] = defaultdict(list)
+        for item in items:
+            by_customer[item.customer_id].append(item)
+        if by_customer:
+            engine = Engine(definitions(self.config))
+            for cid, cust_items in by_customer.items():
+                result.sends += self._customer(engine, cid, cust_items, now)[0]
+            result.customers = len(by_customer)
+        due.delete(self.ddb, self.env.due_table, items, self.env.due_shards)
+        result.broadcasts = self._broadcasts(since, now)
+        # the watermark trails by the current hour: later items of this hour are read next minute again
+        self.config.set_watermark(clock.iso(now))
+        result.watermark = clock.iso(now)
+        return result
+
+    def _broadcasts(self, since: datetime, now: datetime) -> int:
+        """Scheduled rules whose cron fired in (since, now]: fan the audience out through the recompute
+        queue (parallel scan → TRIGGER due items spread by the rule's rate). The journey entry id is derived
+        from the firing, so a repeated fan-out starts nobody twice."""
+        from retention.core.runtime import Deps
+        from retention.schedule.recompute import Recompute
+        fired = 0
+        for rule in definitions(self.config).rules:
+            if rule.trigger.kind != "schedule":
+                continue
+            at = rule.trigger.next_at(since)
+            if at is None or at > now:
+                continue
+            d = Deps(self.env, dynamodb=self.ddb, sqs=self.sqs)
+            d.config = self.config
+            Recompute(d).fan_out(reason=f"broadcast|{rule.id}|{clock.iso(at)}")
+            fired += 1
+        return fired
+
+    def recheck(self, engine: Engine, cid: str, now: datetime) -> int:
+        """Re-evaluate one customer's segments (full recompute); returns the number of transitions."""
+        return self._customer(engine, cid, [], now, recheck=True)[1]
+
+    def _customer(self, engine: Engine, cid: str, items: list[due.DueItem], now: datetime,
+                  recheck: bool = False) -> tuple[int, int]:
+        sends_only = bool(items) and all(i.kind == "SEND" for i in items)
+        if sends_only:
+            from retention.messaging.requests import SendRequest
+            enqueue(self.sqs, self.env.send_queue_url, [SendRequest.model_validate(i.payload) for i in items])
+            return len(items), 0
+        for attempt in range(ATTEMPTS):
+            sp = self.repo.load(cid, now)
+            if not sp.exists:
+                return 0, 0
+            fx = engine.process(sp, due_items=items, now=now,
+                                recheck_segments=recheck or any(i.kind == "SEGMENT" for i in items))
+            if not fx.changed and not fx.sends:
+                return 0, 0
+            tx: list[dict[str, Any]] = [{"Put": {"TableName": self.env.profiles_table,
+                                                 "Item": ddb.serialize(to_item(sp, now)), **version_condition(sp)}}]
+            retention_s = int(timedelta(days=engine.defs.settings.event_retention_days).total_seconds())
+            tx += effect_items(self.env, cid, fx, now, retention_s)
+            try:
+                for start in range(0, len(tx), 100):
+                    self.ddb.transact_write_items(TransactItems=tx[start:start + 100])
+            except Exception as exc:
+                if ddb.error_code(exc) in ("TransactionCanceledException", "TransactionConflictException",
+                                           "ConditionalCheckFailedException"):
+                    ddb.backoff(attempt)
+                    continue
+                raise
+            if fx.transitions:
+                from retention.analytics import segstats
+                segstats.record(self.ddb, self.env.messages_table, [fx.transitions], now)
+            enqueue(self.sqs, self.env.send_queue_url, fx.sends)
+            due.delete(self.ddb, self.env.due_table, safety_items(fx.sends, now), self.env.due_shards)
+            for rule, step, variant, values in fx.counters:
+                add_counters(self.ddb, self.env.messages_table, rule, step, variant, values, now, cid)
+            return len(fx.sends), len(fx.transitions)
+        raise RuntimeError(f"tick: profile {cid} kept changing; retried {ATTEMPTS} times")
+
+
+def next_broadcast_at(config: ConfigStore, after: datetime) -> datetime | None:
+    """The next firing of an enabled scheduled rule after `after` (for a virtual clock that must stop there)."""
+    times = [t for r in definitions(config).rules if r.trigger.kind == "schedule"
+             if (t := r.trigger.next_at(after)) is not None]
+    return min(times) if times else None

@@ -1,0 +1,1 @@
+"""Surveys: NPS, survey answers, preferences and unsubscribe."""

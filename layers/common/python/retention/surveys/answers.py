@@ -1,0 +1,231 @@
+"""NPS answers (score links and the signed webhook) and unsubscribe / preferences, fed through the same
+ingestion path as shop events: profile, consent log, segments and journeys react in one place."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import uuid
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+from retention.core import clock, ddb, tokens
+from retention.core.errors import BadRequestError, ConflictError, NotFoundError
+from retention.core.runtime import Deps
+from retention.customers.profile import Profile
+from retention.customers.store import ProfileRepo
+from retention.ingestion.ingestor import Ingestor
+from retention.ingestion.wire import Message
+from retention.messaging.requests import SendRequest
+from retention.surveys import nps
+
+NPS_SOURCE = "nps"
+PREFS_SOURCE = "preferences"
+# how long a webhook event_id is remembered (survey tools retry for hours, not weeks)
+REPLAY_WINDOW = timedelta(days=30)
+log = logging.getLogger(__name__)
+
+
+def _day(value: str, name: str) -> datetime:
+    try:
+        return clock.parse_iso(value.strip()[:10] + "T00:00:00Z")
+    except (ValueError, TypeError) as exc:
+        raise BadRequestError(f"'{name}' is a date YYYY-MM-DD, got {value!r}") from exc
+
+
+def internal_message(customer_id: str, *, type_: Literal["track", "identify"] = "track", event: str | None = None,
+                     properties: dict[str, Any] | None = None, traits: dict[str, Any] | None = None,
+                     message_id: str | None = None, at: datetime | None = None) -> Message:
+    now = clock.now()
+    return Message(type=type_, message_id=message_id or str(uuid.uuid4()), user_id=customer_id, anonymous_id=None,
+                   previous_id=None, group_id=None, event=event, name=None, properties=properties or {},
+                   traits=traits or {}, context={"library": {"name": "retention-internal"}},
+                   timestamp=at or now, original_timestamp=None, received_at=now, sent_at=None)
+
+
+class Surveys:
+    def __init__(self, d: Deps) -> None:
+        self.d = d
+        self.repo = ProfileRepo(d.dynamodb, d.env.profiles_table)
+
+    def _ingestor(self) -> Ingestor:
+        return Ingestor(ddb_client=self.d.dynamodb, sqs=self.d.sqs, env=self.d.env, config=self.d.config)
+
+    # ---- NPS ---------------------------------------------------------------------------------------
+    def verify_nps_token(self, token: str) -> dict[str, Any]:
+        return tokens.verify(token, self.d.config.secrets("links"), "nps", clock.now())
+
+    def _existing(self, customer_id: str) -> Profile:
+        sp = self.repo.load(customer_id, clock.now(), consistent=False)
+        if not sp.exists or sp.profile.erased:
+            raise NotFoundError(f"customer '{customer_id}' not found")
+        return sp.profile
+
+    def record(self, response: nps.NpsResponse, *, message_id: str, ref: str | None,
+               profile: Profile | None = None) -> bool:
+        """Store one answer: the `NPS Answered` event through ingestion (profile, segments and journeys
+        react) and the report row. False when the same message was recorded before."""
+        if profile is None:
+            self._existing(response.customer_id)
+        now = clock.now()
+        ref = ref or response.ref or response.survey
+        props = {"score": response.score, "comment": response.comment, "survey": response.survey,
+                 "stage": response.stage, "shop": response.shop, "ref": ref, "source": response.source}
+        result = self._ingestor().ingest([internal_message(response.customer_id, event="NPS Answered",
+                                                           properties=props, message_id=message_id,
+                                                           at=response.at)], NPS_SOURCE, now=now)
+        if result.duplicates:
+            return False
+        # one row per (customer, survey invitation) per month: a later answer replaces the earlier one
+        month = clock.iso(response.at)[:7]
+        row = {"pk": f"NPS#{month}", "sk": f"{response.customer_id}#{ref}",
+               "customer_id": response.customer_id, "score": response.score, "comment": response.comment,
+               "survey": response.survey, "stage": response.stage, "shop": response.shop, "ref": ref,
+               "at": clock.iso(response.at), "source": response.source, "event_id": response.event_id}
+        self.d.dynamodb.put_item(TableName=self.d.env.messages_table, Item=ddb.serialize(row))
+        return True
+
+    @staticmethod
+    def _invitation(profile: Profile, rule: str, ledger: str | None) -> dict[str, Any]:
+        """The event that started the journey which sent this survey (its shop and CJM stage), when the
+        customer is still in that journey entry: the ledger id is derived from (customer, rule, entry,
+        step), so a match needs no read."""
+        state = profile.journeys.get(rule)
+        if not ledger or not isinstance(state, dict) or not state.get("entry"):
+            return {}
+        last = int(state.get("last_send_step", state.get("step", 0)) or 0)
+        for step in range(max(last, int(state.get("step", 0) or 0)) + 1):
+            probe = SendRequest(customer_id=profile.id, rule=rule, entry=str(state["entry"]), step=step,
+                                channel="email", template="-")
+            if probe.ledger_id == ledger:
+                trigger = state.get("trigger") or {}
+                return {"name": trigger.get("name"), "properties": trigger.get("properties") or {}}
+        return {}
+
+    def answer_link(self, token: str, score: Any, comment: str | None) -> nps.NpsResponse:
+        claims = self.verify_nps_token(token)
+        value = nps.validate_score(score)
+        customer = str(claims["c"])
+        survey = str(claims.get("s") or "nps")
+        ledger = str(claims["l"]) if claims.get("l") else None
+        profile = self._existing(customer)
+        trigger = self._invitation(profile, survey, ledger)
+        props = trigger.get("properties") or {}
+        shop = props.get("shop")
+        response = nps.NpsResponse(customer_id=customer, score=value, comment=comment or None, survey=survey,
+                                   stage=nps.stage_for_event(trigger.get("name")),
+                                   shop=shop if isinstance(shop, str) else None,
+                                   at=clock.now(), source="link", ref=ledger or survey)
+        mid = "nps-" + hashlib.sha256(f"{token}|{value}|{comment}|{clock.iso(clock.now())}".encode()).hexdigest()[:24]
+        self.record(response, message_id=mid, ref=response.ref, profile=profile)
+        return response
+
+    def webhook(self, raw: bytes, signature: str | None) -> nps.NpsResponse:
+        now = clock.now()
+        # authenticate before parsing anything
+        tokens.verify_webhook(signature, raw, self.d.config.secrets("nps-webhook"), now)
+        try:
+            body = json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError) as exc:
+            raise BadRequestError(f"body is not JSON: {exc}") from exc
+        if not isinstance(body, dict):
+            raise BadRequestError("the webhook body must be a JSON object")
+        payload = nps.WebhookPayload.model_validate(body)
+        customer = payload.userId or (self.repo.customer_by_email(payload.email) if payload.email else None)
+        if not customer:
+            raise NotFoundError(f"no customer with email {payload.email!r}")
+        # before the event id is claimed: an answer about an unknown customer does not burn its event_id
+        profile = self._existing(customer)
+        claim = ddb.key(f"W#{payload.event_id}", "W")
+        try:
+            self.d.dynamodb.put_item(TableName=self.d.env.idempotency_table, Item=ddb.serialize(
+                {"pk": f"W#{payload.event_id}", "sk": "W", "at": clock.iso(now), "customer_id": customer,
+                 "ttl": int((now + REPLAY_WINDOW).timestamp())}), ConditionExpression="attribute_not_exists(pk)")
+        except Exception as exc:
+            if ddb.is_conditional_failure(exc):
+                raise ConflictError(f"event {payload.event_id} was already received (replay)",
+                                    code="replayed") from exc
+            raise
+        response = payload.to_response(customer, received_at=now)
+        try:
+            self.record(response, message_id=f"nps-webhook-{payload.event_id}", ref=payload.survey or "nps",
+                        profile=profile)
+        except Exception:
+            # not recorded: the survey tool's retry must not be taken for a replay
+            try:
+                self.d.dynamodb.delete_item(TableName=self.d.env.idempotency_table, Key=claim)
+            except Exception:
+                log.warning("could not release the webhook claim %s", payload.event_id, exc_info=True)
+            raise
+        return response
+
+    def report(self, date_from: str | None, date_to: str | None, period: str = "month") -> dict[str, Any]:
+        now = clock.now()
+        start = _day(date_from, "from") if date_from else clock.parse_iso(clock.iso(now - timedelta(days=365))[:10]
+                                                                           + "T00:00:00Z")
+        end = _day(date_to, "to") if date_to else clock.parse_iso(clock.iso(now)[:10] + "T00:00:00Z")
+        end = end + timedelta(days=1) - timedelta(microseconds=1)
+        if end < start:
+            raise BadRequestError("'from' is after 'to'")
+        lo, hi = clock.iso(start), clock.iso(end)
+        rows: list[dict[str, Any]] = []
+        month = start.replace(day=1)
+        while month <= end:
+            for item in ddb.query(self.d.dynamodb, self.d.env.messages_table, f"NPS#{clock.iso(month)[:7]}"):
+                if lo <= item["at"] <= hi:
+                    rows.append({"customer_id": item["customer_id"], "score": item["score"],
+                                 "comment": item.get("comment"), "survey": item.get("survey", "nps"),
+                                 "stage": item.get("stage"), "shop": item.get("shop"), "ref": item.get("ref"),
+                                 "at": item["at"], "source": item.get("source", "link")})
+            month = (month + timedelta(days=32)).replace(day=1)
+        report = nps.aggregate(rows, period=period)  # type: ignore[arg-type]
+        for summary in [report["overall"], *report["by_stage"].values(), *report["by_shop"].values(),
+                        *report["trend"]]:
+            summary["label_ru"] = None if summary["nps"] is None else nps.nps_label_ru(summary["nps"])
+        report["period"] = period
+        report["scale"] = [{"from": low, "label": en, "label_ru": ru} for low, en, ru in nps.NPS_SCALE]
+        report["from"] = clock.iso(start)[:10]
+        report["to"] = clock.iso(end)[:10]
+        return report
+
+    # ---- unsubscribe / preferences ---------------------------------------------------------------
+    def verify_unsub_token(self, token: str) -> dict[str, Any]:
+        return tokens.verify(token, self.d.config.secrets("links"), "unsub", clock.now())
+
+    def preferences_of(self, customer_id: str) -> dict[str, bool]:
+        """Per channel: is marketing consent granted now (what the preference page shows as ticked)."""
+        sp = self.repo.load(customer_id, clock.now(), consistent=False)
+        return {ch: bool(c.granted) for ch, c in sp.profile.consent.items()} if sp.exists else {}
+
+    def set_preferences(self, token: str, channels: dict[str, bool], source: str) -> dict[str, Any]:
+        """Apply the page's choice or a one-click unsubscribe at once (through ingestion: consent log,
+        segments and journeys react). Only channels whose consent changes are written, so a repeated
+        one-click POST or an unchanged form neither logs twice nor counts twice, and an unticked box
+        never grants a consent the customer did not give. A customer already erased stays erased."""
+        claims = self.verify_unsub_token(token)
+        customer = str(claims["c"])
+        now = clock.now()
+        sp = self.repo.load(customer, now)
+        if not sp.exists or sp.profile.erased:
+            return {"customer_id": customer, "channels": channels, "changed": {}}
+        current = {ch: bool(c.granted) for ch, c in sp.profile.consent.items()}
+        changed = {ch: granted for ch, granted in channels.items() if current.get(ch, False) != granted}
+        if not changed:
+            return {"customer_id": customer, "channels": channels, "changed": {}}
+        traits = {f"{ch}_consent": {"granted": granted, "source": source, "at": clock.iso(now),
+                                    "evidence": {"token_ledger": claims.get("l"), "channel": claims.get("ch")}}
+                  for ch, granted in changed.items()}
+        mid = "pref-" + hashlib.sha256(f"{token}|{sorted(changed.items())}|{clock.iso(now)}".encode()).hexdigest()[:24]
+        self._ingestor().ingest([internal_message(customer, type_="identify", traits=traits, message_id=mid)],
+                                PREFS_SOURCE, now=now)
+        if not all(changed.values()):
+            from retention.messaging.requests import add_counters
+            ledger = claims.get("l")
+            item = ddb.get(self.d.dynamodb, self.d.env.messages_table, f"L#{ledger}", "L") if ledger else None
+            if item and item.get("rule"):
+                # on the row of the message's step/variant and send day (retention.analytics.stats)
+                day = clock.parse_iso(str(item["sent_at"])) if item.get("sent_at") else now
+                add_counters(self.d.dynamodb, self.d.env.messages_table, str(item["rule"]), int(item.get("step", 0)),
+                             str(item.get("variant") or "default"), {"unsubscribed": 1}, day, str(ledger))
+        return {"customer_id": customer, "channels": channels, "changed": changed}
