@@ -13,19 +13,16 @@ import json
 from typing import Any
 from urllib.parse import unquote
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from retention.admin.previews import Previews
 from retention.admin.views import KIND_OF, Admin
 from retention.core.errors import BadRequestError, NotFoundError
 from retention.core.http import json_response, register_errors
+from retention.core.observability import entry, logger
 from retention.core.runtime import deps
 from retention.surveys.answers import Surveys
 
-logger = Logger()
-tracer = Tracer(patch_modules=("botocore",))  # only AWS calls: patching everything imports requests &c.
-metrics = Metrics()
 app = APIGatewayRestResolver(enable_validation=True)
 register_errors(app, logger)
 
@@ -267,8 +264,6 @@ def disable(collection: str, def_id: str) -> Any:
     return json_response(200, {"id": def_id, "version": item["version"], "enabled": False})
 
 
-@logger.inject_lambda_context
-@tracer.capture_lambda_handler
-@metrics.log_metrics
+@entry("admin_api")
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return app.resolve(event, context)

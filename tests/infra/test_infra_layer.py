@@ -85,3 +85,14 @@ def test_pip_failure_gives_library_only_layer_and_never_raises(build_dir, monkey
     monkeypatch.setattr(layer.subprocess, "run", lambda args, **kw: calls.append(args))
     assert layer.build_layer() == result  # no retry within the hour
     assert calls == []
+
+
+def test_the_layer_ships_the_library_s_non_python_files(build_dir, monkeypatch):
+    """The survey and preference pages are Jinja2 templates next to the code: the layer must carry them."""
+    monkeypatch.setenv("RETENTION_LAYER_SKIP_PIP", "1")
+    templates = sorted(p.relative_to(build_dir).as_posix() for p in build_dir.rglob("*.html"))
+    assert "surveys/templates/nps_form.html" in templates
+    shipped = layer.build_layer().path / "python" / "retention"
+    assert [t for t in templates if not (shipped / t).is_file()] == []
+    assert (shipped / "surveys" / "templates" / "preferences.html").read_text() == (
+        build_dir / "surveys" / "templates" / "preferences.html").read_text()

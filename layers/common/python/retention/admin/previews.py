@@ -325,7 +325,7 @@ class Previews:
 
     def _recompute(self, kind: str, out: dict[str, Any]) -> None:
         """A changed segment group re-evaluates every profile (parallel scan fanned out over SQS)."""
-        if kind == "SEGDEF" and out["changed"] and self.d.env.recompute_queue_url:
+        if kind == "SEGDEF" and out["changed"]:
             from retention.schedule.recompute import Recompute
             out["recompute"] = Recompute(self.d).fan_out("definition_change")
 

@@ -506,6 +506,9 @@ def effect_items(env: Env, cid: str, fx: Effects, now: datetime, retention_s: in
 
 
 def enqueue(sqs: Any, queue_url: str, sends: list[SendRequest]) -> None:
+    if sends and not queue_url:
+        from retention.core.settings import SettingsError
+        raise SettingsError(f"SEND_QUEUE_URL is not set: cannot queue {len(sends)} sends")
     for start in range(0, len(sends), 10):
         chunk = sends[start:start + 10]
         entries = [{"Id": str(i), "MessageBody": s.model_dump_json()} for i, s in enumerate(chunk)]

@@ -15,7 +15,7 @@ least once for marketing mail). Nothing is lost either:
   message in the DLQ (redrivable: the ledger still allows a re-claim).
 
 The provider clients must not retry on their own (botocore retries a read timeout, which would send
-the message a second time behind the ledger's back): see functions/send_message/handler.py.
+the message a second time behind the ledger's back): see retention.messaging.delivery.provider_clients.
 
 Every message not sent has its reason on the ledger (`reason`) and in the daily counters
 (`suppressed` + `suppressed:<reason>`, the row conventions of retention.analytics.stats).

@@ -39,8 +39,9 @@ class Recompute:
 
     def fan_out(self, reason: str, total: int = DEFAULT_SEGMENTS) -> int:
         items = [WorkItem(segment=i, total=total, reason=reason) for i in range(total)]
+        queue_url = self.d.env.queue("recompute")  # unset: an error, never a recompute silently skipped
         for start in range(0, len(items), 10):
-            self.d.sqs.send_message_batch(QueueUrl=self.d.env.recompute_queue_url, Entries=[
+            self.d.sqs.send_message_batch(QueueUrl=queue_url, Entries=[
                 {"Id": str(i.segment), "MessageBody": i.model_dump_json()} for i in items[start:start + 10]])
         return len(items)
 
@@ -49,7 +50,7 @@ class Recompute:
         result, last_key = self.work_inline(item)
         if last_key:
             nxt = item.model_copy(update={"start_key": last_key, "done": item.done})
-            self.d.sqs.send_message(QueueUrl=self.d.env.recompute_queue_url, MessageBody=nxt.model_dump_json())
+            self.d.sqs.send_message(QueueUrl=self.d.env.queue("recompute"), MessageBody=nxt.model_dump_json())
             result.continued = True
         return result
 
