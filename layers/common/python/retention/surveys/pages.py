@@ -44,6 +44,16 @@ def nps_form(score: int | None, error: str | None = None, *, title: str = "Оц�
     return render("nps_form.html", title, status, score=score, error=error)
 
 
+def nps_confirm(raw_score: str | None) -> Any:
+    """The confirm page of a score link: the score it carries (or what is wrong with it) and the form."""
+    from retention.core.errors import RetentionError
+    from retention.surveys.nps import validate_score
+    try:
+        return nps_form(validate_score(raw_score) if raw_score is not None else None)
+    except RetentionError as exc:
+        return nps_form(None, exc.message)
+
+
 def nps_link_problem(expired: bool) -> Any:
     if expired:
         return message("Ссылка устарела / Link expired", "Срок действия ссылки истёк. Спасибо, что хотели ответить!",
