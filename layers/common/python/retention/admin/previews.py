@@ -286,9 +286,12 @@ class Previews:
     def validate(self, kind: str, body: dict[str, Any], *, source: str, linemap: yamlio.LineMap | None = None,
                  text: str | None = None) -> Any:
         """A definition checked against what is applied; errors list every problem as `source:line: …`."""
-        if kind == "RULE":
-            from retention.admin.views import Admin
-            return Admin(self.d).validate(kind, body, source, linemap=linemap)
+        if kind == "RULE":  # against the applied templates and segments it refers to
+            from retention.language.rules import parse_rule
+            groups = self.library.segment_groups()
+            return parse_rule(body, source=source, linemap=linemap, templates=set(self.library.templates()),
+                              segments={s.id for g in groups for s in g.segments},
+                              segment_groups={g.group: [s.id for s in g.segments] for g in groups})
         if kind == "TEMPLATE":
             from retention.language.templates import Template
             problems = template_problems(body, source, linemap)

@@ -54,20 +54,6 @@ class Recompute:
             result.continued = True
         return result
 
-    def run_all(self, reason: str, total: int = 4) -> RecomputeResult:
-        """Synchronous variant for the CLI and the local runtime (same work, no queue)."""
-        out = RecomputeResult()
-        for seg in range(total):
-            item = WorkItem(segment=seg, total=total, reason=reason)
-            while True:
-                r = self.work_inline(item)
-                out.profiles += r[0].profiles
-                out.transitions += r[0].transitions
-                if r[1] is None:
-                    break
-                item = item.model_copy(update={"start_key": r[1]})
-        return out
-
     def work_inline(self, item: WorkItem) -> tuple[RecomputeResult, dict[str, Any] | None]:
         from retention.journeys.engine import Engine
         result = RecomputeResult()
