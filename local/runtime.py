@@ -337,7 +337,7 @@ class LocalStack:
         from retention.core import clock
         from retention.core.runtime import deps
         from retention.schedule import due
-        from retention.schedule.tick import next_broadcast_at
+        from retention.schedule.broadcasts import next_broadcast_at
 
         from local.driver import advance
         d = deps()

@@ -17,7 +17,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from retention.core.http import form_fields, page, register_errors
 from retention.core.runtime import deps
 from retention.core.tokens import TokenError
-from retention.surveys.answers import Surveys
+from retention.surveys.preferences import Preferences
 
 logger = Logger()
 tracer = Tracer(patch_modules=("botocore",))  # only AWS calls: patching everything imports requests &c.
@@ -38,7 +38,7 @@ def _channel(claims: dict[str, Any]) -> str:
 
 @app.get("/u/<token>")
 def show(token: str) -> Any:
-    surveys = Surveys(deps())
+    surveys = Preferences(deps())
     try:
         claims = surveys.verify_unsub_token(token)
     except TokenError:
@@ -84,7 +84,7 @@ def _fields() -> dict[str, str]:
 @app.post("/u/<token>")
 def update(token: str) -> Any:
     fields = _fields()
-    surveys = Surveys(deps())
+    surveys = Preferences(deps())
     try:
         claims = surveys.verify_unsub_token(token)
         one_click = fields.get("List-Unsubscribe") == "One-Click"

@@ -9,7 +9,7 @@ from aws_lambda_powertools.event_handler import APIGatewayRestResolver
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.exceptions import ClientError
-from retention.core import clock
+from retention.core import clock, ddb
 from retention.core.http import json_response, register_errors
 from retention.core.runtime import deps
 from retention.ingestion import wire
@@ -22,8 +22,6 @@ app = APIGatewayRestResolver(enable_validation=True, strip_prefixes=["/"])
 register_errors(app, logger)
 
 KINDS = ("batch", "track", "identify", "page", "screen", "alias", "group")
-THROTTLED = frozenset({"ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded",
-                       "TransactionConflictException", "LimitExceededException"})
 RETRY_AFTER_SECONDS = "2"
 
 
@@ -35,11 +33,8 @@ def _throttled(message: str) -> Any:
 
 @app.exception_handler(ClientError)
 def _aws_error(exc: ClientError) -> Any:
-    code = exc.response.get("Error", {}).get("Code", "")
-    reasons = exc.response.get("CancellationReasons") or []
-    if code in THROTTLED or any(r.get("Code") in ("ThrottlingError", "ProvisionedThroughputExceeded")
-                                for r in reasons):
-        logger.warning("throttled", extra={"code": code})
+    if ddb.is_throttled(exc):
+        logger.warning("throttled", extra={"code": ddb.error_code(exc)})
         return _throttled("the event store is busy; retry after a pause")
     raise exc
 

@@ -32,7 +32,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, Field
 
 from retention.core import clock
+from retention.customers.kpis import KPI_KEYS as KPI_KEYS  # the one list (retention.customers.kpis)
 from retention.ingestion.wire import Message, parse_timestamp
+from retention.messaging import sms
 
 CONSENT_CHANNELS: tuple[str, ...] = ("email", "sms")
 CONSENT_LOG_KEEP = 50
@@ -60,24 +62,6 @@ PRODUCT_INTEREST_EVENTS: tuple[str, ...] = (
     "Price Drop Subscribed",
 )
 
-KPI_KEYS: tuple[str, ...] = (
-    "orders_count",
-    "revenue_total",
-    "average_order_value",
-    "first_order_at",
-    "last_order_at",
-    "average_days_between_orders",
-    "repeat_orders_count",
-    "nps_last_score",
-    "average_pickup_storage_hours",
-    "unclaimed_orders_percent",
-    "distinct_shops_count",
-    "contacts_30d",
-    "last_contact_at",
-    "open_rate",
-    "click_rate",
-    "last_seen_at",
-)
 
 # identify trait name → canonical profile trait name
 TRAIT_ALIASES: dict[str, str] = {
@@ -94,7 +78,6 @@ CONSENT_TRAITS: dict[str, str] = {"email_consent": "email", "sms_consent": "sms"
 
 _TRUE = {"true", "yes", "y", "1", "on"}
 _FALSE = {"false", "no", "n", "0", "off"}
-_PHONE_JUNK = re.compile(r"[\s\-().]")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")
 
 
@@ -249,19 +232,12 @@ def _note(profile: Profile, msg: Message | None, text: str, now: datetime) -> No
 
 
 def normalize_phone(value: Any) -> str | None:
-    """E.164 when the number clearly is one (`+…`, `00…`, Russian `8XXXXXXXXXX`/`7XXXXXXXXXX`);
-    otherwise the trimmed input, unchanged."""
+    """E.164 when the number clearly is one (the one phone grammar: retention.messaging.sms.normalize_phone);
+    otherwise the trimmed input, unchanged (kept as the customer gave it; the sender will not text it)."""
     text = _text(value)
     if text is None:
         return None
-    compact = _PHONE_JUNK.sub("", text)
-    if compact.startswith("00"):
-        compact = "+" + compact[2:]
-    if compact.startswith("+") and compact[1:].isdigit() and 8 <= len(compact) - 1 <= 15:
-        return compact
-    if compact.isdigit() and len(compact) == 11 and compact[0] in "78":
-        return "+7" + compact[1:]
-    return text
+    return sms.normalize_phone(text) or text
 
 
 def normalize_birthday(value: Any) -> str | None:

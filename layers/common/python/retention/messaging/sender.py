@@ -33,12 +33,13 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from retention.core import clock, ddb, tokens
+from retention.analytics.counters import add_counters
+from retention.core import clock, ddb
 from retention.core.config import ConfigStore, Settings
 from retention.core.errors import RetentionError
 from retention.core.settings import Env
 from retention.customers.store import ProfileRepo, StoredProfile, profile_pk
-from retention.messaging.requests import SendRequest, add_counters, ledger_key
+from retention.messaging.requests import SendRequest, ledger_key
 from retention.schedule import due
 
 log = logging.getLogger(__name__)
@@ -52,8 +53,6 @@ PERMANENT = {"MessageRejected", "BadRequestException", "InvalidParameter", "Inva
              "MailFromDomainNotVerified", "ValidationError", "ValidationException"}
 ADDRESS_HINTS = ("address", "recipient", "phone", "destination", "mailbox", "e.164", "e164")
 PROVIDER_ATTEMPTS = 3  # in-process tries on throttling before the SQS message is handed back
-UNSUBSCRIBE_TTL = timedelta(days=365)
-NPS_TTL = timedelta(days=30)
 UNSUBSCRIBE_SOURCES = {"one_click", "preferences", "unsubscribe", "list_unsubscribe", "link"}
 SUPPRESSION_REASONS = {"bounced", "complained", "erased", "unsubscribed"}
 
@@ -169,7 +168,7 @@ class Sender:
                               ExpressionAttributeValues={":r": {"S": "retry"}, ":d": {"S": "deferred"}})
             return True
         except Exception as exc:
-            if _code(exc) in ("ConditionalCheckFailedException", "TransactionCanceledException"):
+            if ddb.is_conditional_failure(exc):
                 return False
             raise
 
@@ -367,7 +366,7 @@ class Sender:
             try:
                 return self._call_provider(req, channel, address, rendered)
             except Exception as exc:
-                code = _code(exc)
+                code = ddb.error_code(exc)
                 if code in RETRYABLE:
                     if attempt < PROVIDER_ATTEMPTS:
                         ddb.backoff(attempt, base=0.1)
@@ -432,7 +431,7 @@ class Sender:
                                               ClientRequestToken=req.ledger_id)
                 break
             except Exception as exc:
-                if _transaction_conflict(exc) and attempt < 3:
+                if ddb.is_transaction_conflict(exc) and attempt < 3:
                     ddb.backoff(attempt + 1)
                     continue
                 # the message went out: the ledger must say so even if the profile update cannot be made
@@ -450,16 +449,6 @@ class _Invalid:
 _INVALID: Any = _Invalid()
 
 
-def _code(exc: BaseException) -> str | None:
-    """The AWS error code of a ClientError; None for anything else (a botocore ReadTimeoutError has
-    `response = None`, which retention.core.ddb.error_code does not expect)."""
-    response = getattr(exc, "response", None)
-    if not isinstance(response, dict):
-        return None
-    code = (response.get("Error") or {}).get("Code")
-    return str(code) if code else None
-
-
 def _never_sent(exc: BaseException) -> bool:
     """Errors raised before a request reached the provider (so retrying cannot send twice)."""
     try:
@@ -469,32 +458,6 @@ def _never_sent(exc: BaseException) -> bool:
     return isinstance(exc, ConnectTimeoutError | EndpointConnectionError)
 
 
-def _transaction_conflict(exc: BaseException) -> bool:
-    """A conflict worth retrying; a failed condition (the profile is gone) is not."""
-    code = _code(exc)
-    if code == "TransactionConflictException":
-        return True
-    if code != "TransactionCanceledException":
-        return False
-    reasons = getattr(exc, "response", {}).get("CancellationReasons") or []
-    return not any(r.get("Code") == "ConditionalCheckFailed" for r in reasons)
-
-
 def _tag(value: str) -> str:
     """An SES tag value: ASCII letters, digits, `_` and `-` only (SES refuses anything else)."""
     return "".join(ch if (ch.isascii() and ch.isalnum()) or ch in "-_" else "_" for ch in value)[:250] or "_"
-
-
-def unsubscribe_url(base: str, secrets: list[bytes], customer_id: str, channel: str, ledger: str,
-                    now: datetime) -> str:
-    token = tokens.sign({"c": customer_id, "ch": channel, "l": ledger}, secrets[0],
-                        expires_at=now + UNSUBSCRIBE_TTL, purpose="unsub")
-    return f"{base.rstrip('/')}/u/{token}"
-
-
-def nps_urls(base: str, secrets: list[bytes], customer_id: str, survey: str, ledger: str,
-             now: datetime) -> tuple[dict[int, str], str]:
-    token = tokens.sign({"c": customer_id, "s": survey, "l": ledger}, secrets[0], expires_at=now + NPS_TTL,
-                        purpose="nps")
-    root = f"{base.rstrip('/')}/nps/{token}"
-    return {n: f"{root}?score={n}" for n in range(11)}, root
