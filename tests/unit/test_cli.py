@@ -313,14 +313,14 @@ def test_dry_run_lists_no_future_steps_for_a_customer_who_unsubscribed() -> None
             "email": "x@example.com", "email_consent": True}), now)
         if not consent:  # the unsubscribe link, yesterday
             profiles.apply_message(p, internal_message("x", type_="identify", at=now - timedelta(days=1), traits={
-                "email_consent": {"granted": False, "source": "unsubscribe_link"}}), now)
+                "email_consent": {"granted": False, "source": "one_click"}}), now)
         return p
 
     kept = simulate(rule, customer(True), events, since=now - timedelta(days=7), now=now, settings=Settings())
     assert [(s["kind"], s["future"]) for s in kept[0]["steps"]] == [("wait", False), ("send", True)]
     gone = simulate(rule, customer(False), events, since=now - timedelta(days=7), now=now, settings=Settings())
     assert [(s["kind"], s["future"]) for s in gone[0]["steps"]] == [("wait", False)]
-    assert gone[0]["stopped"] == "no_consent"
+    assert gone[0]["stopped"] == "unsubscribed"  # as the sender would record it
 
 
 def clock_iso(at: datetime) -> str:

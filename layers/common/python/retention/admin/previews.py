@@ -155,24 +155,16 @@ def _as_dt(value: Any) -> datetime:
     return value if isinstance(value, datetime) else clock.parse_iso(str(value))
 
 
-def sender_skip(channel: str, profile: Any, rule: Any, consent: dict[str, bool]) -> tuple[str | None, str | None]:
-    """(the channel used, why the sender would skip it), as the sender decides."""
-    traits = profile.traits
-    has = {"email": bool(traits.get("email")), "sms": bool(traits.get("phone"))}
-    marketing = not rule.is_transactional
-    if channel == "preferred":
-        usable = [ch for ch in ("email", "sms") if has[ch] and (not marketing or consent.get(ch))]
-        preferred = str(traits.get("preferred_channel") or "").lower()
-        if preferred in usable:
-            return preferred, None
-        return (usable[0], None) if usable else (None, "no_channel")
-    if not has[channel]:
-        return channel, "no_address" if channel == "email" else "no_phone"
-    if profile.suppressed.get(channel):
-        return channel, "suppressed"
-    if marketing and not consent.get(channel):
-        return channel, "no_consent"
-    return channel, None
+def sender_skip(channel: str, profile: Any, rule: Any) -> tuple[str | None, str | None]:
+    """(the channel used, why the sender would skip it), by the sender's own checks
+    (retention.messaging.sender.channel_decision) on today's profile."""
+    from retention.customers.profile import consent_flags
+    from retention.messaging.sender import channel_decision, suppression_reasons
+    consent = consent_flags(profile)
+    used, _, why = channel_decision(channel, profile, transactional=bool(rule.is_transactional),
+                                    suppressed=suppression_reasons(profile),
+                                    consented=lambda ch: consent.get(ch, False))
+    return used, why
 
 
 def simulate(rule: Any, profile: Any, events: Sequence[Mapping[str, Any]], *, since: datetime, now: datetime,
@@ -182,7 +174,6 @@ def simulate(rule: Any, profile: Any, events: Sequence[Mapping[str, Any]], *, si
     exits and steps the journeys itself (due items kept on a virtual clock, then run past `now` to show
     what is still to come). Future steps the sender would skip today (the customer unsubscribed, has no
     consent or address, or left the audience) are not listed: the entry says why (`stopped`). Pure."""
-    from retention.customers.profile import consent_flags
     from retention.customers.profile import facts as profile_facts
     from retention.customers.store import StoredProfile
     from retention.journeys.engine import Definitions, Engine, rule_of
@@ -241,7 +232,6 @@ def simulate(rule: Any, profile: Any, events: Sequence[Mapping[str, Any]], *, si
         if entry is not None and not entry["holdout"]:
             entry["steps"].append(row)
     now_iso = clock.iso(now)
-    consent = consent_flags(profile)
     out = []
     for entry in entries.values():
         journey = entry.pop("_journey")  # the entry's own state (a later entry takes its slot)
@@ -263,7 +253,7 @@ def simulate(rule: Any, profile: Any, events: Sequence[Mapping[str, Any]], *, si
                        "timestamp": _as_dt(entry["entered_at"])}
             facts = {**profile_facts(profile, now), "event": trigger}
             in_audience = rule.audience is None or bool(conditions.evaluate(rule.audience, facts))
-            skips = [sender_skip(s["channel"], profile, rule, consent)[1] or (None if in_audience else "audience")
+            skips = [sender_skip(s["channel"], profile, rule)[1] or (None if in_audience else "audience")
                      for s in future if s["kind"] == "send"]
             if skips and all(skips):
                 entry["steps"] = [s for s in entry["steps"] if not s["future"]]
@@ -413,7 +403,7 @@ class Previews:
             options = [(v.template, str(v.name)) for v in spec.variants] if spec.variants else \
                 [(str(spec.template), "default")]
             for template_id, variant in options:
-                channel, skip = sender_skip(spec.channel, profile, rule, consent)
+                channel, skip = sender_skip(spec.channel, profile, rule)
                 row: dict[str, Any] = {"step": index, "label": step.id, "variant": variant, "template": template_id,
                                        "chosen": variant == chosen, "channel": channel or spec.channel,
                                        "subject": None, "text": None, "html": None, "sms": None, "error": None,

@@ -19,7 +19,7 @@ from typing import Any
 from retention.core import clock, ddb
 from retention.core.config import ConfigStore
 from retention.core.settings import Env
-from retention.customers.profile import merge_profiles
+from retention.customers.profile import interest_kind, interest_products, merge_profiles, product_id
 from retention.customers.store import (
     ProfileRepo,
     StoredProfile,
@@ -50,9 +50,6 @@ from retention.schedule import due
 
 MAX_TXN_ITEMS = 100
 CHUNK = 24  # messages per transaction: markers + events + profile + due/history items stay under 100
-INTEREST_EVENTS = {"Product Viewed": "viewed", "Product Clicked": "viewed", "Product Added": "carted",
-                   "Product Added to Wishlist": "subscribed", "Back in Stock Subscribed": "subscribed",
-                   "Price Drop Subscribed": "subscribed", "Product Subscribed": "subscribed"}
 PRODUCT_EVENTS = ("Product Back in Stock", "Product Price Dropped", "Product Low Stock")
 
 
@@ -442,7 +439,7 @@ class Ingestor:
 
     # ---- product events: fan out to interested customers (a Query per product, never a scan) -----------
     def fan_out_product_event(self, msg: Message, defs: Definitions, now: datetime) -> int:
-        product = _product_id(msg.properties)
+        product = product_id(msg.properties)
         if not product:
             return 0
         rules = [r for r in defs.rules
@@ -480,25 +477,14 @@ def event_item(cid: str, msg: Message, source_id: str, ttl: int) -> dict[str, An
             "ttl": ttl}
 
 
-def _product_id(props: dict[str, Any]) -> str | None:
-    for key in ("product_id", "sku", "id"):
-        v = props.get(key)
-        if v not in (None, ""):
-            return str(v)
-    return None
-
-
 def _interests(msgs: list[Message]) -> list[tuple[str, str, datetime]]:
     out: dict[tuple[str, str], datetime] = {}
     for m in msgs:
-        kind = INTEREST_EVENTS.get(m.event or "") if m.type == "track" else None
+        kind = interest_kind(m.event) if m.type == "track" else None
         if not kind:
             continue
-        products = [m.properties] + [p for p in m.properties.get("products", []) or [] if isinstance(p, dict)]
-        for p in products:
-            pid = _product_id(p)
-            if pid:
-                out[(pid, kind)] = max(out.get((pid, kind), m.timestamp), m.timestamp)
+        for pid in interest_products(m.properties):
+            out[(pid, kind)] = max(out.get((pid, kind), m.timestamp), m.timestamp)
     return [(p, k, at) for (p, k), at in out.items()]
 
 
