@@ -336,7 +336,7 @@ class LocalStack:
         """Move the virtual clock; every tick and cron that came due runs, and the queues drain."""
         from retention.core import clock
         from retention.core.runtime import deps
-        from retention.schedule.tick import next_broadcast_at
+        from retention.schedule.broadcasts import next_broadcast_at
 
         from local.driver import advance
         from local.scans import next_due_at

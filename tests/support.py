@@ -156,8 +156,8 @@ def moto_stack(sender: str = "Shop <news@example.com>") -> Iterator[Stack]:
         finally:
             runtime.set_deps(None)
             ConfigStore.invalidate()
-            from retention.messaging.rendering import Library
-            Library._parsed.clear()
+            from retention.journeys.catalogue import Catalogue
+            Catalogue._parsed.clear()
 
 
 def drain_sends(stack: Stack) -> list[Any]:
@@ -194,7 +194,7 @@ def advance(stack: Stack, **delta: float) -> Any:
     d = stack.deps
     ticker = stack.ticker()
     target = clock.now() + timedelta(**delta)
-    from retention.schedule.tick import next_broadcast_at
+    from retention.schedule.broadcasts import next_broadcast_at
     return drive(target, now=clock.now, set_time=clock.set_now,
                  next_due=lambda: next_due_at(d.dynamodb, d.env.due_table), config=d.config,
                  tick=lambda _prev, _cur: ticker.tick(), drain=lambda: drain_sends(stack),

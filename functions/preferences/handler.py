@@ -16,7 +16,7 @@ from retention.core.observability import count, entry, logger
 from retention.core.runtime import deps
 from retention.core.tokens import TokenError
 from retention.surveys import pages
-from retention.surveys.answers import Surveys
+from retention.surveys.preferences import Preferences
 
 app = APIGatewayRestResolver(enable_validation=True)
 register_errors(app, logger)
@@ -29,14 +29,14 @@ def _bad_link(exc: TokenError) -> Any:
 
 @app.get("/u/<token>")
 def show(token: str) -> Any:
-    surveys = Surveys(deps())
+    surveys = Preferences(deps())
     claims = surveys.verify_unsub_token(token)
     return pages.preferences_form(pages.token_channel(claims), surveys.preferences_of(str(claims["c"])))
 
 
 @app.post("/u/<token>")
 def update(token: str) -> Any:
-    surveys = Surveys(deps())
+    surveys = Preferences(deps())
     channels, source = pages.preference_change(form_body(app.current_event), surveys.verify_unsub_token(token))
     result = surveys.set_preferences(token, channels, source=source)
     revoked = sum(1 for v in result.get("changed", {}).values() if not v)

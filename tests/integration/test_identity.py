@@ -11,7 +11,8 @@ from typing import Any
 
 from retention.core import clock, ddb
 from retention.customers.store import ProfileRepo
-from retention.ingestion.ingestor import Ingestor, definitions
+from retention.ingestion.ingestor import Ingestor
+from retention.journeys.catalogue import definitions
 
 from tests.integration.test_ingest import parse, raw_events
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from retention.core import clock, ddb
-from retention.customers.profile import KPI_KEYS
+from retention.customers.kpis import KPI_KEYS
 from retention.ingestion.ingestor import CHUNK, Ingestor
 
 # ---- helpers ------------------------------------------------------------------------------------------

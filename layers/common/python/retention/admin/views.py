@@ -7,12 +7,20 @@ import json
 from datetime import timedelta
 from typing import Any
 
+from retention.analytics.counters import read_counters
 from retention.core import clock, ddb
 from retention.core.errors import NotFoundError
 from retention.core.runtime import Deps
-from retention.customers.store import ProfileRepo, email_key, profile_pk
-from retention.messaging.rendering import Library
-from retention.messaging.requests import read_counters, suppression_key
+from retention.customers.store import (
+    PROFILE_SK,
+    ProfileRepo,
+    alias_key,
+    email_index_key,
+    interest_key,
+    profile_pk,
+)
+from retention.journeys.catalogue import Catalogue
+from retention.messaging.requests import suppression_key
 
 KIND_OF = {"rules": "RULE", "segments": "SEGDEF", "templates": "TEMPLATE"}
 
@@ -36,7 +44,7 @@ class Admin:
     def __init__(self, d: Deps) -> None:
         self.d = d
         self.repo = ProfileRepo(d.dynamodb, d.env.profiles_table)
-        self.library = Library(d.config)
+        self.library = Catalogue(d.config)
 
     # ---- customers ---------------------------------------------------------------------------------
     def customer(self, customer_id: str) -> dict[str, Any]:
@@ -106,11 +114,12 @@ class Admin:
         events = [(e["pk"], e["sk"]) for e in ddb.query(client, env.events_table, profile_pk(customer_id))]
         ddb.batch_write(client, env.events_table, deletes=events)
         own = [(i["pk"], i["sk"]) for i in ddb.query(client, env.profiles_table, profile_pk(customer_id))]
-        extra = [(f"A#{a.removeprefix('anon:')}", "ALIAS") for a in p.anonymous_ids]
-        extra += [(f"C#anon:{a.removeprefix('anon:')}", "P") for a in p.anonymous_ids]  # merge tombstones
-        extra += [(f"PI#{prod}", profile_pk(customer_id)) for prod in p.interests]
+        extra = [alias_key(a.removeprefix("anon:")) for a in p.anonymous_ids]
+        extra += [(profile_pk(f"anon:{a.removeprefix('anon:')}"), PROFILE_SK)  # merge tombstones
+                  for a in p.anonymous_ids]
+        extra += [interest_key(prod, customer_id) for prod in p.interests]
         if p.traits.get("email"):
-            extra.append((email_key(str(p.traits["email"])), "EMAIL"))
+            extra.append(email_index_key(str(p.traits["email"])))
         ddb.batch_write(client, env.profiles_table, deletes=own + extra)
         ledger = list(ddb.query(client, env.messages_table, customer_id, index="by_customer",
                                 pk_name="customer_id", sk_name="created_at"))

@@ -15,13 +15,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import secrets as pysecrets
 import time
 from typing import Any
 
 from pydantic import BaseModel, Field
 
-from retention.core import clock, ddb
+from retention.core import clock, ddb, tokens
 from retention.core.errors import ConflictError, NotFoundError, UnauthorizedError
 
 KINDS = ("RULE", "SEGDEF", "TEMPLATE")
@@ -62,10 +61,6 @@ class Settings(BaseModel):
     ledger_retention_days: int = Field(default=400, ge=30)
 
     model_config = {"extra": "forbid"}
-
-
-def sha256(value: str) -> str:
-    return hashlib.sha256(value.encode()).hexdigest()
 
 
 class ConfigStore:
@@ -112,7 +107,7 @@ class ConfigStore:
               enabled: bool = True, author: str = "cli") -> dict[str, Any]:
         """Store a new version unless identical to the applied one. Optimistic: a concurrent apply loses."""
         doc = json.dumps(body, sort_keys=True, separators=(",", ":"), default=str, ensure_ascii=False)
-        digest = sha256(doc)
+        digest = hashlib.sha256(doc.encode()).hexdigest()  # a content hash (unchanged body → no new version)
         existing = ddb.get(self.client, self.table, kind, def_id, consistent=True)
         if existing and existing.get("hash") == digest and bool(existing.get("enabled", True)) == enabled:
             existing["body"] = body
@@ -180,8 +175,8 @@ class ConfigStore:
 
     # ---- sources (write keys) and admin tokens -----------------------------------------------------
     def create_source(self, name: str, key: str | None = None) -> dict[str, Any]:
-        key = key or "wk_" + pysecrets.token_urlsafe(24)
-        digest = sha256(key)
+        key = key or "wk_" + tokens.new_secret(24)
+        digest = tokens.hash_secret(key)
         source_id = "src_" + digest[:12]
         now = clock.iso(clock.now())
         self.client.put_item(TableName=self.table, Item=ddb.serialize(
@@ -209,7 +204,7 @@ class ConfigStore:
         """Return the source id of a write key; the key is looked up by its hash (never stored in clear)."""
         if not key:
             raise UnauthorizedError("missing write key: use HTTP Basic auth with the write key as user name")
-        digest = sha256(key)
+        digest = tokens.hash_secret(key)
 
         def load() -> dict[str, Any] | None:
             return ddb.get(self.client, self.table, f"SOURCE#{digest}", "SOURCE")
@@ -219,15 +214,16 @@ class ConfigStore:
         return str(item["source_id"])
 
     def create_admin_token(self, name: str, token: str | None = None) -> str:
-        token = token or "adm_" + pysecrets.token_urlsafe(32)
+        token = token or "adm_" + tokens.new_secret()
         self.client.put_item(TableName=self.table, Item=ddb.serialize(
-            {"pk": f"ADMIN#{sha256(token)}", "sk": "ADMIN", "name": name, "created_at": clock.iso(clock.now())}))
+            {"pk": f"ADMIN#{tokens.hash_secret(token)}", "sk": "ADMIN", "name": name,
+             "created_at": clock.iso(clock.now())}))
         return token
 
     def authenticate_admin(self, authorization: str | None) -> str:
         if not authorization or not authorization.lower().startswith("bearer "):
             raise UnauthorizedError("missing admin token: send 'Authorization: Bearer <token>'")
-        digest = sha256(authorization[7:].strip())
+        digest = tokens.hash_secret(authorization[7:].strip())
 
         def load() -> dict[str, Any] | None:
             return ddb.get(self.client, self.table, f"ADMIN#{digest}", "ADMIN")
@@ -242,7 +238,7 @@ class ConfigStore:
         def load() -> list[bytes]:
             item = ddb.get(self.client, self.table, "SECRET", name, consistent=True)
             if not item:
-                fresh = {"pk": "SECRET", "sk": name, "values": [pysecrets.token_urlsafe(32)],
+                fresh = {"pk": "SECRET", "sk": name, "values": [tokens.new_secret()],
                          "created_at": clock.iso(clock.now())}
                 try:
                     self.client.put_item(TableName=self.table, Item=ddb.serialize(fresh),
@@ -257,7 +253,7 @@ class ConfigStore:
 
     def rotate_secret(self, name: str, value: str | None = None) -> str:
         """New current secret; the previous one stays valid until the next rotation."""
-        new = value or pysecrets.token_urlsafe(32)
+        new = value or tokens.new_secret()
         old = [v.decode() for v in self.secrets(name)]
         self.client.put_item(TableName=self.table, Item=ddb.serialize(
             {"pk": "SECRET", "sk": name, "values": [new, *old[:1]], "rotated_at": clock.iso(clock.now())}))

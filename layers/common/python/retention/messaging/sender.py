@@ -28,17 +28,19 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from retention.core import clock, ddb, tokens
+from retention.analytics.counters import add_counters
+from retention.core import clock, ddb
 from retention.core.config import ConfigStore, Settings
 from retention.core.errors import RetentionError
 from retention.core.settings import Env
 from retention.customers.store import ProfileRepo, StoredProfile, profile_pk
-from retention.messaging.requests import SendRequest, add_counters, ledger_key
+from retention.messaging.requests import SendRequest, ledger_key
 from retention.schedule import due
 
 log = logging.getLogger(__name__)
@@ -52,8 +54,6 @@ PERMANENT = {"MessageRejected", "BadRequestException", "InvalidParameter", "Inva
              "MailFromDomainNotVerified", "ValidationError", "ValidationException"}
 ADDRESS_HINTS = ("address", "recipient", "phone", "destination", "mailbox", "e.164", "e164")
 PROVIDER_ATTEMPTS = 3  # in-process tries on throttling before the SQS message is handed back
-UNSUBSCRIBE_TTL = timedelta(days=365)
-NPS_TTL = timedelta(days=30)
 UNSUBSCRIBE_SOURCES = {"one_click", "preferences", "unsubscribe", "list_unsubscribe", "link"}
 SUPPRESSION_REASONS = {"bounced", "complained", "erased", "unsubscribed"}
 
@@ -169,7 +169,7 @@ class Sender:
                               ExpressionAttributeValues={":r": {"S": "retry"}, ":d": {"S": "deferred"}})
             return True
         except Exception as exc:
-            if _code(exc) in ("ConditionalCheckFailedException", "TransactionCanceledException"):
+            if ddb.is_conditional_failure(exc):
                 return False
             raise
 
@@ -258,19 +258,13 @@ class Sender:
                         if s.split("#", 1)[0] == req.rule and j.get("entry") == req.entry), None) or {}
         if rule is not None and journey and journey.get("entry") == req.entry and journey.get("state") == "exited":
             return self._skip(req, "journey_exited", now)
-        channel = self._channel(req, profile, suppressed)
-        if channel is None:
-            return self._skip(req, "no_channel", now)
-        address = self._address(profile, channel)
-        if not address:
-            return self._skip(req, "no_address" if channel == "email" else "no_phone", now)
-        if address is _INVALID:
-            return self._skip(req, "invalid_address", now)
-        if suppressed.get(channel):
-            return self._skip(req, suppressed[channel], now)
+        channel, address, why = channel_decision(
+            req.channel, profile, transactional=req.transactional, suppressed=suppressed,
+            consented=lambda ch: self.renderer.has_consent(profile, ch, now),
+            supported=lambda: self._template_channels(req, profile))
+        if why is not None or channel is None:
+            return self._skip(req, why or "no_channel", now)
         marketing = not req.transactional
-        if marketing and not self.renderer.has_consent(profile, channel, now):
-            return self._skip(req, self._consent_reason(profile, channel), now)
         if rule is not None and not self.renderer.audience_ok(rule, profile, now):
             return self._skip(req, "audience", now)
         window = settings.quiet_hours.get(channel)
@@ -295,36 +289,7 @@ class Sender:
         """One read: suppression (bounce, complaint, erased address) is mirrored on the profile.
         Returns {channel: reason} for the suppressed channels."""
         sp = self.profiles.load(req.customer_id, clock.now(), consistent=True)
-        sup = getattr(sp.profile, "suppressed", {}) or {}
-        out: dict[str, str] = {}
-        for ch in ("email", "sms"):
-            why = sup.get(ch)
-            if why:
-                reason = str(why.get("reason") or "") if isinstance(why, dict) else ""
-                out[ch] = reason if reason in SUPPRESSION_REASONS else "suppressed"
-        return sp, out
-
-    @staticmethod
-    def _address(profile: Any, channel: str) -> Any:
-        raw = profile.traits.get("email") if channel == "email" else profile.traits.get("phone")
-        if not raw:
-            return None
-        if channel == "email":
-            from retention.core.errors import BadRequestError
-            from retention.messaging.mime import validate_address
-            try:
-                return validate_address(str(raw))
-            except BadRequestError:
-                return _INVALID
-        from retention.messaging.sms import normalize_phone
-        return normalize_phone(str(raw)) or _INVALID
-
-    @staticmethod
-    def _consent_reason(profile: Any, channel: str) -> str:
-        consent = (getattr(profile, "consent", {}) or {}).get(channel)
-        if consent is not None and not consent.granted and (consent.source or "") in UNSUBSCRIBE_SOURCES:
-            return "unsubscribed"
-        return "no_consent"
+        return sp, suppression_reasons(sp.profile)
 
     def _template_channels(self, req: SendRequest, profile: Any) -> set[str]:
         try:
@@ -334,25 +299,6 @@ class Sender:
         except Exception:  # the render step reports a broken template with its reason
             log.debug("template channels of %s unknown", req.template, exc_info=True)
         return {"email", "sms"}
-
-    def _channel(self, req: SendRequest, profile: Any, suppressed: dict[str, str] | None = None) -> str | None:
-        if req.channel != "preferred":
-            return req.channel
-        suppressed = suppressed or {}
-        supported = self._template_channels(req, profile)
-        preferred = str(profile.traits.get("preferred_channel") or "").lower()
-        now = clock.now()
-        ok = {ch: bool(profile.traits.get("email" if ch == "email" else "phone")) and ch in supported
-              and not suppressed.get(ch)
-              and (req.transactional or self.renderer.has_consent(profile, ch, now))
-              for ch in ("email", "sms")}
-        if ok.get(preferred):
-            return preferred
-        # cheapest consented channel first: email costs a fraction of an SMS
-        for ch in ("email", "sms"):
-            if ok[ch]:
-                return ch
-        return None
 
     def _defer(self, req: SendRequest, until: datetime, now: datetime) -> Outcome:
         deferred = req.model_copy(update={"not_before": clock.iso(until)})
@@ -367,7 +313,7 @@ class Sender:
             try:
                 return self._call_provider(req, channel, address, rendered)
             except Exception as exc:
-                code = _code(exc)
+                code = ddb.error_code(exc)
                 if code in RETRYABLE:
                     if attempt < PROVIDER_ATTEMPTS:
                         ddb.backoff(attempt, base=0.1)
@@ -432,7 +378,7 @@ class Sender:
                                               ClientRequestToken=req.ledger_id)
                 break
             except Exception as exc:
-                if _transaction_conflict(exc) and attempt < 3:
+                if ddb.is_transaction_conflict(exc) and attempt < 3:
                     ddb.backoff(attempt + 1)
                     continue
                 # the message went out: the ledger must say so even if the profile update cannot be made
@@ -442,22 +388,78 @@ class Sender:
                      req.ledger_id)
 
 
+def suppression_reasons(profile: Any) -> dict[str, str]:
+    """{channel: why} for the suppressed channels (bounce, complaint, erased address; mirrored on the
+    profile so a send needs one read)."""
+    sup = getattr(profile, "suppressed", {}) or {}
+    out: dict[str, str] = {}
+    for ch in ("email", "sms"):
+        why = sup.get(ch)
+        if why:
+            reason = str(why.get("reason") or "") if isinstance(why, dict) else ""
+            out[ch] = reason if reason in SUPPRESSION_REASONS else "suppressed"
+    return out
+
+
+def address_of(profile: Any, channel: str) -> Any:
+    """The channel's address, checked (an email address, an E.164 number); None when there is none,
+    _INVALID when it cannot be used."""
+    raw = profile.traits.get("email") if channel == "email" else profile.traits.get("phone")
+    if not raw:
+        return None
+    if channel == "email":
+        from retention.core.errors import BadRequestError
+        from retention.messaging.mime import validate_address
+        try:
+            return validate_address(str(raw))
+        except BadRequestError:
+            return _INVALID
+    from retention.messaging.sms import normalize_phone
+    return normalize_phone(str(raw)) or _INVALID
+
+
+def consent_reason(profile: Any, channel: str) -> str:
+    consent = (getattr(profile, "consent", {}) or {}).get(channel)
+    if consent is not None and not consent.granted and (consent.source or "") in UNSUBSCRIBE_SOURCES:
+        return "unsubscribed"
+    return "no_consent"
+
+
+def channel_decision(channel: str, profile: Any, *, transactional: bool, suppressed: dict[str, str],
+                     consented: Callable[[str], bool],
+                     supported: Callable[[], set[str]] = lambda: {"email", "sms"},
+                     ) -> tuple[str | None, Any, str | None]:
+    """(the channel used, its address, why the message is not sent or None): the sender's checks before
+    the audience, quiet hours and caps, also what a preview or a dry-run reports. `preferred` takes the
+    customer's preferred channel when usable, else the cheapest usable one (email costs a fraction of
+    an SMS)."""
+    if channel == "preferred":
+        can = supported()
+        ok = {ch: bool(profile.traits.get("email" if ch == "email" else "phone")) and ch in can
+              and not suppressed.get(ch) and (transactional or consented(ch)) for ch in ("email", "sms")}
+        preferred = str(profile.traits.get("preferred_channel") or "").lower()
+        chosen = preferred if ok.get(preferred) else next((ch for ch in ("email", "sms") if ok[ch]), None)
+        if chosen is None:
+            return None, None, "no_channel"
+        channel = chosen
+    address = address_of(profile, channel)
+    if not address:
+        return channel, None, "no_address" if channel == "email" else "no_phone"
+    if address is _INVALID:
+        return channel, None, "invalid_address"
+    if suppressed.get(channel):
+        return channel, address, suppressed[channel]
+    if not transactional and not consented(channel):
+        return channel, address, consent_reason(profile, channel)
+    return channel, address, None
+
+
 class _Invalid:
     def __repr__(self) -> str:
         return "<invalid address>"
 
 
 _INVALID: Any = _Invalid()
-
-
-def _code(exc: BaseException) -> str | None:
-    """The AWS error code of a ClientError; None for anything else (a botocore ReadTimeoutError has
-    `response = None`, which retention.core.ddb.error_code does not expect)."""
-    response = getattr(exc, "response", None)
-    if not isinstance(response, dict):
-        return None
-    code = (response.get("Error") or {}).get("Code")
-    return str(code) if code else None
 
 
 def _never_sent(exc: BaseException) -> bool:
@@ -469,32 +471,6 @@ def _never_sent(exc: BaseException) -> bool:
     return isinstance(exc, ConnectTimeoutError | EndpointConnectionError)
 
 
-def _transaction_conflict(exc: BaseException) -> bool:
-    """A conflict worth retrying; a failed condition (the profile is gone) is not."""
-    code = _code(exc)
-    if code == "TransactionConflictException":
-        return True
-    if code != "TransactionCanceledException":
-        return False
-    reasons = getattr(exc, "response", {}).get("CancellationReasons") or []
-    return not any(r.get("Code") == "ConditionalCheckFailed" for r in reasons)
-
-
 def _tag(value: str) -> str:
     """An SES tag value: ASCII letters, digits, `_` and `-` only (SES refuses anything else)."""
     return "".join(ch if (ch.isascii() and ch.isalnum()) or ch in "-_" else "_" for ch in value)[:250] or "_"
-
-
-def unsubscribe_url(base: str, secrets: list[bytes], customer_id: str, channel: str, ledger: str,
-                    now: datetime) -> str:
-    token = tokens.sign({"c": customer_id, "ch": channel, "l": ledger}, secrets[0],
-                        expires_at=now + UNSUBSCRIBE_TTL, purpose="unsub")
-    return f"{base.rstrip('/')}/u/{token}"
-
-
-def nps_urls(base: str, secrets: list[bytes], customer_id: str, survey: str, ledger: str,
-             now: datetime) -> tuple[dict[int, str], str]:
-    token = tokens.sign({"c": customer_id, "s": survey, "l": ledger}, secrets[0], expires_at=now + NPS_TTL,
-                        purpose="nps")
-    root = f"{base.rstrip('/')}/nps/{token}"
-    return {n: f"{root}?score={n}" for n in range(11)}, root
