@@ -165,6 +165,18 @@ def collect(session: Path, target: Target) -> dict[str, Any]:
     return out
 
 
+def session_counts(session: Path) -> dict[str, int]:
+    """listed / operator_filtered / function_filtered / sampled_out, read back from a session."""
+    from cosmic_ray.work_db import WorkDB, use_db
+    counts = {"listed": 0, "operator_filtered": 0, "function_filtered": 0, "sampled_out": 0}
+    with use_db(str(session), WorkDB.Mode.open) as db:
+        counts["listed"] = db.num_work_items
+        for _item, result in db.completed_work_items:
+            if result.output in counts and result.output != "listed":
+                counts[result.output] += 1
+    return counts
+
+
 def _short_diff(diff: str) -> str:
     return "\n".join(line for line in diff.splitlines() if line.startswith(("-", "+"))
                      and not line.startswith(("---", "+++")))[:400]
@@ -205,6 +217,7 @@ def run_target(target: Target, budget: int, seed: int, log: Any) -> dict[str, An
     log(f"{target.name}: killed {res['killed']} (+{res['timeout']} by timeout), survived {res['survived']}, "
         f"incompetent {res['incompetent']} → survival {rate} % in {seconds:.0f}s")
     return {"target": target.name, "module": target.module, "tests": target.tests,
+            "budget": budget if target.budget is None else target.budget,
             "functions": target.functions or "all", **counts, "baseline_seconds": round(baseline, 1),
             "seconds": round(seconds), "survival_rate_percent": rate, **res}
 
@@ -214,28 +227,34 @@ def write_results(targets: list[dict[str, Any]], budget: int, seed: int) -> dict
     ran = sum(t["killed"] + t["timeout"] + t["survived"] for t in targets)
     survived = sum(t["survived"] for t in targets)
     doc = {"tool": f"cosmic-ray {version('cosmic-ray')}", "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
-           "budget_per_module": budget or "all", "seed": seed, "operators": KEEP,
+           "budget_per_module": ", ".join(f"{t['target']} {t.get('budget') or 'all'}" for t in targets),
+           "seed": seed, "operators": KEEP,
            "mutants_run": ran, "survived": survived,
            "survival_rate_percent": round(100 * survived / ran, 1) if ran else None, "targets": targets}
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "mutation.json").write_text(json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
     (RESULTS / "mutation.md").write_text(markdown(doc))
+    latest = RESULTS / "latest.md"
+    if latest.exists():  # the bench report's mutation section, without re-running the bench
+        from bench.report import with_mutation_section
+        latest.write_text(with_mutation_section(latest.read_text(), doc))
     return doc
 
 
 def markdown(doc: dict[str, Any]) -> str:
     lines = [f"# Mutation testing ({doc['tool']}, {doc['date']})", "",
              f"Survival rate: **{doc['survival_rate_percent']} %** ({doc['survived']} of {doc['mutants_run']} mutants "
-             f"run survived; budget per module: {doc['budget_per_module']}, seed {doc['seed']}).", "",
+             f"run survived; sample size per module: {doc['budget_per_module']}; seed {doc['seed']}).", "",
              "| module | tests | listed | kept (operators, not annotations) | run | killed | timeout | survived "
              "| survival | time |",
              "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for t in doc["targets"]:
         kept = t["listed"] - t["operator_filtered"] - t["function_filtered"]
         ran = t["killed"] + t["timeout"] + t["survived"]
+        unrun = f" ({t['pending']} not run: interrupted)" if t.get("pending") else ""
         lines.append(f"| {t['module'].split('retention/')[-1]} | {', '.join(Path(x).name for x in t['tests'])} | "
-                     f"{t['listed']} | {kept} | {ran} | {t['killed']} | {t['timeout']} | {t['survived']} | "
-                     f"{t['survival_rate_percent']} % | {t['seconds']} s |")
+                     f"{t['listed']} | {kept} | {ran}{unrun} | {t['killed']} | {t['timeout']} | {t['survived']} | "
+                     f"{t['survival_rate_percent']} % | {t['seconds'] or '?'} s |")
     lines += ["", "Operators kept: " + ", ".join(f"`{k}`" for k in doc["operators"]), ""]
     for t in doc["targets"]:
         if t["survivors"]:
@@ -253,6 +272,8 @@ def main() -> None:
     parser.add_argument("--budget", type=int, default=int(os.environ.get("MUTATE_BUDGET", "60")),
                         help="mutants run per module, sampled (0 = all)")
     parser.add_argument("--seed", type=int, default=21)
+    parser.add_argument("--collect", action="store_true",
+                        help="run nothing: write the results of the sessions already in build/mutate/")
     parser.add_argument("--jobs", type=int, default=int(os.environ.get("MUTATE_JOBS", "2")),
                         help="modules mutated at the same time (each in its own copy)")
     args = parser.parse_args()
@@ -261,6 +282,20 @@ def main() -> None:
     def log(msg: str) -> None:
         print(msg, flush=True)
 
+    if args.collect:
+        done = []
+        for t in chosen:
+            session = REPO / "build" / "mutate" / t.name / "session.sqlite"
+            if session.exists():
+                res = collect(session, t)
+                ran = res["killed"] + res["timeout"] + res["survived"]
+                done.append({"target": t.name, "module": t.module, "tests": t.tests, "functions": t.functions or "all",
+                             "budget": args.budget if t.budget is None else t.budget,
+                             **session_counts(session), "baseline_seconds": None, "seconds": None,
+                             "survival_rate_percent": round(100 * res["survived"] / ran, 1) if ran else None, **res})
+        doc = write_results(done, args.budget, args.seed)
+        log(f"survival rate {doc['survival_rate_percent']} % over {doc['mutants_run']} mutants (collected)")
+        return
     for t in chosen:  # every copy first: the work tree may change while the mutants run
         copy_tree(REPO / "build" / "mutate" / t.name)
     with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
