@@ -45,10 +45,11 @@ class Target:
 
 
 TARGETS = [
-    Target("engine", f"{LIB}/journeys/engine.py", ["tests/unit/test_engine_guards.py", "tests/unit/test_engine.py"],
+    Target("engine", f"{LIB}/journeys/engine.py",
+           ["tests/unit/test_engine_guards.py", "tests/unit/test_engine_paths.py", "tests/unit/test_engine.py"],
            budget=120),
-    Target("tokens", f"{LIB}/core/tokens.py", ["tests/unit/test_tokens.py"]),
-    Target("nps", f"{LIB}/surveys/nps.py", ["tests/unit/test_nps.py"]),
+    Target("tokens", f"{LIB}/core/tokens.py", ["tests/unit/test_tokens.py", "tests/unit/test_tokens_edges.py"]),
+    Target("nps", f"{LIB}/surveys/nps.py", ["tests/unit/test_nps.py", "tests/unit/test_nps_edges.py"]),
     Target("sender", f"{LIB}/messaging/sender.py",
            ["tests/unit/test_sender_rules.py", "tests/integration/test_sender.py"], budget=30),
     Target("feedback", f"{LIB}/messaging/feedback.py", ["tests/integration/test_feedback.py"], budget=30),
@@ -145,13 +146,16 @@ def filter_session(session: Path, target: Target, budget: int, seed: int) -> dic
 def collect(session: Path, target: Target) -> dict[str, Any]:
     from cosmic_ray.work_db import WorkDB, use_db
     from cosmic_ray.work_item import TestOutcome, WorkerOutcome
-    out: dict[str, Any] = {"killed": 0, "timeout": 0, "survived": 0, "incompetent": 0, "pending": 0,
+    out: dict[str, Any] = {"killed": 0, "timeout": 0, "survived": 0, "incompetent": 0, "pending": 0, "invalid": 0,
                            "survivors": []}
     with use_db(str(session), WorkDB.Mode.open) as db:
         for item, result in db.completed_work_items:
             if result.worker_outcome == WorkerOutcome.SKIPPED:
                 continue
             m = item.mutations[0]
+            if "No module named" in (result.output or "") and "cosmic" not in (result.output or ""):
+                out["invalid"] += 1  # the test run could not start (the environment broke): not a kill
+                continue
             if result.test_outcome == TestOutcome.SURVIVED:
                 out["survived"] += 1
                 out["survivors"].append({"line": m.start_pos[0], "function": m.definition_name,
@@ -226,7 +230,11 @@ def write_results(targets: list[dict[str, Any]], budget: int, seed: int) -> dict
     from importlib.metadata import version
     ran = sum(t["killed"] + t["timeout"] + t["survived"] for t in targets)
     survived = sum(t["survived"] for t in targets)
-    doc = {"tool": f"cosmic-ray {version('cosmic-ray')}", "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+    try:
+        tool = f"cosmic-ray {version('cosmic-ray')}"
+    except Exception:  # run from a bare path (PYTHONPATH) without package metadata
+        tool = "cosmic-ray"
+    doc = {"tool": tool, "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
            "budget_per_module": ", ".join(f"{t['target']} {t.get('budget') or 'all'}" for t in targets),
            "seed": seed, "operators": KEEP,
            "mutants_run": ran, "survived": survived,
@@ -251,7 +259,8 @@ def markdown(doc: dict[str, Any]) -> str:
     for t in doc["targets"]:
         kept = t["listed"] - t["operator_filtered"] - t["function_filtered"]
         ran = t["killed"] + t["timeout"] + t["survived"]
-        unrun = f" ({t['pending']} not run: interrupted)" if t.get("pending") else ""
+        unrun = (f" ({t['pending'] + t.get('invalid', 0)} not run: interrupted)"
+                 if t.get("pending") or t.get("invalid") else "")
         lines.append(f"| {t['module'].split('retention/')[-1]} | {', '.join(Path(x).name for x in t['tests'])} | "
                      f"{t['listed']} | {kept} | {ran}{unrun} | {t['killed']} | {t['timeout']} | {t['survived']} | "
                      f"{t['survival_rate_percent']} % | {t['seconds'] or '?'} s |")

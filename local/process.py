@@ -14,7 +14,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def start_local(module: str = "local.main", *, log_name: str | None = None,
-                timeout: float = 240) -> tuple[subprocess.Popen[bytes], str, IO[Any]]:
+                timeout: float = 600) -> tuple[subprocess.Popen[bytes], str, IO[Any]]:
     """Start `python -m <module> --port 0` and wait until it reports the port it bound (the OS picks a free
     one at bind time, so parallel starts never race for a port) and /health answers. Its output goes to
     build/<log_name>.log, one per pytest-xdist worker. Returns (process, base URL, the open log file)."""

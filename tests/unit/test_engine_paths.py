@@ -246,3 +246,27 @@ def test_keyed_journeys_ended_exactly_30_days_ago_are_kept() -> None:
 
 def test_parse_of_the_rules_used_here() -> None:
     assert parse_rule({**ONE_SEND, "re_entry": {"cooldown": "7d"}}).re_entry.cooldown == timedelta(days=7)
+
+
+# ---- survivors of the second make mutate run ---------------------------------------------------------------------
+
+
+def test_a_one_percent_global_control_group_holds_about_one_percent() -> None:
+    from retention.journeys.engine import in_global_control
+    held = sum(in_global_control(f"c{i}", 1) for i in range(20_000))
+    assert 120 < held < 280
+
+
+def test_a_goal_exit_records_its_reason_and_a_set_segment_names_its_journey() -> None:
+    rule = {"id": "calm", "trigger": {"event": "Go"}, "exit_when": {"event": "Stop"},
+            "steps": [{"set_segment": {"group": "lifecycle", "segment": "complaint"}}, {"wait": "1d"}, *SEND]}
+    eng, sp = engine(rule), stored()
+    eng.process(sp, messages=[track("Go", "g1", NOW)], now=NOW)
+    assert sp.profile.meta["manual_segments"]["lifecycle"]["reason"] == "journey calm"
+    eng.process(sp, messages=[track("Stop", "s1", NOW + timedelta(hours=1))], now=NOW + timedelta(hours=1))
+    assert sp.profile.journeys["calm"]["exit_reason"] == "goal:Stop"
+
+
+def test_the_trigger_properties_cap_counts_characters_not_escapes() -> None:
+    props = {"name": "я" * 3900, "items": [{"p": 1}]}
+    assert _small(props) == props  # 3,900 Cyrillic letters are under 4,000 characters (not 23,400 escapes)

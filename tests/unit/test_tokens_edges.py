@@ -127,3 +127,7 @@ def test_webhook_header_cap_is_exact() -> None:
     verify_webhook(header, body, [KEY], EXPIRES)
     with pytest.raises(SignatureError, match="malformed"):
         verify_webhook(header + "a", body, [KEY], EXPIRES)
+
+
+def test_base36_of_one() -> None:
+    assert tokens._to_base36(1) == "1"
