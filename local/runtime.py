@@ -146,11 +146,15 @@ class LocalStack:
         return applied
 
     def start(self) -> None:
+        from local.server import bind, start
+        # bound first: with port 0 the OS picks the port, and the stack's public URLs (unsubscribe and
+        # survey links) are built with the real one
+        self.server = bind(self)
+        self.cfg.port = int(self.server.server_address[1])
         self.start_moto()
         self.deploy()
         self.seed()
-        from local.server import serve
-        self.server = serve(self)
+        start(self.server)
         if self.cfg.background:
             for target in (self._scheduler_loop,):
                 t = threading.Thread(target=target, daemon=True)

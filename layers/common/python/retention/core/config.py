@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import time
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -75,10 +74,10 @@ class ConfigStore:
     # ---- cache -------------------------------------------------------------------------------
     def _cached(self, name: str, loader: Any) -> Any:
         hit = self._cache.get(f"{self.table}:{name}")
-        if hit and time.monotonic() - hit[0] < CACHE_SECONDS:
+        if hit and clock.monotonic() - hit[0] < CACHE_SECONDS:
             return hit[1]
         val = loader()
-        self._cache[f"{self.table}:{name}"] = (time.monotonic(), val)
+        self._cache[f"{self.table}:{name}"] = (clock.monotonic(), val)
         return val
 
     @classmethod

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import hashlib
 import re
-import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -53,6 +52,7 @@ from jinja2.visitor import NodeTransformer
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 from pydantic import ValidationError as PydanticValidationError
 
+from retention.core import clock
 from retention.core.errors import ValidationError
 from retention.messaging.sms import clean_sms, sms_segments
 
@@ -445,7 +445,7 @@ class _Budget:
 
     def __init__(self) -> None:
         self.ops = 0
-        self.deadline = time.monotonic() + RENDER_SECONDS
+        self.deadline = clock.monotonic() + RENDER_SECONDS
 
     def spend(self) -> None:
         self.ops += 1
@@ -455,7 +455,7 @@ class _Budget:
             self.check_clock()
 
     def check_clock(self) -> None:
-        if time.monotonic() > self.deadline:
+        if clock.monotonic() > self.deadline:
             raise SecurityError(f"the template took longer than {RENDER_SECONDS:g} s to render")
 
 
