@@ -41,6 +41,8 @@ INTEREST_EVENTS = {"Product Viewed": "viewed", "Product Clicked": "viewed", "Pro
                    "Product Added to Wishlist": "subscribed", "Back in Stock Subscribed": "subscribed",
                    "Price Drop Subscribed": "subscribed", "Product Subscribed": "subscribed"}
 PRODUCT_EVENTS = ("Product Back in Stock", "Product Price Dropped", "Product Low Stock")
+# events the products package learns from (catalogue stock and prices, co-purchases, coupon redemption)
+PRODUCT_LEARNING_EVENTS = frozenset({"Order Completed", "Product Viewed", "Product Added", *PRODUCT_EVENTS})
 ATTEMPTS = 6
 
 
@@ -66,6 +68,10 @@ class _Outcome:
     sends: list[SendRequest] = field(default_factory=list)
     counters: list[Any] = field(default_factory=list)
     transitions: list[Any] = field(default_factory=list)
+    customer: str = ""  # the profile the messages were stored on (after following a merge)
+
+    def owners(self) -> list[tuple[str, Message]]:
+        return [(self.customer, m) for m in self.stored]
 
 
 def customer_of(msg: Message, aliases: dict[str, str]) -> str:
@@ -144,7 +150,16 @@ class Ingestor:
         for msg in stored:
             if msg.type == "track" and msg.event in PRODUCT_EVENTS and msg.timestamp >= live_after:
                 self.fan_out_product_event(msg, defs, now)
+        self._products([(cid, m) for o in outcomes for cid, m in o.owners()], now)
         return result
+
+    def _products(self, stored: list[tuple[str, Message]], now: datetime) -> None:
+        """The catalogue, recommendation counters and coupons learn from what was stored (once per messageId)."""
+        relevant = [(cid, str(m.event), m.properties or {}, m.timestamp) for cid, m in stored
+                    if m.type == "track" and m.event in PRODUCT_LEARNING_EVENTS and isinstance(m.properties, dict)]
+        if relevant:
+            from retention.products.events import ProductEvents
+            ProductEvents(self.ddb, self.env.products_table, self.env.messages_table).observe(relevant, now)
 
     # ---- identity ---------------------------------------------------------------------------------
     def _aliases(self, anon_ids: list[str]) -> dict[str, str]:
@@ -347,6 +362,7 @@ class Ingestor:
                 out.counters += [(*c, sp.profile.id) for c in fx.counters]
                 out.transitions += fx.transitions
                 break
+        out.customer = sp.profile.id
         return out
 
     def _follow(self, sp: StoredProfile, now: datetime) -> StoredProfile:
