@@ -140,3 +140,13 @@ def test_coupons_upload_names_duplicates_and_stats(cli: Cli, tmp_path: Path) -> 
     assert (data["issued"], data["redeemed"], data["left"], data["discount"]) == (0, 0, 2, "10%")
     code, out, _ = cli("coupons", "stats")
     assert code == 0 and "welcome" in out and "reactivation" in out
+
+
+def test_report_shows_the_coupon_pools(cli: Cli, tmp_path: Path) -> None:
+    from retention.products.coupons import Coupons
+    Coupons(cli.stack.deps.dynamodb, cli.stack.deps.env.products_table).upload("cart", ["C-1", "C-2"], "5%", 7)
+    code, out, _ = cli("report", "--out", str(tmp_path))
+    assert code == 0 and "coupon pools" in out
+    line = next(x for x in out.splitlines() if x.strip().startswith("cart "))
+    assert line.split() == ["cart", "5%", "0", "0", "0.0", "2"]
+    assert "Coupon pools" in (tmp_path / "report.html").read_text()
