@@ -272,3 +272,25 @@ def test_unknown_kind_fails_template_validation() -> None:
 def test_send_request_ledger_is_the_issue_key() -> None:
     req = SendRequest(customer_id="u", rule="r", entry="e", step=1, channel="email", template="t")
     assert len(req.ledger_id) == 32
+
+
+def test_a_click_on_a_recommended_product_is_attributed_to_the_message(api: Any) -> None:
+    import html as html_mod
+    import re
+
+    from retention.analytics.stats import rule_report
+    _setup(api)
+    Coupons(api.deps.dynamodb, api.deps.env.products_table).upload("welcome", ["W-1"], "10%", 7)
+    out, _ = _send(api, "u1", "s1")
+    assert [o.status for o in out] == ["sent"]
+    link = html_mod.unescape(re.search(r'href="(https://shop\.test/p/s2\?[^"]+)"', _emails(api)[-1]["html"]).group(1))
+    assert "utm_source=retention" in link and "utm_content=rec-similar" in link
+    # the shop's page view of that link (Segment puts the page in context.page.url)
+    api.ingest([{"type": "track", "userId": "u1", "event": "Product Viewed", "messageId": "click-1",
+                 "properties": {"product_id": "s2"}, "context": {"page": {"url": link}}},
+                {"type": "track", "userId": "u1", "event": "Product Viewed", "messageId": "forged",
+                 "properties": {"product_id": "s2", "url": "https://shop.test/p/s2?rtm_lid=" + "0" * 32}}])
+    rows = read_counters(api.deps.dynamodb, api.deps.env.messages_table, "offer")
+    report = rule_report("offer", rows)
+    assert report["totals"]["recommendation_clicks"] == 1
+    assert [s["recommendation_clicks"] for s in report["steps"] if s["step"] == 0] == [1]

@@ -25,7 +25,8 @@ same (date, step, variant): `rule_report` sums them.
   `complained` (from SES feedback, on the row of the message's own step/variant and **send day**),
   `suppressed` (not sent: no consent, suppression list, frequency cap, left the audience …),
   `converted` and `revenue`, `redeemed` and `redeemed_revenue` (a coupon issued by this step was
-  redeemed by an order: retention.products.events; the order's revenue, whatever the attribution window).
+  redeemed by an order: retention.products.events; the order's revenue, whatever the attribution window),
+  `recommendation_clicks` (a product page opened from the message's product link, by its `rtm_lid`).
 - `suppressed`: write `suppressed` **and** `suppressed:<reason>` in the same UpdateItem
   (`ADD suppressed :one, #reason :one`). A row holding only reason counters still counts: the
   reader takes max(`suppressed`, sum of the reasons) per row, so neither habit double counts.
@@ -68,6 +69,7 @@ COUNTERS: tuple[str, ...] = (
     "revenue",
     "redeemed",
     "redeemed_revenue",
+    "recommendation_clicks",
 )
 COUNT_COUNTERS: tuple[str, ...] = tuple(c for c in COUNTERS if c not in ("revenue", "redeemed_revenue"))
 SUPPRESSED_PREFIX = "suppressed:"

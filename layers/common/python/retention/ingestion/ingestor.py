@@ -42,7 +42,8 @@ INTEREST_EVENTS = {"Product Viewed": "viewed", "Product Clicked": "viewed", "Pro
                    "Price Drop Subscribed": "subscribed", "Product Subscribed": "subscribed"}
 PRODUCT_EVENTS = ("Product Back in Stock", "Product Price Dropped", "Product Low Stock")
 # events the products package learns from (catalogue stock and prices, co-purchases, coupon redemption)
-PRODUCT_LEARNING_EVENTS = frozenset({"Order Completed", "Product Viewed", "Product Added", *PRODUCT_EVENTS})
+PRODUCT_LEARNING_EVENTS = frozenset({"Order Completed", "Product Viewed", "Product Clicked", "Product Added",
+                                     *PRODUCT_EVENTS})
 ATTEMPTS = 6
 
 
@@ -155,7 +156,7 @@ class Ingestor:
 
     def _products(self, stored: list[tuple[str, Message]], now: datetime) -> None:
         """The catalogue, recommendation counters and coupons learn from what was stored (once per messageId)."""
-        relevant = [(cid, str(m.event), m.properties or {}, m.timestamp) for cid, m in stored
+        relevant = [(cid, str(m.event), _with_page_url(m), m.timestamp) for cid, m in stored
                     if m.type == "track" and m.event in PRODUCT_LEARNING_EVENTS and isinstance(m.properties, dict)]
         if relevant:
             from retention.products.events import ProductEvents
@@ -493,6 +494,15 @@ class Ingestor:
 
 def apply_suppression(profile: Any, channel: str, reason: str, at: str | None) -> None:
     profile.suppressed[channel] = {"reason": reason, "at": at}
+
+
+def _with_page_url(msg: Message) -> dict[str, Any]:
+    """The properties, plus the page the event happened on (`context.page.url`) as `_page_url`: a product
+    link of a message carries its ledger id there (recommendation clicks)."""
+    props = msg.properties if isinstance(msg.properties, dict) else {}
+    page = msg.context.get("page") if isinstance(msg.context, dict) else None
+    url = page.get("url") if isinstance(page, dict) else None
+    return {**props, "_page_url": url} if isinstance(url, str) and "rtm_lid=" in url else props
 
 
 def safety_items(sends: list[SendRequest], now: datetime) -> list[due.DueItem]:

@@ -10,6 +10,7 @@ customer's transaction committed; each stored messageId comes here once).
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
@@ -21,6 +22,8 @@ from retention.products.recommend import Recommendations, order_products
 
 log = logging.getLogger(__name__)
 
+CLICK_EVENTS = ("Product Viewed", "Product Clicked")
+LEDGER_RE = re.compile(r"^[0-9a-f]{32}$")
 PRICE_EVENTS = ("Product Price Dropped", "Product Viewed", "Product Added", "Product Back in Stock",
                 "Product Low Stock")
 
@@ -74,6 +77,8 @@ class ProductEvents:
             if isinstance(code, str) and code.strip():
                 self.redeem(customer_id, code, props, now)
             return
+        if name in CLICK_EVENTS:
+            self.attribute_click(props, now)
         pid = props.get("product_id") or props.get("sku")
         if not pid:
             return
@@ -87,6 +92,27 @@ class ProductEvents:
             price = None
         if in_stock is not None or price is not None:
             self.catalog.learn(str(pid), price=price, in_stock=in_stock, now=now)
+
+    def attribute_click(self, props: dict[str, Any], now: datetime) -> None:
+        """A product page opened from a message's product link (`rtm_lid=<ledger id>` in the event's url or
+        page url): `recommendation_clicks` on the step and variant of that message (read from its ledger,
+        so a made-up id counts nothing)."""
+        from urllib.parse import parse_qs, urlsplit
+
+        from retention.core import ddb
+        from retention.messaging.requests import add_counters, ledger_key
+        for url in (props.get("url"), props.get("_page_url")):
+            if not isinstance(url, str) or "rtm_lid=" not in url:
+                continue
+            lid = (parse_qs(urlsplit(url).query).get("rtm_lid") or [""])[0]
+            if not LEDGER_RE.match(lid):
+                return
+            ledger = ddb.get(self.ddb, self.messages_table, *ledger_key(lid))
+            if not ledger or not ledger.get("rule"):
+                return
+            add_counters(self.ddb, self.messages_table, str(ledger["rule"]), int(ledger.get("step") or 0),
+                         str(ledger.get("variant") or "default"), {"recommendation_clicks": 1}, now, lid)
+            return
 
     def redeem(self, customer_id: str, code: str, props: dict[str, Any], now: datetime) -> None:
         from retention.messaging.requests import add_counters
