@@ -100,7 +100,7 @@ class ProductEvents:
         from urllib.parse import parse_qs, urlsplit
 
         from retention.core import ddb
-        from retention.messaging.requests import add_counters, ledger_key
+        from retention.messaging.requests import ledger_key
         for url in (props.get("url"), props.get("_page_url")):
             if not isinstance(url, str) or "rtm_lid=" not in url:
                 continue
@@ -110,18 +110,26 @@ class ProductEvents:
             ledger = ddb.get(self.ddb, self.messages_table, *ledger_key(lid))
             if not ledger or not ledger.get("rule"):
                 return
-            add_counters(self.ddb, self.messages_table, str(ledger["rule"]), int(ledger.get("step") or 0),
+            _add_counters(self.ddb, self.messages_table, str(ledger["rule"]), int(ledger.get("step") or 0),
                          str(ledger.get("variant") or "default"), {"recommendation_clicks": 1}, now, lid)
             return
 
     def redeem(self, customer_id: str, code: str, props: dict[str, Any], now: datetime) -> None:
-        from retention.messaging.requests import add_counters
-
         revenue = _revenue(props)
         issue = self.coupons.redeem(code, order_id=str(props.get("order_id") or ""), revenue=revenue,
                                     customer_id=customer_id, now=now)
         if issue is None or not issue.get("rule"):
             return
-        add_counters(self.ddb, self.messages_table, str(issue["rule"]), int(issue.get("step") or 0),
+        _add_counters(self.ddb, self.messages_table, str(issue["rule"]), int(issue.get("step") or 0),
                      str(issue.get("variant") or "default"), {"redeemed": 1, "redeemed_revenue": revenue}, now,
                      str(issue.get("ledger_id") or code))
+
+
+def _add_counters(*args: Any, **kwargs: Any) -> None:
+    """The rule's daily counters (the row conventions of retention.analytics.stats). The writer is moving
+    from messaging.requests to analytics.counters in a concurrent change: whichever is present."""
+    try:
+        from retention.analytics.counters import add_counters  # type: ignore[import-not-found,unused-ignore]
+    except ImportError:
+        from retention.messaging.requests import add_counters  # type: ignore[attr-defined,no-redef,unused-ignore]
+    add_counters(*args, **kwargs)
