@@ -167,6 +167,26 @@ def build_parser(stdin: TextIO | None = None) -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=4, help="requests in parallel (default 4)")
     p.add_argument("--write-key", dest="write_key", help="the source's write key (env RETENTION_WRITE_KEY)")
 
+    from cli import products
+    sub = b.group("catalog", "the product catalogue")
+    p = b.leaf(sub, "import", "import a CSV, JSON lines, Yandex Market YML or Google Merchant feed (upsert)",
+               lambda c, a: products.import_catalog(c, a.file, a.format, a.batch, a.resume))
+    p.add_argument("file")
+    p.add_argument("--format", choices=("csv", "jsonl", "yml", "rss"), help="default: from the file")
+    p.add_argument("--batch", type=int, default=products.BATCH, help=f"products per request (default {products.BATCH})")
+    p.add_argument("--resume", action="store_true", help="continue after the line in FILE.progress")
+
+    sub = b.group("coupons", "personal coupon pools")
+    p = b.leaf(sub, "upload", "add codes (one per line, or the first CSV column) to a pool",
+               lambda c, a: products.upload_coupons(c, a.pool, a.file, a.discount, a.valid_days))
+    p.add_argument("pool")
+    p.add_argument("file")
+    p.add_argument("--discount", required=True, help='"10%%" or "500 RUB"')
+    p.add_argument("--valid-days", dest="valid_days", type=int, required=True, help="days a code is valid once issued")
+    p = b.leaf(sub, "stats", "issued, redeemed, revenue and codes left, per pool",
+               lambda c, a: products.pool_stats(c, a.pool))
+    p.add_argument("pool", nargs="?")
+
     sub = b.group("nps", "Net Promoter Score")
     p = b.leaf(sub, "report", "NPS with its label, by stage and shop, and the trend",
                lambda c, a: commands.nps_report(c, a.date_from, a.date_to, a.period))

@@ -205,7 +205,8 @@ def _html_table(headers: list[str], rows: list[list[Any]]) -> str:
 
 
 def html_page(period: str, rules: list[dict[str, Any]], charts: dict[str, list[Path]], nps: dict[str, Any] | None,
-              nps_png: Path | None, funnel: dict[str, Any] | None = None, funnel_png: Path | None = None) -> str:
+              nps_png: Path | None, funnel: dict[str, Any] | None = None, funnel_png: Path | None = None,
+              coupons: list[dict[str, Any]] | None = None) -> str:
     parts = [f"<h1>Retention report</h1><p>{html.escape(period)}</p>"]
     if funnel is not None:
         parts.append("<h2>Funnel (CJM)</h2>")
@@ -232,6 +233,9 @@ def html_page(period: str, rules: list[dict[str, Any]], charts: dict[str, list[P
         parts.append(f"<p>{html.escape(uplift_line(stats))}</p>")
         parts += [f"<p>{html.escape(line)}</p>" for line in ab_lines(stats)]
         parts += [_img(p) for p in charts.get(rule, [])]
+    if coupons:
+        parts.append("<h2>Coupon pools (all time)</h2>")
+        parts.append(_html_table(list(POOL_COLUMNS), [[p.get(c) for c in POOL_COLUMNS] for p in coupons]))
     parts.append("<h2>NPS</h2>")
     overall = (nps or {}).get("overall") or {}
     if not overall.get("responses"):
@@ -249,6 +253,16 @@ def html_page(period: str, rules: list[dict[str, Any]], charts: dict[str, list[P
 
 
 # ---- the command --------------------------------------------------------------------------------------
+POOL_COLUMNS = ("pool", "discount", "issued", "redeemed", "revenue", "left")
+
+
+def print_coupons(pools: list[dict[str, Any]], out: TextIO) -> None:
+    out.write("coupon pools (all time)\n")
+    out.write(f"  {'pool':<20} {'discount':>10} {'issued':>8} {'redeemed':>9} {'revenue':>12} {'left':>8}\n")
+    for p in pools:
+        out.write(f"  {p['pool']:<20} {p.get('discount') or '-':>10} {p['issued']:>8} {p['redeemed']:>9} "
+                  f"{p['revenue']:>12} {p['left']:>8}\n")
+
 
 def run_report(ctx: Ctx, rules: list[str] | None, date_from: str | None, date_to: str | None, out_dir: str) -> int:
     params = {"from": date_from, "to": date_to}
@@ -266,9 +280,14 @@ def run_report(ctx: Ctx, rules: list[str] | None, date_from: str | None, date_to
     except ApiError as exc:
         ctx.warn(f"funnel not included: {exc.message}")
         funnel = None
+    try:
+        coupons: list[dict[str, Any]] | None = ctx.client.get("/coupons").get("pools")
+    except ApiError as exc:
+        ctx.warn(f"coupon pools not included: {exc.message}")
+        coupons = None
     period = f"{date_from or 'all time'} … {date_to or 'today'}"
     if ctx.json_output:
-        ctx.dump({"rules": all_stats, "nps": nps, "funnel": funnel})
+        ctx.dump({"rules": all_stats, "nps": nps, "funnel": funnel, "coupons": coupons})
     else:
         ctx.echo(f"report {period}")
         if not rule_ids:
@@ -280,6 +299,8 @@ def run_report(ctx: Ctx, rules: list[str] | None, date_from: str | None, date_to
             print_nps(nps, "month", ctx.out)
         if funnel is not None:
             print_funnel(funnel, ctx.out)
+        if coupons:
+            print_coupons(coupons, ctx.out)
     target = Path(out_dir)
     target.mkdir(parents=True, exist_ok=True)
     charts: dict[str, list[Path]] = {}
@@ -293,7 +314,8 @@ def run_report(ctx: Ctx, rules: list[str] | None, date_from: str | None, date_to
     nps_png = nps_chart(nps, target / "nps-trend.png") if nps else None
     funnel_png = funnel_chart(funnel, target / "funnel.png") if funnel else None
     page = target / "report.html"
-    page.write_text(html_page(period, all_stats, charts, nps, nps_png, funnel, funnel_png), encoding="utf-8")
+    page.write_text(html_page(period, all_stats, charts, nps, nps_png, funnel, funnel_png, coupons),
+                    encoding="utf-8")
     pngs = [p for paths in charts.values() for p in paths] + [p for p in (nps_png, funnel_png) if p]
     if not ctx.json_output:
         ctx.echo("")

@@ -51,11 +51,14 @@ ACTIONS = {
 # recompute (through the Ticker) advance journeys the same way; send_message writes the ledger
 # and counters and defers to the due index; only admin_api (erasure, listings) and recompute
 # (the parallel scan) may Scan.
-_INGEST = {"profiles": "rw", "events": "rw", "idempotency": "rw", "config": "r", "due": "w", "messages": "rw"}
+# products: ingestion learns stock and prices, counts co-purchases and redeems coupons; the sender reads
+# recommendations and issues coupons.
+_INGEST = {"profiles": "rw", "events": "rw", "idempotency": "rw", "config": "r", "due": "w", "messages": "rw",
+           "products": "rw"}
 ACCESS: dict[str, dict[str, str]] = {
     "track_event": dict(_INGEST),
     "evaluate_triggers": {"profiles": "rw", "events": "rw", "config": "r", "due": "rw", "messages": "rw"},
-    "send_message": {"profiles": "rw", "config": "r", "due": "w", "messages": "rw"},
+    "send_message": {"profiles": "rw", "config": "r", "due": "w", "messages": "rw", "products": "rw"},
     "nps_webhook": dict(_INGEST),
     "feedback": {"profiles": "rw", "config": "r", "messages": "rw"},
     "preferences": dict(_INGEST),
@@ -66,6 +69,7 @@ ACCESS: dict[str, dict[str, str]] = {
         "config": "rws",
         "due": "rw",
         "messages": "rws",
+        "products": "rw",
     },
     "recompute": {"profiles": "rws", "events": "rw", "config": "r", "due": "rw", "messages": "rw"},
 }
@@ -236,6 +240,7 @@ class RetentionStack(Stack):
         self.monitoring.dlq_not_empty("recompute", self.recompute_queue.dlq)
         for spec in FUNCTION_SPECS:
             self.monitoring.function_errors(spec.name, fns[spec.name])
+        self.monitoring.coupon_pool_empty("retention-send_message")
 
     def _outputs(self) -> None:
         CfnOutput(self, "ApiUrl", value=self.api.base_url + "/", description="Base URL of the HTTP API")

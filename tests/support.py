@@ -13,7 +13,7 @@ from typing import Any
 import boto3
 
 REGION = "us-east-1"
-TABLES = ("profiles", "events", "config", "due", "messages", "idempotency")
+TABLES = ("profiles", "events", "config", "due", "messages", "idempotency", "products")
 
 
 def create_tables(client: Any) -> dict[str, str]:
@@ -142,7 +142,8 @@ def moto_stack(sender: str = "Shop <news@example.com>") -> Iterator[Stack]:
         ses.create_email_identity(EmailIdentity="example.com")
         env = Env(PROFILES_TABLE=tables["profiles"], EVENTS_TABLE=tables["events"], CONFIG_TABLE=tables["config"],
                   DUE_TABLE=tables["due"], MESSAGES_TABLE=tables["messages"],
-                  IDEMPOTENCY_TABLE=tables["idempotency"], SEND_QUEUE_URL=send_q, RECOMPUTE_QUEUE_URL=rec_q,
+                  IDEMPOTENCY_TABLE=tables["idempotency"], PRODUCTS_TABLE=tables["products"],
+                  SEND_QUEUE_URL=send_q, RECOMPUTE_QUEUE_URL=rec_q,
                   SENDER_EMAIL=sender, PUBLIC_BASE_URL="https://shop.test/api")
         counter = RequestCounter()
         for c in (ddb, sqs, ses, sns):

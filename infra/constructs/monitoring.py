@@ -1,4 +1,5 @@
-"""CloudWatch alarms to an SNS topic: any DLQ message, any function error."""
+"""CloudWatch alarms to an SNS topic: any DLQ message, any function error, a send skipped for an empty
+coupon pool."""
 
 from __future__ import annotations
 
@@ -50,3 +51,12 @@ class Monitoring(Construct):
         cid = "".join(part.capitalize() for part in name.split("_"))
         metric = function.metric_errors(period=PERIOD, statistic="Sum")
         return self._alarm(f"{cid}Errors", metric, f"The {name} function reported errors")
+
+    def coupon_pool_empty(self, service: str) -> cloudwatch.Alarm:
+        """send_message emits `CouponPoolEmpty` (Powertools metrics, namespace Retention, dimension service)
+        when a step's coupon pool has no code left and the send is skipped."""
+        metric = cloudwatch.Metric(namespace="Retention", metric_name="CouponPoolEmpty",
+                                   dimensions_map={"service": service}, period=PERIOD, statistic="Sum")
+        return self._alarm("CouponPoolEmpty", metric,
+                           "A send was skipped because its coupon pool is empty: upload codes "
+                           "(retention coupons upload)")

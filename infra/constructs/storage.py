@@ -9,12 +9,13 @@ from constructs import Construct
 from infra.constructs.common import set_role
 
 # role -> construct id; the environment variable is `<ROLE>_TABLE`.
-TABLE_ROLES = ("profiles", "events", "config", "due", "messages", "idempotency")
+TABLE_ROLES = ("profiles", "events", "config", "due", "messages", "idempotency", "products")
 TTL_ATTRIBUTE = "ttl"
 
 
 class Storage(Construct):
-    """Six on-demand tables, all keyed `pk`/`sk` (S), with TTL on `ttl`, PITR, AWS-managed SSE."""
+    """Seven on-demand tables (products: catalogue, recommendation counters, coupon pools),
+    all keyed `pk`/`sk` (S), with TTL on `ttl`, PITR, AWS-managed SSE."""
 
     def __init__(self, scope: Construct, construct_id: str, *, removal_policy: RemovalPolicy) -> None:
         super().__init__(scope, construct_id)

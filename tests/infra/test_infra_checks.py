@@ -51,7 +51,7 @@ def test_template_deploys_into_moto(synth):
         status = cfn.describe_stacks(StackName=stack.stack_name)["Stacks"][0]["StackStatus"]
         assert status == "CREATE_COMPLETE"
         ddb = boto3.client("dynamodb", region_name=REGION)
-        assert set(stack.tables) == {"profiles", "events", "config", "due", "messages", "idempotency"}
+        assert set(stack.tables) == {"profiles", "events", "config", "due", "messages", "idempotency", "products"}
         assert set(ddb.list_tables()["TableNames"]) == set(stack.tables.values())
         for name in stack.tables.values():
             keys = ddb.describe_table(TableName=name)["Table"]["KeySchema"]

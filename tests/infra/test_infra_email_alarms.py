@@ -60,7 +60,7 @@ def test_no_identity_by_default_identity_on_request(synth, variant):
 def test_alarms(synth):
     alarms = [a["Properties"] for a in synth.resources("AWS::CloudWatch::Alarm").values()]
     topic = {"Ref": synth.model.roles["topic:alarms"]}
-    assert len(alarms) == 2 + len(FUNCTION_SPECS)
+    assert len(alarms) == 2 + len(FUNCTION_SPECS) + 1  # + a send skipped for an empty coupon pool
     for alarm in alarms:
         assert alarm["AlarmActions"] == [topic]
         assert alarm["Threshold"] == 0
@@ -76,6 +76,9 @@ def test_alarms(synth):
     error_alarms = {a["Dimensions"][0]["Value"]["Ref"] for a in alarms if a["MetricName"] == "Errors"}
     assert error_alarms == {info.logical_id for info in synth.model.functions.values()}
     assert all(a["Statistic"] == "Sum" for a in alarms if a["MetricName"] == "Errors")
+    (coupon,) = [a for a in alarms if a["MetricName"] == "CouponPoolEmpty"]
+    assert coupon["Namespace"] == "Retention" and coupon["Statistic"] == "Sum"
+    assert coupon["Dimensions"] == [{"Name": "service", "Value": "retention-send_message"}]
 
 
 def test_alarm_email_subscription_only_when_configured(synth, variant):

@@ -114,7 +114,15 @@ def test_evaluate_triggers_reads_and_consumes_due_items(synth):
 @pytest.mark.parametrize("name", ["track_event", "nps_webhook", "preferences"])
 def test_ingestion_paths(synth, name):
     grants = synth.grants(name)
-    for table in ("profiles", "events", "idempotency", "messages"):
+    for table in ("profiles", "events", "idempotency", "messages", "products"):
         assert actions_on(grants, f"table:{table}") >= READ | WRITE, table
     assert "dynamodb:PutItem" in actions_on(grants, "table:due")
     assert "sqs:SendMessage" in actions_on(grants, "queue:send")
+
+
+def test_products_table_for_the_sender_and_the_admin_api_only_besides_ingestion(synth):
+    assert actions_on(synth.grants("send_message"), "table:products") >= READ | WRITE  # coupons are issued
+    assert actions_on(synth.grants("admin_api"), "table:products") >= READ | WRITE
+    for name in ("evaluate_triggers", "feedback", "recompute"):
+        assert not actions_on(synth.grants(name), "table:products"), name
+    assert "dynamodb:Scan" not in actions_on(synth.grants("admin_api"), "table:products")

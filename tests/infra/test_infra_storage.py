@@ -10,7 +10,7 @@ KEYS = [{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "Key
 
 
 def test_six_tables_with_pk_sk_on_demand_pitr_sse_ttl(synth):
-    assert len(synth.resources("AWS::DynamoDB::Table")) == len(TABLE_ROLES) == 6
+    assert len(synth.resources("AWS::DynamoDB::Table")) == len(TABLE_ROLES) == 7
     for role in TABLE_ROLES:
         _, table = synth.by_role(f"table:{role}")
         props = table["Properties"]

@@ -149,6 +149,11 @@ def test_welcome_confirmation_offer_forgot_us_and_exit_on_order(library_stack: S
 
 def test_browse_abandonment_reminds_after_a_day_and_stops_on_product_added(library_stack: Stack) -> None:
     s = library_stack
+    _catalog(s, [{"product_id": "p1", "name": "Чайник", "price": 1990, "category": "kettles"},
+                 {"product_id": "p2", "name": "Чайник стеклянный", "price": 2290, "category": "kettles"},
+                 {"product_id": "p3", "name": "Чайник со свистком", "price": 1790, "category": "kettles",
+                  "in_stock": False},
+                 {"product_id": "p4", "name": "Тостер", "price": 2990, "category": "toasters"}])
     looker = treated("b-look-", browse_abandonment=10)
     clicker = treated("b-click-", browse_abandonment=10)
     carter = treated("b-cart-", browse_abandonment=10, abandoned_cart=10)
@@ -171,6 +176,9 @@ def test_browse_abandonment_reminds_after_a_day_and_stops_on_product_added(libra
     click("click@example.com", "browse-abandonment")  # SES click feedback on the reminder
     forward(s, days=2)  # no click on it: similar products two days later
     assert mails("look@example.com", "browse-abandonment") == [("browse-abandonment", 1), ("browse-abandonment", 4)]
+    similar = [m["html"] for m in sent_emails() if "look@example.com" in m["to"]
+               and m["headers"]["X-Retention-Step"] == "4"]
+    assert "Чайник стеклянный" in similar[0] and "Чайник со свистком" not in similar[0]  # in stock only
     assert journey(s, looker, "browse-abandonment")["state"] == "completed"
     # the clicker took the branch to the end: no second letter
     assert mails("click@example.com", "browse-abandonment") == [("browse-abandonment", 1)]
@@ -189,6 +197,9 @@ def test_browse_abandonment_reminds_after_a_day_and_stops_on_product_added(libra
 
 def test_post_purchase_thanks_at_once_then_accessories(library_stack: Stack) -> None:
     s = library_stack
+    _catalog(s, [{"product_id": "p9", "name": "Кофемолка", "price": 2490, "category": "grinders",
+                  "accessories": ["p10"]},
+                 {"product_id": "p10", "name": "Щёточка для кофемолки", "price": 190, "category": "care"}])
     buyer = treated("pp-", post_purchase=5)
     s.ingest([identify(buyer, "buyer@example.com", first_name="Лев"),
               track(buyer, "Order Completed", "pp1", order_id="A-17", revenue=2490,
@@ -200,7 +211,8 @@ def test_post_purchase_thanks_at_once_then_accessories(library_stack: Stack) -> 
     assert mails("buyer@example.com", "post-purchase") == [("post-purchase", 0)]
     forward(s, hours=2)
     assert mails("buyer@example.com", "post-purchase") == [("post-purchase", 0), ("post-purchase", 2)]
-    assert any("Кофемолка" in (m["html"] or "") for m in sent_emails() if m["headers"]["X-Retention-Step"] == "2")
+    assert any("Кофемолка" in (m["html"] or "") and "Щёточка для кофемолки" in (m["html"] or "")
+               for m in sent_emails() if m["headers"]["X-Retention-Step"] == "2")
     assert journey(s, buyer, "post-purchase")["state"] == "completed"
     forward(s, days=5)
     assert len(mails("buyer@example.com", "post-purchase")) == 2
@@ -208,6 +220,11 @@ def test_post_purchase_thanks_at_once_then_accessories(library_stack: Stack) -> 
 
 
 # ---- product events (fanned out through the interest index) -------------------------------------------------
+
+
+def _catalog(s: Stack, products: list[dict[str, Any]]) -> None:
+    from retention.products.catalog import Catalog, Product
+    Catalog(s.deps.dynamodb, s.deps.env.products_table).upsert([Product.model_validate(p) for p in products])
 
 
 @pytest.mark.parametrize(("rule", "event", "extra"), [

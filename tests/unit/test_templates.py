@@ -593,6 +593,9 @@ def test_build_context_shape():
         variant="b",
         locale="en",
     )
+    assert str(ctx.pop("coupon")) == "CART-ABC123"  # a legacy code: printed as is, no discount or expiry
+    assert ctx.pop("trigger") == {"order_id": "1"}
+    assert ctx.pop("recommend")("similar", product="x") == []  # no recommender: an empty block
     assert ctx == {
         "customer": {
             "id": "c1",
@@ -611,7 +614,6 @@ def test_build_context_shape():
             "nps_short": "https://e.example/nps/t",
             "shop": "https://shop.example",
         },
-        "coupon": "CART-ABC123",
         "message": {"rule": "abandoned-cart", "step": 2, "variant": "b"},
         "locale": "en",
     }

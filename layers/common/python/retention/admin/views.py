@@ -121,6 +121,8 @@ class Admin:
         if p.traits.get("email"):
             extra.append(email_index_key(str(p.traits["email"])))
         ddb.batch_write(client, env.profiles_table, deletes=own + extra)
+        from retention.products.recommend import Recommendations
+        Recommendations(client, env.products_table).forget_customer(customer_id)  # what he bought
         ledger = list(ddb.query(client, env.messages_table, customer_id, index="by_customer",
                                 pk_name="customer_id", sk_name="created_at"))
         for row in ledger:  # keep the exactly-once record, drop what identifies the person

@@ -24,7 +24,9 @@ same (date, step, variant): `rule_report` sums them.
   appears in the local outbox), `delivered`, `opened`, `clicked`, `unsubscribed`, `bounced`,
   `complained` (from SES feedback, on the row of the message's own step/variant and **send day**),
   `suppressed` (not sent: no consent, suppression list, frequency cap, left the audience …),
-  `converted` and `revenue`.
+  `converted` and `revenue`, `redeemed` and `redeemed_revenue` (a coupon issued by this step was
+  redeemed by an order: retention.products.events; the order's revenue, whatever the attribution window),
+  `recommendation_clicks` (a product page opened from the message's product link, by its `rtm_lid`).
 - `suppressed`: write `suppressed` **and** `suppressed:<reason>` in the same UpdateItem
   (`ADD suppressed :one, #reason :one`). A row holding only reason counters still counts: the
   reader takes max(`suppressed`, sum of the reasons) per row, so neither habit double counts.
@@ -65,8 +67,11 @@ COUNTERS: tuple[str, ...] = (
     "suppressed",
     "converted",
     "revenue",
+    "redeemed",
+    "redeemed_revenue",
+    "recommendation_clicks",
 )
-COUNT_COUNTERS: tuple[str, ...] = tuple(c for c in COUNTERS if c != "revenue")
+COUNT_COUNTERS: tuple[str, ...] = tuple(c for c in COUNTERS if c not in ("revenue", "redeemed_revenue"))
 SUPPRESSED_PREFIX = "suppressed:"
 ENTRY_STEP = -1
 DEFAULT_VARIANT = "default"
@@ -310,19 +315,22 @@ def _row_key(row: Mapping[str, Any]) -> tuple[date, int, str] | None:
 class _Bucket:
     """Counters of one (step, variant) or of the totals: ints, revenue as an exact Decimal."""
 
-    __slots__ = ("counts", "revenue")
+    __slots__ = ("counts", "redeemed_revenue", "revenue")
 
     def __init__(self) -> None:
         self.counts: dict[str, int] = dict.fromkeys(COUNT_COUNTERS, 0)
         self.revenue = Decimal(0)
+        self.redeemed_revenue = Decimal(0)
 
     def add(self, other: _Bucket) -> None:
         for name in COUNT_COUNTERS:
             self.counts[name] += other.counts[name]
         self.revenue += other.revenue
+        self.redeemed_revenue += other.redeemed_revenue
 
     def as_dict(self) -> dict[str, Any]:
-        return {**{name: self.counts[name] for name in COUNT_COUNTERS}, "revenue": _money(self.revenue)}
+        return {**{name: self.counts[name] for name in COUNT_COUNTERS}, "revenue": _money(self.revenue),
+                "redeemed_revenue": _money(self.redeemed_revenue)}
 
 
 def _rate(numerator: float, denominator: float) -> float | None:
@@ -378,6 +386,7 @@ def rule_report(
         for name in COUNT_COUNTERS:
             bucket.counts[name] = _as_int(row.get(name), name)
         bucket.revenue = _decimal(row.get("revenue"), "revenue")
+        bucket.redeemed_revenue = _decimal(row.get("redeemed_revenue"), "redeemed_revenue")
         row_reasons = 0
         for attribute, value in row.items():
             if isinstance(attribute, str) and attribute.startswith(SUPPRESSED_PREFIX):

@@ -24,6 +24,7 @@ class Env(BaseModel):
     due_table: str = Field(default="", alias="DUE_TABLE")
     messages_table: str = Field(default="", alias="MESSAGES_TABLE")
     idempotency_table: str = Field(default="", alias="IDEMPOTENCY_TABLE")
+    products_table: str = Field(default="", alias="PRODUCTS_TABLE")
     send_queue_url: str = Field(default="", alias="SEND_QUEUE_URL")
     recompute_queue_url: str = Field(default="", alias="RECOMPUTE_QUEUE_URL")
     sender_email: str = Field(default="Shop <news@example.com>", alias="SENDER_EMAIL")
@@ -58,7 +59,8 @@ class Env(BaseModel):
         return url
 
 
-_ALL_TABLES = ("PROFILES_TABLE", "EVENTS_TABLE", "CONFIG_TABLE", "DUE_TABLE", "MESSAGES_TABLE", "IDEMPOTENCY_TABLE")
+_ALL_TABLES = ("PROFILES_TABLE", "EVENTS_TABLE", "CONFIG_TABLE", "DUE_TABLE", "MESSAGES_TABLE", "IDEMPOTENCY_TABLE",
+               "PRODUCTS_TABLE")
 # the ingestion pipeline (track_event; nps_webhook and preferences through Surveys -> Ingestor)
 _INGEST = (*_ALL_TABLES, "SEND_QUEUE_URL")
 _ENGINE = ("PROFILES_TABLE", "EVENTS_TABLE", "CONFIG_TABLE", "DUE_TABLE", "MESSAGES_TABLE", "SEND_QUEUE_URL",
@@ -68,7 +70,8 @@ REQUIRED: dict[str, tuple[str, ...]] = {
     "track_event": _INGEST,
     "evaluate_triggers": _ENGINE,
     "recompute": _ENGINE,
-    "send_message": ("PROFILES_TABLE", "CONFIG_TABLE", "DUE_TABLE", "MESSAGES_TABLE", "SEND_QUEUE_URL"),
+    "send_message": ("PROFILES_TABLE", "CONFIG_TABLE", "DUE_TABLE", "MESSAGES_TABLE", "PRODUCTS_TABLE",
+                     "SEND_QUEUE_URL"),
     "feedback": ("PROFILES_TABLE", "CONFIG_TABLE", "MESSAGES_TABLE"),
     "nps_webhook": _INGEST,
     "preferences": _INGEST,

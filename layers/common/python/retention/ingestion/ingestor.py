@@ -51,6 +51,9 @@ from retention.schedule import due
 MAX_TXN_ITEMS = 100
 CHUNK = 24  # messages per transaction: markers + events + profile + due/history items stay under 100
 PRODUCT_EVENTS = ("Product Back in Stock", "Product Price Dropped", "Product Low Stock")
+# events the products package learns from (catalogue stock and prices, co-purchases, coupon redemption)
+PRODUCT_LEARNING_EVENTS = frozenset({"Order Completed", "Product Viewed", "Product Clicked", "Product Added",
+                                     *PRODUCT_EVENTS})
 
 
 class ContentionError(RuntimeError):
@@ -70,6 +73,10 @@ class _Outcome:
     stored: list[Message] = field(default_factory=list)  # newly stored (not duplicates)
     duplicates: int = 0
     committed: Committed = field(default_factory=Committed)
+    customer: str = ""  # the profile the messages were stored on (after following a merge)
+
+    def owners(self) -> list[tuple[str, Message]]:
+        return [(self.customer, m) for m in self.stored]
 
 
 def customer_of(msg: Message, aliases: dict[str, str]) -> str:
@@ -139,7 +146,16 @@ class Ingestor:
         for msg in stored:
             if msg.type == "track" and msg.event in PRODUCT_EVENTS and msg.timestamp >= live_after:
                 self.fan_out_product_event(msg, defs, now)
+        self._products([(cid, m) for o in outcomes for cid, m in o.owners()], now)
         return result
+
+    def _products(self, stored: list[tuple[str, Message]], now: datetime) -> None:
+        """The catalogue, recommendation counters and coupons learn from what was stored (once per messageId)."""
+        relevant = [(cid, str(m.event), _with_page_url(m), m.timestamp) for cid, m in stored
+                    if m.type == "track" and m.event in PRODUCT_LEARNING_EVENTS and isinstance(m.properties, dict)]
+        if relevant:
+            from retention.products.events import ProductEvents
+            ProductEvents(self.ddb, self.env.products_table, self.env.messages_table).observe(relevant, now)
 
     # ---- identity ---------------------------------------------------------------------------------
     def _aliases(self, anon_ids: list[str]) -> dict[str, str]:
@@ -337,6 +353,7 @@ class Ingestor:
                 out.stored += chunk
                 out.committed.add(sp.profile.id, fx)
                 break
+        out.customer = sp.profile.id
         return out
 
     def _follow(self, sp: StoredProfile, now: datetime) -> StoredProfile:
@@ -463,6 +480,15 @@ class Ingestor:
 
 def apply_suppression(profile: Any, channel: str, reason: str, at: str | None) -> None:
     profile.suppressed[channel] = {"reason": reason, "at": at}
+
+
+def _with_page_url(msg: Message) -> dict[str, Any]:
+    """The properties, plus the page the event happened on (`context.page.url`) as `_page_url`: a product
+    link of a message carries its ledger id there (recommendation clicks)."""
+    props = msg.properties if isinstance(msg.properties, dict) else {}
+    page = msg.context.get("page") if isinstance(msg.context, dict) else None
+    url = page.get("url") if isinstance(page, dict) else None
+    return {**props, "_page_url": url} if isinstance(url, str) and "rtm_lid=" in url else props
 
 
 def event_item(cid: str, msg: Message, source_id: str, ttl: int) -> dict[str, Any]:

@@ -359,12 +359,40 @@ class Variant(Model):
     name: str | None = Field(default=None, min_length=1, max_length=40)
 
 
+class CouponSpec(Model):
+    """`coupon: {pool: welcome}`: one code of the pool per customer and step (retention.products.coupons).
+    An empty pool skips the send (`coupon_pool_empty`), or with `fallback: hmac` the message carries a
+    signed code of the documented recipe with the pool's discount (else `discount`) and validity."""
+
+    pool: Identifier
+    fallback: Literal["skip", "hmac"] = "skip"
+    # `journey`: the steps of one journey entry naming this pool share one code ("your gift is still yours")
+    per: Literal["step", "journey"] = "step"
+    discount: str | None = None
+    valid_days: int = Field(default=7, ge=1, le=3650)
+
+    @field_validator("discount")
+    @classmethod
+    def _discount(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        from retention.products.discounts import parse_discount
+        try:
+            return parse_discount(value)
+        except Exception as exc:
+            raise ValueError(getattr(exc, "message", str(exc))) from exc
+
+
 class SendSpec(Model):
-    """`template`, or weighted `variants` (A/B/n, sticky per customer and rule)."""
+    """`template`, or weighted `variants` (A/B/n, sticky per customer and rule); optionally a `coupon`
+    from a pool and `min_recommendations` (skip with `no_recommendations` when a `recommend()` call of
+    the template returns fewer products)."""
 
     channel: Literal["email", "sms", "preferred"] = "email"
     template: Identifier | None = None
     variants: list[Variant] | None = None
+    coupon: CouponSpec | None = None
+    min_recommendations: int | None = Field(default=None, ge=1, le=12)
 
     @model_validator(mode="after")
     def _template_or_variants(self) -> SendSpec:

@@ -895,7 +895,8 @@ def build_context(
     preferences_url: str = "",
     nps_urls: Mapping[int | str, str] | None = None,
     nps_short_url: str = "",
-    coupon: str | None = None,
+    coupon: str | Mapping[str, Any] | None = None,
+    recommend: Callable[..., Any] | None = None,
     rule: str | None = None,
     step: int | None = None,
     variant: str | None = None,
@@ -911,7 +912,10 @@ def build_context(
     event:    {name, properties}                         (the triggering event; name may be None)
     shop:     {name, url}
     links:    {unsubscribe, preferences, nps: {0..10: url}, nps_short, shop}
-    coupon:   str | None
+    trigger:  the triggering event's properties (`trigger.product_id`)
+    coupon:   {code, discount, expires_at} | None   (`{{ coupon }}` prints the code)
+    recommend(kind, product=…, limit=4, category=…) → [{product_id, name, url, image_url, image, price,
+              currency, category, brand}]   (kinds: retention.products.recommend.KINDS)
     message:  {rule, step, variant}
     locale:   str
     """
@@ -938,10 +942,69 @@ def build_context(
             "nps_short": nps_short_url,
             "shop": shop_url,
         },
-        "coupon": coupon,
+        "trigger": dict(event_properties or {}),
+        "coupon": coupon_value(coupon),
+        "recommend": recommend or _no_recommendations,
         "message": {"rule": rule, "step": step, "variant": variant},
         "locale": locale,
     }
+
+
+class CouponValue(dict[str, Any]):
+    """`coupon` in a template: `coupon.code`, `coupon.discount`, `coupon.expires_at`; printed as is, the code
+    (so the older `{{ coupon }}` keeps working)."""
+
+    def __str__(self) -> str:
+        return str(self.get("code") or "")
+
+    def __html__(self) -> str:
+        return str(markupsafe.escape(str(self)))
+
+    def __bool__(self) -> bool:
+        return bool(self.get("code"))
+
+
+def coupon_value(coupon: str | Mapping[str, Any] | None) -> CouponValue | None:
+    if coupon is None or coupon == "":
+        return None
+    if isinstance(coupon, str):
+        return CouponValue(code=coupon, discount=None, expires_at=None)
+    return CouponValue({"code": coupon.get("code"), "discount": coupon.get("discount"),
+                        "expires_at": coupon.get("expires_at")})
+
+
+def _no_recommendations(kind: str, product: Any = None, limit: int = 4, category: Any = None) -> list[Any]:
+    from retention.products.kinds import check_kind
+    check_kind(kind)
+    return []
+
+
+
+
+def recommend_problems(template: Template) -> list[str]:
+    """`recommend("<kind>", …)` calls naming an unknown kind, found in the source (every branch, not only
+    the one the sample data takes)."""
+    from retention.products.kinds import KINDS
+    problems: list[str] = []
+    for locale, content in template.locales.items():
+        for part in PARTS:
+            source = getattr(content, part)
+            if not source or "recommend" not in source:
+                continue
+            try:
+                tree = _environment(part == "html").parse(source)
+            except TemplateSyntaxError:
+                continue  # reported by the render check with its line
+            for call in tree.find_all(nodes.Call):
+                if not (isinstance(call.node, nodes.Name) and call.node.name == "recommend"):
+                    continue
+                kind = call.args[0] if call.args else next((k.value for k in call.kwargs if k.key == "kind"), None)
+                if isinstance(kind, nodes.Const) and kind.value not in KINDS:
+                    problems.append(f"locales.{locale}.{part}: line {call.lineno}: unknown recommendation kind"
+                                    f" {kind.value!r} (use one of {', '.join(KINDS)})")
+                elif kind is None:
+                    problems.append(f"locales.{locale}.{part}: line {call.lineno}: recommend() needs a kind")
+    return problems
 
 
 SAMPLE_BASE_URL = "https://shop.example"
@@ -1074,12 +1137,18 @@ def sample_context(locale: str = "ru") -> dict[str, Any]:
         preferences_url=f"{engine}/preferences/sample-token",
         nps_urls={score: f"{engine}/nps/sample-token?score={score}" for score in range(11)},
         nps_short_url=f"{engine}/nps/sample-token",
-        coupon="WELCOME10",
+        coupon={"code": "WELCOME-7Q2X", "discount": "10%", "expires_at": "2026-12-01T09:00:00.000000Z"},
+        recommend=_sample_recommend(locale),
         rule="sample",
         step=0,
         variant="a",
         locale=locale,
     )
+
+
+def _sample_recommend(locale: str) -> Callable[..., Any]:
+    from retention.products.kinds import SampleRecommender
+    return SampleRecommender(_language(locale)).recommend
 
 
 # --- validation -----------------------------------------------------------------------------------
@@ -1099,7 +1168,7 @@ def validate_template(template: Template | Mapping[str, Any], context: Mapping[s
             template = parse_template(template)
         except ValidationError as exc:
             return [exc.message]
-    errors: list[str] = []
+    errors: list[str] = recommend_problems(template)
     for locale, content in template.locales.items():
         ctx = dict(context) if context is not None else sample_context(locale)
         ctx["locale"] = locale

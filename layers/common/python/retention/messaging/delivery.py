@@ -91,6 +91,8 @@ class SendWorker:
             self._back_off(record)
             raise
         count(f"Messages_{outcome.status}")
+        if outcome.reason == "coupon_pool_empty":  # the alarm CouponPoolEmpty (infra/constructs/monitoring.py)
+            count("CouponPoolEmpty")
         logger.info("send", extra={"rule": request.rule, "step": request.step, "status": outcome.status,
                                    "reason": outcome.reason, "ledger": request.ledger_id})
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from retention.core import clock
 from retention.core.config import ConfigStore
 from retention.core.settings import Env
 from retention.journeys.catalogue import Catalogue
@@ -49,9 +50,41 @@ class Renderer:
         from retention.language.conditions import evaluate
         return bool(evaluate(cond, self.facts(profile, now)))
 
-    def context(self, req: SendRequest, profile: Any, channel: str, now: datetime) -> dict[str, Any]:
+    def send_spec(self, req: SendRequest) -> Any | None:
+        """The rule's send step of this request (retention.language.rules.SendSpec), if it still exists."""
+        rule = self.rule(req.rule)
+        steps = getattr(rule, "steps", None) or []
+        step = steps[req.step] if 0 <= req.step < len(steps) else None
+        return getattr(step, "send", None)
+
+    def recommender(self, req: SendRequest, profile: Any, channel: str, now: datetime) -> Any:
+        from retention.products.recommend import Recommendations, Recommender, link_params
+        recs = Recommendations(self.config.client, self.env.products_table)
+        return Recommender(recs, customer_id=profile.id, interests=getattr(profile, "interests", {}), now=now,
+                           link_params=link_params(req.rule, req.step, channel, req.ledger_id))
+
+    def preview_coupon(self, req: SendRequest, now: datetime) -> dict[str, Any] | None:
+        """What a preview shows for a step with a coupon: the pool's discount and validity, no code issued."""
+        spec = self.send_spec(req)
+        wanted = getattr(spec, "coupon", None)
+        if wanted is None:
+            return None
+        from datetime import timedelta
+
+        from retention.products.coupons import Coupons
+        meta = Coupons(self.config.client, self.env.products_table).meta(wanted.pool) or {}
+        days = int(meta.get("valid_days") or wanted.valid_days)
+        return {"code": f"PREVIEW-{wanted.pool.upper()}", "discount": meta.get("discount") or wanted.discount or "10%",
+                "expires_at": clock.iso(now + timedelta(days=days))}
+
+    def context(self, req: SendRequest, profile: Any, channel: str, now: datetime, *,
+                coupon: dict[str, Any] | None = None, recommender: Any = None) -> dict[str, Any]:
         """The render context, built by templates.build_context: the very shape templates are validated
-        against at apply time (so a template that validated cannot miss `event.properties` at send time)."""
+        against at apply time (so a template that validated cannot miss `event.properties` at send time).
+
+        `coupon`: the issued coupon (the sender's); without one, a step with `coupon:` shows a preview
+        coupon and any other step the legacy per-entry code. `recommender`: a
+        retention.products.recommend.Recommender (one per message)."""
         from retention.language.templates import build_context
         from retention.messaging.links import nps_urls, unsubscribe_url
         settings = self.config.settings()
@@ -67,19 +100,22 @@ class Renderer:
             shop_name=settings.shop_name, shop_url=settings.shop_url,
             unsubscribe_url=unsubscribe, preferences_url=unsubscribe, nps_urls=dict[int | str, str](nps.items()),
             nps_short_url=nps_short,
-            coupon=req.coupon or coupon_code(profile.id, req.rule, req.entry),
+            coupon=(coupon or req.coupon or self.preview_coupon(req, now)
+                    or coupon_code(profile.id, req.rule, req.entry)),
+            recommend=(recommender or self.recommender(req, profile, channel, now)).recommend,
             rule=req.rule, step=req.step, variant=req.variant, locale=self.locale(profile))
 
     def locale(self, profile: Any) -> str:
         loc = str(profile.traits.get("locale") or self.config.settings().default_locale)
         return loc.replace("_", "-").split("-")[0].lower()
 
-    def render(self, req: SendRequest, profile: Any, channel: str, now: datetime) -> RenderedMessage:
+    def render(self, req: SendRequest, profile: Any, channel: str, now: datetime, *,
+               coupon: dict[str, Any] | None = None, recommender: Any = None) -> RenderedMessage:
         from retention.language import templates
         template = self.library.templates().get(req.template)
         if template is None:
             raise LookupError(f"template '{req.template}' is not applied")
-        ctx = self.context(req, profile, channel, now)
+        ctx = self.context(req, profile, channel, now, coupon=coupon, recommender=recommender)
         if channel == "sms":
             from retention.messaging.sms import prepare_sms
             content = template.locales[template.resolve_locale(ctx["locale"])]

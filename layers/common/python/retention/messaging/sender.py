@@ -21,7 +21,8 @@ Every message not sent has its reason on the ledger (`reason`) and in the daily 
 (`suppressed` + `suppressed:<reason>`, the row conventions of retention.analytics.stats).
 
 DynamoDB requests per sent message (configuration cached): claim (PutItem), profile (GetItem),
-ledger `sent` + profile `sends` (TransactWriteItems), counters (UpdateItem) = 4.
+ledger `sent` + profile `sends` (TransactWriteItems), counters (UpdateItem) = 4. A recommendation block
+adds its reads (retention.products.recommend), a pool coupon GetItem + Query + GetItem + one transaction.
 """
 
 from __future__ import annotations
@@ -274,8 +275,25 @@ class Sender:
             return self._defer(req, until.astimezone(now.tzinfo), now)
         if marketing and cap_reached(sp.sends, channel, settings, now, rule):
             return self._skip(req, "frequency_cap", now)
+        spec = self.renderer.send_spec(req) if rule is not None else None
+        wanted = getattr(spec, "coupon", None) if not req.transactional else None
+        minimum = getattr(spec, "min_recommendations", None)
+        recommender = self.renderer.recommender(req, profile, channel, now)
         try:
-            rendered = self.renderer.render(req, profile, channel, now)
+            if wanted is not None and minimum:
+                # products first: a code is not spent on a message that would be skipped for want of them
+                self.renderer.render(req, profile, channel, now, coupon=_PLACEHOLDER_COUPON, recommender=recommender)
+                if _too_few(recommender, minimum):
+                    return self._skip(req, "no_recommendations", now)
+                recommender = self.renderer.recommender(req, profile, channel, now)
+            coupon = None
+            if wanted is not None:
+                coupon = self._coupon(req, wanted, now)
+                if coupon is None:
+                    return self._skip(req, "coupon_pool_empty", now)
+            rendered = self.renderer.render(req, profile, channel, now, coupon=coupon, recommender=recommender)
+            if minimum and _too_few(recommender, minimum):
+                return self._skip(req, "no_recommendations", now)
         except (RetentionError, LookupError, ValueError) as exc:
             # the template's fault (undefined variable, sandbox, size caps, SMS length, not applied …):
             # recorded, never retried forever. Anything else (a throttled config read) propagates and
@@ -284,6 +302,32 @@ class Sender:
             reason = code if code in ("sms_too_long", "sms_empty") else "render_error"
             return self._not_sent(req, "failed", str(reason), now, detail=f"{type(exc).__name__}: {exc}")
         return _Ready(sp=sp, channel=channel, address=str(address), rendered=rendered)
+
+    def _coupon(self, req: SendRequest, wanted: Any, now: datetime) -> dict[str, Any] | None:
+        """This send's code from the step's pool (the same one on a retry); the signed fallback code when the
+        pool is empty and the step allows it; None when it is empty and it does not."""
+        from retention.products.coupons import Coupons, PoolEmptyError, fallback_code
+        coupons = Coupons(self.ddb, self.env.products_table)
+        issue_key = req.ledger_id
+        if wanted.per == "journey":
+            import hashlib
+            issue_key = hashlib.sha256(f"{req.customer_id}|{req.rule}|{req.entry}|pool:{wanted.pool}".encode()
+                                       ).hexdigest()[:32]
+        try:
+            return coupons.issue(wanted.pool, customer_id=req.customer_id, rule=req.rule, entry=req.entry,
+                                 step=req.step, variant=req.variant, ledger_id=issue_key, now=now).context()
+        except PoolEmptyError:
+            log.warning("coupon pool %s is empty (rule %s, step %s)", wanted.pool, req.rule, req.step)
+            if wanted.fallback != "hmac":
+                return None
+        meta = coupons.meta(wanted.pool) or {}
+        discount = str(meta.get("discount") or wanted.discount or "10%")
+        expires = now + timedelta(days=int(meta.get("valid_days") or wanted.valid_days))
+        code = fallback_code(self.config.secrets("coupons")[0], pool=wanted.pool, discount=discount,
+                             expires_at=expires, customer_id=req.customer_id, rule=req.rule, entry=req.entry,
+                             step=req.step if wanted.per == "step" else -1)
+        return {"code": code, "discount": discount, "expires_at": clock.iso(expires), "pool": wanted.pool,
+                "fallback": True}
 
     def _load(self, req: SendRequest, settings: Settings) -> tuple[StoredProfile, dict[str, str]]:
         """One read: suppression (bounce, complaint, erased address) is mirrored on the profile.
@@ -452,6 +496,14 @@ def channel_decision(channel: str, profile: Any, *, transactional: bool, suppres
     if not transactional and not consented(channel):
         return channel, address, consent_reason(profile, channel)
     return channel, address, None
+
+
+_PLACEHOLDER_COUPON = {"code": "PENDING", "discount": "", "expires_at": None}
+
+
+def _too_few(recommender: Any, minimum: int) -> bool:
+    """A `recommend()` call of the template returned fewer products than the step requires."""
+    return any(count < minimum for _, count in recommender.calls)
 
 
 class _Invalid:

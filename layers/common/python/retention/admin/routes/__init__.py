@@ -12,8 +12,10 @@ from typing import Any
 
 from retention.admin.routes import customers, definitions, previews, settings, sources, stats
 from retention.core.runtime import deps
+from retention.products.api import router as products_router  # catalogue, coupons, recommendations
 
-ROUTERS = (sources.router, settings.router, stats.router, customers.router, previews.router, definitions.router)
+ROUTERS = (sources.router, settings.router, stats.router, customers.router, previews.router, products_router,
+           definitions.router)
 
 
 def authenticate(app: Any, next_middleware: Any) -> Any:

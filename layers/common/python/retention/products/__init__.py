@@ -1,0 +1,1 @@
+"""Products in messages: the catalogue, recommendations and personal coupons (keys: docs/architecture.md)."""

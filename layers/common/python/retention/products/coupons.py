@@ -1,0 +1,279 @@
+"""Personal coupons: pools of codes the shop uploads, one code per customer per journey step, redemption.
+
+Keys in PRODUCTS_TABLE (owned here):
+- `POOL#<pool>` / `META` — `discount`, `valid_days`, counters `uploaded`, `issued`, `redeemed`, `revenue`.
+- `POOL#<pool>` / `A#<code>` — a code still available (deleted when it is issued).
+- `CODE#<code>` / `C` — every code ever uploaded (codes are unique across pools, so an order's `coupon`
+  names one code): pool, discount, status (`available` → `issued` → `redeemed`), and once issued the
+  customer, rule, entry, step, variant, ledger id, `issued_at`, `expires_at`; once redeemed the order,
+  its revenue and time.
+- `POOLS` / `<pool>` — every pool ever uploaded to (the list of `GET /admin/coupons` and the report).
+- `ISSUE#<ledger_id>` / `I` — the code issued for one send (ledger id = customer, rule, entry, step):
+  a retried send finds it and shows the same code.
+
+Issuing is one transaction: the available row is deleted (it must exist), the code moves from
+`available` to `issued`, the issue row is created (it must not exist). A concurrent sender that took
+the same code fails its condition and tries another; one that issued for the same send wins, and the
+loser reads its code. So no code ever goes to two customers and a send never gets two codes.
+
+The fallback code (a step with `fallback: hmac`, used when the pool is empty), a recipe the shop can
+check without calling us: `<P>-<D>-<E>-<N>-<S>` where P = the pool's first 4 letters upper-cased,
+D = the discount (`10P` for 10 %, `500RUB` for an amount), E = the expiry date `YYMMDD` (UTC, valid
+through that day), N = 6 hex digits of sha256(customer|rule|entry|step) and S = the first 8 characters
+of base32(HMAC-SHA256(secret, "P-D-E-N")). The secret is the `coupons` signing secret.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import re
+from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from retention.core import clock, ddb
+from retention.core.errors import BadRequestError, NotFoundError
+from retention.products.discounts import parse_discount
+
+DEFAULT_POOLS = ("welcome", "cart", "losing-customer", "reactivation")
+POOL_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+CODE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+MAX_CODES_PER_UPLOAD = 10_000
+ISSUE_ATTEMPTS = 5
+CANDIDATES = 10
+
+
+class PoolEmptyError(Exception):
+    """The pool has no code left (the send is skipped with `coupon_pool_empty`)."""
+
+
+@dataclass
+class Coupon:
+    code: str
+    discount: str
+    expires_at: str
+    pool: str
+    fallback: bool = False
+
+    def context(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def check_pool(pool: str) -> str:
+    if not POOL_RE.match(pool or ""):
+        raise BadRequestError(f"pool name {pool!r}: lower-case letters, digits, - and _ (at most 64)")
+    return pool
+
+
+class Coupons:
+    def __init__(self, client: Any, table: str) -> None:
+        self.ddb = client
+        self.table = table
+
+    # ---- pools ---------------------------------------------------------------------------------------
+    def upload(self, pool: str, codes: list[Any], discount: Any, valid_days: Any,
+               now: datetime | None = None) -> dict[str, Any]:
+        """Add codes to a pool. Codes already known (in any pool) or repeated in the upload are rejected by
+        name; the others are added. The pool's discount and validity are those of the latest upload."""
+        now = now or clock.now()
+        check_pool(pool)
+        discount = parse_discount(discount)
+        try:
+            days = int(valid_days)
+        except (TypeError, ValueError) as exc:
+            raise BadRequestError(f"valid_days must be a whole number of days, got {valid_days!r}") from exc
+        if not 1 <= days <= 3650:
+            raise BadRequestError(f"valid_days is between 1 and 3650, got {days}")
+        if not isinstance(codes, list) or not codes:
+            raise BadRequestError('codes is a non-empty list of strings: {"codes": ["WELCOME-7Q2X", ...]}')
+        if len(codes) > MAX_CODES_PER_UPLOAD:
+            raise BadRequestError(f"at most {MAX_CODES_PER_UPLOAD} codes per upload, got {len(codes)}: split the file")
+        rejected: list[dict[str, str]] = []
+        fresh: list[str] = []
+        seen: set[str] = set()
+        for raw in codes:
+            code = str(raw).strip() if isinstance(raw, str | int) else ""
+            if not CODE_RE.match(code):
+                rejected.append({"code": str(raw)[:80], "reason": "invalid: letters, digits, - _ . (at most 64)"})
+            elif code in seen:
+                rejected.append({"code": code, "reason": "duplicate in the upload"})
+            else:
+                seen.add(code)
+                fresh.append(code)
+        known = ddb.batch_get(self.ddb, self.table, [(f"CODE#{c}", "C") for c in fresh])
+        accepted: list[str] = []
+        for code in fresh:
+            item = known.get((f"CODE#{code}", "C"))
+            if item is not None:
+                where = "this pool" if item.get("pool") == pool else f"pool {item.get('pool')!r}"
+                rejected.append({"code": code, "reason": f"already in {where}"})
+            else:
+                accepted.append(code)
+        stamp = clock.iso(now)
+        puts: list[dict[str, Any]] = []
+        for code in accepted:
+            puts.append({"pk": f"CODE#{code}", "sk": "C", "code": code, "pool": pool, "discount": discount,
+                         "valid_days": days, "status": "available", "uploaded_at": stamp})
+            puts.append({"pk": f"POOL#{pool}", "sk": f"A#{code}", "code": code})
+        puts.append({"pk": "POOLS", "sk": pool, "pool": pool})
+        ddb.batch_write(self.ddb, self.table, puts)
+        self.ddb.update_item(
+            TableName=self.table, Key=ddb.key(f"POOL#{pool}", "META"),
+            UpdateExpression="SET #d = :d, #v = :v, #p = :p, #t = :t ADD #n :n",
+            ExpressionAttributeNames={"#d": "discount", "#v": "valid_days", "#p": "pool", "#t": "updated_at",
+                                      "#n": "uploaded"},
+            ExpressionAttributeValues=ddb.values({":d": discount, ":v": days, ":p": pool, ":t": stamp,
+                                                  ":n": len(accepted)}))
+        return {**self.stats(pool), "accepted": len(accepted), "rejected": rejected}
+
+    def meta(self, pool: str) -> dict[str, Any] | None:
+        return ddb.get(self.ddb, self.table, f"POOL#{pool}", "META")
+
+    def stats(self, pool: str) -> dict[str, Any]:
+        check_pool(pool)
+        meta = self.meta(pool)
+        if meta is None:
+            if pool in DEFAULT_POOLS:
+                meta = {}
+            else:
+                raise NotFoundError(f"no coupon pool {pool!r}: upload codes with POST /admin/coupons/{pool}")
+        uploaded = int(meta.get("uploaded") or 0)
+        issued = int(meta.get("issued") or 0)
+        revenue = meta.get("revenue") or 0
+        return {"pool": pool, "discount": meta.get("discount"), "valid_days": meta.get("valid_days"),
+                "uploaded": uploaded, "issued": issued, "redeemed": int(meta.get("redeemed") or 0),
+                "revenue": round(float(revenue), 2), "left": max(0, uploaded - issued)}
+
+    def all_pools(self) -> list[dict[str, Any]]:
+        """The default pools and every pool ever uploaded to (`POOLS` / `<pool>`: one Query)."""
+        names = dict.fromkeys([*DEFAULT_POOLS, *(i["sk"] for i in ddb.query(self.ddb, self.table, "POOLS"))])
+        return self.pools(list(names))
+
+    def pools(self, names: list[str]) -> list[dict[str, Any]]:
+        out = []
+        for name in names:
+            try:
+                out.append(self.stats(name))
+            except NotFoundError:
+                continue
+        return out
+
+    # ---- issue -------------------------------------------------------------------------------------------
+    def issued_for(self, ledger_id: str) -> Coupon | None:
+        item = ddb.get(self.ddb, self.table, f"ISSUE#{ledger_id}", "I", consistent=True)
+        if item is None:
+            return None
+        return Coupon(code=item["code"], discount=item["discount"], expires_at=item["expires_at"], pool=item["pool"])
+
+    def issue(self, pool: str, *, customer_id: str, rule: str, entry: str, step: int, variant: str,
+              ledger_id: str, now: datetime | None = None) -> Coupon:
+        """The code of this send: the one issued before (a retry), else a fresh one from the pool.
+        Raises PoolEmptyError when the pool has none left."""
+        now = now or clock.now()
+        before = self.issued_for(ledger_id)
+        if before is not None:
+            return before
+        tried: set[str] = set()
+        for _attempt in range(ISSUE_ATTEMPTS):
+            candidates = [c for c in self._available(pool) if c not in tried]
+            if not candidates:
+                raise PoolEmptyError(pool)
+            # spread concurrent senders over the first codes instead of all racing for the first one
+            code = candidates[int(hashlib.sha256(ledger_id.encode()).hexdigest(), 16) % len(candidates)]
+            tried.add(code)
+            item = ddb.get(self.ddb, self.table, f"CODE#{code}", "C", consistent=True) or {}
+            discount = str(item.get("discount") or "")
+            days = int(item.get("valid_days") or 7)
+            expires = clock.iso(now + timedelta(days=days))
+            stamp = clock.iso(now)
+            issue = {"pk": f"ISSUE#{ledger_id}", "sk": "I", "code": code, "pool": pool, "discount": discount,
+                     "expires_at": expires, "customer_id": customer_id, "issued_at": stamp}
+            try:
+                self.ddb.transact_write_items(TransactItems=[
+                    {"Delete": {"TableName": self.table, "Key": ddb.key(f"POOL#{pool}", f"A#{code}"),
+                                "ConditionExpression": "attribute_exists(pk)"}},
+                    {"Put": {"TableName": self.table, "Item": ddb.serialize(issue),
+                             "ConditionExpression": "attribute_not_exists(pk)"}},
+                    {"Update": {"TableName": self.table, "Key": ddb.key(f"CODE#{code}", "C"),
+                                "UpdateExpression": "SET #s = :issued, customer_id = :c, #r = :r, #e = :e, "
+                                                    "#st = :st, #v = :v, ledger_id = :l, issued_at = :t, "
+                                                    "expires_at = :x",
+                                "ConditionExpression": "#s = :available",
+                                "ExpressionAttributeNames": {"#s": "status", "#r": "rule", "#e": "entry",
+                                                             "#st": "step", "#v": "variant"},
+                                "ExpressionAttributeValues": ddb.values({
+                                    ":issued": "issued", ":available": "available", ":c": customer_id, ":r": rule,
+                                    ":e": entry, ":st": step, ":v": variant, ":l": ledger_id, ":t": stamp,
+                                    ":x": expires})}},
+                    {"Update": {"TableName": self.table, "Key": ddb.key(f"POOL#{pool}", "META"),
+                                "UpdateExpression": "ADD #i :one", "ExpressionAttributeNames": {"#i": "issued"},
+                                "ExpressionAttributeValues": {":one": {"N": "1"}}}},
+                ])
+            except Exception as exc:
+                if ddb.error_code(exc) not in ("TransactionCanceledException", "TransactionConflictException"):
+                    raise
+                reasons = getattr(exc, "response", {}).get("CancellationReasons") or []
+                if len(reasons) > 1 and reasons[1].get("Code") == "ConditionalCheckFailed":
+                    won = self.issued_for(ledger_id)  # a concurrent retry of this very send issued first
+                    if won is not None:
+                        return won
+                continue  # the code went to someone else meanwhile: take another
+            return Coupon(code=code, discount=discount, expires_at=expires, pool=pool)
+        raise PoolEmptyError(pool)
+
+    def _available(self, pool: str) -> list[str]:
+        resp = self.ddb.query(TableName=self.table, KeyConditionExpression="pk = :p AND begins_with(sk, :a)",
+                              ExpressionAttributeValues={":p": {"S": f"POOL#{pool}"}, ":a": {"S": "A#"}},
+                              Limit=CANDIDATES, ConsistentRead=True)
+        return [str(i["sk"]["S"])[2:] for i in resp.get("Items", [])]
+
+    # ---- redemption --------------------------------------------------------------------------------------
+    def redeem(self, code: str, *, order_id: str, revenue: float, customer_id: str,
+               now: datetime | None = None) -> dict[str, Any] | None:
+        """Mark an issued code redeemed by an order. Returns the code's issue (rule, step, variant, pool …)
+        the first time; None for an unknown code, one never issued, or one already redeemed."""
+        now = now or clock.now()
+        code = str(code).strip()
+        if not CODE_RE.match(code):
+            return None
+        item = ddb.get(self.ddb, self.table, f"CODE#{code}", "C", consistent=True)
+        if item is None or item.get("status") != "issued":
+            return None
+        try:
+            self.ddb.update_item(
+                TableName=self.table, Key=ddb.key(f"CODE#{code}", "C"),
+                UpdateExpression="SET #s = :redeemed, redeemed_at = :t, order_id = :o, #v = :rev, "
+                                 "redeemed_by = :c",
+                ConditionExpression="#s = :issued", ExpressionAttributeNames={"#s": "status", "#v": "revenue"},
+                ExpressionAttributeValues=ddb.values({":redeemed": "redeemed", ":issued": "issued",
+                                                      ":t": clock.iso(now), ":o": order_id,
+                                                      ":rev": round(float(revenue), 2), ":c": customer_id}))
+        except Exception as exc:
+            if ddb.is_conditional_failure(exc):
+                return None
+            raise
+        self.ddb.update_item(TableName=self.table, Key=ddb.key(f"POOL#{item['pool']}", "META"),
+                             UpdateExpression="ADD #r :one, #v :rev",
+                             ExpressionAttributeNames={"#r": "redeemed", "#v": "revenue"},
+                             ExpressionAttributeValues=ddb.values({":one": 1, ":rev": round(float(revenue), 2)}))
+        return item
+
+
+def fallback_code(secret: bytes, *, pool: str, discount: str, expires_at: datetime, customer_id: str, rule: str,
+                  entry: str, step: int) -> str:
+    """The signed code of the recipe in the module docstring."""
+    prefix = re.sub(r"[^A-Z0-9]", "", pool.upper())[:4] or "CPN"
+    amount = discount.replace("%", "P").replace(".", "_").replace(" ", "")
+    expiry = expires_at.strftime("%y%m%d")
+    nonce = hashlib.sha256(f"{customer_id}|{rule}|{entry}|{step}".encode()).hexdigest()[:6].upper()
+    body = f"{prefix}-{amount}-{expiry}-{nonce}"
+    sig = base64.b32encode(hmac.new(secret, body.encode(), hashlib.sha256).digest()).decode()[:8]
+    return f"{body}-{sig}"
+
+
+def verify_fallback(secret: bytes, code: str) -> bool:
+    body, _, sig = code.rpartition("-")
+    expected = base64.b32encode(hmac.new(secret, body.encode(), hashlib.sha256).digest()).decode()[:8]
+    return hmac.compare_digest(expected, sig)
