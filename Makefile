@@ -7,7 +7,7 @@ export PYTHONPATH := $(CURDIR)/layers/common/python:$(CURDIR)
 PORT ?= 8787
 STAGE ?= dev
 
-.PHONY: install run test lint unit integration infra e2e synth deploy bench mutate clean
+.PHONY: install run test lint unit integration infra e2e synth deploy bench mutate emails system-deps clean
 
 .venv/.installed: pyproject.toml
 	@test -x $(PY) || python3 -m venv .venv
@@ -47,6 +47,19 @@ synth: install
 # SES identity for the sender. Context: -c stage=prod -c senderEmail='Shop <news@shop.example>' ...
 deploy: install
 	npx --yes aws-cdk@2 deploy --app "$(PY) -m infra.app" -c stage=$(STAGE) $(CDK_ARGS)
+
+# Debian packages some checks use: SpamAssassin (email scores) and Chromium (screenshots, browser tests).
+# Installed when missing and we are root (CI, this machine); otherwise say how.
+system-deps:
+	@command -v spamassassin >/dev/null && command -v chromium >/dev/null || \
+	  { if [ "$$(id -u)" = 0 ]; then (apt-get install -y -qq spamassassin chromium >/dev/null 2>&1 || \
+	      (apt-get update -qq >/dev/null && apt-get install -y -qq spamassassin chromium >/dev/null)); \
+	    else echo "install spamassassin and chromium (Debian packages) for the email checks"; fi; }
+
+# Every template in both locales as the customer sees it: HTML, MIME, screenshots at 600/360 px and a
+# SpamAssassin score each (build/emails/index.html); fails when one breaks a structural check or scores > 1.0.
+emails: install system-deps
+	$(PY) -m local.emails --out build/emails
 
 bench: install
 	$(PY) -m bench.run

@@ -606,8 +606,16 @@ def test_build_context_shape():
         },
         "kpis": {"orders_count": 2},
         "event": {"name": "Order Completed", "properties": {"order_id": "1"}},
-        "shop": {"name": "Ромашка", "url": "https://shop.example"},
+        "shop": {"name": "Ромашка", "url": "https://shop.example", "brand": {},
+                 "url_patterns": {"cart": "{base}/cart", "order": "{base}/orders/{order_id}",
+                                  "product": "{base}/products/{product_id}",
+                                  "review": "{base}/orders/{order_id}/review"}},
         "links": {
+            # deep links from the default patterns: the order's (order_id is known), never a product's
+            "cart": "https://shop.example/cart",
+            "order": "https://shop.example/orders/1",
+            "product": None,
+            "review": "https://shop.example/orders/1/review",
             "unsubscribe": "https://e.example/u/t",
             "preferences": "https://e.example/p/t",
             "nps": {n: f"https://e.example/nps/t?score={n}" for n in range(11)},

@@ -21,6 +21,7 @@ from pydantic import BaseModel, Field
 
 from retention.core import clock, ddb, tokens
 from retention.core.errors import ConflictError, NotFoundError, UnauthorizedError
+from retention.language import blocks
 
 KINDS = ("RULE", "SEGDEF", "TEMPLATE")
 CACHE_SECONDS = 30.0
@@ -34,6 +35,37 @@ class Cap(BaseModel):
 class QuietHours(BaseModel):
     start: str = "21:00"
     end: str = "09:00"
+
+
+_COLOR = r"^#[0-9a-fA-F]{6}$"
+
+
+class Brand(BaseModel):
+    """How the shop's emails look and who they are from (the layout in `retention.messaging.layout`)."""
+
+    logo_url: str | None = Field(default=None, pattern=r"^https://\S+$")
+    primary_color: str = Field(default="#1a56db", pattern=_COLOR)
+    button_text_color: str = Field(default="#ffffff", pattern=_COLOR)
+    text_color: str = Field(default="#1f2328", pattern=_COLOR)
+    background_color: str = Field(default="#f3f4f6", pattern=_COLOR)
+    legal_name: str | None = Field(default=None, max_length=200)  # e.g. "ООО «Магазин», ИНН 7700000000"
+    legal_address: str | None = Field(default=None, max_length=300)
+    from_name: str | None = Field(default=None, max_length=100)  # default: the shop's name
+    reply_to: str | None = Field(default=None, max_length=254)
+
+    model_config = {"extra": "forbid"}
+
+
+class UrlPatterns(BaseModel):
+    """Deep links promised by the copy. `{base}` is the shop's URL; other `{names}` come from the event's
+    properties (`order_id`, `product_id`); a link whose names are missing is not offered at all."""
+
+    cart: str = blocks.DEFAULT_URL_PATTERNS["cart"]
+    order: str = blocks.DEFAULT_URL_PATTERNS["order"]
+    product: str = blocks.DEFAULT_URL_PATTERNS["product"]
+    review: str = blocks.DEFAULT_URL_PATTERNS["review"]
+
+    model_config = {"extra": "forbid"}
 
 
 class Settings(BaseModel):
@@ -54,6 +86,8 @@ class Settings(BaseModel):
     shop_name: str = "Shop"
     shop_url: str = "https://example.com"
     unsubscribe_mailto: str | None = None
+    brand: Brand = Field(default_factory=Brand)
+    url_patterns: UrlPatterns = Field(default_factory=UrlPatterns)
     interest_window_days: int = Field(default=30, ge=1)
     nps_survey_cooldown_days: int = 90
     dedupe_window_days: int = Field(default=30, ge=1)  # how long a messageId is remembered

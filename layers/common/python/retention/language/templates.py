@@ -54,6 +54,7 @@ from pydantic import ValidationError as PydanticValidationError
 
 from retention.core import clock
 from retention.core.errors import ValidationError
+from retention.language import blocks
 from retention.messaging.sms import clean_sms, sms_segments
 
 MAX_SOURCE_BYTES = 100 * 1024
@@ -610,6 +611,9 @@ class _GuardedEnvironment(ImmutableSandboxedEnvironment):
             money=_money_filter,
             plural=plural,
             first_name_or=_first_name_or_global,
+            product_cards=blocks.product_cards,
+            product_lines=blocks.product_lines,
+            button=blocks.button,
         )
         self.filters.update(
             {
@@ -904,14 +908,17 @@ def build_context(
     first_name: str | None = None,
     email: str | None = None,
     phone: str | None = None,
+    url_patterns: Mapping[str, str] | None = None,
+    brand: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The one context shape every template sees (the contract of the template library)::
 
     customer: {id, first_name, email, phone, traits}
     kpis:     {orders_count, revenue_total, …}           (the profile's KPIs)
     event:    {name, properties}                         (the triggering event; name may be None)
-    shop:     {name, url}
-    links:    {unsubscribe, preferences, nps: {0..10: url}, nps_short, shop}
+    shop:     {name, url, url_patterns, brand}
+    links:    {unsubscribe, preferences, nps: {0..10: url}, nps_short, shop,
+               cart, order, product, review}       (deep links: None when the event cannot back them)
     trigger:  the triggering event's properties (`trigger.product_id`)
     coupon:   {code, discount, expires_at} | None   (`{{ coupon }}` prints the code)
     recommend(kind, product=…, limit=4, category=…) → [{product_id, name, url, image_url, image, price,
@@ -920,6 +927,7 @@ def build_context(
     locale:   str
     """
     traits = dict(traits or {})
+    patterns = blocks.DEFAULT_URL_PATTERNS if url_patterns is None else url_patterns
     if first_name is None:
         first_name = traits.get("first_name") or traits.get("firstName")
         if not first_name and isinstance(traits.get("name"), str) and traits["name"].strip():
@@ -934,8 +942,10 @@ def build_context(
         },
         "kpis": dict(kpis or {}),
         "event": {"name": event_name, "properties": dict(event_properties or {})},
-        "shop": {"name": shop_name, "url": shop_url},
+        "shop": {"name": shop_name, "url": shop_url, "url_patterns": dict(patterns),
+                 "brand": dict(brand or {})},
         "links": {
+            **blocks.deep_links(patterns, shop_url, dict(event_properties or {})),
             "unsubscribe": unsubscribe_url,
             "preferences": preferences_url,
             "nps": {int(score): url for score, url in (nps_urls or {}).items()},

@@ -103,6 +103,7 @@ class Renderer:
             coupon=(coupon or req.coupon or self.preview_coupon(req, now)
                     or coupon_code(profile.id, req.rule, req.entry)),
             recommend=(recommender or self.recommender(req, profile, channel, now)).recommend,
+            url_patterns=settings.url_patterns.model_dump(), brand=settings.brand.model_dump(),
             rule=req.rule, step=req.step, variant=req.variant, locale=self.locale(profile))
 
     def locale(self, profile: Any) -> str:
@@ -127,18 +128,27 @@ class Renderer:
         out = templates.render(template, ctx["locale"], ctx, channel="email")
         if not out.subject:
             raise templates.TemplateRenderError(f"template '{req.template}' has no email content")
-        from retention.messaging.mime import build_email
+        from retention.messaging import layout
+        from retention.messaging.mime import build_email, with_display_name
         settings = self.config.settings()
+        html = out.html
+        if html is not None:
+            marketing = not (req.transactional or getattr(template, "category", None) == "transactional")
+            html = layout.wrap(html, subject=out.subject or "", preheader=out.preheader, locale=ctx["locale"],
+                               marketing=marketing, brand=settings.brand.model_dump(), shop=ctx["shop"],
+                               links=ctx["links"])
         domain = self.env.sender_email.rsplit("@", 1)[-1].strip("> ")
-        raw = build_email(sender=self.env.sender_email, to=str(profile.traits["email"]), subject=out.subject or "",
-                          html=out.html, text=out.text, preheader=out.preheader,
+        sender = with_display_name(self.env.sender_email, settings.brand.from_name or settings.shop_name)
+        raw = build_email(sender=sender, to=str(profile.traits["email"]), subject=out.subject or "",
+                          html=html, text=out.text, preheader=None if html is not None else out.preheader,
+                          reply_to=settings.brand.reply_to,
                           unsubscribe_url=ctx["links"]["unsubscribe"],
                           unsubscribe_mailto=settings.unsubscribe_mailto or f"unsubscribe@{domain}",
                           message_id_domain=domain,
                           headers={"X-Retention-Rule": req.rule, "X-Retention-Step": str(req.step),
                                    "X-Retention-Variant": req.variant, "X-Retention-Ledger": req.ledger_id},
                           now=now)
-        return RenderedMessage(subject=out.subject or "", text=out.text or "", html=out.html, sms="", raw=raw)
+        return RenderedMessage(subject=out.subject or "", text=out.text or "", html=html, sms="", raw=raw)
 
 
 def coupon_code(customer_id: str, rule: str, entry: str) -> str:
