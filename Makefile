@@ -24,7 +24,7 @@ lint: install
 	.venv/bin/ruff check .
 	.venv/bin/mypy layers/common/python/retention functions infra local cli --ignore-missing-imports
 
-test: install lint
+test: install system-deps lint
 	.venv/bin/pytest -n 2 --dist loadfile tests
 
 unit: install

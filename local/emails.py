@@ -86,7 +86,16 @@ def render_all(folder: Path | None = None, settings: Settings | None = None) -> 
 
 _IMG = re.compile(r"<img\b[^>]*>", re.I)
 _ALT = re.compile(r'\balt="([^"]*)"', re.I)
-_HREF = re.compile(r'\bhref="([^"]*)"', re.I)
+_ANCHOR = re.compile(r'<a\b[^>]*\bhref="([^"]*)"[^>]*>(.*?)</a>', re.I | re.S)
+# A link to the home page is honest only when it says it goes to the shop; a specific promise ("see the
+# selection", "back to your cart") must lead to that page, not silently to the home page.
+SHOP_LABELS = {
+    "Перейти в магазин", "В магазин", "Visit the shop", "Go to the shop",
+    # shop-wide actions: the whole shop is the page they promise
+    "Выбрать покупку", "Choose something", "Выбрать подарок себе", "Pick a present", "Выбрать подарок для себя",
+    "Pick something for yourself", "Воспользоваться подарком", "Use the gift", "Что нового в магазине",
+    "What is new in the shop",
+}
 _CONTENT = re.compile(r'<td class="content"[^>]*>(.*?)</td>\s*</tr>\s*<tr>\s*<td class="footer"', re.S)
 
 
@@ -101,7 +110,7 @@ def structural_problems(email: Email, ctx: dict[str, Any]) -> list[str]:
         "meta viewport": 'name="viewport"' in page,
         "600 px container": "max-width: 600px" in page,
         "reflow at 360 px": "@media only screen and (max-width: 620px)" in page,
-        "footer reason": ("subscribed" in page or "подписались" in page or "service email" in page
+        "footer reason": ("agreed to receive" in page or "согласились получать" in page or "service email" in page
                           or "служебное письмо" in page),
     }
     problems += [f"missing {name}" for name, ok in checks.items() if not ok]
@@ -116,9 +125,10 @@ def structural_problems(email: Email, ctx: dict[str, Any]) -> list[str]:
     if content is None:
         problems.append("no content block")
     else:
-        for href in _HREF.findall(content.group(1)):
-            if html.unescape(href) in home:
-                problems.append("a link in the content goes to the bare home page")
+        for href, label in _ANCHOR.findall(content.group(1)):
+            text = html.unescape(re.sub(r"<[^>]+>", "", label)).strip()
+            if html.unescape(href) in home and text not in SHOP_LABELS:
+                problems.append(f"'{text}' promises a page but links to the bare home page")
     if "font-size:1px" in page.replace(" ", "") or "opacity:0" in page.replace(" ", ""):
         problems.append("invisible text (font-size:1px / opacity:0)")
     return problems
@@ -180,8 +190,8 @@ def main(argv: list[str] | None = None) -> int:
     failed = [e for e in emails if e.problems or (e.spam is not None and e.spam > args.limit)]
     lines = ["| template | locale | class | subject | spam score | rules | problems |", "|---|---|---|---|---|---|---|"]
     for e in emails:
-        score = "–" if e.spam is None else f"{e.spam:.1f}"
-        lines.append(f"| {e.template} | {e.locale} | {e.category} | {e.subject} | {score} | {e.spam_rules} | "
+        shown = "–" if e.spam is None else f"{e.spam:.1f}"
+        lines.append(f"| {e.template} | {e.locale} | {e.category} | {e.subject} | {shown} | {e.spam_rules} | "
                      f"{'; '.join(e.problems) or 'ok'} |")
     (out / "index.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
     cards = "".join(

@@ -129,8 +129,10 @@ def sms_sent() -> list[tuple[str, str]]:
 def survey_token(uid: str) -> str:
     """The token of the latest survey email: every score link carries the same one."""
     mail = emails_to(uid, "nps-survey")[-1]
-    links = LINK.findall(mail["text"])
+    links = LINK.findall(mail["html"])
     assert [int(score) for _, score in links] == list(range(11))
+    # the text part carries one survey link (the page offers every score), not eleven URLs
+    assert f"https://shop.test/api/nps/{links[0][0]}" in mail["text"] and "?score=" not in mail["text"]
     return links[0][0]
 
 

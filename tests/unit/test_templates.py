@@ -609,13 +609,15 @@ def test_build_context_shape():
         "shop": {"name": "Ромашка", "url": "https://shop.example", "brand": {},
                  "url_patterns": {"cart": "{base}/cart", "order": "{base}/orders/{order_id}",
                                   "product": "{base}/products/{product_id}",
-                                  "review": "{base}/orders/{order_id}/review"}},
+                                  "review": "{base}/orders/{order_id}/review",
+                                  "shop_review": "{base}/reviews"}},
         "links": {
             # deep links from the default patterns: the order's (order_id is known), never a product's
             "cart": "https://shop.example/cart",
             "order": "https://shop.example/orders/1",
             "product": None,
             "review": "https://shop.example/orders/1/review",
+            "shop_review": "https://shop.example/reviews",
             "unsubscribe": "https://e.example/u/t",
             "preferences": "https://e.example/p/t",
             "nps": {n: f"https://e.example/nps/t?score={n}" for n in range(11)},

@@ -64,6 +64,7 @@ class UrlPatterns(BaseModel):
     order: str = blocks.DEFAULT_URL_PATTERNS["order"]
     product: str = blocks.DEFAULT_URL_PATTERNS["product"]
     review: str = blocks.DEFAULT_URL_PATTERNS["review"]
+    shop_review: str = blocks.DEFAULT_URL_PATTERNS["shop_review"]
 
     model_config = {"extra": "forbid"}
 

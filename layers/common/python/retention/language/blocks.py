@@ -25,6 +25,7 @@ DEFAULT_URL_PATTERNS = {
     "order": "{base}/orders/{order_id}",
     "product": "{base}/products/{product_id}",
     "review": "{base}/orders/{order_id}/review",
+    "shop_review": "{base}/reviews",  # a review of the shop itself (an NPS promoter's), not of one order
 }
 MAX_PRODUCTS = 12  # an email is not a catalogue page; more cards only push the call to action down
 _NAME = re.compile(r"\{(\w+)\}")
@@ -96,7 +97,8 @@ def deep_links(patterns: Mapping[str, str] | None, base: str, props: Mapping[str
     it, rather than sending the customer to the home page for a specific promise."""
     patterns = patterns or {}
     out: dict[str, str | None] = {}
-    for kind, prop in (("cart", "cart_url"), ("order", "order_url"), ("product", "url"), ("review", "review_url")):
+    for kind, prop in (("cart", "cart_url"), ("order", "order_url"), ("product", "url"), ("review", "review_url"),
+                       ("shop_review", "shop_review_url")):
         given = props.get(prop)
         if isinstance(given, str) and given.startswith(("https://", "http://")):
             out[kind] = given
@@ -118,7 +120,7 @@ def _card_rows(context: Mapping[str, Any], items: Any, currency: Any, quantities
     default_currency = currency or props.get("currency") or "RUB"
     base = str(shop.get("url") or "")
     pattern = (shop.get("url_patterns") or {}).get("product")
-    rows = []
+    rows: list[dict[str, Any]] = []
     for item in items:
         if len(rows) == MAX_PRODUCTS:
             break

@@ -19,13 +19,13 @@ _TEXT = {
     "ru": {
         "unsubscribe": "Отписаться",
         "preferences": "Настроить рассылки",
-        "marketing": "Вы получили это письмо, потому что подписались на новости магазина «{shop}».",
+        "marketing": "Вы получили это письмо, потому что согласились получать новости магазина «{shop}».",
         "transactional": "Это служебное письмо о ваших заказах и учётной записи в магазине «{shop}».",
     },
     "en": {
         "unsubscribe": "Unsubscribe",
         "preferences": "Email preferences",
-        "marketing": "You are receiving this email because you subscribed to news from {shop}.",
+        "marketing": "You are receiving this email because you agreed to receive news from {shop}.",
         "transactional": "This is a service email about your orders and account at {shop}.",
     },
 }
