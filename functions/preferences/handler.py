@@ -46,8 +46,8 @@ def show(token: str) -> Any:
     channel = _channel(claims)
     current = surveys.preferences_of(str(claims["c"]))
     boxes = "".join(
-        f'<label><input type="checkbox" name="{ch}" value="1"{" checked" if current.get(ch) else ""}> '
-        f"{CHANNEL_NAMES[ch]}</label> " for ch in CHANNELS)
+        f'<label><input type="checkbox" name="{ch}" value="1"{" checked" if current.get(ch) else " disabled"}> '
+        f"{CHANNEL_NAMES[ch]}</label> " for ch in CHANNELS)  # the link only revokes: no box grants
     name = html.escape(CHANNEL_NAMES[channel])
     return page("Настройки рассылок / Subscription preferences", f"""
 <form method="post"><input type="hidden" name="action" value="unsubscribe">

@@ -12,8 +12,8 @@ from botocore.exceptions import ClientError
 from retention.core import clock
 from retention.core.http import json_response, register_errors
 from retention.core.runtime import deps
-from retention.ingestion import wire
-from retention.ingestion.ingestor import ContentionError, Ingestor
+from retention.ingestion import api
+from retention.ingestion.ingestor import ContentionError
 
 logger = Logger()
 tracer = Tracer(patch_modules=("botocore",))  # only AWS calls: patching everything imports requests &c.
@@ -52,24 +52,15 @@ def _contention(exc: ContentionError) -> Any:
 
 def handle(kind: str) -> Any:
     event = app.current_event
-    received_at = clock.now()
-    headers = dict(event.headers or {})
-    d = deps()
-    header_key = wire.write_key_from(headers, None)
-    # a key in the Authorization header is checked before the body is read (401 before 400 or 413)
-    source_id = d.config.authenticate_source(header_key) if header_key else None
-    raw = wire.decode_body(event.body, bool(event.is_base64_encoded), headers)
-    parsed = wire.parse_request(kind, raw, received_at)
-    if source_id is None:
-        source_id = d.config.authenticate_source(parsed.write_key)
-    result = Ingestor(ddb_client=d.dynamodb, sqs=d.sqs, env=d.env, config=d.config).ingest(
-        parsed.messages, source_id, now=received_at)
-    metrics.add_metric(name="EventsAccepted", unit=MetricUnit.Count, value=result.accepted)
-    metrics.add_metric(name="EventsRejected", unit=MetricUnit.Count, value=len(parsed.rejected))
-    metrics.add_metric(name="EventsDuplicate", unit=MetricUnit.Count, value=result.duplicates)
-    logger.info("ingested", extra={"source": source_id, "accepted": result.accepted,
-                                   "rejected": len(parsed.rejected), "duplicates": result.duplicates})
-    return json_response(200, wire.reply(parsed))
+    done = api.accept(deps(), kind, event.body, is_base64=bool(event.is_base64_encoded),
+                      headers=dict(event.headers or {}), received_at=clock.now())
+    reply = done.reply()
+    metrics.add_metric(name="EventsAccepted", unit=MetricUnit.Count, value=reply["accepted"])
+    metrics.add_metric(name="EventsRejected", unit=MetricUnit.Count, value=len(reply["rejected"]))
+    metrics.add_metric(name="EventsDuplicate", unit=MetricUnit.Count, value=done.result.duplicates)
+    logger.info("ingested", extra={"source": done.source_id, "accepted": reply["accepted"],
+                                   "rejected": len(reply["rejected"]), "duplicates": done.result.duplicates})
+    return json_response(200, reply)
 
 
 for _kind in KINDS:
