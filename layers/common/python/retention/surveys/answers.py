@@ -201,7 +201,8 @@ class Surveys:
     def set_preferences(self, token: str, channels: dict[str, bool], source: str) -> dict[str, Any]:
         """Apply the page's choice or a one-click unsubscribe at once (through ingestion: consent log,
         segments and journeys react). Only revocations are written (the page never grants), so a repeated
-        one-click POST or an unchanged form neither logs twice nor counts twice. A customer already erased stays erased."""
+        one-click POST or an unchanged form neither logs twice nor counts twice. A customer already erased
+        stays erased."""
         claims = self.verify_unsub_token(token)
         customer = str(claims["c"])
         now = clock.now()
