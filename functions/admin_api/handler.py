@@ -19,7 +19,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from retention.admin.previews import Previews
 from retention.admin.views import KIND_OF, Admin
 from retention.core.errors import BadRequestError, NotFoundError
-from retention.core.http import json_response, register_errors
+from retention.core.http import json_response, path_id, register_errors
 from retention.core.runtime import deps
 from retention.surveys.answers import Surveys
 
@@ -152,11 +152,13 @@ def count_segment() -> Any:
 
 @app.get("/admin/customers/<customer_id>")
 def customer(customer_id: str) -> Any:
+    customer_id = path_id(customer_id)
     return json_response(200, Admin(deps()).customer(customer_id))
 
 
 @app.get("/admin/customers/<customer_id>/events")
 def customer_events(customer_id: str) -> Any:
+    customer_id = path_id(customer_id)
     try:
         limit = int(_query("limit") or 100)
     except ValueError:
@@ -167,11 +169,13 @@ def customer_events(customer_id: str) -> Any:
 
 @app.delete("/admin/customers/<customer_id>")
 def forget(customer_id: str) -> Any:
+    customer_id = path_id(customer_id)
     return json_response(200, Admin(deps()).forget(customer_id))
 
 
 @app.post("/admin/customers/<customer_id>/segments")
 def assign_segment(customer_id: str) -> Any:
+    customer_id = path_id(customer_id)
     body = _json_body()
     return json_response(200, Previews(deps()).assign(customer_id, body.get("group"), body.get("segment"),
                                                       reason=body.get("reason"), until=body.get("until")))
@@ -179,6 +183,7 @@ def assign_segment(customer_id: str) -> Any:
 
 @app.delete("/admin/customers/<customer_id>/segments/<group>")
 def unassign_segment(customer_id: str, group: str) -> Any:
+    customer_id = path_id(customer_id)
     return json_response(200, Previews(deps()).unassign(customer_id, group))
 
 

@@ -10,9 +10,9 @@ from typing import Any
 from retention.core import clock, ddb
 from retention.core.errors import NotFoundError, ValidationError
 from retention.core.runtime import Deps
-from retention.customers.store import ProfileRepo, email_key, profile_pk
+from retention.customers.store import ProfileRepo, profile_pk
 from retention.messaging.rendering import Library
-from retention.messaging.requests import read_counters, suppression_key
+from retention.messaging.requests import read_counters
 
 KIND_OF = {"rules": "RULE", "segments": "SEGDEF", "templates": "TEMPLATE"}
 
@@ -88,38 +88,10 @@ class Admin:
         return {"customer_id": customer_id, "events": events}
 
     def forget(self, customer_id: str) -> dict[str, Any]:
-        """Erasure: profile, timeline, history, identity links, interest rows and message bodies go; a salted
-        hash of each address stays on the suppression list (no re-subscribe without fresh consent)."""
-        now = clock.now()
-        sp = self.repo.load(customer_id, now)
-        if not sp.exists:
-            raise NotFoundError(f"customer '{customer_id}' not found")
-        p = sp.profile
-        client, env = self.d.dynamodb, self.d.env
-        salt = self.d.config.secrets("suppression-salt")[0].decode()
-        for trait in ("email", "phone"):
-            addr = p.traits.get(trait)
-            if addr:
-                pk, sk = suppression_key(str(addr), salt)
-                client.put_item(TableName=env.messages_table, Item=ddb.serialize(
-                    {"pk": pk, "sk": sk, "reason": "erased", "at": clock.iso(now)}))
-        events = [(e["pk"], e["sk"]) for e in ddb.query(client, env.events_table, profile_pk(customer_id))]
-        ddb.batch_write(client, env.events_table, deletes=events)
-        own = [(i["pk"], i["sk"]) for i in ddb.query(client, env.profiles_table, profile_pk(customer_id))]
-        extra = [(f"A#{a.removeprefix('anon:')}", "ALIAS") for a in p.anonymous_ids]
-        extra += [(f"C#anon:{a.removeprefix('anon:')}", "P") for a in p.anonymous_ids]  # merge tombstones
-        extra += [(f"PI#{prod}", profile_pk(customer_id)) for prod in p.interests]
-        if p.traits.get("email"):
-            extra.append((email_key(str(p.traits["email"])), "EMAIL"))
-        ddb.batch_write(client, env.profiles_table, deletes=own + extra)
-        ledger = list(ddb.query(client, env.messages_table, customer_id, index="by_customer",
-                                pk_name="customer_id", sk_name="created_at"))
-        for row in ledger:  # keep the exactly-once record, drop what identifies the person
-            client.update_item(TableName=env.messages_table, Key=ddb.key(row["pk"], row["sk"]),
-                               UpdateExpression="REMOVE subject, customer_id SET erased = :t",
-                               ExpressionAttributeValues={":t": {"BOOL": True}})
-        return {"customer_id": customer_id, "erased": True, "events_deleted": len(events),
-                "messages_anonymised": len(ledger)}
+        """Erasure: every item naming the person goes (retention.customers.erasure); a salted hash of each
+        address stays on the suppression list (no re-subscribe without fresh consent)."""
+        from retention.customers.erasure import Eraser
+        return Eraser(self.d).erase(customer_id)
 
     # ---- definitions -------------------------------------------------------------------------------
     def validate(self, kind: str, body: dict[str, Any], source: str, linemap: Any = None) -> Any:

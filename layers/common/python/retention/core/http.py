@@ -39,6 +39,13 @@ def register_errors(app: Any, logger: Any) -> None:
         return json_response(404, {"code": "not_found", "message": "no such route"})
 
 
+def path_id(value: str) -> str:
+    """A customer id (or any id) taken from a URL path: REST API Gateway and the local runtime hand the path
+    over percent-encoded, so `shop%2F42` is the customer `shop/42` (ids may hold `/`, `#`, `?`, spaces)."""
+    from urllib.parse import unquote
+    return unquote(value)
+
+
 def page(title: str, body_html: str, status: int = 200) -> Any:
     """A minimal, self-contained HTML page (no external assets: it must render in any mail client's browser)."""
     from aws_lambda_powertools.event_handler import Response

@@ -9,6 +9,7 @@ marker without its effect. Events of one customer inside a batch update the prof
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections import defaultdict, deque
 from concurrent.futures import ThreadPoolExecutor
@@ -370,8 +371,8 @@ class Ingestor:
         # markers first: their positions identify duplicates in CancellationReasons
         for msg in chunk:
             items.append({"Put": {"TableName": env.idempotency_table, "Item": ddb.serialize(
-                {"pk": f"M#{source_id}#{msg.message_id}", "sk": "M", "customer_id": cid,
-                 "at": clock.iso(now), "ttl": marker_ttl}), "ConditionExpression": "attribute_not_exists(pk)"}})
+                {"pk": marker_pk(source_id, msg.message_id), "sk": "M", "at": clock.iso(now), "ttl": marker_ttl}),
+                "ConditionExpression": "attribute_not_exists(pk)"}})
         for msg in chunk:
             expires = int(msg.timestamp.timestamp()) + retention_s
             if expires <= int(now.timestamp()):
@@ -518,6 +519,13 @@ def enqueue(sqs: Any, queue_url: str, sends: list[SendRequest]) -> None:
             ddb.backoff(attempt + 1)
         else:
             raise RuntimeError(f"could not enqueue {len(entries)} sends")
+
+
+def marker_pk(source_id: str, message_id: str) -> str:
+    """The messageId marker's key. Hashed and without the customer: a client's messageId may embed a user id
+    or an email, and a marker outlives an erasure (it must, or a retried message would re-create the person)."""
+    digest = hashlib.sha256(message_id.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+    return f"M#{source_id}#{digest}"
 
 
 def event_item(cid: str, msg: Message, source_id: str, ttl: int) -> dict[str, Any]:
