@@ -79,3 +79,41 @@ def test_hostile_gzip_answers_fast(api: Api, now: datetime) -> None:
         r = api.send(proxy_event("/v1/batch", base64.b64encode(body).decode(), hdrs, is_base64=True))
         assert r["statusCode"] in (401, 413), r
         assert time.process_time() - started < 2.0  # generous for a loaded CI machine; the bench measures
+
+
+# ---- item 4: oversized traits and profiles are rejected entries, never a 500 for the batch -------------
+
+
+def test_a_huge_batch_context_trait_is_rejected_not_stored(api: Api, now: datetime) -> None:
+    body = {"batch": [{"type": "identify", "userId": "big", "messageId": "i1"},
+                      {"type": "track", "userId": "bystander", "event": "E", "messageId": "t1"}],
+            "context": {"traits": {"bio": "x" * 300_000}}}
+    r = api.post("/v1/batch", body)
+    assert_error(r, 413, "payload_too_large")  # the batch context alone is over a message's 32 KiB
+    body["context"] = {"traits": {"bio": "x" * 20_000}}
+    rejected = ok(api.post("/v1/batch", body), 1, 1)
+    assert rejected[0]["index"] == 0 and "bio" in rejected[0]["error"]
+
+
+def test_a_profile_that_would_overflow_rejects_only_that_message(api: Api, now: datetime) -> None:
+    # grow a profile with many 4 KB traits, 7 per message (each message under 32 KiB)
+    import random
+
+    from retention.customers.store import ProfileRepo
+    rnd = random.Random(15)  # random CJK: the profile document is compressed, repetitive text would not grow it
+    batch = []
+    for i in range(30):
+        traits = {f"t{i}_{j}": "".join(chr(0x4e00 + rnd.randrange(20000)) for _ in range(1300)) for j in range(7)}
+        batch.append({"type": "identify", "userId": "grower", "messageId": f"g{i}", "traits": traits})
+    batch.append({"type": "track", "userId": "bystander", "event": "E", "messageId": "b1"})
+    r = api.post("/v1/batch", {"batch": batch})
+    assert r["statusCode"] == 200, r
+    reply = r["json"]
+    assert reply["rejected"], "some of the growing messages must be refused"
+    assert all("profile would grow past" in x["error"] for x in reply["rejected"])
+    assert reply["accepted"] == len(batch) - len(reply["rejected"])
+    repo = ProfileRepo(api.stack.deps.dynamodb, api.stack.deps.env.profiles_table)
+    assert repo.load("bystander", now).exists
+    # the customer is not bricked: a plain event is still stored
+    ok(api.post("/v1/batch", {"batch": [{"type": "track", "userId": "grower", "event": "E", "messageId": "g-last"}]}),
+       1)

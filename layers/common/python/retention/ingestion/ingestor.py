@@ -43,6 +43,9 @@ INTEREST_EVENTS = {"Product Viewed": "viewed", "Product Clicked": "viewed", "Pro
                    "Price Drop Subscribed": "subscribed", "Product Subscribed": "subscribed"}
 PRODUCT_EVENTS = ("Product Back in Stock", "Product Price Dropped", "Product Low Stock")
 ATTEMPTS = 6
+MAX_PROFILE_ITEM_BYTES = 350 * 1024
+"""A profile item above this is refused before it is written (DynamoDB's limit is 400 KB: a write over it
+fails the whole transaction, and before this guard every later event of the customer answered 500)."""
 
 
 class ContentionError(RuntimeError):
@@ -64,6 +67,7 @@ class IngestResult:
 class _Outcome:
     stored: list[Message] = field(default_factory=list)  # newly stored (not duplicates)
     duplicates: int = 0
+    rejected: list[Rejection] = field(default_factory=list)
     sends: list[SendRequest] = field(default_factory=list)
     counters: list[Any] = field(default_factory=list)
     transitions: list[Any] = field(default_factory=list)
@@ -126,6 +130,7 @@ class Ingestor:
         for outcome in outcomes:
             result.accepted += len(outcome.stored) + outcome.duplicates
             result.duplicates += outcome.duplicates
+            result.rejected += outcome.rejected
             stored += outcome.stored
             sends += outcome.sends
             counters += outcome.counters
@@ -319,29 +324,46 @@ class Ingestor:
                     chunk = chunk[:half]
                     sp = self._follow(self.repo.load(sp.profile.id, now), now)
                     continue
-                try:
-                    self.ddb.transact_write_items(TransactItems=items)
-                except Exception as exc:
-                    if ddb.error_code(exc) not in _RETRYABLE:
-                        raise
-                    reasons = _reasons(exc)
-                    dup = {i for i in range(len(chunk)) if _failed(reasons, i)}
-                    if dup:
-                        out.duplicates += len(dup)
-                        chunk = [m for i, m in enumerate(chunk) if i not in dup]
-                    if not chunk and not queue:
-                        break  # a retried delivery: everything was stored before
-                    # someone else wrote the profile, or a merge left a tombstone: start again from the store
-                    # (process() changed the in-memory profile in any case)
+                oversized = ddb.item_size(items[-1]["Put"]["Item"]) > MAX_PROFILE_ITEM_BYTES
+                if not oversized:
+                    try:
+                        self.ddb.transact_write_items(TransactItems=items)
+                    except Exception as exc:
+                        if not _item_too_large(exc):
+                            raise_unless_retryable(exc)
+                            reasons = _reasons(exc)
+                            dup = {i for i in range(len(chunk)) if _failed(reasons, i)}
+                            if dup:
+                                out.duplicates += len(dup)
+                                chunk = [m for i, m in enumerate(chunk) if i not in dup]
+                            if not chunk and not queue:
+                                break  # a retried delivery: everything was stored before
+                            # someone else wrote the profile, or a merge left a tombstone: start again from the
+                            # store (process() changed the in-memory profile in any case)
+                            sp = self._follow(self.repo.load(sp.profile.id, now), now)
+                            if not chunk:
+                                break
+                            attempt += 1
+                            if attempt >= ATTEMPTS:
+                                raise ContentionError(
+                                    f"profile {sp.profile.id}: could not commit after {ATTEMPTS} attempts") from exc
+                            ddb.backoff(attempt)
+                            continue
+                        oversized = True
+                if oversized:
+                    # one message at a time finds the one that overflows; it alone is refused (a `rejected`
+                    # entry), the others of the batch and of the customer are stored
                     sp = self._follow(self.repo.load(sp.profile.id, now), now)
-                    if not chunk:
-                        break
-                    attempt += 1
-                    if attempt >= ATTEMPTS:
-                        raise ContentionError(f"profile {sp.profile.id}: could not commit after {ATTEMPTS} attempts"
-                                              ) from exc
-                    ddb.backoff(attempt)
-                    continue
+                    if len(chunk) > 1:
+                        queue.extendleft([[m] for m in reversed(chunk[1:])])
+                        chunk = chunk[:1]
+                        continue
+                    msg = chunk[0]
+                    out.rejected.append(Rejection(
+                        index=msg.index, messageId=msg.message_id,
+                        error=f"the customer's profile would grow past {MAX_PROFILE_ITEM_BYTES // 1024} KB with this "
+                              "message: send fewer or smaller traits"))
+                    break
                 sp.version += 1
                 out.stored += chunk
                 out.sends += fx.sends
@@ -559,6 +581,16 @@ def _interests(msgs: list[Message]) -> list[tuple[str, str, datetime]]:
             if pid:
                 out[(pid, kind)] = max(out.get((pid, kind), m.timestamp), m.timestamp)
     return [(p, k, at) for (p, k), at in out.items()]
+
+
+def raise_unless_retryable(exc: Exception) -> None:
+    if ddb.error_code(exc) not in _RETRYABLE:
+        raise exc
+
+
+def _item_too_large(exc: Exception) -> bool:
+    """DynamoDB's answer to an item over 400 KB (the guard's estimate missed it): the message is refused."""
+    return ddb.error_code(exc) == "ValidationException" and "size" in str(exc).lower()
 
 
 def _reasons(exc: Exception) -> list[dict[str, Any]]:

@@ -35,6 +35,8 @@ MAX_DEPTH = 32
 """Nesting levels of one message (the message object itself is level 1)."""
 MAX_ID_BYTES = 512
 """Ids end up inside DynamoDB keys (pk ≤ 2048 bytes, sk ≤ 1024 bytes)."""
+MAX_TRAIT_BYTES = 4 * 1024
+"""One trait's value (as compact JSON): traits live in the profile for ever, unlike event properties."""
 MAX_FUTURE = timedelta(hours=24)
 """A corrected timestamp further ahead of the server clock than this is a broken client clock."""
 MIN_TIMESTAMP = datetime(1970, 1, 1, tzinfo=UTC)
@@ -389,6 +391,13 @@ def _normalize(
         ctx_traits = context.get("traits")
         if isinstance(ctx_traits, dict) and ctx_traits:
             traits = {**ctx_traits, **traits}
+    for name, value in traits.items():
+        if isinstance(value, str) and len(value) <= MAX_TRAIT_BYTES // 4:
+            continue  # the common case, certainly under the cap: no serialization
+        size = _json_size(value)
+        if size > MAX_TRAIT_BYTES:
+            raise _RejectError(f"trait {str(name)[:64]!r} is {size} bytes, over the {MAX_TRAIT_BYTES} byte limit "
+                               "for one trait value")
 
     event = raw.get("event")
     if mtype == "track":
