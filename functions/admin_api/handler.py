@@ -80,10 +80,13 @@ def _author() -> str:
 
 @app.post("/admin/sources")
 def create_source() -> Any:
-    name = _json_body().get("name")
+    body = _json_body()
+    name, scopes = body.get("name"), body.get("scopes")
     if not isinstance(name, str) or not name.strip():
         raise BadRequestError('a source needs a name: {"name": "web shop"}')
-    return json_response(201, deps().config.create_source(name.strip()))
+    if scopes is not None and not (isinstance(scopes, list) and all(isinstance(x, str) for x in scopes)):
+        raise BadRequestError('scopes is a list: {"scopes": ["events", "customers", "contact", "consent"]}')
+    return json_response(201, deps().config.create_source(name.strip(), scopes=scopes))
 
 
 @app.get("/admin/sources")

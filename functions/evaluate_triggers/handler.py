@@ -23,5 +23,6 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     result = Ticker(ddb_client=d.dynamodb, sqs=d.sqs, env=d.env, config=d.config).tick()
     metrics.add_metric(name="DueItems", unit=MetricUnit.Count, value=result.due_items)
     metrics.add_metric(name="SendsEnqueued", unit=MetricUnit.Count, value=result.sends)
+    metrics.add_metric(name="PendingSendsUnknown", unit=MetricUnit.Count, value=result.pending_unknown)
     logger.info("tick", extra=result.__dict__)
     return dict(result.__dict__)

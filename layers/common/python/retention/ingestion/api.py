@@ -33,12 +33,12 @@ class Accepted:
 def accept(d: Deps, kind: str, body: str | bytes | None, *, is_base64: bool, headers: Mapping[str, str] | None,
            received_at: datetime) -> Accepted:
     header_key = wire.write_key_from(headers, None)
-    source = d.config.authenticate_source(header_key) if header_key else None
+    source = d.config.source_of(header_key) if header_key else None
     raw = wire.decode_body(body, is_base64, headers)
     loaded = wire.load_request(kind, raw)
     if source is None:
-        source = d.config.authenticate_source(loaded.write_key)
+        source = d.config.source_of(loaded.write_key)
     parsed = wire.parse_loaded(loaded, received_at)
     result = Ingestor(ddb_client=d.dynamodb, sqs=d.sqs, env=d.env, config=d.config).ingest(
-        parsed.messages, source, now=received_at)
-    return Accepted(source_id=source, parsed=parsed, result=result)
+        parsed.messages, source.source_id, now=received_at, scopes=source.scopes)
+    return Accepted(source_id=source.source_id, parsed=parsed, result=result)

@@ -30,6 +30,7 @@ from retention.customers.store import (
     tombstone_item,
     version_condition,
 )
+from retention.ingestion.scopes import CREATED_BY, refusal
 from retention.ingestion.wire import Message, Rejection
 from retention.journeys.engine import Definitions, Effects, Engine
 from retention.messaging.rendering import Library
@@ -94,7 +95,10 @@ class Ingestor:
         self.repo = ProfileRepo(ddb_client, env.profiles_table)
         self.workers = workers
 
-    def ingest(self, messages: list[Message], source_id: str, *, now: datetime | None = None) -> IngestResult:
+    def ingest(self, messages: list[Message], source_id: str, *, now: datetime | None = None,
+               scopes: frozenset[str] | None = None) -> IngestResult:
+        """Store `messages` of `source_id`. `scopes` (a write key's, see retention.ingestion.scopes) refuse
+        what the key may not do as `rejected` entries; None (internal callers) may do everything."""
         now = now or clock.now()
         result = IngestResult()
         seen: set[str] = set()
@@ -120,7 +124,7 @@ class Ingestor:
         stored: list[Message] = []
 
         def run(cid: str) -> _Outcome:
-            return self._customer(engine, defs, source_id, profiles[cid], groups[cid], now)
+            return self._customer(engine, defs, source_id, profiles[cid], groups[cid], now, scopes)
 
         if len(groups) == 1 or self.workers <= 1:
             outcomes = [run(cid) for cid in groups]
@@ -145,11 +149,15 @@ class Ingestor:
         # every message, duplicates too: a retry completes a link that a crash interrupted
         result.sends += self._identities(unique, aliases, engine, now)
         # product events fan out once (a retried message is a duplicate) and only while live (history
-        # imports start no journey)
-        live_after = now - timedelta(hours=defs.settings.history_horizon_hours)
+        # imports start no journey). The fan-out's safety item went in with the messageId marker: if this
+        # request dies before the fan-out is done, the tick does it (the journey entry id comes from the
+        # messageId, so doing it twice starts nobody twice); done here, the safety item goes.
+        done: list[due.DueItem] = []
         for msg in stored:
-            if msg.type == "track" and msg.event in PRODUCT_EVENTS and msg.timestamp >= live_after:
+            if _fans_out(msg, defs, now):
                 self.fan_out_product_event(msg, defs, now)
+                done.append(fanout_item(msg, msg.user_id or f"anon:{msg.anonymous_id}", now))
+        due.delete(self.ddb, self.env.due_table, done, self.env.due_shards)
         return result
 
     # ---- identity ---------------------------------------------------------------------------------
@@ -304,16 +312,28 @@ class Ingestor:
 
     # ---- one customer ---------------------------------------------------------------------------------
     def _customer(self, engine: Engine, defs: Definitions, source_id: str, sp: StoredProfile,
-                  msgs: list[Message], now: datetime) -> _Outcome:
+                  msgs: list[Message], now: datetime, scopes: frozenset[str] | None = None) -> _Outcome:
         out = _Outcome()
         if sp.merged_into:
             sp = self._follow(sp, now)
+        if scopes is not None:
+            created_here = not sp.exists
+            allowed = []
+            for msg in sorted(msgs, key=lambda m: m.timestamp):
+                why = refusal(msg, sp, source_id, scopes, created_here=created_here)
+                if why:
+                    out.rejected.append(Rejection(index=msg.index, messageId=msg.message_id, error=why))
+                else:
+                    allowed.append(msg)
+            msgs = allowed
         pending = sorted(msgs, key=lambda m: m.timestamp)
         queue = deque(pending[i:i + CHUNK] for i in range(0, len(pending), CHUNK))
         while queue:
             chunk = queue.popleft()
             attempt = 0
             while chunk:
+                if not sp.exists:
+                    sp.profile.meta.setdefault(CREATED_BY, source_id)  # whose customer it is (key scopes)
                 fx = engine.process(sp, messages=chunk, now=now)
                 items = self._transaction(defs, source_id, sp, chunk, fx, now)
                 if len(items) > MAX_TXN_ITEMS and len(chunk) > 1:
@@ -402,6 +422,10 @@ class Ingestor:
             items.append({"Put": {"TableName": env.events_table, "Item": ddb.serialize(
                 event_item(cid, msg, source_id, expires))}})
         items += effect_items(env, cid, fx, now, retention_s)
+        for msg in chunk:
+            if _fans_out(msg, defs, now):
+                items.append({"Put": {"TableName": env.due_table,
+                                      "Item": ddb.serialize(fanout_item(msg, cid, now).to_item(env.due_shards))}})
         self._email_changes(sp, items, now)
         interests = self._interest_updates(sp, chunk, settings, now)
         room = MAX_TXN_ITEMS - len(items) - 1
@@ -496,6 +520,21 @@ class Ingestor:
                                          payload={"rule": rule.id, "name": msg.event, "properties": msg.properties}))
         due.put(self.ddb, self.env.due_table, items, self.env.due_shards)
         return len(items)
+
+
+FANOUT_AFTER = timedelta(minutes=5)
+
+
+def _fans_out(msg: Message, defs: Definitions, now: datetime) -> bool:
+    live_after = now - timedelta(hours=defs.settings.history_horizon_hours)
+    return msg.type == "track" and msg.event in PRODUCT_EVENTS and msg.timestamp >= live_after \
+        and _product_id(msg.properties) is not None
+
+
+def fanout_item(msg: Message, cid: str, now: datetime) -> due.DueItem:
+    """The durable promise of a product event's fan-out (kind FANOUT), keyed by its messageId."""
+    return due.DueItem(at=now + FANOUT_AFTER, kind="FANOUT", customer_id=cid, ref=msg.message_id,
+                       payload={"message": json.loads(msg.model_dump_json())})
 
 
 def apply_suppression(profile: Any, channel: str, reason: str, at: str | None) -> None:

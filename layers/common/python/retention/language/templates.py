@@ -839,15 +839,15 @@ def render(
             if source is None:
                 continue
             out[part] = _render_part(template, chosen, part, source, ctx)
-    for part, rendered in list(out.items()):
-        rendered = rendered or ""
-        if part in ("subject", "preheader"):
+    for name, value in list(out.items()):
+        rendered = value or ""
+        if name in ("subject", "preheader"):
             rendered = one_line(rendered)
-        elif part == "sms":
+        elif name == "sms":
             rendered = clean_sms(rendered)
-        elif part == "text":
+        elif name == "text":
             rendered = rendered.replace("\r\n", "\n").strip()
-        out[part] = rendered
+        out[name] = rendered
     if out.get("html") is not None and out.get("text") is None and "text" in wanted:
         out["text"] = html_to_text(out["html"] or "")
     return Rendered(**out)

@@ -222,6 +222,10 @@ class Sender:
             raise
         if isinstance(ready, Outcome):
             return ready
+        # the sweeper's reminder, written before the provider call: a crash or a lost answer from here on
+        # leaves the claim `pending`, and the tick reconciles it (reconcile_pending) instead of nobody
+        sweep = pending_item(req, now)
+        due.put(self.ddb, self.env.due_table, [sweep], self.env.due_shards)
         try:
             provider_id = self._deliver(req, ready.channel, ready.address, ready.rendered)
         except RetryableSendError as exc:
@@ -243,6 +247,10 @@ class Sender:
             log.warning("provider outcome unknown for %s: %s", req.ledger_id, exc)
             return Outcome("unknown", "provider_unknown")
         self._mark_sent(req, ready.sp, ready.channel, ready.address, ready.rendered, provider_id, now)
+        try:
+            due.delete(self.ddb, self.env.due_table, [sweep], self.env.due_shards)
+        except Exception:  # the sweeper finds the claim `sent` and drops the reminder
+            log.warning("could not delete the sweeper item of %s", req.ledger_id, exc_info=True)
         return Outcome("sent", provider_id=provider_id)
 
     def _prepare(self, req: SendRequest, now: datetime) -> _Ready | Outcome:
@@ -266,6 +274,10 @@ class Sender:
             return self._skip(req, "no_address" if channel == "email" else "no_phone", now)
         if address is _INVALID:
             return self._skip(req, "invalid_address", now)
+        if channel == "sms":
+            from retention.messaging.sms import sms_country_allowed
+            if not sms_country_allowed(str(address), settings.sms_allowed()):
+                return self._skip(req, "sms_country", now)  # the setting sms_countries (default: shop_country)
         if suppressed.get(channel):
             return self._skip(req, suppressed[channel], now)
         marketing = not req.transactional
@@ -345,6 +357,7 @@ class Sender:
         ok = {ch: bool(profile.traits.get("email" if ch == "email" else "phone")) and ch in supported
               and not suppressed.get(ch)
               and (req.transactional or self.renderer.has_consent(profile, ch, now))
+              and (ch != "sms" or self._sms_destination_ok(profile))
               for ch in ("email", "sms")}
         if ok.get(preferred):
             return preferred
@@ -353,6 +366,12 @@ class Sender:
             if ok[ch]:
                 return ch
         return None
+
+    def _sms_destination_ok(self, profile: Any) -> bool:
+        from retention.messaging.sms import sms_country_allowed
+        address = self._address(profile, "sms")
+        return bool(address) and address is not _INVALID and sms_country_allowed(
+            str(address), self.config.settings().sms_allowed())
 
     def _defer(self, req: SendRequest, until: datetime, now: datetime) -> Outcome:
         deferred = req.model_copy(update={"not_before": clock.iso(until)})
@@ -440,6 +459,40 @@ class Sender:
                 break
         add_counters(self.ddb, self.env.messages_table, req.rule, req.step, req.variant, {"sent": 1}, now,
                      req.ledger_id)
+
+
+PENDING_SWEEP_AFTER = timedelta(minutes=15)
+"""Longer than a send's Lambda timeout plus SES's usual delivery feedback delay: a claim still `pending`
+then was left by a crash or a lost provider answer."""
+
+
+def pending_item(req: SendRequest, now: datetime) -> due.DueItem:
+    return due.DueItem(at=now + PENDING_SWEEP_AFTER, kind="PENDING", customer_id=req.customer_id,
+                       ref=req.ledger_id)
+
+
+def reconcile_pending(client: Any, env: Env, ledger_id: str, now: datetime) -> bool:
+    """The sweeper for one claim. Feedback by the ledger tag (delivery, bounce …) has already moved a sent
+    message on; a claim still `pending` means nobody knows whether the provider accepted it. SES offers
+    no lookup by message, so it is never provably unsent: it becomes `unknown` (never sent twice), is
+    counted (the `PendingSendsUnknown` metric, alarmed) and keeps taking late feedback. True when it was
+    stale."""
+    row = ddb.get(client, env.messages_table, *ledger_key(ledger_id), consistent=True)
+    if not row or row.get("status") != "pending":
+        return False
+    try:
+        client.update_item(
+            TableName=env.messages_table, Key=ddb.key(*ledger_key(ledger_id)),
+            UpdateExpression="SET #s = :u, updated_at = :t, reason = if_not_exists(reason, :why)",
+            ConditionExpression="#s = :p", ExpressionAttributeNames={"#s": "status"},
+            ExpressionAttributeValues=ddb.values({":u": "unknown", ":p": "pending", ":t": clock.iso(now),
+                                                  ":why": "provider_unknown: still pending at the sweep"}))
+    except Exception as exc:
+        if ddb.is_conditional_failure(exc):
+            return False  # feedback or the sender got there first
+        raise
+    log.warning("send claim %s was still pending at the sweep: marked unknown", ledger_id)
+    return True
 
 
 class _Invalid:
