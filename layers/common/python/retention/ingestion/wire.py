@@ -391,12 +391,12 @@ def _normalize(
         ctx_traits = context.get("traits")
         if isinstance(ctx_traits, dict) and ctx_traits:
             traits = {**ctx_traits, **traits}
-    for name, value in traits.items():
+    for trait, value in traits.items():
         if isinstance(value, str) and len(value) <= MAX_TRAIT_BYTES // 4:
             continue  # the common case, certainly under the cap: no serialization
         size = _json_size(value)
         if size > MAX_TRAIT_BYTES:
-            raise _RejectError(f"trait {str(name)[:64]!r} is {size} bytes, over the {MAX_TRAIT_BYTES} byte limit "
+            raise _RejectError(f"trait {str(trait)[:64]!r} is {size} bytes, over the {MAX_TRAIT_BYTES} byte limit "
                                "for one trait value")
 
     event = raw.get("event")
