@@ -9,7 +9,6 @@ segment such as `/preview`) are registered before the generic definition routes.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 from urllib.parse import unquote
 
@@ -19,7 +18,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from retention.admin.previews import Previews
 from retention.admin.views import KIND_OF, Admin
 from retention.core.errors import BadRequestError, NotFoundError
-from retention.core.http import json_response, path_id, register_errors
+from retention.core.http import json_response, parse_json_object, path_id, register_errors
 from retention.core.runtime import deps
 from retention.surveys.answers import Surveys
 
@@ -63,13 +62,7 @@ def _json_body(required: bool = True) -> dict[str, Any]:
         if required:
             raise BadRequestError("the body is a JSON object")
         return {}
-    try:
-        body = json.loads(raw)
-    except ValueError as exc:
-        raise BadRequestError(f"the body is not valid JSON: {exc}") from exc
-    if not isinstance(body, dict):
-        raise BadRequestError("the body is a JSON object")
-    return body
+    return parse_json_object(raw)
 
 
 def _author() -> str:

@@ -129,3 +129,13 @@ def test_awkward_ids_can_be_viewed_and_erased(api: Any, uid: str) -> None:
     status, body = call("DELETE", path)
     assert status == 200 and body["customer_id"] == uid
     assert call("GET", path)[0] == 404
+
+
+def test_deeply_nested_admin_bodies_answer_400(api: Any) -> None:
+    """Issue 15 item 12: a deeply nested JSON body answered 500."""
+    deep = '{"a": ' + "[" * 50_000 + "]" * 50_000 + "}"
+    status, body = call("PUT", "/admin/rules/x", deep)
+    assert status == 400 and body["code"] == "bad_request", body
+    status, body = call("PUT", "/admin/rules/x", "id: x\ntrigger: " + "[" * 5000 + "]" * 5000,
+                        headers={"Content-Type": "application/yaml"})
+    assert 400 <= status < 500, body
