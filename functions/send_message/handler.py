@@ -135,6 +135,7 @@ def _sender() -> Sender:
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     _current[:] = [sender()]  # one Sender per invocation (clients and caches are per container)
+    _current[0].time_left = lambda: context.get_remaining_time_in_millis() / 1000
     try:
         return dict(process_partial_response(event=event, record_handler=record_handler, processor=processor,
                                              context=context))

@@ -101,3 +101,15 @@ def test_the_handler_reports_the_metric() -> None:
 
 
 _ = datetime
+
+
+def test_a_render_gets_only_the_time_left_in_the_invocation(library_stack: Any, now: datetime) -> None:
+    """Issue 15 item 6: a slow template must fail its own message, not time out the batch."""
+    s = library_stack
+    req = _customer_and_send(s)
+    sender = s.sender()
+    sender.time_left = lambda: 4.0  # less than the 5 s kept for the provider call and the ledger
+    out = sender.send(req)
+    assert (out.status, out.reason) == ("failed", "render_error")
+    row = ddb.get(s.deps.dynamodb, s.tables["messages"], *ledger_key(req.ledger_id))
+    assert row and "took longer" in row.get("detail", "")

@@ -766,6 +766,7 @@ def _render_part(template: Template, locale: str, part: str, source: str, contex
     chunks: list[str] = []
     size = 0
     try:
+        budget.check_clock()  # no time left at all: fail before starting
         for chunk in compiled.generate(context):
             size += len(chunk)
             if size > cap:

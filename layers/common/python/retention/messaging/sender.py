@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -51,6 +52,8 @@ PERMANENT = {"MessageRejected", "BadRequestException", "InvalidParameter", "Inva
              "InvalidParameterException", "InvalidParameterValueException", "MailFromDomainNotVerifiedException",
              "MailFromDomainNotVerified", "ValidationError", "ValidationException"}
 ADDRESS_HINTS = ("address", "recipient", "phone", "destination", "mailbox", "e.164", "e164")
+AFTER_RENDER_SECONDS = 5.0  # kept for the provider call (its timeouts) and the ledger after a render
+RENDER_BUDGET_SECONDS = 2.0
 PROVIDER_ATTEMPTS = 3  # in-process tries on throttling before the SQS message is handed back
 UNSUBSCRIBE_TTL = timedelta(days=365)
 NPS_TTL = timedelta(days=30)
@@ -154,6 +157,9 @@ class Sender:
         self.config = config
         self.profiles = ProfileRepo(ddb_client, env.profiles_table)
         self.renderer = renderer  # retention.messaging.rendering.Renderer: template lookup + render + MIME
+        # seconds left in the Lambda invocation (the handler sets it): a render gets what is left minus the
+        # time the provider call and the ledger need, so a slow template fails its message, not the batch
+        self.time_left: Callable[[], float] | None = None
 
     # ---- ledger ------------------------------------------------------------------------------
     def _claim(self, req: SendRequest, now: datetime) -> bool:
@@ -293,7 +299,10 @@ class Sender:
         if marketing and cap_reached(sp.sends, channel, settings, now, rule):
             return self._skip(req, "frequency_cap", now)
         try:
-            rendered = self.renderer.render(req, profile, channel, now)
+            from retention.language.templates import render_deadline
+            budget = self.time_left() - AFTER_RENDER_SECONDS if self.time_left else RENDER_BUDGET_SECONDS
+            with render_deadline(max(0.0, min(budget, RENDER_BUDGET_SECONDS))):
+                rendered = self.renderer.render(req, profile, channel, now)
         except (RetentionError, LookupError, ValueError) as exc:
             # the template's fault (undefined variable, sandbox, size caps, SMS length, not applied …):
             # recorded, never retried forever. Anything else (a throttled config read) propagates and
