@@ -169,10 +169,16 @@ class Sender:
                 "channel": req.channel, "created_at": clock.iso(now), "claimed_at": clock.iso(now),
                 "ttl": int(now.timestamp()) + self.config.settings().ledger_retention_days * 86400}
         try:
-            self.ddb.put_item(TableName=self.env.messages_table, Item=ddb.serialize(item),
-                              ConditionExpression="attribute_not_exists(pk) OR #s IN (:r, :d)",
-                              ExpressionAttributeNames={"#s": "status"},
-                              ExpressionAttributeValues={":r": {"S": "retry"}, ":d": {"S": "deferred"}})
+            # the claim and the sweeper's reminder in one request: a crash or a lost provider answer from here
+            # on leaves the claim `pending`, and the tick reconciles it (reconcile_pending) instead of nobody;
+            # `sent` deletes the reminder in its own transaction, other outcomes leave it to a no-op sweep
+            self.ddb.transact_write_items(TransactItems=[
+                {"Put": {"TableName": self.env.messages_table, "Item": ddb.serialize(item),
+                         "ConditionExpression": "attribute_not_exists(pk) OR #s IN (:r, :d)",
+                         "ExpressionAttributeNames": {"#s": "status"},
+                         "ExpressionAttributeValues": {":r": {"S": "retry"}, ":d": {"S": "deferred"}}}},
+                {"Put": {"TableName": self.env.due_table,
+                         "Item": ddb.serialize(pending_item(req, now).to_item(self.env.due_shards))}}])
             return True
         except Exception as exc:
             if _code(exc) in ("ConditionalCheckFailedException", "TransactionCanceledException"):
@@ -228,10 +234,6 @@ class Sender:
             raise
         if isinstance(ready, Outcome):
             return ready
-        # the sweeper's reminder, written before the provider call: a crash or a lost answer from here on
-        # leaves the claim `pending`, and the tick reconciles it (reconcile_pending) instead of nobody
-        sweep = pending_item(req, now)
-        due.put(self.ddb, self.env.due_table, [sweep], self.env.due_shards)
         try:
             provider_id = self._deliver(req, ready.channel, ready.address, ready.rendered)
         except RetryableSendError as exc:
@@ -253,10 +255,6 @@ class Sender:
             log.warning("provider outcome unknown for %s: %s", req.ledger_id, exc)
             return Outcome("unknown", "provider_unknown")
         self._mark_sent(req, ready.sp, ready.channel, ready.address, ready.rendered, provider_id, now)
-        try:
-            due.delete(self.ddb, self.env.due_table, [sweep], self.env.due_shards)
-        except Exception:  # the sweeper finds the claim `sent` and drops the reminder
-            log.warning("could not delete the sweeper item of %s", req.ledger_id, exc_info=True)
         return Outcome("sent", provider_id=provider_id)
 
     def _prepare(self, req: SendRequest, now: datetime) -> _Ready | Outcome:
@@ -436,7 +434,8 @@ class Sender:
         return str(resp.get("MessageId", ""))
 
     def _mark_sent(self, req: SendRequest, sp: StoredProfile, channel: str, address: str, rendered: Any,
-                   provider_id: str, now: datetime) -> None:
+                   provider_id: str, now: datetime, claimed: datetime | None = None) -> None:
+        claimed = claimed or now
         """Ledger `sent` and the profile's send list in one transaction (one request, both or neither)."""
         entry = {"at": clock.iso(now), "rule": req.rule, "step": req.step, "variant": req.variant,
                  "channel": channel, "marketing": not req.transactional, "ledger": req.ledger_id}
@@ -456,7 +455,9 @@ class Sender:
         for attempt in range(4):
             try:
                 # the token makes a retried (or timed-out-but-applied) transaction apply once
-                self.ddb.transact_write_items(TransactItems=[ledger_update, profile_update],
+                sweep = {"Delete": {"TableName": self.env.due_table,
+                                    "Key": ddb.key(*pending_item(req, claimed).keys(self.env.due_shards))}}
+                self.ddb.transact_write_items(TransactItems=[ledger_update, profile_update, sweep],
                                               ClientRequestToken=req.ledger_id)
                 break
             except Exception as exc:
