@@ -7,7 +7,7 @@ export PYTHONPATH := $(CURDIR)/layers/common/python:$(CURDIR)
 PORT ?= 8787
 STAGE ?= dev
 
-.PHONY: install run test lint unit integration infra e2e synth deploy bench clean
+.PHONY: install run test lint unit integration infra e2e synth deploy bench mutate clean
 
 .venv/.installed: pyproject.toml
 	@test -x $(PY) || python3 -m venv .venv
@@ -50,6 +50,11 @@ deploy: install
 
 bench: install
 	$(PY) -m bench.run
+
+# Mutation testing (cosmic-ray) of the critical modules against targeted test subsets; not part of `make test`.
+# MUTATE_BUDGET=N mutants per module (sampled, seeded; 0 = all), ONLY=engine,tokens,... to pick modules.
+mutate: install
+	$(PY) -m bench.mutate $(if $(ONLY),--only $(ONLY))
 
 clean:
 	rm -rf cdk.out build .pytest_cache .mypy_cache .ruff_cache

@@ -243,9 +243,9 @@ def run(log: Any = print) -> dict[str, Any]:
                                                             "due_items": result.due_items}
 
             # ---- the nightly recompute (safety net): a parallel scan of the profiles table + a re-check each
-            from retention.schedule.recompute import Recompute
+            from local.scans import recompute_all
             meter.reset()
-            rec = Recompute(d).run_all("nightly")
+            rec = recompute_all(d, "nightly")
             snap = meter.snapshot()
             # a Scan is billed for every item it reads, filtered out or not (journeys, history, aliases, e-mail
             # index, product interest rows): the meter only sees the returned (projected) ones

@@ -176,7 +176,8 @@ def run(log: Any = print, scale: float = 1.0) -> dict[str, Any]:
     from retention.customers.store import ProfileRepo
     from retention.ingestion import wire
     from retention.ingestion.ingestor import Ingestor
-    from retention.messaging.rendering import Library, Renderer
+    from retention.journeys.catalogue import Catalogue
+    from retention.messaging.rendering import Renderer
     from retention.messaging.requests import SendRequest
     from retention.messaging.sender import Sender
 
@@ -190,7 +191,7 @@ def run(log: Any = print, scale: float = 1.0) -> dict[str, Any]:
               RECOMPUTE_QUEUE_URL="https://sqs.us-east-1.amazonaws.com/000000000000/recompute",
               SENDER_EMAIL="Shop <news@example.com>", PUBLIC_BASE_URL="https://shop.test/api")
     ConfigStore.invalidate()
-    Library._parsed.clear()
+    Catalogue._parsed.clear()
     config = ConfigStore(fake, env.config_table)
     sqs = FakeSQS()
     saved_cache = rconfig.CACHE_SECONDS
@@ -277,7 +278,7 @@ def run(log: Any = print, scale: float = 1.0) -> dict[str, Any]:
     finally:
         rconfig.CACHE_SECONDS = saved_cache
         ConfigStore.invalidate()
-        Library._parsed.clear()
+        Catalogue._parsed.clear()
         clock.reset()
     return {"ingest": ingest, "render": render, "elapsed_s": round(time.perf_counter() - started, 1)}
 

@@ -288,6 +288,42 @@ def throughput_table(t: dict[str, Any]) -> str:
                    "moto's share of the time"], rows)
 
 
+MUTATION_HEADING = "## 7. Mutation testing (`make mutate`)"
+
+
+def mutation_section(doc: dict[str, Any] | None) -> str:
+    """The survival rate of the latest `make mutate` (bench/results/mutation.json; its own command, since
+    it runs the test subsets once per mutant)."""
+    if not doc:
+        return f"{MUTATION_HEADING}\n\nnot run (`make mutate` writes bench/results/mutation.json)\n"
+    rows = [[t["module"].split("retention/")[-1], t["listed"], t["killed"] + t["timeout"] + t["survived"],
+             t["killed"] + t["timeout"], t["survived"], f"{_f(t['survival_rate_percent'], 1)} %"]
+            for t in doc["targets"]]
+    return "\n".join([
+        MUTATION_HEADING, "",
+        f"{doc['tool']}, {doc['date']}: **survival rate {_f(doc['survival_rate_percent'], 1)} %** "
+        f"({doc['survived']} of {doc['mutants_run']} mutants run survived; sample size per module: "
+        f"{doc['budget_per_module']}; seed {doc['seed']}).", "",
+        _table(["module", "mutants listed", "run", "killed", "survived", "survival"], rows), "",
+        "Each module runs against its own fast test subset; operators limited to visible behaviour changes "
+        "(boundaries, negations, constants, arithmetic, and/or, exception types); mutants in annotations "
+        "dropped. Survivors with their diffs: `bench/results/mutation.md`.", ""])
+
+
+def load_mutation(results_dir: Path) -> dict[str, Any] | None:
+    import json
+    path = results_dir / "mutation.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def with_mutation_section(markdown: str, doc: dict[str, Any] | None) -> str:
+    """latest.md with its mutation section replaced (or appended)."""
+    head, sep, rest = markdown.partition(MUTATION_HEADING)
+    tail = rest.split("\n## ", 1)[1] if sep and "\n## " in rest else ""
+    out = head.rstrip("\n") + "\n\n" + mutation_section(doc)
+    return out + ("\n## " + tail if tail else "")
+
+
 def render(r: dict[str, Any]) -> str:
     m = r["meta"]
     parts = [f"# Benchmarks — {m['date']}", "",
@@ -379,6 +415,7 @@ def render(r: dict[str, Any]) -> str:
                   "containers (GC paused while parsing).", ""]
     else:
         parts += [f"failed: {hostile.get('error') if hostile else 'not run'}", ""]
+    parts += [mutation_section(load_mutation(Path(__file__).resolve().parent / "results"))]
     return "\n".join(parts)
 
 

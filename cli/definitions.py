@@ -405,9 +405,27 @@ def _definition(path: str | None, rule_id: str) -> dict[str, Any] | None:
     return dict(docs[0].body)
 
 
+def _rule_target(command: str, target: str, file: str | None) -> tuple[str, dict[str, Any] | None]:
+    """(rule id, the file's definition or None). A rule id never holds `/` or `.`, so such a target is a
+    file: its one rule is used (as with `--file`), and a missing file says so rather than asking the API
+    for a rule named like a path."""
+    if file or ("/" not in target and "." not in target and not Path(target).is_file()):
+        return target, _definition(file, target)
+    path = Path(target)
+    if not path.is_file():
+        raise CliError(f"{target}: no such file; give a rule id, or a rule's file: "
+                       f"retention rules {command} <id> --file {target}", exit_code=2)
+    ids = [rid for d in read_documents(path) if (rid := d.key("rules"))]
+    if len(ids) != 1:
+        found = f"rules {', '.join(ids)}" if ids else "no rule"
+        raise CliError(f"{target}: holds {found}; name one: retention rules {command} <id> --file {target}",
+                       exit_code=2)
+    return ids[0], _definition(target, ids[0])
+
+
 def preview(ctx: Ctx, rule_id: str, customer: str, file: str | None, show_html: bool) -> int:
     body: dict[str, Any] = {"customer": customer}
-    definition = _definition(file, rule_id)
+    rule_id, definition = _rule_target("preview", rule_id, file)
     if definition is not None:
         body["definition"] = definition
     data = ctx.client.post(f"/rules/{path_part(rule_id)}/preview", body)
@@ -448,7 +466,7 @@ def preview(ctx: Ctx, rule_id: str, customer: str, file: str | None, show_html: 
 
 def dry_run(ctx: Ctx, rule_id: str, days: float, file: str | None, limit: int | None, show_all: bool) -> int:
     body: dict[str, Any] = {"days": days}
-    definition = _definition(file, rule_id)
+    rule_id, definition = _rule_target("dry-run", rule_id, file)
     if definition is not None:
         body["definition"] = definition
     if limit:

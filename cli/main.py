@@ -103,7 +103,7 @@ def _definition_commands(b: _Builder, collection: str) -> None:
         p.add_argument("--html", action="store_true", help="also print the HTML parts")
         p = b.leaf(sub, "dry-run", "replay the last N days of stored events through a rule (nothing is sent)",
                    lambda c, a: definitions.dry_run(c, a.id, a.days, a.file, a.limit, a.all))
-        p.add_argument("id")
+        p.add_argument("id", metavar="ID|FILE", help="a rule id, or a file holding one rule")
         p.add_argument("--days", type=float, default=7, help="how far back (default 7)")
         p.add_argument("--file", help="dry-run this file's version of the rule instead of the applied one")
         p.add_argument("--limit", type=int, help="events read per request (default: the API's)")

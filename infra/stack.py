@@ -79,9 +79,12 @@ CONFIG_WRITES: dict[str, tuple[str, ...]] = {
 }
 CONFIG_WRITE_ACTIONS = ("dynamodb:PutItem", "dynamodb:UpdateItem")
 QUEUE_SENDERS: dict[str, tuple[str, ...]] = {
-    "send": ("track_event", "evaluate_triggers", "nps_webhook", "preferences", "admin_api", "recompute"),
-    # recompute re-queues the rest of its scan segment; admin_api fans out after a segment change.
-    "recompute": ("admin_api", "recompute"),
+    # send_message re-sends a message throttled too often as a fresh delayed copy (messaging/delivery.py)
+    "send": ("track_event", "evaluate_triggers", "send_message", "nps_webhook", "preferences", "admin_api",
+             "recompute"),
+    # recompute re-queues the rest of its scan segment; admin_api fans out after a segment change; the
+    # tick fans a scheduled rule's (broadcast's) audience out.
+    "recompute": ("evaluate_triggers", "admin_api", "recompute"),
 }
 
 

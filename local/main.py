@@ -13,7 +13,10 @@ from local.runtime import LocalConfig, LocalStack
 
 def main() -> None:
     parser = argparse.ArgumentParser(description="Run the retention engine locally on moto")
-    parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8787")))
+    parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8787")),
+                        help="0: any free port, chosen when the server binds (see --port-file)")
+    parser.add_argument("--port-file", default=None,
+                        help="write the bound port here once /health answers (for a parent process)")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--demo", type=int, default=int(os.environ.get("DEMO", "0") or 0), metavar="CUSTOMERS",
                         help="also generate a demo shop of this many customers, in the background (DEMO=N)")
@@ -33,6 +36,8 @@ Retention engine running at {url}
   outbox       : GET {url}/_local/outbox
   virtual clock: GET {url}/_local/clock, POST {url}/_local/clock/advance {{"seconds": N}}
 Ctrl-C stops it.""", flush=True)
+    if args.port_file:
+        _report_port(args.port_file, cfg.port)
     if args.demo > 0:
         threading.Thread(target=_demo, args=(url, cfg, args.demo), daemon=True).start()
     done = threading.Event()
@@ -41,6 +46,14 @@ Ctrl-C stops it.""", flush=True)
     done.wait()
     print("stopping…", flush=True)
     stack.stop()
+
+
+def _report_port(path: str, port: int) -> None:
+    """Written whole or not at all (rename): the parent never reads half a number."""
+    tmp = f"{path}.tmp"
+    with open(tmp, "w") as fh:
+        fh.write(str(port))
+    os.replace(tmp, path)
 
 
 def _demo(url: str, cfg: LocalConfig, customers: int) -> None:

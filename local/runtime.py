@@ -146,11 +146,15 @@ class LocalStack:
         return applied
 
     def start(self) -> None:
+        from local.server import bind, start
+        # bound first: with port 0 the OS picks the port, and the stack's public URLs (unsubscribe and
+        # survey links) are built with the real one
+        self.server = bind(self)
+        self.cfg.port = int(self.server.server_address[1])
         self.start_moto()
         self.deploy()
         self.seed()
-        from local.server import serve
-        self.server = serve(self)
+        start(self.server)
         if self.cfg.background:
             for target in (self._scheduler_loop,):
                 t = threading.Thread(target=target, daemon=True)
@@ -336,10 +340,10 @@ class LocalStack:
         """Move the virtual clock; every tick and cron that came due runs, and the queues drain."""
         from retention.core import clock
         from retention.core.runtime import deps
-        from retention.schedule import due
-        from retention.schedule.tick import next_broadcast_at
+        from retention.schedule.broadcasts import next_broadcast_at
 
         from local.driver import advance
+        from local.scans import next_due_at
         d = deps()
 
         def tick(previous: datetime, current: datetime) -> None:
@@ -350,7 +354,7 @@ class LocalStack:
             target = clock.now() + timedelta(seconds=seconds)
             return advance(target, now=clock.now,
                            set_time=lambda at: self.clock.advance((at - clock.now()).total_seconds()),
-                           next_due=lambda: due.next_due_at(d.dynamodb, d.env.due_table), config=d.config,
+                           next_due=lambda: next_due_at(d.dynamodb, d.env.due_table), config=d.config,
                            tick=tick, drain=self.drain,
                            next_firing=lambda after: next_broadcast_at(d.config, after))
 

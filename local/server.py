@@ -13,6 +13,19 @@ MAX_BODY = 6 * 1024 * 1024
 
 
 def serve(stack: Any) -> ThreadingHTTPServer:
+    """Bind (see `bind`) and serve in a background thread."""
+    server = bind(stack)
+    start(server)
+    return server
+
+
+def start(server: ThreadingHTTPServer) -> None:
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+
+
+def bind(stack: Any) -> ThreadingHTTPServer:
+    """The HTTP server, bound but not serving yet. Port 0 lets the OS choose a free port at bind time (no
+    probe-then-bind race between parallel test workers): the chosen one is `server.server_address[1]`."""
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
         server_version = "retention-local"
@@ -86,5 +99,4 @@ def serve(stack: Any) -> ThreadingHTTPServer:
 
     server = ThreadingHTTPServer((stack.cfg.host, stack.cfg.port), Handler)
     server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
     return server

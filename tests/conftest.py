@@ -8,6 +8,28 @@ import pytest
 from retention.core import clock
 
 
+class FakeTicks:
+    """clock.monotonic() in tests: time passes only when a test says so (`advance`), so no assertion
+    depends on how loaded the machine is (a render's 2 s cap, the config cache's 30 s)."""
+
+    def __init__(self) -> None:
+        self.value = 1000.0
+
+    def __call__(self) -> float:
+        return self.value
+
+    def advance(self, seconds: float) -> None:
+        self.value += seconds
+
+
+@pytest.fixture(autouse=True)
+def ticks() -> Iterator[FakeTicks]:
+    fake = FakeTicks()
+    clock.set_monotonic(fake)
+    yield fake
+    clock.set_monotonic(None)
+
+
 @pytest.fixture
 def now() -> Iterator[datetime]:
     value = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)

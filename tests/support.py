@@ -156,8 +156,8 @@ def moto_stack(sender: str = "Shop <news@example.com>") -> Iterator[Stack]:
         finally:
             runtime.set_deps(None)
             ConfigStore.invalidate()
-            from retention.messaging.rendering import Library
-            Library._parsed.clear()
+            from retention.journeys.catalogue import Catalogue
+            Catalogue._parsed.clear()
 
 
 def drain_sends(stack: Stack) -> list[Any]:
@@ -188,15 +188,15 @@ def advance(stack: Stack, **delta: float) -> Any:
     from datetime import timedelta
 
     from retention.core import clock
-    from retention.schedule import due
 
     from local.driver import advance as drive
+    from local.scans import next_due_at
     d = stack.deps
     ticker = stack.ticker()
     target = clock.now() + timedelta(**delta)
-    from retention.schedule.tick import next_broadcast_at
+    from retention.schedule.broadcasts import next_broadcast_at
     return drive(target, now=clock.now, set_time=clock.set_now,
-                 next_due=lambda: due.next_due_at(d.dynamodb, d.env.due_table), config=d.config,
+                 next_due=lambda: next_due_at(d.dynamodb, d.env.due_table), config=d.config,
                  tick=lambda _prev, _cur: ticker.tick(), drain=lambda: drain_sends(stack),
                  next_firing=lambda after: next_broadcast_at(d.config, after))
 

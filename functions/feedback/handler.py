@@ -5,20 +5,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
-from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from retention.core.observability import count, entry
 from retention.core.runtime import deps
 from retention.messaging.feedback import Feedback
 
-logger = Logger()
-tracer = Tracer(patch_modules=("botocore",))  # only AWS calls: patching everything imports requests &c.
-metrics = Metrics()
 
-
-@logger.inject_lambda_context
-@tracer.capture_lambda_handler
-@metrics.log_metrics
+@entry("feedback")
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     fb = Feedback(deps())
     handled = 0
@@ -26,5 +19,5 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         outcome = fb.handle_sns_message(record.get("Sns", {}).get("Message", "{}"))
         if outcome:
             handled += 1
-            metrics.add_metric(name=f"Feedback_{outcome}", unit=MetricUnit.Count, value=1)
+            count(f"Feedback_{outcome}")
     return {"handled": handled}

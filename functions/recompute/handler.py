@@ -5,30 +5,24 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
-from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from retention.core.observability import count, entry, logger
 from retention.core.runtime import deps
 from retention.schedule.recompute import Recompute, WorkItem
 
-logger = Logger()
-tracer = Tracer(patch_modules=("botocore",))  # only AWS calls: patching everything imports requests &c.
-metrics = Metrics()
 processor = BatchProcessor(event_type=EventType.SQS)
 
 
 def record_handler(record: SQSRecord) -> None:
     result = Recompute(deps()).work(WorkItem.model_validate_json(record.body))
-    metrics.add_metric(name="ProfilesRechecked", unit=MetricUnit.Count, value=result.profiles)
-    metrics.add_metric(name="SegmentTransitions", unit=MetricUnit.Count, value=result.transitions)
+    count("ProfilesRechecked", result.profiles)
+    count("SegmentTransitions", result.transitions)
     logger.info("recompute", extra=result.__dict__)
 
 
-@logger.inject_lambda_context
-@tracer.capture_lambda_handler
-@metrics.log_metrics
+@entry("recompute")
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> Any:
     if event.get("action") == "full_recompute":
         queued = Recompute(deps()).fan_out(reason=str(event.get("reason", "nightly")))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,7 +12,7 @@ from aws_cdk import aws_logs as logs
 from constructs import Construct
 
 from infra.constructs.common import HANDLER_DIR_KEY, HANDLER_KEY, acknowledge, set_role
-from infra.layer import BUILD_DIR, PYTHON_VERSION, REPO_ROOT, build_layer
+from infra.layer import PYTHON_VERSION, REPO_ROOT, build_layer
 
 HANDLER = "handler.lambda_handler"
 RUNTIME = {
@@ -54,29 +53,12 @@ FUNCTION_SPECS: tuple[FunctionSpec, ...] = (
 SPECS_BY_NAME = {spec.name: spec for spec in FUNCTION_SPECS}
 
 
-def _code_dir(spec: FunctionSpec, scope: Construct) -> Path:
-    """functions/<name>, or a placeholder while that handler is not written yet.
-
-    The placeholder keeps `cdk synth` working in a partially built tree (it fails loudly when
-    invoked); a warning annotation says which function is missing.
-    """
+def code_dir(spec: FunctionSpec) -> Path:
+    """functions/<name>: a function without its handler is a synth error, never a placeholder deployed."""
     source = REPO_ROOT / spec.source_dir
-    if (source / "handler.py").is_file():
-        return source
-    placeholder = BUILD_DIR / "placeholders" / spec.name
-    placeholder.mkdir(parents=True, exist_ok=True)
-    text = (
-        f'"""Placeholder: {spec.source_dir}/handler.py did not exist at synth time."""\n\n\n'
-        "def lambda_handler(event, context):\n"
-        f'    raise NotImplementedError("{spec.source_dir}/handler.py is missing")\n'
-    )
-    target = placeholder / "handler.py"
-    if not target.is_file() or target.read_text() != text:
-        target.write_text(text)
-    message = f"{spec.source_dir}/handler.py is missing: deploying a placeholder that raises"
-    Annotations.of(scope).add_warning_v2("retention:missing-handler", message)
-    print(f"[infra] warning: {message}", file=sys.stderr)
-    return placeholder
+    if not (source / "handler.py").is_file():
+        raise FileNotFoundError(f"{spec.source_dir}/handler.py is missing (FUNCTION_SPECS names {spec.name})")
+    return source
 
 
 class Functions(Construct):
@@ -134,7 +116,7 @@ class Functions(Construct):
                 runtime=RUNTIME,
                 architecture=lambda_.Architecture.ARM_64,
                 handler=HANDLER,
-                code=lambda_.Code.from_asset(str(_code_dir(spec, self)), exclude=ASSET_EXCLUDES),
+                code=lambda_.Code.from_asset(str(code_dir(spec)), exclude=ASSET_EXCLUDES),
                 layers=[self.layer],
                 memory_size=spec.memory_mb,
                 timeout=Duration.seconds(spec.timeout_seconds),

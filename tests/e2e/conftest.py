@@ -1,9 +1,13 @@
-"""Starts `python -m local.main` (what `make run` runs) on a free port, once for the e2e modules."""
+"""Starts `python -m local.main` (what `make run` runs) once per test worker, on a port it binds itself
+(`--port 0`: no free-port probe that two workers could race for), logging to build/e2e-local-<worker>.log.
+
+The local stack answers a request only after the work it caused is done (ingestion, then the send queue
+drained; a clock advance runs its ticks and drains before replying), so the tests look once: no polling,
+no wall-clock deadline."""
 
 from __future__ import annotations
 
 import json
-import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -44,14 +48,11 @@ class Local:
     def advance(self, seconds: float) -> str:
         return self.request("POST", "/_local/clock/advance", {"seconds": seconds})[1]["now"]
 
-    def wait_for(self, predicate: Any, timeout: float = 30.0) -> Any:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            value = predicate()
-            if value:
-                return value
-            time.sleep(0.3)
-        raise AssertionError("condition not met in time")
+    def expect(self, predicate: Any) -> Any:
+        """The value of `predicate()`, which must be truthy now (the stack finished before it answered)."""
+        value = predicate()
+        assert value, f"{getattr(predicate, '__name__', 'condition')}: {value!r}"
+        return value
 
 
 @pytest.fixture(scope="session")

@@ -44,13 +44,13 @@ def test_abandoned_cart_reminded_after_four_hours_and_stopped_by_the_order(local
     local.advance(3 * 3600 + 50 * 60)  # 3 h 50 min: not yet
     assert cart_mails() == []
     local.advance(15 * 60)  # past the 4-hour wait: the reminder
-    reminder = local.wait_for(cart_mails)
+    reminder = local.expect(cart_mails)
     assert [(m["step"], m["channel"]) for m in reminder] == [(1, "email")]
     assert "Ира" in reminder[0]["subject"]
 
     client.track(uid, "Order Completed", {"order_id": f"{uid}-o1", "revenue": 990, "currency": "RUB"})
     client.flush()
-    local.wait_for(lambda: journey()["state"] == "exited")
+    local.expect(lambda: journey()["state"] == "exited")
     local.advance(2 * 86400)  # the discount was due a day after the reminder
     assert [m["step"] for m in cart_mails()] == [1]  # no discount letter after the order
     ended = journey()

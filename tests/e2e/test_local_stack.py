@@ -28,7 +28,7 @@ def test_segment_client_signed_up_gets_the_welcome_email(local: Any) -> None:
     def welcome() -> Any:
         return [m for m in local.outbox() if m["to"] == "anna.e2e@example.com" and m["rule"] == "welcome"]
 
-    mails = local.wait_for(welcome)
+    mails = local.expect(welcome)
     assert mails[0]["step"] == 0 and mails[0]["channel"] == "email"
     assert "Анна" in mails[0]["subject"]
     assert mails[0]["headers"]["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
@@ -85,7 +85,7 @@ def test_one_click_unsubscribe_stops_the_next_marketing_email(local: Any) -> Non
     def mails() -> Any:
         return [m for m in local.outbox() if m["to"] == "unsub.e2e@example.com"]
 
-    first = local.wait_for(mails)[0]
+    first = local.expect(mails)[0]
     header = first["headers"]["List-Unsubscribe"]
     https = re.search(r"<(https?://[^>]+)>", header)
     assert https and "mailto:" in header

@@ -56,7 +56,7 @@ def test_pickup_survey_link_form_detractor_follow_up_and_report(local: Any) -> N
 
     assert survey() == []  # one day later, not at once
     local.advance(26 * 3600)
-    mail = local.wait_for(survey)[0]
+    mail = local.expect(survey)[0]
     links = SCORE_LINK.findall(mail["text"])
     assert [int(n) for _, n in links] == list(range(11))
     assert len({root for root, _ in links}) == 1
@@ -87,7 +87,7 @@ def test_pickup_survey_link_form_detractor_follow_up_and_report(local: Any) -> N
 
     if not follow_up():
         local.advance(60)
-    mails = local.wait_for(follow_up)
+    mails = local.expect(follow_up)
     assert len(mails) == 1 and "Простите" in mails[0]["subject"]
 
     # the report: this shop's NPS is one detractor, −100, "abysmal" (Очень ужасный)

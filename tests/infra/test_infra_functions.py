@@ -180,3 +180,11 @@ def test_read_stack_model(synth):
     ]
     assert sorted(synth.model.event_sources) == [("recompute", "recompute", 1), ("send", "send_message", 10)]
     assert synth.model.subscriptions == [("ses_events", "feedback")]
+
+
+def test_every_spec_has_its_handler_and_a_missing_one_is_a_synth_error():
+    from infra.constructs.functions import FunctionSpec, code_dir
+
+    assert [code_dir(spec).name for spec in FUNCTION_SPECS] == [spec.name for spec in FUNCTION_SPECS]
+    with pytest.raises(FileNotFoundError, match=r"functions/not_written/handler\.py is missing"):
+        code_dir(FunctionSpec("not_written", 10, 512, "a function nobody wrote"))

@@ -101,3 +101,14 @@ def test_the_lock_pins_every_layer_dependency_with_a_hash():
     assert tuple(int(x) for x in pinned["jinja2"].split(".")[:3]) >= (3, 1, 6)
     assert layer._install_args(layer.requirements())[:3] == ["--require-hashes", "-r", str(layer.LOCK_FILE)]
     assert layer._install_args(["pydantic"]) == ["pydantic"]
+
+
+def test_the_layer_ships_the_library_s_non_python_files(build_dir, monkeypatch):
+    """The survey and preference pages are Jinja2 templates next to the code: the layer must carry them."""
+    monkeypatch.setenv("RETENTION_LAYER_SKIP_PIP", "1")
+    templates = sorted(p.relative_to(build_dir).as_posix() for p in build_dir.rglob("*.html"))
+    assert "surveys/templates/nps_form.html" in templates
+    shipped = layer.build_layer().path / "python" / "retention"
+    assert [t for t in templates if not (shipped / t).is_file()] == []
+    assert (shipped / "surveys" / "templates" / "preferences.html").read_text() == (
+        build_dir / "surveys" / "templates" / "preferences.html").read_text()

@@ -68,9 +68,11 @@ def test_send_message(synth):
     assert "sns:Publish" in actions_on(grants, "*")
     assert actions_on(grants, "table:messages") >= (READ | WRITE)
     assert "dynamodb:PutItem" in actions_on(grants, "table:due")  # quiet-hours deferral
-    # Consumes the send queue (event source) but does not feed any queue.
+    # Consumes the send queue (event source); feeds it only with the fresh copy of a message throttled
+    # too often (retention.messaging.delivery), never the recompute queue.
     assert {"sqs:ReceiveMessage", "sqs:DeleteMessage"} <= actions_on(grants, "queue:send")
-    assert "sqs:SendMessage" not in actions_on(grants, "queue:send")
+    assert "sqs:SendMessage" in actions_on(grants, "queue:send")
+    assert not actions_on(grants, "queue:recompute")
     assert not actions_on(grants, "table:idempotency")
 
 
@@ -94,9 +96,10 @@ def test_gsi_query_is_scoped_to_by_customer(synth):
 
 def test_queue_senders(synth):
     senders = {name for name in NAMES if ("sqs:SendMessage", "queue:send") in synth.grants(name)}
-    assert senders == {"track_event", "evaluate_triggers", "nps_webhook", "preferences", "admin_api", "recompute"}
+    assert senders == {"track_event", "evaluate_triggers", "send_message", "nps_webhook", "preferences", "admin_api",
+                       "recompute"}
     recompute_senders = {name for name in NAMES if ("sqs:SendMessage", "queue:recompute") in synth.grants(name)}
-    assert recompute_senders == {"admin_api", "recompute"}
+    assert recompute_senders == {"evaluate_triggers", "admin_api", "recompute"}
     assert not any(t == "queue:send" and a == "sqs:SendMessage" for a, t in synth.grants("feedback"))
     for name in NAMES:
         assert not any(t.endswith("_dlq") for _, t in synth.grants(name)), name

@@ -308,3 +308,18 @@ def test_customers_settings_and_nps(cli: Cli) -> None:
     secret = out.split(": ", 1)[1].splitlines()[0]
     assert code == 0 and cli.stack.deps.config.secrets("nps-webhook")[0] == secret.encode()
 
+
+
+def test_dry_run_of_a_path_reads_the_file_or_says_to_use_file(cli: Cli, tmp_path: Path) -> None:
+    """`retention rules dry-run rules/x.yaml` used to ask the API for a rule named like the path (a
+    URL-encoded "not found")."""
+    rule = tmp_path / "cart.yaml"
+    rule.write_text("id: cart-copy\ntrigger: {event: Checkout Started}\n"
+                    "steps:\n  - send: {channel: email, template: cart-reminder}\n", encoding="utf-8")
+    code, out, err = cli("rules", "dry-run", str(rule), "--days", "7")
+    assert code == 0, err
+    assert "dry-run of cart-copy" in out
+    assert cli.adapter.calls["POST /admin/rules/cart-copy/dry-run"] >= 1
+    code, _, err = cli("rules", "dry-run", str(tmp_path / "missing.yaml"))
+    assert code == 2
+    assert "no such file" in err and f"--file {tmp_path / 'missing.yaml'}" in err and "%2F" not in err

@@ -103,7 +103,7 @@ def test_delivery_open_click_update_status_counters_and_rates_once(s: Any, sent:
 def test_feedback_counts_on_the_send_day(s: Any, sent: SendRequest, handler: Any) -> None:
     clock.set_now(clock.now() + timedelta(days=2))
     notify(handler, ses_event("Open", sent))
-    from retention.messaging.requests import read_counters
+    from retention.analytics.counters import read_counters
     rows = read_counters(s.deps.dynamodb, s.deps.env.messages_table, "promo")
     assert {r["date"] for r in rows if r.get("opened")} == {"2026-11-24"}
 

@@ -11,7 +11,8 @@ from typing import Any
 
 from retention.core import clock, ddb
 from retention.customers.store import ProfileRepo
-from retention.ingestion.ingestor import Ingestor, definitions
+from retention.ingestion.ingestor import Ingestor
+from retention.journeys.catalogue import definitions
 
 from tests.integration.test_ingest import parse, raw_events
 
@@ -270,9 +271,7 @@ def test_identify_racing_with_anonymous_traffic_loses_nothing(stack: Any, now: d
 def test_an_anonymous_journey_continues_for_the_customer(library_stack: Any, now: datetime) -> None:
     from retention.language.rules import in_holdout
     s = library_stack
-    if "browse-abandonment" not in s.deps.config.current("RULE"):
-        import pytest
-        pytest.skip("the scenario library has no browse-abandonment rule yet")
+    assert "browse-abandonment" in s.deps.config.current("RULE"), "the scenario library lost browse-abandonment"
     anon = next(a for a in (f"visitor-{i}" for i in range(100))
                 if not in_holdout(f"anon:{a}", "browse-abandonment", 10))
     s.ingest([anon_track(anon, "Product Viewed", "pv", now - timedelta(minutes=30), product_id="p1")])

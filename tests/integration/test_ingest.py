@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from retention.core import clock, ddb
-from retention.customers.profile import KPI_KEYS
+from retention.customers.kpis import KPI_KEYS
 from retention.ingestion.ingestor import CHUNK, Ingestor
 
 # ---- helpers ------------------------------------------------------------------------------------------
@@ -364,8 +364,8 @@ def test_retention_is_a_setting(stack: Any, now: datetime) -> None:
 
 def test_product_events_fan_out_through_the_interest_index(library_stack: Any, now: datetime) -> None:
     s = library_stack
-    if "back-in-stock" not in s.deps.config.current("RULE"):
-        pytest.skip("the scenario library has no back-in-stock rule yet")
+    # the library ships this rule (DESIGN §5): its absence is a failure, not a reason to skip
+    assert "back-in-stock" in s.deps.config.current("RULE"), "the scenario library lost its back-in-stock rule"
     s.ingest([
         track("viewer", "Product Viewed", "v1", now - timedelta(days=2), product_id="p1"),
         track("carter", "Product Added", "a1", now - timedelta(days=1), product_id="p1", price=5),

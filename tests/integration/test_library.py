@@ -393,8 +393,8 @@ def test_newsletter_broadcast_once_to_consenting_customers_spread_by_rate(librar
     assert mails("nl-no@example.com") == []
     assert ledger_reasons(s, "newsletter").get("nl-no") == "no_consent"
     # the same firing fanned out again (a retried worker) starts nobody twice; next Thursday sends again
-    from retention.schedule.recompute import Recompute
-    Recompute(s.deps).fan_out(reason=f"broadcast|newsletter|{clock.iso(fired)}")
+    from retention.schedule.recompute import Broadcast, Recompute
+    Recompute(s.deps).fan_out(broadcast=Broadcast(rule="newsletter", fired=fired))
     forward(s, days=1)
     for cid in same:
         assert mails(f"{cid}@example.com") == [("newsletter", 0)], cid

@@ -43,7 +43,7 @@ def call(handler: Any, method: str, token: str, body: str | None = None, content
 
 
 def token_for(stack: Any, uid: str = "u1", channel: str = "email", ledger: str = "none") -> str:
-    from retention.messaging.sender import unsubscribe_url
+    from retention.messaging.links import unsubscribe_url
     url = unsubscribe_url("https://shop.test/api", stack.deps.config.secrets("links"), uid, channel, ledger,
                           clock.now())
     return url.rsplit("/u/", 1)[1]
@@ -172,7 +172,7 @@ def test_invalid_or_expired_tokens_are_refused(s: Any, sent: SendRequest, handle
     clock.set_now(clock.now() + timedelta(days=400))
     assert call(handler, "POST", token, "List-Unsubscribe=One-Click", FORM)["statusCode"] == 400
     # an NPS token is not an unsubscribe token
-    from retention.messaging.sender import nps_urls
+    from retention.messaging.links import nps_urls
     _, nps = nps_urls("https://x", s.deps.config.secrets("links"), "u1", "nps", "l", clock.now())
     assert call(handler, "GET", nps.rsplit("/", 1)[1])["statusCode"] == 400
 

@@ -13,9 +13,10 @@ from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError, ConnectTimeoutError, ReadTimeoutError
+from retention.analytics.counters import read_counters
 from retention.core import clock, ddb
 from retention.messaging.mime import parse_email
-from retention.messaging.requests import SendRequest, ledger_key, read_counters
+from retention.messaging.requests import SendRequest, ledger_key
 
 # --------------------------------------------------------------------------------------------- fixtures
 

@@ -293,3 +293,36 @@ def test_report_tables_charts_and_html(tmp_path: Path) -> None:
     assert png is not None
     page = html_page("all time", [stats, rule_report("quiet", [])], {"cart": [p for p in charts if p]}, nps, png)
     assert page.count("data:image/png;base64,") == 3 and "no data for this period" in page
+
+
+def test_dry_run_lists_no_future_steps_for_a_customer_who_unsubscribed() -> None:
+    from retention.admin.previews import simulate
+    from retention.core.config import Settings
+    from retention.customers import profile as profiles
+    from retention.ingestion.wire import internal_message
+    from retention.language.rules import parse_rule
+    rule = parse_rule({"id": "cart", "trigger": {"event": "Checkout Started"},
+                       "steps": [{"wait": "4h"}, {"send": {"channel": "email", "template": "t"}}]})
+    now = datetime(2026, 11, 24, 9, tzinfo=UTC)
+    events = [{"name": "Checkout Started", "properties": {}, "timestamp": clock_iso(now - timedelta(hours=1)),
+               "message_id": "co-1"}]
+
+    def customer(consent: bool) -> Any:
+        p = profiles.Profile(id="x", created_at=now - timedelta(days=30))
+        profiles.apply_message(p, internal_message("x", type_="identify", at=now - timedelta(days=2), traits={
+            "email": "x@example.com", "email_consent": True}), now)
+        if not consent:  # the unsubscribe link, yesterday
+            profiles.apply_message(p, internal_message("x", type_="identify", at=now - timedelta(days=1), traits={
+                "email_consent": {"granted": False, "source": "one_click"}}), now)
+        return p
+
+    kept = simulate(rule, customer(True), events, since=now - timedelta(days=7), now=now, settings=Settings())
+    assert [(s["kind"], s["future"]) for s in kept[0]["steps"]] == [("wait", False), ("send", True)]
+    gone = simulate(rule, customer(False), events, since=now - timedelta(days=7), now=now, settings=Settings())
+    assert [(s["kind"], s["future"]) for s in gone[0]["steps"]] == [("wait", False)]
+    assert gone[0]["stopped"] == "unsubscribed"  # as the sender would record it
+
+
+def clock_iso(at: datetime) -> str:
+    from retention.core import clock
+    return clock.iso(at)

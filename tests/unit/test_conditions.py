@@ -52,6 +52,9 @@ def check(cond: dict[str, Any], **fact_overrides: Any) -> bool:
         ("1y", timedelta(days=365)),
         ("1.5d", timedelta(hours=36)),
         ("45s", timedelta(seconds=45)),
+        # the one grammar of rules and conditions (retention.language.durations)
+        ("1d12h", timedelta(hours=36)),
+        ("0d", timedelta(0)),
     ],
 )
 def test_parse_duration(text: str, expected: timedelta) -> None:
@@ -417,3 +420,13 @@ def test_evaluation_never_raises_on_odd_fact_types() -> None:
             True,
             False,
         )
+
+
+def test_one_duration_grammar_for_rules_and_conditions() -> None:
+    """A wait and a `since` condition read the same spellings (combined parts and years alike)."""
+    from retention.language.rules import parse_rule
+    rule = parse_rule({"id": "r", "trigger": {"event": "Signed Up"},
+                       "audience": {"since": "last_seen_at", "gte": "1d12h", "lt": "1y"},
+                       "steps": [{"wait": "1y"}, {"wait": "1d12h"}]}, source="r.yaml", linemap=None)
+    assert [s.wait.duration for s in rule.steps] == [timedelta(days=365), timedelta(hours=36)]  # type: ignore[union-attr]
+    parse_condition({"since": "last_seen_at", "gte": "1d12h", "lt": "1y"})

@@ -51,3 +51,44 @@ def test_keyed_journeys_one_slot_per_order_and_pruned_when_old() -> None:
                 "order-status#open": {"state": "active"}, "plain": {"ended_at": "2026-01-01T00:00:00.000000Z"}}
     _prune_keyed(journeys, "order-status", now)
     assert set(journeys) == {"order-status#recent", "order-status#open", "plain"}
+
+
+def _converting(rules: list, event: str, properties: dict) -> list[tuple[str, int, str, dict]]:
+    """The counters one goal-looking event leaves, for a customer whose last email came from each rule."""
+    from datetime import UTC, datetime
+
+    from retention.core import clock
+    from retention.customers.profile import Profile
+    from retention.customers.store import StoredProfile
+    from retention.ingestion.wire import internal_message
+    now = datetime(2026, 11, 24, 12, tzinfo=UTC)
+    clock.set_now(now)
+    try:
+        sends = [{"at": clock.iso(now - timedelta(hours=len(rules) - i)), "rule": r.id, "step": 0,
+                  "variant": "default", "channel": "email", "marketing": True, "ledger": f"l-{r.id}"}
+                 for i, r in enumerate(rules)]
+        sp = StoredProfile(profile=Profile(id="c1", created_at=now - timedelta(days=30)), version=1, sends=sends)
+        engine = Engine(Definitions(rules=rules, groups=[], settings=Settings()))
+        fx = engine.process(sp, messages=[internal_message("c1", event=event, properties=properties, at=now)],
+                            now=now)
+        return [c for c in fx.counters if "converted" in c[3]]
+    finally:
+        clock.reset()
+
+
+def test_a_conversion_is_credited_only_to_a_rule_whose_goal_it_is() -> None:
+    """A `Product Reviewed` (the goal of review requests) must not credit the abandoned-cart email."""
+    cart = parse_rule({"id": "cart", **BASE})  # goal: Order Completed
+    review = parse_rule({"id": "review", "goal": {"event": "Product Reviewed"}, **BASE})
+    assert _converting([review, cart], "Product Reviewed", {"product_id": "p1"}) == [
+        ("review", 0, "default", {"converted": 1, "revenue": 0.0})]
+    assert _converting([review, cart], "Order Completed", {"revenue": 10}) == [
+        ("cart", 0, "default", {"converted": 1, "revenue": 10.0})]
+
+
+def test_goal_where_narrows_the_conversion() -> None:
+    big = parse_rule({"id": "big", "goal": {"event": "Order Completed", "where": {"property": "revenue", "gte": 1000}},
+                      **BASE})
+    assert _converting([big], "Order Completed", {"revenue": 10}) == []
+    assert _converting([big], "Order Completed", {"revenue": 5000}) == [
+        ("big", 0, "default", {"converted": 1, "revenue": 5000.0})]

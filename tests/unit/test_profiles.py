@@ -637,3 +637,20 @@ def test_suppressed_channel_is_not_consented_in_facts() -> None:
     known = Profile(id="u2")
     merge_profiles(known, p, NOW)
     assert known.suppressed == {"email": {"reason": "bounce", "at": "2026-02-02T00:00:00Z"}}
+
+
+def test_one_list_of_interest_events_for_the_profile_and_the_product_index() -> None:
+    """The profile and ingestion's product index used two lists (`Product Subscribed` and cart lines
+    reached the index only, so a merge did not carry them): one list, one reader of product ids."""
+    from retention.ingestion.ingestor import _interests
+    from retention.ingestion.wire import internal_message
+    now = datetime(2026, 11, 24, tzinfo=UTC)
+    p = profiles.Profile(id="c1", created_at=now)
+    msgs = [internal_message("c1", event="Product Subscribed", properties={"sku": "S1"}, at=now),
+            internal_message("c1", event="product added", at=now,
+                             properties={"product_id": "P1", "products": [{"product_id": "P2"}, {"id": "P3"}]})]
+    for m in msgs:
+        profiles.apply_message(p, m, now)
+    assert sorted(p.interests) == ["P1", "P2", "P3", "S1"]
+    assert sorted((pid, kind) for pid, kind, _ in _interests(msgs)) == [
+        ("P1", "carted"), ("P2", "carted"), ("P3", "carted"), ("S1", "subscribed")]

@@ -92,6 +92,10 @@ def base(steps: str, head: str = "") -> str:
         ("45s", timedelta(seconds=45)),
         ("1d12h", timedelta(hours=36)),
         (" 4H ", timedelta(hours=4)),
+        # the one grammar of rules and conditions (retention.language.durations)
+        ("1y", timedelta(days=365)),
+        ("1.5h", timedelta(minutes=90)),
+        ("1y6mo", timedelta(days=545)),
     ],
 )
 def test_parse_duration(text: str, expected: timedelta) -> None:
@@ -104,7 +108,7 @@ def test_parse_duration_rejects_zero_and_negative(text: str) -> None:
         parse_duration(text)
 
 
-@pytest.mark.parametrize("value", ["abc", "4 hours", "1.5h", "h", "", "4x"])
+@pytest.mark.parametrize("value", ["abc", "4 hours", "1.5", "h", "", "4x"])
 def test_parse_duration_rejects_garbage(value: str) -> None:
     with pytest.raises(ValueError, match="invalid duration"):
         parse_duration(value)
@@ -447,6 +451,8 @@ def test_all_problems_of_all_files_at_once_and_duplicate_ids() -> None:
         load_rules(texts, templates=TEMPLATES)
     assert info.value.problems == [
         "rules/b.yaml:5: steps[0].wait: duration '0m' must be longer than zero",
+        # in the same round as the schema error (it used to show only once the wait was fixed)
+        "rules/b.yaml:6: steps[1].send.template: unknown template 'nope'",
         "rules/c.yaml:1: id: duplicate rule id 'r' (also in rules/a.yaml)",
         "rules/c.yaml:11: steps[0].send.template: unknown template 'nope'",
     ]
@@ -689,3 +695,24 @@ def test_diff_rules_reads_like_a_change_list() -> None:
     assert diff_rules(old, old) == []
     assert diff_rules(None, old) == ["+ new rule abandoned-cart"]
     assert diff_rules(old, None) == ["- rule abandoned-cart removed"]
+
+
+def test_schema_errors_and_unknown_references_are_reported_in_one_round() -> None:
+    """A schema error used to hide the unknown template, segment and jump label: fixing it revealed them."""
+    text = """\
+        id: r
+        trigger: {event: Checkout Started}
+        audience: {all: [{consent: email}, {not_in_segment: frod}]}
+        holdout_percent: 200
+        steps:
+          - send: {channel: pigeon, template: cart-reminder}
+          - send: {channel: email, template: cart-remindr}
+          - goto: nowhere
+    """
+    problems = problems_of(text)
+    assert problems[0].startswith("rules/r.yaml:3: audience") and "frod" in problems[0]
+    assert problems[1].startswith("rules/r.yaml:4: holdout_percent: ")
+    assert problems[2].startswith("rules/r.yaml:6: steps[0].send.channel: ")
+    assert problems[3] == "rules/r.yaml:7: steps[1].send.template: unknown template 'cart-remindr'"
+    assert problems[4].startswith("rules/r.yaml:8: steps[2].goto: ") and "nowhere" in problems[4]
+    assert len(problems) == 5, problems

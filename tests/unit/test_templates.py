@@ -297,6 +297,24 @@ def test_resource_caps(source, message):
         render(t, "ru", sample_context("ru"))
 
 
+def test_render_time_cap_on_the_injected_clock(ticks):
+    """The 2 s cap is checked every 256 operations: a clock that jumps 0.5 s per look stops a loop that is
+    otherwise within every budget (without a real 2 s wait, and without racing the machine's load)."""
+    t = tpl({"ru": {"sms": "{% for i in range(5000) %}{% endfor %}ok"}})
+    real = ticks.__call__
+
+    def jumping() -> float:
+        ticks.advance(0.5)
+        return real()
+
+    from retention.core import clock
+    clock.set_monotonic(jumping)
+    with pytest.raises(TemplateSecurityError, match="took longer than 2 s"):
+        render(t, "ru", sample_context("ru"))
+    clock.set_monotonic(ticks)
+    assert render(t, "ru", sample_context("ru")).sms == "ok"
+
+
 def test_recursion_is_a_render_error():
     t = tpl({"ru": {"sms": "{% macro r(n) %}{{ r(n + 1) }}{% endmacro %}{{ r(1) }}"}})
     with pytest.raises(TemplateRenderError, match="recursion"):

@@ -4,9 +4,9 @@
   its line map) and applied with their text; a changed segment group fans out a recompute;
 - rule **preview**: every send step of a rule rendered for one customer (subject, text, SMS) with the
   real renderer and a synthetic `SendRequest` — nothing is claimed, sent or written;
-- rule **dry-run**: the stored events of the last N days replayed through the rule's trigger, exit
-  and step timing on copies of the profiles, one page of the events table per call (a cursor);
-  the engine's writing paths are never called;
+- rule **dry-run**: the stored events of the last N days replayed through the rule on copies of the
+  profiles, stepped by the engine itself on a virtual clock, one page of the events table per call (a
+  cursor); nothing is written;
 - **segment counts**: one page of profiles per call, a condition or a segment, with a cursor;
 - **manual segment assignments** with a reason and an expiry, then a re-evaluation of the customer.
 
@@ -27,8 +27,8 @@ from retention.core import clock, ddb, yamlio
 from retention.core.errors import BadRequestError, NotFoundError, RetentionError, ValidationError
 from retention.core.runtime import Deps
 from retention.customers.store import ProfileRepo, from_item, profile_pk
+from retention.journeys.catalogue import Catalogue
 from retention.language import conditions
-from retention.messaging.rendering import Library
 
 DRY_RUN_PAGE = 200  # events read per dry-run call (the last customer of a page is always completed)
 COUNT_PAGE = 500  # profile-table items examined per count call
@@ -147,129 +147,119 @@ def locate_warning(source: str, linemap: yamlio.LineMap | None, message: str, lo
 
 
 # ---------------------------------------------------------------------------------------------------
-# dry-run: the pure part (a rule, one customer's profile copy and events → the journeys it would run)
+# dry-run: the pure part (a rule, one customer's profile copy and events → the journeys it would run),
+# stepped by the engine's own code (retention.journeys.engine) on a virtual clock
 
 
 def _as_dt(value: Any) -> datetime:
     return value if isinstance(value, datetime) else clock.parse_iso(str(value))
 
 
-def _can_enter(rule: Any, last: dict[str, Any] | None, at: datetime) -> bool:
-    """The engine's re-entry rule, at the time of the event (`last` = the previous simulated entry)."""
-    if last is None:
-        return True
-    if last["active_until"] is None or at < last["active_until"]:
-        return False
-    if not rule.re_entry.allowed:
-        return False
-    cooldown = rule.re_entry.cooldown or timedelta(0)
-    return last["entered"] + cooldown <= at
-
-
-def plan_steps(rule: Any, profile: Any, facts: dict[str, Any], start: datetime, tz: str) -> tuple[
-        list[dict[str, Any]], datetime | None]:
-    """The steps a journey entered at `start` runs, with their times; and when it completes (None: it
-    would run more than MAX_STEPS steps). Branches are decided on `facts` (today's profile and the
-    trigger event); an opened/clicked check assumes no engagement, which a dry-run cannot know."""
-    from retention.language import rules as rules_mod
-    out: list[dict[str, Any]] = []
-    at = start
-    index: int | None = 0
-    for _ in range(MAX_STEPS):
-        step = rule.step_at(index) if index is not None else None
-        if step is None:
-            return out, at
-        assert index is not None
-        row: dict[str, Any] = {"step": index, "kind": step.kind, "at": clock.iso(at)}
-        if step.id:
-            row["label"] = step.id
-        nxt = rule.next_index(index)
-        if isinstance(step, rules_mod.WaitStep):
-            at = rules_mod.next_wait_due(step, at, tz)
-            row["until"] = clock.iso(at)
-        elif isinstance(step, rules_mod.SendStep):
-            template, variant = rules_mod.choose_variant(step, profile.id, rule.id)
-            row.update(template=template, variant=variant, channel=step.send.channel)
-        elif isinstance(step, rules_mod.BranchStep | rules_mod.GotoStep):
-            if isinstance(step, rules_mod.GotoStep):
-                taken = True
-            elif step.branch.engagement is not None:
-                taken = step.branch.engagement.expected is False  # "not opened" holds when nothing is known
-                row["assumed"] = f"no {step.branch.engagement.what} message"
-            else:
-                condition = step.branch.condition
-                taken = condition is None or bool(conditions.evaluate(condition, {**facts, "now": at}))
-            row["taken"] = taken
-            nxt = rule.next_index(index, branch_taken=taken)
-            row["next"] = "end" if nxt is None else nxt
-            row["kind"] = "branch"
-        elif isinstance(step, rules_mod.SetSegmentStep):
-            row.update(group=step.set_segment.group, segment=step.set_segment.segment)
-        elif isinstance(step, rules_mod.ClearSegmentStep):
-            row.update(group=step.clear_segment.group)
-        out.append(row)
-        index = nxt
-    return out, None
+def sender_skip(channel: str, profile: Any, rule: Any) -> tuple[str | None, str | None]:
+    """(the channel used, why the sender would skip it), by the sender's own checks
+    (retention.messaging.sender.channel_decision) on today's profile."""
+    from retention.customers.profile import consent_flags
+    from retention.messaging.sender import channel_decision, suppression_reasons
+    consent = consent_flags(profile)
+    used, _, why = channel_decision(channel, profile, transactional=bool(rule.is_transactional),
+                                    suppressed=suppression_reasons(profile),
+                                    consented=lambda ch: consent.get(ch, False))
+    return used, why
 
 
 def simulate(rule: Any, profile: Any, events: Sequence[Mapping[str, Any]], *, since: datetime, now: datetime,
              settings: Any) -> list[dict[str, Any]]:
     """The journeys `rule` would have run for one customer over `events` (time order, each
-    {name, properties, timestamp, message_id}) from `since`, on a copy of the profile. Pure."""
+    {name, properties, timestamp, message_id}) from `since`, on a copy of the profile: the engine enters,
+    exits and steps the journeys itself (due items kept on a virtual clock, then run past `now` to show
+    what is still to come). Future steps the sender would skip today (the customer unsubscribed, has no
+    consent or address, or left the audience) are not listed: the entry says why (`stopped`). Pure."""
     from retention.customers.profile import facts as profile_facts
-    from retention.journeys.engine import in_global_control
-    from retention.language.rules import in_holdout
-    base_facts = profile_facts(profile, now)
-    tz = str(profile.traits.get("timezone") or settings.default_timezone)
-    journeys: list[dict[str, Any]] = []
-    last: dict[str, Any] | None = None
-    stored = (profile.journeys or {}).get(rule.id)
-    if stored and stored.get("entered_at") and _as_dt(stored["entered_at"]) < since:
-        # a journey entered before the window still counts for re-entry (still active, or its cooldown)
-        ended = stored.get("ended_at")
-        last = {"entered": _as_dt(stored["entered_at"]),
-                "active_until": _as_dt(ended) if ended else (None if stored.get("state") == "active" else since)}
+    from retention.customers.store import StoredProfile
+    from retention.journeys.engine import Definitions, Engine, rule_of
+    from retention.schedule.due import DueItem
+    engine = Engine(Definitions(rules=[rule], groups=[], settings=settings))
+    # journeys of this rule entered in the window are replayed; one entered before still counts for
+    # re-entry (still running, or its cooldown)
+    for slot in [s for s in profile.journeys if rule_of(s) == rule.id]:
+        entered = profile.journeys[slot].get("entered_at")
+        if not entered or _as_dt(entered) >= since:
+            del profile.journeys[slot]
+    before = {slot: j.get("entry") for slot, j in profile.journeys.items()}
+    sp = StoredProfile(profile=profile, version=1)
+    pending: list[DueItem] = []
+    trace: list[dict[str, Any]] = []
+    entries: dict[str, dict[str, Any]] = {}
+    budget = MAX_STEPS * 20  # due items one customer may run (a runaway rule is cut, like the engine's own cap)
+
+    def record(fx: Any, triggered_by: Mapping[str, Any] | None) -> None:
+        pending.extend(d for d in fx.due if d.kind == "JOURNEY")
+        for slot, journey in profile.journeys.items():
+            entry = journey.get("entry")
+            if rule_of(slot) != rule.id or not entry or before.get(slot) == entry or entry in entries:
+                continue
+            trig = triggered_by or {}
+            entries[entry] = {"customer_id": profile.id, "entered_at": journey["entered_at"],
+                              "trigger": {"event": trig.get("name"), "message_id": trig.get("message_id")},
+                              "holdout": bool(journey.get("holdout")),
+                              "state": "control" if journey.get("holdout") else "active", "steps": [],
+                              "_journey": journey, "_properties": trig.get("properties") or {}}
+
+    def run_due(until: datetime | None) -> None:
+        nonlocal budget
+        while pending and budget > 0:
+            pending.sort(key=lambda d: d.at)
+            if until is not None and pending[0].at > until:
+                return
+            item = pending.pop(0)
+            budget -= 1
+            record(engine.process(sp, due_items=[item], now=item.at, trace=trace), None)
+
     for ev in events:
         at = _as_dt(ev["timestamp"])
         if at < since:
             continue
-        name, props = str(ev.get("name") or ""), ev.get("properties") or {}
-        current = journeys[-1] if journeys else None
-        running = current is not None and not current["holdout"] and current["state"] != "exited" \
-            and last is not None and (last["active_until"] is None or at < last["active_until"])
-        if running and current is not None and last is not None and rule.exit_matches(name, props):
-            current["state"] = "exited"
-            current["exit"] = {"at": clock.iso(at), "event": name}
-            current["steps"] = [s for s in current["steps"] if s["at"] <= clock.iso(at)]
-            last["active_until"] = at
-            continue
-        if not rule.trigger_matches_event(name, props) or not _can_enter(rule, last, at):
-            continue
-        holdout = in_holdout(profile.id, rule.id, float(rule.holdout_percent or 0)) or (
-            not rule.is_transactional and in_global_control(profile.id, settings.control_group_percent))
-        trigger = {"name": name, "properties": props, "timestamp": at}
-        entry: dict[str, Any] = {"customer_id": profile.id, "entered_at": clock.iso(at),
-                                 "trigger": {"event": name, "message_id": ev.get("message_id")},
-                                 "holdout": holdout, "state": "control" if holdout else "active", "steps": []}
-        if holdout:
-            last = {"entered": at, "active_until": at}
-        else:
-            steps, done = plan_steps(rule, profile, {**base_facts, "event": trigger}, at, tz)
-            entry["steps"] = steps
-            if done is None:
-                entry["state"] = "exited"
-                entry["exit"] = {"at": steps[-1]["at"] if steps else clock.iso(at), "event": "too_many_steps"}
-                done = at
-            elif done <= now:
-                entry["state"] = "completed"
-            last = {"entered": at, "active_until": done}
-            entry["ends_at"] = clock.iso(done)
-        journeys.append(entry)
+        run_due(at)
+        event = {"name": str(ev.get("name") or ""), "properties": ev.get("properties") or {}, "timestamp": at,
+                 "message_id": ev.get("message_id")}
+        record(engine.replay_event(sp, event, now=at, trace=trace), event)
+    run_due(None)
+
+    for row in trace:
+        entry = entries.get(row.pop("entry"))
+        if "engagement" in row:  # a dry-run knows no opens or clicks: the engine found none
+            row["assumed"] = f"no {row.pop('engagement')} message"
+        if entry is not None and not entry["holdout"]:
+            entry["steps"].append(row)
     now_iso = clock.iso(now)
-    for entry in journeys:
+    out = []
+    for entry in entries.values():
+        journey = entry.pop("_journey")  # the entry's own state (a later entry takes its slot)
+        properties = entry.pop("_properties")
+        ended = journey.get("ended_at")
+        reason = str(journey.get("exit_reason") or "")
+        if reason.startswith("goal:") or reason == "too_many_steps":
+            entry["state"] = "exited"
+            entry["exit"] = {"at": ended, "event": reason.removeprefix("goal:")}
+        elif ended and not entry["holdout"]:
+            entry["state"] = "completed" if ended <= now_iso else "active"
+        if ended:
+            entry["ends_at"] = ended
         for step in entry["steps"]:
             step["future"] = step["at"] > now_iso
-    return journeys
+        future = [s for s in entry["steps"] if s["future"]]
+        if future:
+            trigger = {"name": entry["trigger"]["event"], "properties": properties,
+                       "timestamp": _as_dt(entry["entered_at"])}
+            facts = {**profile_facts(profile, now), "event": trigger}
+            in_audience = rule.audience is None or bool(conditions.evaluate(rule.audience, facts))
+            skips = [sender_skip(s["channel"], profile, rule)[1] or (None if in_audience else "audience")
+                     for s in future if s["kind"] == "send"]
+            if skips and all(skips):
+                entry["steps"] = [s for s in entry["steps"] if not s["future"]]
+                entry["stopped"] = skips[0]
+        out.append(entry)
+    return sorted(out, key=lambda e: e["entered_at"])
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -280,15 +270,18 @@ class Previews:
     def __init__(self, d: Deps) -> None:
         self.d = d
         self.repo = ProfileRepo(d.dynamodb, d.env.profiles_table)
-        self.library = Library(d.config)
+        self.library = Catalogue(d.config)
 
     # ---- definitions ---------------------------------------------------------------------------------
     def validate(self, kind: str, body: dict[str, Any], *, source: str, linemap: yamlio.LineMap | None = None,
                  text: str | None = None) -> Any:
         """A definition checked against what is applied; errors list every problem as `source:line: …`."""
-        if kind == "RULE":
-            from retention.admin.views import Admin
-            return Admin(self.d).validate(kind, body, source, linemap=linemap)
+        if kind == "RULE":  # against the applied templates and segments it refers to
+            from retention.language.rules import parse_rule
+            groups = self.library.segment_groups()
+            return parse_rule(body, source=source, linemap=linemap, templates=set(self.library.templates()),
+                              segments={s.id for g in groups for s in g.segments},
+                              segment_groups={g.group: [s.id for s in g.segments] for g in groups})
         if kind == "TEMPLATE":
             from retention.language.templates import Template
             problems = template_problems(body, source, linemap)
@@ -325,7 +318,7 @@ class Previews:
 
     def _recompute(self, kind: str, out: dict[str, Any]) -> None:
         """A changed segment group re-evaluates every profile (parallel scan fanned out over SQS)."""
-        if kind == "SEGDEF" and out["changed"] and self.d.env.recompute_queue_url:
+        if kind == "SEGDEF" and out["changed"]:
             from retention.schedule.recompute import Recompute
             out["recompute"] = Recompute(self.d).fan_out("definition_change")
 
@@ -413,7 +406,7 @@ class Previews:
             options = [(v.template, str(v.name)) for v in spec.variants] if spec.variants else \
                 [(str(spec.template), "default")]
             for template_id, variant in options:
-                channel, skip = self._channel(spec.channel, profile, rule, consent)
+                channel, skip = sender_skip(spec.channel, profile, rule)
                 row: dict[str, Any] = {"step": index, "label": step.id, "variant": variant, "template": template_id,
                                        "chosen": variant == chosen, "channel": channel or spec.channel,
                                        "subject": None, "text": None, "html": None, "sms": None, "error": None,
@@ -433,26 +426,6 @@ class Previews:
                 messages.append(row)
         return {"rule": rule.id, "customer_id": profile.id, "trigger": {**trigger, "source": origin},
                 "audience": audience, "consent": consent, "messages": messages}
-
-    @staticmethod
-    def _channel(channel: str, profile: Any, rule: Any, consent: dict[str, bool]) -> tuple[str | None, str | None]:
-        """(the channel used, why the sender would skip it), as the sender decides."""
-        traits = profile.traits
-        has = {"email": bool(traits.get("email")), "sms": bool(traits.get("phone"))}
-        marketing = not rule.is_transactional
-        if channel == "preferred":
-            usable = [ch for ch in ("email", "sms") if has[ch] and (not marketing or consent.get(ch))]
-            preferred = str(traits.get("preferred_channel") or "").lower()
-            if preferred in usable:
-                return preferred, None
-            return (usable[0], None) if usable else (None, "no_channel")
-        if not has[channel]:
-            return channel, "no_address" if channel == "email" else "no_phone"
-        if profile.suppressed.get(channel):
-            return channel, "suppressed"
-        if marketing and not consent.get(channel):
-            return channel, "no_consent"
-        return channel, None
 
     @staticmethod
     def _render(renderer: Any, template: Any, req: Any, profile: Any, channel: str | None,
@@ -688,7 +661,7 @@ class Previews:
         raise RetentionError(f"customer '{customer_id}' kept changing; try again", code="conflict")
 
     def _recheck(self, customer_id: str, now: datetime) -> int:
-        from retention.ingestion.ingestor import definitions
+        from retention.journeys.catalogue import definitions
         from retention.journeys.engine import Engine
         from retention.schedule.tick import Ticker
         d = self.d

@@ -7,12 +7,12 @@ import json
 from datetime import timedelta
 from typing import Any
 
+from retention.analytics.counters import read_counters
 from retention.core import clock, ddb
-from retention.core.errors import NotFoundError, ValidationError
+from retention.core.errors import NotFoundError
 from retention.core.runtime import Deps
 from retention.customers.store import ProfileRepo, profile_pk
-from retention.messaging.rendering import Library
-from retention.messaging.requests import read_counters
+from retention.journeys.catalogue import Catalogue
 
 KIND_OF = {"rules": "RULE", "segments": "SEGDEF", "templates": "TEMPLATE"}
 
@@ -36,7 +36,7 @@ class Admin:
     def __init__(self, d: Deps) -> None:
         self.d = d
         self.repo = ProfileRepo(d.dynamodb, d.env.profiles_table)
-        self.library = Library(d.config)
+        self.library = Catalogue(d.config)
 
     # ---- customers ---------------------------------------------------------------------------------
     def customer(self, customer_id: str) -> dict[str, Any]:
@@ -94,34 +94,6 @@ class Admin:
         return Eraser(self.d).erase(customer_id)
 
     # ---- definitions -------------------------------------------------------------------------------
-    def validate(self, kind: str, body: dict[str, Any], source: str, linemap: Any = None) -> Any:
-        """Parse one definition against what is applied (templates and segments a rule refers to)."""
-        if kind == "RULE":
-            from retention.language.rules import parse_rule
-            groups = self.library.segment_groups()
-            return parse_rule(body, source=source, linemap=linemap, templates=set(self.library.templates()),
-                              segments={s.id for g in groups for s in g.segments},
-                              segment_groups={g.group: [s.id for s in g.segments] for g in groups})
-        if kind == "TEMPLATE":
-            import pydantic
-
-            from retention.language.templates import Template, validate_template
-            try:
-                tpl = Template.model_validate(body)
-            except pydantic.ValidationError as exc:
-                raise ValidationError(f"{source}: {exc}") from exc
-            problems = validate_template(tpl)
-            if problems:
-                raise ValidationError("\n".join(f"{source}: {p}" for p in problems))
-            return tpl
-        if kind == "SEGDEF":
-            from retention.language.segments import load_groups
-            current = {f"SEGDEF#{k}": v["body"] for k, v in self.d.config.current("SEGDEF").items()}
-            current.pop(f"SEGDEF#{body.get('group')}", None)
-            groups = load_groups({**current, source: body})
-            return next(g for g in groups if g.group == body.get("group"))
-        raise ValidationError(f"unknown kind {kind}")
-
     def list(self, kind: str) -> list[dict[str, Any]]:
         return [{"id": k, "version": v["version"], "enabled": bool(v.get("enabled", True)),
                  "applied_at": v.get("applied_at")} for k, v in sorted(self.d.config.current(kind).items())]

@@ -1,11 +1,15 @@
-"""The one time source. Tests and the local runtime move time; nothing else calls datetime.now()."""
+"""The one time source. Tests and the local runtime move time; nothing else calls datetime.now().
+Durations (a render's time cap, a cache's age) come from `monotonic()`, injectable the same way, so a test
+decides when time passes instead of racing the machine's load."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 _source: Callable[[], datetime] | None = None
+_ticks: Callable[[], float] | None = None
 
 
 def _system_now() -> datetime:
@@ -30,6 +34,16 @@ def set_source(source: Callable[[], datetime] | None) -> None:
 
 def reset() -> None:
     set_source(None)
+
+
+def monotonic() -> float:
+    """Seconds since an arbitrary start (time.monotonic unless a test set another source)."""
+    return (_ticks or time.monotonic)()
+
+
+def set_monotonic(source: Callable[[], float] | None) -> None:
+    global _ticks
+    _ticks = source
 
 
 class OffsetClock:

@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import secrets as pysecrets
-import time
 from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -24,7 +22,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from retention.core import clock, ddb
+from retention.core import clock, ddb, tokens
 from retention.core.errors import BadRequestError, ConflictError, NotFoundError, UnauthorizedError
 
 KINDS = ("RULE", "SEGDEF", "TEMPLATE")
@@ -109,10 +107,6 @@ def parse_scopes(scopes: Iterable[str] | str | None) -> tuple[str, ...]:
     return tuple(s for s in SOURCE_SCOPES if s in chosen)
 
 
-def sha256(value: str) -> str:
-    return hashlib.sha256(value.encode()).hexdigest()
-
-
 class ConfigStore:
     """Reads are cached per container for CACHE_SECONDS; writes in this process invalidate the cache."""
 
@@ -128,11 +122,11 @@ class ConfigStore:
         each per container, not one per request), but they can only push out the oldest entries."""
         key = f"{self.table}:{name}"
         hit = self._cache.get(key)
-        if hit and time.monotonic() - hit[0] < seconds:
+        if hit and clock.monotonic() - hit[0] < seconds:
             self._cache.move_to_end(key)
             return hit[1]
         val = loader()
-        self._cache[key] = (time.monotonic(), val)
+        self._cache[key] = (clock.monotonic(), val)
         self._cache.move_to_end(key)
         while len(self._cache) > CACHE_ENTRIES:
             self._cache.popitem(last=False)
@@ -164,7 +158,7 @@ class ConfigStore:
               enabled: bool = True, author: str = "cli") -> dict[str, Any]:
         """Store a new version unless identical to the applied one. Optimistic: a concurrent apply loses."""
         doc = json.dumps(body, sort_keys=True, separators=(",", ":"), default=str, ensure_ascii=False)
-        digest = sha256(doc)
+        digest = hashlib.sha256(doc.encode()).hexdigest()  # a content hash (unchanged body → no new version)
         existing = ddb.get(self.client, self.table, kind, def_id, consistent=True)
         if existing and existing.get("hash") == digest and bool(existing.get("enabled", True)) == enabled:
             existing["body"] = body
@@ -236,8 +230,8 @@ class ConfigStore:
         customers and keep the contact data and consent of the customers it created, but not change another
         source's customers' email/phone or grant their consent."""
         chosen = parse_scopes(scopes)
-        key = key or "wk_" + pysecrets.token_urlsafe(24)
-        digest = sha256(key)
+        key = key or "wk_" + tokens.new_secret(24)
+        digest = tokens.hash_secret(key)
         source_id = "src_" + digest[:12]
         now = clock.iso(clock.now())
         self.client.put_item(TableName=self.table, Item=ddb.serialize(
@@ -270,7 +264,7 @@ class ConfigStore:
         """The source of a write key with its scopes (a key stored before scopes existed has them all)."""
         if not key:
             raise UnauthorizedError("missing write key: use HTTP Basic auth with the write key as user name")
-        digest = sha256(key)
+        digest = tokens.hash_secret(key)
 
         def load() -> dict[str, Any] | None:
             return ddb.get(self.client, self.table, f"SOURCE#{digest}", "SOURCE")
@@ -282,15 +276,16 @@ class ConfigStore:
                       scopes=frozenset(SOURCE_SCOPES if scopes is None else scopes))
 
     def create_admin_token(self, name: str, token: str | None = None) -> str:
-        token = token or "adm_" + pysecrets.token_urlsafe(32)
+        token = token or "adm_" + tokens.new_secret()
         self.client.put_item(TableName=self.table, Item=ddb.serialize(
-            {"pk": f"ADMIN#{sha256(token)}", "sk": "ADMIN", "name": name, "created_at": clock.iso(clock.now())}))
+            {"pk": f"ADMIN#{tokens.hash_secret(token)}", "sk": "ADMIN", "name": name,
+             "created_at": clock.iso(clock.now())}))
         return token
 
     def authenticate_admin(self, authorization: str | None) -> str:
         if not authorization or not authorization.lower().startswith("bearer "):
             raise UnauthorizedError("missing admin token: send 'Authorization: Bearer <token>'")
-        digest = sha256(authorization[7:].strip())
+        digest = tokens.hash_secret(authorization[7:].strip())
 
         def load() -> dict[str, Any] | None:
             return ddb.get(self.client, self.table, f"ADMIN#{digest}", "ADMIN")
@@ -305,7 +300,7 @@ class ConfigStore:
         def load() -> list[bytes]:
             item = ddb.get(self.client, self.table, "SECRET", name, consistent=True)
             if not item:
-                fresh = {"pk": "SECRET", "sk": name, "values": [pysecrets.token_urlsafe(32)],
+                fresh = {"pk": "SECRET", "sk": name, "values": [tokens.new_secret()],
                          "created_at": clock.iso(clock.now())}
                 try:
                     self.client.put_item(TableName=self.table, Item=ddb.serialize(fresh),
@@ -320,7 +315,7 @@ class ConfigStore:
 
     def rotate_secret(self, name: str, value: str | None = None) -> str:
         """New current secret; the previous one stays valid until the next rotation."""
-        new = value or pysecrets.token_urlsafe(32)
+        new = value or tokens.new_secret()
         old = [v.decode() for v in self.secrets(name)]
         self.client.put_item(TableName=self.table, Item=ddb.serialize(
             {"pk": "SECRET", "sk": name, "values": [new, *old[:1]], "rotated_at": clock.iso(clock.now())}))

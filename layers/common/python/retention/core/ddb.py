@@ -6,10 +6,17 @@ from collections.abc import Iterable, Iterator
 from decimal import Decimal
 from typing import Any
 
-from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+_CODEC: tuple[Any, Any] | None = None
 
-_ser = TypeSerializer()
-_de = TypeDeserializer()
+
+def _codec() -> tuple[Any, Any]:
+    """boto3's attribute-value (de)serializers, loaded on first use: the pure modules that only build keys
+    and items (the engine, the due index's DueItem) stay importable without boto3."""
+    global _CODEC
+    if _CODEC is None:
+        from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+        _CODEC = (TypeSerializer(), TypeDeserializer())
+    return _CODEC
 
 
 def _to_ddb_safe(value: Any) -> Any:
@@ -33,17 +40,19 @@ def _from_ddb(value: Any) -> Any:
 
 
 def serialize(item: dict[str, Any]) -> dict[str, Any]:
-    return {k: _ser.serialize(_to_ddb_safe(v)) for k, v in item.items() if v is not None}
+    ser = _codec()[0]
+    return {k: ser.serialize(_to_ddb_safe(v)) for k, v in item.items() if v is not None}
 
 
 def deserialize(item: dict[str, Any] | None) -> dict[str, Any] | None:
     if item is None:
         return None
-    return {k: _from_ddb(_de.deserialize(v)) for k, v in item.items()}
+    de = _codec()[1]
+    return {k: _from_ddb(de.deserialize(v)) for k, v in item.items()}
 
 
 def value(v: Any) -> dict[str, Any]:
-    return dict(_ser.serialize(_to_ddb_safe(v)))
+    return dict(_codec()[0].serialize(_to_ddb_safe(v)))
 
 
 def values(mapping: dict[str, Any]) -> dict[str, Any]:
@@ -54,14 +63,63 @@ def key(pk: str, sk: str) -> dict[str, Any]:
     return {"pk": {"S": pk}, "sk": {"S": sk}}
 
 
-def error_code(exc: Exception) -> str | None:
-    """The AWS error code of a botocore ClientError; None for anything else (timeouts carry no response)."""
-    resp = getattr(exc, "response", None) or {}
-    return (resp.get("Error") or {}).get("Code")
+# ---- the one classifier of DynamoDB errors ------------------------------------------------------------
+
+CONTENTION = frozenset({"TransactionCanceledException", "TransactionConflictException",
+                        "ConditionalCheckFailedException"})
+THROTTLED = frozenset({"ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded",
+                       "TransactionConflictException", "LimitExceededException"})
+THROTTLED_REASONS = frozenset({"ThrottlingError", "ProvisionedThroughputExceeded"})
 
 
-def is_conditional_failure(exc: Exception) -> bool:
+def error_code(exc: BaseException) -> str | None:
+    """The AWS error code of a botocore ClientError; None for anything else (a timeout carries no response,
+    a botocore ReadTimeoutError has `response = None`)."""
+    resp = getattr(exc, "response", None)
+    if not isinstance(resp, dict):
+        return None
+    code = (resp.get("Error") or {}).get("Code")
+    return str(code) if code else None
+
+
+def cancellation_reasons(exc: BaseException) -> list[dict[str, Any]]:
+    """TransactionCanceledException's CancellationReasons, one per item in request order (botocore puts
+    them at the top of the error response; moto does the same)."""
+    resp = getattr(exc, "response", None)
+    return list(resp.get("CancellationReasons") or []) if isinstance(resp, dict) else []
+
+
+def condition_failed_at(exc: BaseException, index: int) -> bool:
+    """Did the item at `index` of a cancelled transaction fail its condition?"""
+    reasons = cancellation_reasons(exc)
+    return index < len(reasons) and reasons[index].get("Code") == "ConditionalCheckFailed"
+
+
+def is_conditional_failure(exc: BaseException) -> bool:
+    """A condition (or a transaction holding one) failed: someone else wrote first."""
     return error_code(exc) in ("ConditionalCheckFailedException", "TransactionCanceledException")
+
+
+def is_contention(exc: BaseException) -> bool:
+    """Lost a race (a failed condition, a cancelled or conflicting transaction): read again and retry."""
+    return error_code(exc) in CONTENTION
+
+
+def is_transaction_conflict(exc: BaseException) -> bool:
+    """A transaction that collided with another one, no condition of ours failed: the same write may be
+    retried as it is (a failed condition, e.g. the item is gone, is not worth retrying)."""
+    code = error_code(exc)
+    if code == "TransactionConflictException":
+        return True
+    if code != "TransactionCanceledException":
+        return False
+    return not any(r.get("Code") == "ConditionalCheckFailed" for r in cancellation_reasons(exc))
+
+
+def is_throttled(exc: BaseException) -> bool:
+    """DynamoDB (or a transaction item) was throttled: the caller may answer 429 / back off."""
+    return error_code(exc) in THROTTLED or any(r.get("Code") in THROTTLED_REASONS
+                                               for r in cancellation_reasons(exc))
 
 
 def get(client: Any, table: str, pk: str, sk: str, *, consistent: bool = False) -> dict[str, Any] | None:

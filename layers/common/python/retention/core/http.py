@@ -1,9 +1,8 @@
 """What every HTTP function shares: JSON errors with `code` and `message` (Rudder's client retries a 4xx
-forever without them), mapping of domain exceptions, small HTML pages."""
+forever without them), mapping of domain exceptions, form bodies (urlencoded and multipart)."""
 
 from __future__ import annotations
 
-import html
 import json
 from typing import Any
 
@@ -80,18 +79,35 @@ def path_id(value: str) -> str:
     return unquote(value)
 
 
-def page(title: str, body_html: str, status: int = 200) -> Any:
-    """A minimal, self-contained HTML page (no external assets: it must render in any mail client's browser)."""
-    from aws_lambda_powertools.event_handler import Response
-    doc = f"""<!doctype html><html lang="ru"><head><meta charset="utf-8">
-<meta name="viewport" content="width=device-width,initial-scale=1"><title>{html.escape(title)}</title>
-<style>body{{font-family:system-ui,sans-serif;max-width:36rem;margin:2rem auto;padding:0 1rem;color:#222}}
-button{{font-size:1rem;padding:.5rem 1rem;margin:.2rem}}textarea{{width:100%;min-height:6rem}}
-.scores button{{min-width:2.5rem}}</style></head><body><h1>{html.escape(title)}</h1>{body_html}</body></html>"""
-    return Response(status_code=status, content_type="text/html; charset=utf-8", body=doc)
-
-
 def form_fields(body: str | None) -> dict[str, str]:
     from urllib.parse import parse_qs
     parsed = parse_qs(body or "", keep_blank_values=True)
     return {k: v[-1] for k, v in parsed.items()}
+
+
+def header(event: Any, name: str) -> str | None:
+    """A request header, whatever its case (API Gateway passes them as the client sent them)."""
+    headers = event.headers or {}
+    return headers.get(name) or next((v for k, v in headers.items() if k.lower() == name.lower()), None)
+
+
+def form_body(event: Any) -> dict[str, str]:
+    """Form fields of a urlencoded or a multipart/form-data body (RFC 8058 allows both); a multipart body
+    that does not parse has no fields."""
+    body = event.decoded_body or ""
+    ctype = header(event, "content-type") or ""
+    if not ctype.lower().startswith("multipart/form-data"):
+        return form_fields(body)
+    from email.parser import BytesParser
+    from email.policy import HTTP
+    try:
+        msg = BytesParser(policy=HTTP).parsebytes(
+            f"Content-Type: {ctype}\r\n\r\n".encode() + body.encode("utf-8", "surrogateescape"))
+        out: dict[str, str] = {}
+        for part in msg.iter_parts():
+            name = part.get_param("name", header="content-disposition")
+            if name:
+                out[str(name)] = str(part.get_content()).strip()
+        return out
+    except Exception:
+        return {}

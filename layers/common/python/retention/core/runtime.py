@@ -15,6 +15,13 @@ class Deps:
         self.env = environment or env()
         for name, client in clients.items():
             setattr(self, name, client)
+        self._checked: set[str] = set()
+
+    def require(self, function: str) -> None:
+        """The function's required environment is set (checked once per container: its cold start)."""
+        if function not in self._checked:
+            self.env.require(function)
+            self._checked.add(function)
 
     def _client(self, service: str) -> Any:
         import boto3

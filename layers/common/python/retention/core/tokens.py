@@ -259,11 +259,12 @@ def verify_webhook(
 # --- stored secrets -----------------------------------------------------------------------------
 
 
-def new_secret() -> str:
-    """A fresh random secret (write key, admin token, signing key): 43 URL-safe characters."""
-    import secrets  # only the CLI creates secrets: keep `random` off the cold start
+def new_secret(nbytes: int = 32) -> str:
+    """A fresh random secret (write key, admin token, signing key): `nbytes` random bytes, URL-safe
+    (43 characters for 32 bytes)."""
+    import secrets  # secrets are created rarely (CLI, first use of a signing key): keep it off the cold start
 
-    return secrets.token_urlsafe(32)
+    return secrets.token_urlsafe(nbytes)
 
 
 def hash_secret(value: str) -> str:

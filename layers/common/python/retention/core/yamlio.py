@@ -11,14 +11,13 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path as FsPath
-from typing import Any, TypeVar
+from typing import Any
 
 import pydantic
 import yaml
 
 from retention.core.errors import ValidationError
 
-ModelT = TypeVar("ModelT", bound=pydantic.BaseModel)
 PathElem = str | int
 Path = tuple[PathElem, ...]
 
@@ -231,11 +230,6 @@ def located(source: str, linemap: LineMap | None, path: Sequence[PathElem], mess
     return f"{where}: {dotted}: {message}" if dotted else f"{where}: {message}"
 
 
-def format_problem(source: str, linemap: LineMap | None, path: Sequence[PathElem], message: str) -> str:
-    """`located` for a path that may still hold `<tag>` union tags (they are dropped)."""
-    return located(source, linemap, tuple(e for e in path if not _is_tag(e)), message)
-
-
 def _error_message(error: Mapping[str, Any]) -> tuple[str, Path]:
     ctx = error.get("ctx") or {}
     cause = ctx.get("error")
@@ -274,14 +268,6 @@ def format_validation_error(
     """All errors of `exc`, one per line, e.g.
     `scenarios/segments/lifecycle.yaml:14: segments[3].when: unknown operator 'kpii'`."""
     return "\n".join(validation_messages(exc, linemap, source, prefix))
-
-
-def validate_document(model: type[ModelT], data: Any, linemap: LineMap | None, source: str) -> ModelT:
-    """`model.model_validate(data)`; errors become one `retention.core.errors.ValidationError` with file:line."""
-    try:
-        return model.model_validate(data)
-    except pydantic.ValidationError as exc:
-        raise ValidationError(format_validation_error(exc, linemap or LineMap.from_data(data), source)) from exc
 
 
 SCENARIOS_ENV = "RETENTION_SCENARIOS_DIR"

@@ -27,7 +27,7 @@ from typing import Any
 from retention.core import clock, ddb
 from retention.core.errors import NotFoundError
 from retention.core.runtime import Deps
-from retention.customers.store import ProfileRepo, email_key, profile_pk
+from retention.customers.store import ProfileRepo, alias_key, email_index_key, interest_key, profile_pk
 from retention.messaging.requests import suppression_key
 
 NPS_MONTHS_BACK = 36
@@ -65,10 +65,10 @@ class Eraser:
             events += [(e["pk"], e["sk"]) for e in ddb.query(client, env.events_table, profile_pk(cid))]
             own += [(i["pk"], i["sk"]) for i in ddb.query(client, env.profiles_table, profile_pk(cid))]
         ddb.batch_write(client, env.events_table, deletes=events)
-        extra = [(f"A#{a}", "ALIAS") for a in anons]
-        extra += [(f"PI#{prod}", profile_pk(cid)) for prod in p.interests for cid in ids]
+        extra = [alias_key(a) for a in anons]
+        extra += [interest_key(prod, cid) for prod in p.interests for cid in ids]
         if p.traits.get("email"):
-            extra.append((email_key(str(p.traits["email"])), "EMAIL"))
+            extra.append(email_index_key(str(p.traits["email"])))
         ddb.batch_write(client, env.profiles_table, deletes=list(dict.fromkeys(own + extra)))
 
         due_items = self._due_items(ids)

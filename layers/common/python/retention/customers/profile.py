@@ -32,7 +32,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, Field
 
 from retention.core import clock
+from retention.customers.kpis import KPI_KEYS as KPI_KEYS  # the one list (retention.customers.kpis)
 from retention.ingestion.wire import Message, parse_timestamp
+from retention.messaging import sms
 
 CONSENT_CHANNELS: tuple[str, ...] = ("email", "sms")
 CONSENT_LOG_KEEP = 50
@@ -51,33 +53,18 @@ ORDER_PICKED_UP = "Order Picked Up"
 ORDER_UNCLAIMED = "Order Unclaimed"
 CONSENT_CONFIRMED = "Consent Confirmed"
 NPS_ANSWERED = "NPS Answered"
-PRODUCT_INTEREST_EVENTS: tuple[str, ...] = (
-    "Product Viewed",
-    "Product Clicked",
-    "Product Added",
-    "Product Added to Wishlist",
-    "Back in Stock Subscribed",
-    "Price Drop Subscribed",
-)
+# event → the kind of interest it shows (the profile keeps the latest interest per product; ingestion
+# indexes it per kind for back-in-stock / price-drop fan-outs): one list for both
+PRODUCT_INTEREST_EVENTS: dict[str, str] = {
+    "Product Viewed": "viewed",
+    "Product Clicked": "viewed",
+    "Product Added": "carted",
+    "Product Added to Wishlist": "subscribed",
+    "Back in Stock Subscribed": "subscribed",
+    "Price Drop Subscribed": "subscribed",
+    "Product Subscribed": "subscribed",
+}
 
-KPI_KEYS: tuple[str, ...] = (
-    "orders_count",
-    "revenue_total",
-    "average_order_value",
-    "first_order_at",
-    "last_order_at",
-    "average_days_between_orders",
-    "repeat_orders_count",
-    "nps_last_score",
-    "average_pickup_storage_hours",
-    "unclaimed_orders_percent",
-    "distinct_shops_count",
-    "contacts_30d",
-    "last_contact_at",
-    "open_rate",
-    "click_rate",
-    "last_seen_at",
-)
 
 # identify trait name → canonical profile trait name
 TRAIT_ALIASES: dict[str, str] = {
@@ -94,7 +81,6 @@ CONSENT_TRAITS: dict[str, str] = {"email_consent": "email", "sms_consent": "sms"
 
 _TRUE = {"true", "yes", "y", "1", "on"}
 _FALSE = {"false", "no", "n", "0", "off"}
-_PHONE_JUNK = re.compile(r"[\s\-().]")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")
 
 
@@ -102,7 +88,13 @@ def _key(event: str | None) -> str:
     return " ".join((event or "").split()).casefold()
 
 
-_INTEREST_KEYS = frozenset(_key(e) for e in PRODUCT_INTEREST_EVENTS)
+_INTEREST_KINDS = {_key(e): kind for e, kind in PRODUCT_INTEREST_EVENTS.items()}
+
+
+def interest_kind(event: str | None) -> str | None:
+    """`viewed`, `carted` or `subscribed` for a product-interest event (names compared as everywhere in
+    the profile: case and spacing ignored), else None."""
+    return _INTEREST_KINDS.get(_key(event))
 
 
 class Consent(BaseModel):
@@ -249,19 +241,12 @@ def _note(profile: Profile, msg: Message | None, text: str, now: datetime) -> No
 
 
 def normalize_phone(value: Any) -> str | None:
-    """E.164 when the number clearly is one (`+…`, `00…`, Russian `8XXXXXXXXXX`/`7XXXXXXXXXX`);
-    otherwise the trimmed input, unchanged."""
+    """E.164 when the number clearly is one (the one phone grammar: retention.messaging.sms.normalize_phone);
+    otherwise the trimmed input, unchanged (kept as the customer gave it; the sender will not text it)."""
     text = _text(value)
     if text is None:
         return None
-    compact = _PHONE_JUNK.sub("", text)
-    if compact.startswith("00"):
-        compact = "+" + compact[2:]
-    if compact.startswith("+") and compact[1:].isdigit() and 8 <= len(compact) - 1 <= 15:
-        return compact
-    if compact.isdigit() and len(compact) == 11 and compact[0] in "78":
-        return "+7" + compact[1:]
-    return text
+    return sms.normalize_phone(text) or text
 
 
 def normalize_birthday(value: Any) -> str | None:
@@ -625,8 +610,16 @@ def _apply_traits(profile: Profile, msg: Message, now: datetime) -> tuple[bool, 
     return traits_changed, consent_changed
 
 
-def _product_id(props: Mapping[str, Any]) -> str | None:
+def product_id(props: Mapping[str, Any]) -> str | None:
+    """The product an event (or one line of its `products`) is about: `product_id`, else `sku`, else `id`."""
     return _text(props.get("product_id")) or _text(props.get("sku")) or _text(props.get("id"))
+
+
+def interest_products(props: Mapping[str, Any]) -> list[str]:
+    """The products an interest event is about: its own product and each line of `products` (a cart)."""
+    lines = [props] + [p for p in props.get("products", []) or [] if isinstance(p, Mapping)] \
+        if isinstance(props.get("products", []), list) else [props]
+    return list(dict.fromkeys(pid for p in lines if (pid := product_id(p))))
 
 
 def apply_message(profile: Profile, msg: Message, now: datetime) -> list[str]:
@@ -655,18 +648,19 @@ def apply_message(profile: Profile, msg: Message, now: datetime) -> list[str]:
         if key in _ORDER_EVENTS:
             if _apply_order_event(profile, msg, key, now):
                 changes.append("orders")
-        elif key in _INTEREST_KEYS:
-            product_id = _product_id(props)
-            if product_id is None:
+        elif key in _INTEREST_KINDS:
+            products = interest_products(props)
+            if not products:
                 _note(profile, msg, f"{msg.event} without product_id/sku/id ignored", now)
-            else:
-                ts_iso = clock.iso(msg.timestamp)
-                if profile.interests.get(product_id, "") < ts_iso:
-                    profile.interests[product_id] = ts_iso
+            ts_iso = clock.iso(msg.timestamp)
+            for pid in products:
+                if profile.interests.get(pid, "") < ts_iso:
+                    profile.interests[pid] = ts_iso
                     if len(profile.interests) > INTERESTS_KEEP:
                         newest = sorted(profile.interests.items(), key=lambda kv: kv[1])[-INTERESTS_KEEP:]
                         profile.interests = dict(newest)
-                    changes.append("interests")
+                    if "interests" not in changes:
+                        changes.append("interests")
         elif key == _key(CONSENT_CONFIRMED):
             channel = (_text(props.get("channel")) or "").lower()
             if channel not in CONSENT_CHANNELS:

@@ -1,5 +1,13 @@
 """Data access for profiles (one item per customer: the JSON `doc`, an optimistic `version`, and the
-`sends` list that the sender appends to without rewriting the doc)."""
+`sends` list that the sender appends to without rewriting the doc), and the one owner of the keys of what
+is stored about a customer (other modules call these builders, never spell the prefixes):
+
+profiles table  C#<customer> / P                          the profile (or a merge tombstone)
+                C#<customer> / H#<at>#<group>#<seg>#<kind>  segment history
+                A#<anonymous id> / ALIAS                  identity link
+                X#<sha256(email)> / EMAIL                 lookup by email
+                PI#<product> / C#<customer>               product interest (back in stock, price drop)
+events table    C#<customer> / <iso timestamp>#<messageId> the timeline (raw and internal events)"""
 
 from __future__ import annotations
 
@@ -31,12 +39,51 @@ def decode_doc(value: Any) -> str:
     return zlib.decompress(bytes(getattr(value, "value", value))).decode()
 
 
+PROFILE_SK = "P"
+_CUSTOMER = "C#"
+
+
 def profile_pk(customer_id: str) -> str:
-    return f"C#{customer_id}"
+    return f"{_CUSTOMER}{customer_id}"
+
+
+def customer_of_pk(pk: str) -> str | None:
+    """The customer id of a profile / timeline partition key (None for any other key)."""
+    return pk[len(_CUSTOMER):] if pk.startswith(_CUSTOMER) else None
 
 
 def email_key(email: str) -> str:
     return "X#" + hashlib.sha256(email.strip().lower().encode()).hexdigest()
+
+
+def email_index_key(email: str) -> tuple[str, str]:
+    return (email_key(email), "EMAIL")
+
+
+def alias_key(anonymous_id: str) -> tuple[str, str]:
+    return (f"A#{anonymous_id}", "ALIAS")
+
+
+def alias_of_key(pk: str) -> str:
+    """The anonymous id of an alias key."""
+    return pk.removeprefix("A#")
+
+
+def interest_pk(product_id: str) -> str:
+    return f"PI#{product_id}"
+
+
+def interest_key(product_id: str, customer_id: str) -> tuple[str, str]:
+    return (interest_pk(product_id), profile_pk(customer_id))
+
+
+def history_key(customer_id: str, at: str, group: str, segment: str, kind: str) -> tuple[str, str]:
+    return (profile_pk(customer_id), f"H#{at}#{group}#{segment}#{kind}")
+
+
+def timeline_key(customer_id: str, timestamp: str, message_id: str) -> tuple[str, str]:
+    """An event on the customer's timeline (events table), in time order."""
+    return (profile_pk(customer_id), f"{timestamp}#{message_id}")
 
 
 TOMBSTONE_DAYS = 7
@@ -78,7 +125,7 @@ def from_item(customer_id: str, item: dict[str, Any] | None, now: datetime) -> S
 
 def to_item(sp: StoredProfile, now: datetime) -> dict[str, Any]:
     email = (sp.profile.traits.get("email") or "") if not sp.profile.erased else ""
-    return {"pk": profile_pk(sp.profile.id), "sk": "P", "version": sp.version + 1,
+    return {"pk": profile_pk(sp.profile.id), "sk": PROFILE_SK, "version": sp.version + 1,
             "doc": encode_doc(sp.profile.to_doc()),
             "sends": recent_sends(sp.sends, now), "email_key": email_key(email) if email else None,
             "updated_at": clock.iso(now)}
@@ -86,7 +133,7 @@ def to_item(sp: StoredProfile, now: datetime) -> dict[str, Any]:
 
 def tombstone_item(source_id: str, target_id: str, version: int, now: datetime) -> dict[str, Any]:
     """What stays of a merged anonymous profile: a pointer, expiring once no writer can still be in flight."""
-    return {"pk": profile_pk(source_id), "sk": "P", "version": version + 1, "merged_into": target_id,
+    return {"pk": profile_pk(source_id), "sk": PROFILE_SK, "version": version + 1, "merged_into": target_id,
             "updated_at": clock.iso(now), "ttl": int((now + timedelta(days=TOMBSTONE_DAYS)).timestamp())}
 
 
@@ -102,13 +149,13 @@ class ProfileRepo:
         self.table = table
 
     def load(self, customer_id: str, now: datetime, consistent: bool = True) -> StoredProfile:
-        return from_item(customer_id, ddb.get(self.client, self.table, profile_pk(customer_id), "P",
+        return from_item(customer_id, ddb.get(self.client, self.table, profile_pk(customer_id), PROFILE_SK,
                                               consistent=consistent), now)
 
     def load_many(self, customer_ids: list[str], now: datetime) -> dict[str, StoredProfile]:
         """Strongly consistent: a stale version would only cost a failed conditional write and a re-read."""
-        found = _batch_get_consistent(self.client, self.table, [(profile_pk(c), "P") for c in customer_ids])
-        return {c: from_item(c, found.get((profile_pk(c), "P")), now) for c in customer_ids}
+        found = _batch_get_consistent(self.client, self.table, [(profile_pk(c), PROFILE_SK) for c in customer_ids])
+        return {c: from_item(c, found.get((profile_pk(c), PROFILE_SK)), now) for c in customer_ids}
 
     def save(self, sp: StoredProfile, now: datetime) -> None:
         """Conditional put: raises ConditionalCheckFailed when someone else wrote in between."""
@@ -116,11 +163,11 @@ class ProfileRepo:
         sp.version += 1
 
     def customer_by_email(self, email: str) -> str | None:
-        item = ddb.get(self.client, self.table, email_key(email), "EMAIL")
+        item = ddb.get(self.client, self.table, *email_index_key(email))
         return item["customer_id"] if item else None
 
     def alias_of(self, anonymous_id: str) -> str | None:
-        item = ddb.get(self.client, self.table, f"A#{anonymous_id}", "ALIAS")
+        item = ddb.get(self.client, self.table, *alias_key(anonymous_id))
         return item["customer_id"] if item else None
 
 

@@ -20,30 +20,39 @@ from typing import Any
 from retention.core import clock, ddb
 from retention.core.config import ConfigStore
 from retention.core.settings import Env
-from retention.customers.profile import merge_profiles
+from retention.customers.profile import interest_kind, interest_products, merge_profiles, product_id
 from retention.customers.store import (
     ProfileRepo,
     StoredProfile,
+    alias_key,
+    alias_of_key,
+    email_index_key,
     email_key,
+    interest_key,
+    interest_pk,
     profile_pk,
+    timeline_key,
     to_item,
     tombstone_item,
     version_condition,
 )
 from retention.ingestion.scopes import CREATED_BY, refusal
 from retention.ingestion.wire import Message, Rejection
+from retention.journeys.catalogue import definitions
+from retention.journeys.effects import (
+    ATTEMPTS,
+    Committed,
+    after_commit,
+    event_retention_seconds,
+    transaction_items,
+)
 from retention.journeys.engine import Definitions, Effects, Engine
-from retention.messaging.rendering import Library
-from retention.messaging.requests import SendRequest, add_counters, suppression_key
+from retention.messaging.requests import suppression_key
 from retention.schedule import due
 
 MAX_TXN_ITEMS = 100
 CHUNK = 24  # messages per transaction: markers + events + profile + due/history items stay under 100
-INTEREST_EVENTS = {"Product Viewed": "viewed", "Product Clicked": "viewed", "Product Added": "carted",
-                   "Product Added to Wishlist": "subscribed", "Back in Stock Subscribed": "subscribed",
-                   "Price Drop Subscribed": "subscribed", "Product Subscribed": "subscribed"}
 PRODUCT_EVENTS = ("Product Back in Stock", "Product Price Dropped", "Product Low Stock")
-ATTEMPTS = 6
 MAX_PROFILE_ITEM_BYTES = 350 * 1024
 """A profile item above this is refused before it is written (DynamoDB's limit is 400 KB: a write over it
 fails the whole transaction, and before this guard every later event of the customer answered 500)."""
@@ -51,9 +60,6 @@ fails the whole transaction, and before this guard every later event of the cust
 
 class ContentionError(RuntimeError):
     """A profile kept changing under us for every attempt: the request may be retried as a whole."""
-
-
-_RETRYABLE = ("TransactionCanceledException", "TransactionConflictException", "ConditionalCheckFailedException")
 
 
 @dataclass
@@ -69,9 +75,7 @@ class _Outcome:
     stored: list[Message] = field(default_factory=list)  # newly stored (not duplicates)
     duplicates: int = 0
     rejected: list[Rejection] = field(default_factory=list)
-    sends: list[SendRequest] = field(default_factory=list)
-    counters: list[Any] = field(default_factory=list)
-    transitions: list[Any] = field(default_factory=list)
+    committed: Committed = field(default_factory=Committed)
 
 
 def customer_of(msg: Message, aliases: dict[str, str]) -> str:
@@ -81,9 +85,12 @@ def customer_of(msg: Message, aliases: dict[str, str]) -> str:
     return aliases.get(anon) or f"anon:{anon}"
 
 
-def definitions(config: ConfigStore) -> Definitions:
-    lib = Library(config)
-    return Definitions(rules=lib.enabled_rules(), groups=lib.segment_groups(), settings=config.settings())
+def marker_key(source_id: str, message_id: str) -> tuple[str, str]:
+    """The messageId dedupe marker (idempotency table): one per (source, messageId). The messageId is hashed
+    and the item holds no customer id: a client's messageId may embed a user id or an email, and a marker
+    outlives an erasure (it must, or a retried message would re-create the person)."""
+    digest = hashlib.sha256(message_id.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+    return (f"M#{source_id}#{digest}", "M")
 
 
 class Ingestor:
@@ -118,9 +125,9 @@ class Ingestor:
         groups: dict[str, list[Message]] = defaultdict(list)
         for msg in unique:
             groups[customer_of(msg, aliases)].append(msg)
+        cids = {m.message_id: cid for cid, ms in groups.items() for m in ms}  # before links change `aliases`
         profiles = self.repo.load_many(list(groups), now)
-        sends: list[SendRequest] = []
-        counters: list[tuple[str, int, str, dict[str, float], str]] = []
+        done = Committed()
         stored: list[Message] = []
 
         def run(cid: str) -> _Outcome:
@@ -136,36 +143,28 @@ class Ingestor:
             result.duplicates += outcome.duplicates
             result.rejected += outcome.rejected
             stored += outcome.stored
-            sends += outcome.sends
-            counters += outcome.counters
-        transitions = [o.transitions for o in outcomes if o.transitions]
-        if transitions:
-            from retention.analytics import segstats
-            segstats.record(self.ddb, self.env.messages_table, transitions, now)
-        self._enqueue(sends, now)
-        result.sends = len(sends)
-        for rule, step, variant, values, hint in counters:
-            add_counters(self.ddb, self.env.messages_table, rule, step, variant, values, now, hint)
+            done.extend(outcome.committed)
+        result.sends = after_commit(self.ddb, self.sqs, self.env, done, now)
         # every message, duplicates too: a retry completes a link that a crash interrupted
         result.sends += self._identities(unique, aliases, engine, now)
         # product events fan out once (a retried message is a duplicate) and only while live (history
         # imports start no journey). The fan-out's safety item went in with the messageId marker: if this
         # request dies before the fan-out is done, the tick does it (the journey entry id comes from the
         # messageId, so doing it twice starts nobody twice); done here, the safety item goes.
-        done: list[due.DueItem] = []
+        fanned: list[due.DueItem] = []
         for msg in stored:
             if _fans_out(msg, defs, now):
                 self.fan_out_product_event(msg, defs, now)
-                done.append(fanout_item(msg, msg.user_id or f"anon:{msg.anonymous_id}", now))
-        due.delete(self.ddb, self.env.due_table, done, self.env.due_shards)
+                fanned.append(fanout_item(msg, cids[msg.message_id], now))
+        due.delete(self.ddb, self.env.due_table, fanned, self.env.due_shards)
         return result
 
     # ---- identity ---------------------------------------------------------------------------------
     def _aliases(self, anon_ids: list[str]) -> dict[str, str]:
         if not anon_ids:
             return {}
-        found = ddb.batch_get(self.ddb, self.env.profiles_table, [(f"A#{a}", "ALIAS") for a in anon_ids])
-        return {pk[2:]: item["customer_id"] for (pk, _), item in found.items()}
+        found = ddb.batch_get(self.ddb, self.env.profiles_table, [alias_key(a) for a in anon_ids])
+        return {alias_of_key(pk): item["customer_id"] for (pk, _), item in found.items()}
 
     def _identities(self, messages: list[Message], aliases: dict[str, str], engine: Engine, now: datetime) -> int:
         """identify/alias (any message with both ids) link the anonymous history to the customer: merge, no
@@ -238,8 +237,9 @@ class Ingestor:
                                                   customer_id=target_id, ref=f"{rule_id}|{j['entry']}|{j['step']}"))
                 items = self._transaction(defs, "merge", dst, [], fx, now)
             if alias:
+                pk, sk = alias_key(alias)
                 items.append({"Put": {"TableName": env.profiles_table, "Item": ddb.serialize(
-                    {"pk": f"A#{alias}", "sk": "ALIAS", "customer_id": target_id, "at": clock.iso(now)}),
+                    {"pk": pk, "sk": sk, "customer_id": target_id, "at": clock.iso(now)}),
                     "ConditionExpression": "attribute_not_exists(pk)"}})
             items.append({"Put": {"TableName": env.profiles_table,
                                   "Item": ddb.serialize(tombstone_item(source_id, target_id, src.version, now)),
@@ -248,34 +248,31 @@ class Ingestor:
                 self.ddb.transact_write_items(TransactItems=items)
                 break
             except Exception as exc:
-                reasons = _reasons(exc)
-                if alias and len(reasons) >= 2 and _failed(reasons, len(items) - 2):
+                reasons = ddb.cancellation_reasons(exc)
+                if alias and len(reasons) >= 2 and ddb.condition_failed_at(exc, len(items) - 2):
                     # someone linked this anonymous id first: never re-point history; take back the copies
                     if moved and self.repo.alias_of(alias) != target_id:
                         ddb.batch_write(self.ddb, env.events_table,
                                         deletes=[(profile_pk(target_id), e["sk"]) for e in moved])
                     return 0
-                if ddb.error_code(exc) not in _RETRYABLE:
+                if not ddb.is_contention(exc):
                     raise
                 ddb.backoff(attempt + 1)
         else:
             raise ContentionError(f"merge {source_id} → {target_id}: could not commit after {ATTEMPTS} attempts")
         if moved:
             ddb.batch_write(self.ddb, env.events_table, deletes=[(e["pk"], e["sk"]) for e in moved])
+        done = Committed()
         if src is not None and src.exists:
             self._move_interests(source_id, target_id, list(src.profile.interests))
-        self._enqueue(fx.sends, now)
-        for rule, step, variant, values in fx.counters:
-            add_counters(self.ddb, env.messages_table, rule, step, variant, values, now, target_id)
-        if src is not None and src.exists:
             # the anonymous profile leaves its segments (segment sizes count people, not ids)
-            from retention.analytics import segstats
             from retention.language.segments import Transition
             gone = [Transition(group=g, segment=seg, kind="exited", at=now, reason="merged")
                     for g, members in src.profile.segments.items() for seg in members]
-            if gone or fx.transitions:
-                segstats.record(self.ddb, env.messages_table, [t for t in (gone, fx.transitions) if t], now)
-        return len(fx.sends)
+            if gone:
+                done.transitions.append(gone)
+        done.add(target_id, fx)
+        return after_commit(self.ddb, self.sqs, env, done, now)
 
     def _timeline(self, customer_id: str) -> list[dict[str, Any]]:
         """A customer's raw events, strongly consistent (the version check of the merge covers later writes)."""
@@ -295,7 +292,7 @@ class Ingestor:
         if not products:
             return
         table = self.env.profiles_table
-        old = ddb.batch_get(self.ddb, table, [(f"PI#{p}", profile_pk(source_id)) for p in products])
+        old = ddb.batch_get(self.ddb, table, [interest_key(p, source_id) for p in products])
         if not old:
             return
         mine = ddb.batch_get(self.ddb, table, [(pk, profile_pk(target_id)) for pk, _ in old])
@@ -350,9 +347,9 @@ class Ingestor:
                         self.ddb.transact_write_items(TransactItems=items)
                     except Exception as exc:
                         if not _item_too_large(exc):
-                            raise_unless_retryable(exc)
-                            reasons = _reasons(exc)
-                            dup = {i for i in range(len(chunk)) if _failed(reasons, i)}
+                            if not ddb.is_contention(exc):
+                                raise
+                            dup = {i for i in range(len(chunk)) if ddb.condition_failed_at(exc, i)}
                             if dup:
                                 out.duplicates += len(dup)
                                 chunk = [m for i, m in enumerate(chunk) if i not in dup]
@@ -386,9 +383,7 @@ class Ingestor:
                     break
                 sp.version += 1
                 out.stored += chunk
-                out.sends += fx.sends
-                out.counters += [(*c, sp.profile.id) for c in fx.counters]
-                out.transitions += fx.transitions
+                out.committed.add(sp.profile.id, fx)
                 break
         return out
 
@@ -404,7 +399,7 @@ class Ingestor:
                      fx: Effects, now: datetime) -> list[dict[str, Any]]:
         env = self.env
         settings = defs.settings
-        retention_s = int(timedelta(days=settings.event_retention_days).total_seconds())
+        retention_s = event_retention_seconds(settings)
         # clients retry within minutes and imports resume within days: a month of markers is plenty, and
         # keeping them as long as the events would cost as much storage as the events themselves
         marker_ttl = int(now.timestamp()) + int(timedelta(days=settings.dedupe_window_days).total_seconds())
@@ -412,8 +407,9 @@ class Ingestor:
         items: list[dict[str, Any]] = []
         # markers first: their positions identify duplicates in CancellationReasons
         for msg in chunk:
+            pk, sk = marker_key(source_id, msg.message_id)
             items.append({"Put": {"TableName": env.idempotency_table, "Item": ddb.serialize(
-                {"pk": marker_pk(source_id, msg.message_id), "sk": "M", "at": clock.iso(now), "ttl": marker_ttl}),
+                {"pk": pk, "sk": sk, "at": clock.iso(now), "ttl": marker_ttl}),  # no customer id: erasure-proof
                 "ConditionExpression": "attribute_not_exists(pk)"}})
         for msg in chunk:
             expires = int(msg.timestamp.timestamp()) + retention_s
@@ -421,7 +417,7 @@ class Ingestor:
                 continue  # older than the retention: counts in the KPIs, the raw event expires at once
             items.append({"Put": {"TableName": env.events_table, "Item": ddb.serialize(
                 event_item(cid, msg, source_id, expires))}})
-        items += effect_items(env, cid, fx, now, retention_s)
+        items += transaction_items(env, cid, fx, now, retention_s)
         for msg in chunk:
             if _fans_out(msg, defs, now):
                 items.append({"Put": {"TableName": env.due_table,
@@ -462,7 +458,7 @@ class Ingestor:
                 ":c": cid, ":x": int((latest + window).timestamp())}
             expr = ", ".join(f"#k{i} = :k{i}" for i in range(len(sets)))
             out.append((max(kinds.values()), {"Update": {
-                "TableName": self.env.profiles_table, "Key": ddb.key(f"PI#{product}", profile_pk(cid)),
+                "TableName": self.env.profiles_table, "Key": ddb.key(*interest_key(product, cid)),
                 "UpdateExpression": f"SET {expr}, customer_id = :c, #ttl = :x",
                 "ExpressionAttributeNames": names, "ExpressionAttributeValues": ddb.values(vals)}}))
         out.sort(key=lambda pair: pair[0], reverse=True)
@@ -475,8 +471,9 @@ class Ingestor:
         email = profile.traits.get("email")
         salt: str | None = None
         if email and sp.email_indexed != email_key(str(email)):
+            pk, sk = email_index_key(str(email))
             items.append({"Put": {"TableName": self.env.profiles_table, "Item": ddb.serialize(
-                {"pk": email_key(str(email)), "sk": "EMAIL", "customer_id": profile.id})}})
+                {"pk": pk, "sk": sk, "customer_id": profile.id})}})
             salt = self.config.secrets("suppression-salt")[0].decode()
             self._check_address(profile, "email", str(email), salt)
         phone = profile.traits.get("phone")
@@ -492,15 +489,9 @@ class Ingestor:
         else:
             profile.suppressed.pop(channel, None)
 
-    def _enqueue(self, sends: list[SendRequest], now: datetime) -> None:
-        if not sends:
-            return
-        enqueue(self.sqs, self.env.send_queue_url, sends)
-        due.delete(self.ddb, self.env.due_table, safety_items(sends, now), self.env.due_shards)
-
     # ---- product events: fan out to interested customers (a Query per product, never a scan) -----------
     def fan_out_product_event(self, msg: Message, defs: Definitions, now: datetime) -> int:
-        product = _product_id(msg.properties)
+        product = product_id(msg.properties)
         if not product:
             return 0
         rules = [r for r in defs.rules
@@ -508,7 +499,7 @@ class Ingestor:
         if not rules:
             return 0
         items: list[due.DueItem] = []
-        for row in ddb.query(self.ddb, self.env.profiles_table, f"PI#{product}"):
+        for row in ddb.query(self.ddb, self.env.profiles_table, interest_pk(product)):
             if int(row.get("ttl", 0)) and int(row["ttl"]) < int(now.timestamp()):
                 continue
             for rule in rules:
@@ -528,7 +519,7 @@ FANOUT_AFTER = timedelta(minutes=5)
 def _fans_out(msg: Message, defs: Definitions, now: datetime) -> bool:
     live_after = now - timedelta(hours=defs.settings.history_horizon_hours)
     return msg.type == "track" and msg.event in PRODUCT_EVENTS and msg.timestamp >= live_after \
-        and _product_id(msg.properties) is not None
+        and product_id(msg.properties) is not None
 
 
 def fanout_item(msg: Message, cid: str, now: datetime) -> due.DueItem:
@@ -541,57 +532,10 @@ def apply_suppression(profile: Any, channel: str, reason: str, at: str | None) -
     profile.suppressed[channel] = {"reason": reason, "at": at}
 
 
-def safety_items(sends: list[SendRequest], now: datetime) -> list[due.DueItem]:
-    """A send stays durable in the due index until the queue has it (deleted right after the enqueue; a
-    crash in between leaves it for the tick, and the send ledger stops a second send)."""
-    return [due.DueItem(at=now + timedelta(minutes=5), kind="SEND", customer_id=s.customer_id, ref=s.ledger_id,
-                        payload=json.loads(s.model_dump_json())) for s in sends]
-
-
-def effect_items(env: Env, cid: str, fx: Effects, now: datetime, retention_s: int) -> list[dict[str, Any]]:
-    """What the engine decided for one customer, as transaction items: internal events (segment
-    transitions) on the timeline, history rows, due items and the sends' safety items."""
-    expires = int(now.timestamp()) + retention_s
-    items: list[dict[str, Any]] = []
-    for ev in fx.events:
-        items.append({"Put": {"TableName": env.events_table, "Item": ddb.serialize(
-            {"pk": profile_pk(cid), "sk": f"{ev['timestamp']}#{ev['message_id']}", "customer_id": cid,
-             "type": "track", "event": ev["event"], "properties": json.dumps(ev["properties"]),
-             "message_id": ev["message_id"], "timestamp": ev["timestamp"], "internal": True, "ttl": expires})}})
-    for h in fx.history:
-        items.append({"Put": {"TableName": env.profiles_table, "Item": ddb.serialize(
-            {"pk": profile_pk(cid), "sk": f"H#{h['at']}#{h['group']}#{h['segment']}#{h['kind']}", **h,
-             "ttl": expires})}})
-    for d in [*fx.due, *safety_items(fx.sends, now)]:
-        items.append({"Put": {"TableName": env.due_table, "Item": ddb.serialize(d.to_item(env.due_shards))}})
-    return items
-
-
-def enqueue(sqs: Any, queue_url: str, sends: list[SendRequest]) -> None:
-    for start in range(0, len(sends), 10):
-        chunk = sends[start:start + 10]
-        entries = [{"Id": str(i), "MessageBody": s.model_dump_json()} for i, s in enumerate(chunk)]
-        for attempt in range(ATTEMPTS):
-            resp = sqs.send_message_batch(QueueUrl=queue_url, Entries=entries)
-            failed = {f["Id"] for f in resp.get("Failed", [])}
-            if not failed:
-                break
-            entries = [e for e in entries if e["Id"] in failed]
-            ddb.backoff(attempt + 1)
-        else:
-            raise RuntimeError(f"could not enqueue {len(entries)} sends")
-
-
-def marker_pk(source_id: str, message_id: str) -> str:
-    """The messageId marker's key. Hashed and without the customer: a client's messageId may embed a user id
-    or an email, and a marker outlives an erasure (it must, or a retried message would re-create the person)."""
-    digest = hashlib.sha256(message_id.encode("utf-8", "surrogatepass")).hexdigest()[:32]
-    return f"M#{source_id}#{digest}"
-
-
 def event_item(cid: str, msg: Message, source_id: str, ttl: int) -> dict[str, Any]:
     ts = clock.iso(msg.timestamp)
-    return {"pk": profile_pk(cid), "sk": f"{ts}#{msg.message_id}", "customer_id": cid, "type": msg.type,
+    pk, sk = timeline_key(cid, ts, msg.message_id)
+    return {"pk": pk, "sk": sk, "customer_id": cid, "type": msg.type,
             "event": msg.event or msg.name, "message_id": msg.message_id, "timestamp": ts,
             "received_at": clock.iso(msg.received_at), "source": source_id,
             "user_id": msg.user_id, "anonymous_id": msg.anonymous_id,
@@ -600,53 +544,20 @@ def event_item(cid: str, msg: Message, source_id: str, ttl: int) -> dict[str, An
             "ttl": ttl}
 
 
-def _product_id(props: dict[str, Any]) -> str | None:
-    for key in ("product_id", "sku", "id"):
-        v = props.get(key)
-        if v not in (None, ""):
-            return str(v)
-    return None
-
-
 def _interests(msgs: list[Message]) -> list[tuple[str, str, datetime]]:
     out: dict[tuple[str, str], datetime] = {}
     for m in msgs:
-        kind = INTEREST_EVENTS.get(m.event or "") if m.type == "track" else None
+        kind = interest_kind(m.event) if m.type == "track" else None
         if not kind:
             continue
-        products = [m.properties] + [p for p in m.properties.get("products", []) or [] if isinstance(p, dict)]
-        for p in products:
-            pid = _product_id(p)
-            if pid:
-                out[(pid, kind)] = max(out.get((pid, kind), m.timestamp), m.timestamp)
+        for pid in interest_products(m.properties):
+            out[(pid, kind)] = max(out.get((pid, kind), m.timestamp), m.timestamp)
     return [(p, k, at) for (p, k), at in out.items()]
-
-
-def raise_unless_retryable(exc: Exception) -> None:
-    if ddb.error_code(exc) not in _RETRYABLE:
-        raise exc
 
 
 def _item_too_large(exc: Exception) -> bool:
     """DynamoDB's answer to an item over 400 KB (the guard's estimate missed it): the message is refused."""
     return ddb.error_code(exc) == "ValidationException" and "size" in str(exc).lower()
-
-
-def _reasons(exc: Exception) -> list[dict[str, Any]]:
-    """TransactionCanceledException's CancellationReasons, one per item in request order (botocore puts
-    them at the top of the error response; moto does the same)."""
-    return list(getattr(exc, "response", {}).get("CancellationReasons") or [])
-
-
-def _failed(reasons: list[dict[str, Any]], index: int) -> bool:
-    return index < len(reasons) and reasons[index].get("Code") == "ConditionalCheckFailed"
-
-
-def _duplicate_markers(exc: Exception, markers: int) -> set[int] | None:
-    """Indexes of messageId markers whose condition failed, from CancellationReasons (None: not that)."""
-    reasons = _reasons(exc)
-    dup = {i for i in range(markers) if _failed(reasons, i)}
-    return dup or None
 
 
 def _anonymous_ids(messages: list[Message]) -> set[str]:

@@ -601,3 +601,15 @@ def reply(parsed: ParsedRequest, later: list[Rejection] | None = None) -> dict[s
 def error_body(code: str, message: str) -> dict[str, Any]:
     """An error body; Rudder's client retries a 4xx forever unless both `code` and `message` are there."""
     return {"success": False, "code": code, "message": message}
+
+
+def internal_message(customer_id: str, *, type_: Literal["track", "identify"] = "track", event: str | None = None,
+                     properties: dict[str, Any] | None = None, traits: dict[str, Any] | None = None,
+                     message_id: str | None = None, at: datetime | None = None) -> Message:
+    """A message the engine sends itself (an NPS answer, a preference change): it goes through ingestion
+    like a shop's, so profile, consent log, segments and journeys react in one place."""
+    now = clock.now()
+    return Message(type=type_, message_id=message_id or str(uuid.uuid4()), user_id=customer_id, anonymous_id=None,
+                   previous_id=None, group_id=None, event=event, name=None, properties=properties or {},
+                   traits=traits or {}, context={"library": {"name": "retention-internal"}},
+                   timestamp=at or now, original_timestamp=None, received_at=now, sent_at=None)

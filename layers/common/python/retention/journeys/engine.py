@@ -37,6 +37,8 @@ class Effects:
     counters: list[tuple[str, int, str, dict[str, float]]] = field(default_factory=list)
     transitions: list[Any] = field(default_factory=list)
     changed: bool = False
+    # the steps run, one row each, when the caller asks for them (the dry-run); None: not recorded
+    trace: list[dict[str, Any]] | None = None
 
     def count(self, rule: str, step: int, variant: str, **counters: float) -> None:
         self.counters.append((rule, step, variant, dict(counters)))
@@ -107,9 +109,11 @@ class Engine:
     # ---- entry point -------------------------------------------------------------------------------
     def process(self, sp: StoredProfile, *, messages: list[Any] = (),  # type: ignore[assignment]
                 due_items: list[DueItem] = (), now: datetime,  # type: ignore[assignment]
-                live_after: datetime | None = None, recheck_segments: bool = False) -> Effects:
-        """Apply `messages` (normalized wire messages, any order) and `due_items` to one customer."""
-        fx = Effects()
+                live_after: datetime | None = None, recheck_segments: bool = False,
+                trace: list[dict[str, Any]] | None = None) -> Effects:
+        """Apply `messages` (normalized wire messages, any order) and `due_items` to one customer; with
+        `trace`, every journey step run is appended to it as a row."""
+        fx = Effects(trace=trace)
         profile = sp.profile
         live_after = live_after or (now - timedelta(hours=self.defs.settings.history_horizon_hours))
         live_events: list[dict[str, Any]] = []
@@ -141,6 +145,15 @@ class Engine:
                 fx.sends.append(SendRequest.model_validate(item.payload))
             elif item.kind == "TRIGGER":
                 self._on_scheduled_trigger(sp, item, fx, now)
+        return fx
+
+    def replay_event(self, sp: StoredProfile, ev: dict[str, Any], *, now: datetime,
+                     trace: list[dict[str, Any]] | None = None) -> Effects:
+        """Journeys only: `ev` ({name, properties, timestamp, message_id}), already part of the profile, starts
+        or ends journeys exactly as in `process`, without folding it into KPIs or segments again (the
+        dry-run replays stored events on a copy of today's profile)."""
+        fx = Effects(trace=trace)
+        self._on_event(sp, ev, fx, now)
         return fx
 
     def _goal_events(self) -> set[str]:
@@ -289,8 +302,16 @@ class Engine:
             idx = int(idx)
             kind = step.kind
             nxt: int | None = rule.next_index(idx)
+            row: dict[str, Any] | None = None
+            if fx.trace is not None:
+                row = {"entry": journey["entry"], "step": idx, "kind": kind, "at": clock.iso(now)}
+                if step.id:
+                    row["label"] = step.id
+                fx.trace.append(row)
             if kind == "wait":
                 due_at = rules_mod.next_wait_due(step, now, customer_tz(profile, self.defs))
+                if row is not None:
+                    row["until"] = clock.iso(due_at)
                 if due_at > now:
                     journey["next_due"] = clock.iso(due_at)
                     fx.due.append(DueItem(at=due_at, kind="JOURNEY", customer_id=profile.id,
@@ -300,6 +321,8 @@ class Engine:
                 journey["last_send_step"] = None  # held out: nothing is sent, nothing can be opened
             elif kind == "send":
                 template, variant = rules_mod.choose_variant(step, profile.id, rule.id)
+                if row is not None:
+                    row.update(template=template, variant=variant, channel=step.send.channel)
                 if variant != "default":
                     journey["variant"] = variant
                 trig = journey.get("trigger") or {}
@@ -309,9 +332,19 @@ class Engine:
                                             event={"name": trig.get("name"), "properties": trig.get("properties", {})}))
                 journey["last_send_step"] = idx
             elif kind == "branch":
-                nxt = rule.next_index(idx, branch_taken=self._branch_taken(sp, rule, journey, step, now))
+                taken = self._branch_taken(sp, rule, journey, step, now)
+                nxt = rule.next_index(idx, branch_taken=taken)
+                if row is not None:
+                    row.update(taken=taken, next="end" if nxt is None else nxt)
+                    if step.branch.engagement is not None:
+                        row["engagement"] = step.branch.engagement.what
+            elif kind == "goto" and row is not None:
+                row.update(kind="branch", taken=True, next="end" if nxt is None else nxt)
             elif kind in ("set_segment", "clear_segment"):
                 manual = profile.meta.setdefault("manual_segments", {})
+                if row is not None:
+                    row.update(group=step.set_segment.group, segment=step.set_segment.segment) \
+                        if kind == "set_segment" else row.update(group=step.clear_segment.group)
                 if kind == "set_segment":
                     spec = step.set_segment
                     until = now + spec.until if spec.until else None
@@ -351,6 +384,19 @@ class Engine:
             return rule.attribution_window  # type: ignore[no-any-return]
         return timedelta(days=self.defs.settings.attribution_window_days)
 
+    def _goal_test(self, ev: dict[str, Any]) -> Any:
+        """rule id → is `ev` that rule's goal (its event and its `where`)? A rule no longer enabled keeps the
+        default goal (an order)."""
+        name, props = ev["name"], ev.get("properties") or {}
+        cache: dict[str, bool] = {}
+
+        def is_goal(rule_id: str) -> bool:
+            if rule_id not in cache:
+                rule = self.rules.get(rule_id)
+                cache[rule_id] = rule.goal_matches(name, props) if rule is not None else name == GOAL_EVENT
+            return cache[rule_id]
+        return is_goal
+
     def _attribute(self, sp: StoredProfile, ev: dict[str, Any], fx: Effects, now: datetime) -> None:
         """Last touch: the latest message within the window before the goal event gets the conversion and
         the revenue (row conventions of retention.analytics.stats). Other journeys entered within the window
@@ -359,7 +405,9 @@ class Engine:
         at = ev["timestamp"]
         revenue = _revenue(ev.get("properties") or {})
         window = self._attribution_window
-        candidates = [s for s in sp.sends if at - window(s["rule"]) <= clock.parse_iso(s["at"]) <= at]
+        is_goal = self._goal_test(ev)
+        candidates = [s for s in sp.sends
+                      if is_goal(s["rule"]) and at - window(s["rule"]) <= clock.parse_iso(s["at"]) <= at]
         credited = None
         if candidates:
             last = max(candidates, key=lambda s: s["at"])
@@ -372,7 +420,7 @@ class Engine:
         for slot, journey in sp.profile.journeys.items():
             rule_id = rule_of(slot)
             entered = journey.get("entered_at")
-            if not entered or journey.get("converted_entry") == journey.get("entry"):
+            if not entered or journey.get("converted_entry") == journey.get("entry") or not is_goal(rule_id):
                 continue
             if not at - window(rule_id) <= clock.parse_iso(entered) <= at:
                 continue

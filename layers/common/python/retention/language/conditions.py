@@ -48,43 +48,18 @@ from pydantic import ValidationError as PydanticValidationError
 from retention.core import clock
 from retention.core.errors import ValidationError
 from retention.core.yamlio import LineMap, LocatedError, Path, format_validation_error
+from retention.customers.kpis import NUMERIC_KPIS, TIMESTAMP_KPIS
+from retention.language import durations
 
 Facts = Mapping[str, Any]
 
-NUMERIC_KPIS: frozenset[str] = frozenset(
-    {
-        "orders_count",
-        "revenue_total",
-        "average_order_value",
-        "average_days_between_orders",
-        "repeat_orders_count",
-        "nps_last_score",
-        "average_pickup_storage_hours",
-        "unclaimed_orders_percent",
-        "distinct_shops_count",
-        "contacts_30d",
-        "open_rate",
-        "click_rate",
-    }
-)
-TIMESTAMP_KPIS: frozenset[str] = frozenset({"first_order_at", "last_order_at", "last_contact_at", "last_seen_at"})
 KNOWN_KPIS: frozenset[str] = NUMERIC_KPIS | TIMESTAMP_KPIS
 
 COMPARISON_OPS: tuple[str, ...] = ("eq", "ne", "gt", "gte", "lt", "lte", "in", "not_in", "exists", "contains")
 DURATION_OPS: tuple[str, ...] = ("gt", "gte", "lt", "lte")
 SUBJECTS: tuple[str, ...] = ("trait", "kpi", "property")
 
-_UNIT_SECONDS: dict[str, int] = {
-    "s": 1,
-    "m": 60,
-    "h": 3600,
-    "d": 86400,
-    "w": 7 * 86400,
-    "mo": 30 * 86400,
-    "y": 365 * 86400,
-}
-_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(mo|s|m|h|d|w|y)\s*$")
-_DURATION_HINT = "a duration like '30m', '24h', '180d', '2w', '6mo' (1mo = 30 days)"
+_DURATION_HINT = "a duration like '30m', '24h', '180d', '2w', '6mo' (1mo = 30 days), '1y', '1d12h'"
 _MICROSECOND = timedelta(microseconds=1)
 
 # Operator key → union tag. Tags are never document keys (the `<…>` form), so error locations
@@ -111,11 +86,8 @@ _ALLOWED_KEYS: dict[str, frozenset[str]] = {
 
 
 def parse_duration(text: str) -> timedelta:
-    """`'30m'`, `'24h'`, `'180d'`, `'2w'`, `'6mo'` (30-day months), `'1y'` (365 days), `'1.5d'`."""
-    match = _DURATION_RE.match(text) if isinstance(text, str) else None
-    if match is None:
-        raise ValueError(f"invalid duration {text!r}: expected {_DURATION_HINT}")
-    return timedelta(seconds=float(match.group(1)) * _UNIT_SECONDS[match.group(2)])
+    """The one grammar (retention.language.durations); a condition may compare with zero (`gte: 0d`)."""
+    return durations.parse_duration(text, positive=False)
 
 
 @lru_cache(maxsize=4096)
@@ -673,7 +645,7 @@ class DurationRef(BaseModel):
                     bounds[bound] = parse_duration(text)
                 except ValueError as exc:
                     raise LocatedError(str(exc), (bound,)) from None
-        self._ref = _Ref(self.kpi, self.times * _UNIT_SECONDS[self.unit], bounds["min"], bounds["max"])
+        self._ref = _Ref(self.kpi, self.times * durations.UNIT_SECONDS[self.unit], bounds["min"], bounds["max"])
         return self
 
     def resolve(self, facts: Facts) -> timedelta | None:

@@ -76,6 +76,8 @@ from pydantic import ValidationError as PydanticValidationError
 from retention.core import clock, yamlio
 from retention.core.errors import RetentionError, ValidationError
 from retention.language import conditions
+from retention.language.durations import format_duration, parse_duration
+from retention.language.graph import find_cycle
 
 END = "end"
 CHANNELS = ("email", "sms", "preferred")
@@ -92,57 +94,6 @@ _LABEL_RE = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
 
 # ---------------------------------------------------------------------------------------------
 # durations and times of day
-
-_DURATION_UNITS: dict[str, int] = {
-    "s": 1,
-    "m": 60,
-    "h": 3600,
-    "d": 86400,
-    "w": 7 * 86400,
-    "mo": 30 * 86400,  # a month is 30 days: a wait needs a fixed length, not a calendar
-}
-_DURATION_RE = re.compile(r"^(?:\d+(?:mo|w|d|h|m|s))+$")
-_DURATION_PART_RE = re.compile(r"(\d+)(mo|w|d|h|m|s)")
-_DURATION_HINT = "use a whole number and a unit: 30m, 4h, 1d, 2w, 6mo (or combined: 1d12h)"
-
-
-def parse_duration(value: Any) -> timedelta:
-    """`30m`, `4h`, `1d`, `2w`, `6mo` (30 days), `45s`, combined `1d12h` → timedelta.
-
-    Zero and negative durations raise ValueError: a wait of no length is a mistake in a journey.
-    """
-    if isinstance(value, timedelta):
-        if value <= timedelta(0):
-            raise ValueError(f"duration {format_duration(value)!r} must be longer than zero")
-        return value
-    if isinstance(value, bool) or not isinstance(value, str | int | float | Decimal):
-        raise ValueError(f"duration must be a string such as 4h, got {value!r}; {_DURATION_HINT}")
-    if not isinstance(value, str):
-        if value <= 0:
-            raise ValueError(f"duration {value!r} must be longer than zero")
-        raise ValueError(f"duration {value!r} has no unit; {_DURATION_HINT}")
-    text = value.strip().lower().replace(" ", "")
-    negative = text.startswith("-")
-    body = text.lstrip("+-")
-    if not body or not _DURATION_RE.match(body):
-        raise ValueError(f"invalid duration {value!r}; {_DURATION_HINT}")
-    seconds = sum(int(n) * _DURATION_UNITS[unit] for n, unit in _DURATION_PART_RE.findall(body))
-    if negative or seconds == 0:
-        raise ValueError(f"duration {value!r} must be longer than zero")
-    return timedelta(seconds=seconds)
-
-
-def format_duration(value: timedelta) -> str:
-    """The shortest exact spelling: 14 days → `2w`, 36 hours → `36h` (parse_duration reads it back)."""
-    seconds = int(value.total_seconds())
-    if seconds <= 0:
-        return f"{seconds}s"
-    for unit in ("w", "d", "h", "m"):
-        size = _DURATION_UNITS[unit]
-        if seconds % size == 0:
-            return f"{seconds // size}{unit}"
-    return f"{seconds}s"
-
 
 Duration = Annotated[
     timedelta,
@@ -1287,39 +1238,17 @@ def _graph_problems(rule: Rule) -> list[Problem]:
             targets = [index + 1 if index + 1 < count else None]
         edges[index] = [t for t in targets if t is not None]
 
-    # Depth-first search with colours; the first back edge closes a loop, reported once.
-    colour = dict.fromkeys(range(count), 0)
-    stack: list[int] = []
-
-    def visit(node: int) -> list[int] | None:
-        colour[node] = 1
-        stack.append(node)
-        for landing in edges[node]:
-            if colour[landing] == 1:
-                return [*stack[stack.index(landing):], landing]
-            if colour[landing] == 0:
-                found = visit(landing)
-                if found:
-                    return found
-        stack.pop()
-        colour[node] = 2
-        return None
-
-    for start in range(count):
-        if colour[start] != 0:
-            continue
-        cycle = visit(start)
-        if cycle:
-            jumper = cycle[-2]
-            step = rule.steps[jumper]
-            where: tuple[Any, ...] = ("steps", jumper)
-            if isinstance(step, GotoStep):
-                where = ("steps", jumper, "goto")
-            elif isinstance(step, BranchStep):
-                where = ("steps", jumper, "branch")
-            loop = " → ".join(str(i) for i in cycle)
-            problems.append(Problem(where, f"steps form a loop ({loop}): a journey must not repeat steps"))
-            break
+    cycle = find_cycle(edges, range(count))  # the first back edge closes a loop, reported once
+    if cycle:
+        jumper = cycle[-2]
+        step = rule.steps[jumper]
+        where: tuple[Any, ...] = ("steps", jumper)
+        if isinstance(step, GotoStep):
+            where = ("steps", jumper, "goto")
+        elif isinstance(step, BranchStep):
+            where = ("steps", jumper, "branch")
+        loop = " → ".join(str(i) for i in cycle)
+        problems.append(Problem(where, f"steps form a loop ({loop}): a journey must not repeat steps"))
     return problems
 
 
@@ -1494,6 +1423,10 @@ def parse_rule(
         rule = Rule.model_validate(obj)
     except PydanticValidationError as exc:
         problems = _pydantic_problems(exc, obj)
+        # one round: the references (templates, segments, step labels) of the parts that did parse are
+        # checked too, so fixing the schema errors does not reveal a second list
+        problems += _reference_problems_despite(problems, obj, templates=templates, segments=segments,
+                                                segment_groups=segment_groups)
         if linemap is not None:
             problems.sort(key=lambda p: linemap.line_for(p.path) or 0)
         raise RuleValidationError(_format(problems, source, linemap)) from None
@@ -1504,6 +1437,58 @@ def parse_rule(
             problems.sort(key=lambda p: linemap.line_for(p.path) or 0)
         raise RuleValidationError(_format(problems, source, linemap))
     return rule
+
+
+_PLACEHOLDER_STEP: dict[str, Any] = {"wait": "1d"}
+_PLACEHOLDERS: dict[str, Any] = {"id": "placeholder", "trigger": {"event": "placeholder"}}
+
+
+def _reference_problems_despite(schema: list[Problem], obj: Mapping[str, Any], **known: Any) -> list[Problem]:
+    """The reference problems (rule_problems) of a rule that failed its schema: each part named by a schema
+    problem is set aside (a step becomes a wait that keeps its label, so jumps still land; a bad field is
+    dropped, or a required one stubbed) and the rest is checked as usual. Nothing about a set-aside part is
+    reported twice; when the rest does not parse either, only the schema problems stand."""
+    body = dict(obj)
+    steps = list(body.get("steps") or []) if isinstance(body.get("steps"), list) else None
+    aside_steps: set[int] = set()
+    aside_fields: set[str] = set()
+    for problem in schema:
+        if not problem.path:
+            return []  # the document as a whole: nothing to set aside
+        head = problem.path[0]
+        if head == "steps" and steps is not None and len(problem.path) > 1 and isinstance(problem.path[1], int):
+            aside_steps.add(problem.path[1])
+        else:
+            aside_fields.add(str(head))
+    for field_name in aside_fields:
+        if field_name == "steps":
+            steps = None
+        elif field_name in _PLACEHOLDERS:
+            body[field_name] = _PLACEHOLDERS[field_name]
+        else:
+            body.pop(field_name, None)
+    if steps is None:
+        body["steps"] = [_PLACEHOLDER_STEP]
+    else:
+        for index in aside_steps:
+            if 0 <= index < len(steps):
+                label = steps[index].get("id") if isinstance(steps[index], Mapping) else None
+                valid_label = isinstance(label, str) and _LABEL_RE.match(label)
+                steps[index] = {**_PLACEHOLDER_STEP, **({"id": label} if valid_label else {})}
+        body["steps"] = steps
+    try:
+        rest = Rule.model_validate(body)
+    except PydanticValidationError:
+        return []
+
+    def set_aside(path: tuple[Any, ...]) -> bool:
+        if not path:
+            return False
+        if path[0] == "steps":
+            return steps is None or (len(path) > 1 and path[1] in aside_steps)
+        return str(path[0]) in aside_fields
+
+    return [p for p in rule_problems(rest, **known) if not set_aside(p.path)]
 
 
 def load_rules(

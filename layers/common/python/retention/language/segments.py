@@ -47,6 +47,7 @@ from retention.core.yamlio import (
     validation_messages,
 )
 from retention.language.conditions import Condition, ConditionBase, Facts, Node, segment_reference_paths
+from retention.language.graph import find_cycle, topological
 
 _ID_RE = re.compile(r"^[a-z0-9][a-z0-9_\-]*$")
 
@@ -213,51 +214,6 @@ class _Ref:
     target: tuple[str, str]
 
 
-def _cycle_from(graph: Mapping[Any, Sequence[Any]], order: Sequence[Any]) -> list[Any] | None:
-    """A cycle in `graph` (as a node list ending with its first node), or None."""
-    state: dict[Any, int] = {}
-    stack: list[Any] = []
-
-    def visit(node: Any) -> list[Any] | None:
-        state[node] = 1
-        stack.append(node)
-        for nxt in graph.get(node, ()):
-            if state.get(nxt) == 1:
-                return [*stack[stack.index(nxt) :], nxt]
-            if nxt not in state:
-                found = visit(nxt)
-                if found:
-                    return found
-        stack.pop()
-        state[node] = 2
-        return None
-
-    for node in order:
-        if node not in state:
-            found = visit(node)
-            if found:
-                return found
-    return None
-
-
-def _topological(nodes: Sequence[Any], deps: Mapping[Any, Sequence[Any]]) -> list[Any]:
-    """Dependencies first, otherwise the input order (graph known to be acyclic)."""
-    done: set[Any] = set()
-    out: list[Any] = []
-
-    def visit(node: Any) -> None:
-        if node in done:
-            return
-        done.add(node)
-        for dep in deps.get(node, ()):
-            visit(dep)
-        out.append(node)
-
-    for node in nodes:
-        visit(node)
-    return out
-
-
 def validate_groups(groups: Sequence[SegmentGroup]) -> list[SegmentGroup]:
     """Cross-group checks; returns the groups in evaluation (dependency) order.
 
@@ -312,7 +268,7 @@ def validate_groups(groups: Sequence[SegmentGroup]) -> list[SegmentGroup]:
         seg_graph.setdefault(edge[0], []).append(ref.target)
         first_ref.setdefault(edge, ref)
     seg_order = [(g.group, s.id) for g in unique for s in g.segments]
-    cycle = _cycle_from(seg_graph, seg_order)
+    cycle = find_cycle(seg_graph, seg_order)
     if cycle:
         ref = first_ref[(cycle[0], cycle[1])]
         chain = " -> ".join(f"{g}/{s}" for g, s in cycle)
@@ -327,7 +283,7 @@ def validate_groups(groups: Sequence[SegmentGroup]) -> list[SegmentGroup]:
             group_deps.setdefault(ref.group.group, []).append(ref.target[0])
             group_ref.setdefault((ref.group.group, ref.target[0]), ref)
     names = [g.group for g in unique]
-    cycle = _cycle_from(group_deps, names)
+    cycle = find_cycle(group_deps, names)
     if cycle:
         ref = group_ref[(cycle[0], cycle[1])]
         raise ValidationError(
@@ -348,9 +304,9 @@ def validate_groups(groups: Sequence[SegmentGroup]) -> list[SegmentGroup]:
                 local.setdefault(ref.segment, []).append(ref.target[1])
         if local:
             ids = [seg.id for seg in group._rules]
-            ordered = _topological(ids, local)
+            ordered = topological(ids, local)
             group._rules = tuple(group._by_id[s] for s in ordered)
-    return [by_id[name] for name in _topological(names, group_deps)]
+    return [by_id[name] for name in topological(names, group_deps)]
 
 
 # --- loading ---------------------------------------------------------------------------------------

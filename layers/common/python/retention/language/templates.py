@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import hashlib
 import re
-import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -54,6 +53,7 @@ from jinja2.visitor import NodeTransformer
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 from pydantic import ValidationError as PydanticValidationError
 
+from retention.core import clock
 from retention.core.errors import ValidationError
 from retention.messaging.sms import clean_sms, sms_segments
 
@@ -450,7 +450,7 @@ class _Budget:
     def __init__(self) -> None:
         self.ops = 0
         outer = _deadline.get()
-        self.deadline = time.monotonic() + RENDER_SECONDS if outer is None else outer
+        self.deadline = clock.monotonic() + RENDER_SECONDS if outer is None else outer
 
     def spend(self) -> None:
         self.ops += 1
@@ -460,7 +460,7 @@ class _Budget:
             self.check_clock()
 
     def check_clock(self) -> None:
-        if time.monotonic() > self.deadline:
+        if clock.monotonic() >= self.deadline:
             raise SecurityError(f"the template took longer than {RENDER_SECONDS:g} s to render")
 
 
@@ -474,7 +474,7 @@ def render_deadline(seconds: float) -> Iterator[None]:
     a sender passes what is left of its Lambda's time, so a slow template fails its message instead of
     timing out the whole batch."""
     outer = _deadline.get()
-    at = time.monotonic() + max(0.0, min(seconds, RENDER_SECONDS))
+    at = clock.monotonic() + max(0.0, min(seconds, RENDER_SECONDS))
     token = _deadline.set(at if outer is None else min(outer, at))
     try:
         yield

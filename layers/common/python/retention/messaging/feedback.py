@@ -18,11 +18,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from retention.analytics.counters import add_counters
 from retention.core import clock, ddb
 from retention.core.runtime import Deps
 from retention.customers import profile as profiles
 from retention.customers.store import ProfileRepo
-from retention.messaging.requests import add_counters, ledger_key, suppression_key
+from retention.messaging.requests import ledger_key, suppression_key
 
 EVENT_COUNTER = {"Delivery": "delivered", "Open": "opened", "Click": "clicked", "Bounce": "bounced",
                  "Complaint": "complained", "Reject": "rejected"}

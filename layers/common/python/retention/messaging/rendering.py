@@ -1,5 +1,5 @@
-"""Definitions the sender and the engine need at run time (rules, templates, segment groups), loaded from
-the config table through the cached ConfigStore, and the render step (template → MIME or SMS text)."""
+"""The render step of a send: template → MIME email or SMS text, with the context templates are validated
+against (definitions come from retention.journeys.catalogue)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from typing import Any
 
 from retention.core.config import ConfigStore
 from retention.core.settings import Env
+from retention.journeys.catalogue import Catalogue
 from retention.messaging.requests import SendRequest
 
 
@@ -21,60 +22,11 @@ class RenderedMessage:
     raw: bytes
 
 
-class Library:
-    """Parsed definitions, re-parsed only when the applied versions change."""
-
-    _parsed: dict[str, tuple[tuple[Any, ...], Any]] = {}
-
-    def __init__(self, config: ConfigStore) -> None:
-        self.config = config
-
-    def _parse(self, kind: str, parser: Any) -> dict[str, Any]:
-        current = self.config.current(kind)
-        stamp = tuple(sorted((k, int(v["version"]), bool(v.get("enabled", True))) for k, v in current.items()))
-        hit = self._parsed.get(kind)
-        if hit and hit[0] == stamp:
-            return hit[1]
-        parsed = {}
-        for def_id, item in current.items():
-            parsed[def_id] = parser(item["body"], item)
-        self._parsed[kind] = (stamp, parsed)
-        return parsed
-
-    def rules(self) -> dict[str, Any]:
-        from retention.language.rules import parse_rule
-
-        def parse(body: dict[str, Any], item: dict[str, Any]) -> Any:
-            rule = parse_rule(body, source=f"rule {item['sk']}", linemap=None)
-            rule.enabled = bool(item.get("enabled", rule.enabled))  # `rules enable|disable` wins over the body
-            return rule
-        return self._parse("RULE", parse)
-
-    def enabled_rules(self) -> list[Any]:
-        return [r for r in self.rules().values() if r.enabled]
-
-    def templates(self) -> dict[str, Any]:
-        from retention.language.templates import Template
-        return self._parse("TEMPLATE", lambda body, item: Template.model_validate(body))
-
-    def segment_groups(self) -> list[Any]:
-        """Validated together (cross-group references, dependency order), re-done only on a new version."""
-        from retention.language.segments import load_groups
-        current = self.config.current("SEGDEF")
-        stamp = tuple(sorted((k, int(v["version"])) for k, v in current.items()))
-        hit = self._parsed.get("SEGDEF")
-        if hit and hit[0] == stamp:
-            return list(hit[1])
-        groups = load_groups({f"SEGDEF#{k}": v["body"] for k, v in current.items()}) if current else []
-        self._parsed["SEGDEF"] = (stamp, groups)
-        return list(groups)
-
-
 class Renderer:
     def __init__(self, config: ConfigStore, env: Env) -> None:
         self.config = config
         self.env = env
-        self.library = Library(config)
+        self.library = Catalogue(config)
 
     def template_category(self, template_id: str) -> str | None:
         template = self.library.templates().get(template_id)
@@ -101,7 +53,7 @@ class Renderer:
         """The render context, built by templates.build_context: the very shape templates are validated
         against at apply time (so a template that validated cannot miss `event.properties` at send time)."""
         from retention.language.templates import build_context
-        from retention.messaging.sender import nps_urls, unsubscribe_url
+        from retention.messaging.links import nps_urls, unsubscribe_url
         settings = self.config.settings()
         secrets = self.config.secrets("links")
         base = self.env.public_base_url

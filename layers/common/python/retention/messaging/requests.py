@@ -1,17 +1,12 @@
-"""Messages between the journey engine and the sender, the send ledger and the daily counters."""
+"""Messages between the journey engine and the sender, and the keys of what messaging stores in the
+messages table: the send ledger and the suppression list (daily counters: retention.analytics.counters)."""
 
 from __future__ import annotations
 
 import hashlib
-import zlib
-from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
-
-from retention.core import clock, ddb
-
-COUNTER_SHARDS = 8
 
 
 class SendRequest(BaseModel):
@@ -37,39 +32,6 @@ class SendRequest(BaseModel):
 
 def ledger_key(ledger_id: str) -> tuple[str, str]:
     return (f"L#{ledger_id}", "L")
-
-
-def counter_updates(rule: str, step: int, variant: str, counters: dict[str, float], at: datetime,
-                    shard_hint: str) -> dict[str, Any]:
-    """UpdateItem arguments adding to a daily counter item (row convention of retention.analytics.stats)."""
-    shard = zlib.crc32(shard_hint.encode()) % COUNTER_SHARDS
-    day = clock.iso(at)[:10]
-    names: dict[str, str] = {"#d": "date", "#st": "step", "#v": "variant", "#r": "rule"}
-    values: dict[str, Any] = {":d": {"S": day}, ":st": {"N": str(step)}, ":v": {"S": variant}, ":r": {"S": rule}}
-    adds = []
-    for i, (name, amount) in enumerate(sorted(counters.items())):
-        names[f"#c{i}"] = name
-        values[f":c{i}"] = ddb.value(round(amount, 2) if isinstance(amount, float) else amount)
-        adds.append(f"#c{i} :c{i}")
-    return {"Key": ddb.key(f"S#{rule}#{shard}", f"{day}#{step:04d}#{variant}"),
-            "UpdateExpression": "SET #d = :d, #st = :st, #v = :v, #r = :r ADD " + ", ".join(adds),
-            "ExpressionAttributeNames": names, "ExpressionAttributeValues": values}
-
-
-def add_counters(client: Any, table: str, rule: str, step: int, variant: str, counters: dict[str, float],
-                 at: datetime, shard_hint: str) -> None:
-    if counters:
-        client.update_item(TableName=table, **counter_updates(rule, step, variant, counters, at, shard_hint))
-
-
-def read_counters(client: Any, table: str, rule: str, date_from: str | None = None,
-                  date_to: str | None = None) -> list[dict[str, Any]]:
-    lo = (date_from or "0000-00-00") + "#"
-    hi = (date_to or "9999-99-99") + "#~"
-    rows: list[dict[str, Any]] = []
-    for shard in range(COUNTER_SHARDS):
-        rows.extend(ddb.query(client, table, f"S#{rule}#{shard}", sk_between=(lo, hi)))
-    return rows
 
 
 def suppression_key(address: str, salt: str) -> tuple[str, str]:

@@ -15,7 +15,7 @@ least once for marketing mail). Nothing is lost either:
   message in the DLQ (redrivable: the ledger still allows a re-claim).
 
 The provider clients must not retry on their own (botocore retries a read timeout, which would send
-the message a second time behind the ledger's back): see functions/send_message/handler.py.
+the message a second time behind the ledger's back): see retention.messaging.delivery.provider_clients.
 
 Every message not sent has its reason on the ledger (`reason`) and in the daily counters
 (`suppressed` + `suppressed:<reason>`, the row conventions of retention.analytics.stats).
@@ -34,12 +34,13 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from retention.core import clock, ddb, tokens
+from retention.analytics.counters import add_counters
+from retention.core import clock, ddb
 from retention.core.config import ConfigStore, Settings
 from retention.core.errors import RetentionError
 from retention.core.settings import Env
 from retention.customers.store import ProfileRepo, StoredProfile, profile_pk
-from retention.messaging.requests import SendRequest, add_counters, ledger_key
+from retention.messaging.requests import SendRequest, ledger_key
 from retention.schedule import due
 
 log = logging.getLogger(__name__)
@@ -55,8 +56,6 @@ ADDRESS_HINTS = ("address", "recipient", "phone", "destination", "mailbox", "e.1
 AFTER_RENDER_SECONDS = 5.0  # kept for the provider call (its timeouts) and the ledger after a render
 RENDER_BUDGET_SECONDS = 2.0
 PROVIDER_ATTEMPTS = 3  # in-process tries on throttling before the SQS message is handed back
-UNSUBSCRIBE_TTL = timedelta(days=365)
-NPS_TTL = timedelta(days=30)
 UNSUBSCRIBE_SOURCES = {"one_click", "preferences", "unsubscribe", "list_unsubscribe", "link"}
 SUPPRESSION_REASONS = {"bounced", "complained", "erased", "unsubscribed"}
 
@@ -181,7 +180,7 @@ class Sender:
                          "Item": ddb.serialize(pending_item(req, now).to_item(self.env.due_shards))}}])
             return True
         except Exception as exc:
-            if _code(exc) in ("ConditionalCheckFailedException", "TransactionCanceledException"):
+            if ddb.is_conditional_failure(exc):
                 return False
             raise
 
@@ -270,23 +269,13 @@ class Sender:
                         if s.split("#", 1)[0] == req.rule and j.get("entry") == req.entry), None) or {}
         if rule is not None and journey and journey.get("entry") == req.entry and journey.get("state") == "exited":
             return self._skip(req, "journey_exited", now)
-        channel = self._channel(req, profile, suppressed)
-        if channel is None:
-            return self._skip(req, "no_channel", now)
-        address = self._address(profile, channel)
-        if not address:
-            return self._skip(req, "no_address" if channel == "email" else "no_phone", now)
-        if address is _INVALID:
-            return self._skip(req, "invalid_address", now)
-        if channel == "sms":
-            from retention.messaging.sms import sms_country_allowed
-            if not sms_country_allowed(str(address), settings.sms_allowed()):
-                return self._skip(req, "sms_country", now)  # the setting sms_countries (default: shop_country)
-        if suppressed.get(channel):
-            return self._skip(req, suppressed[channel], now)
+        channel, address, why = channel_decision(
+            req.channel, profile, transactional=req.transactional, suppressed=suppressed,
+            consented=lambda ch: self.renderer.has_consent(profile, ch, now),
+            supported=lambda: self._template_channels(req, profile), sms_countries=settings.sms_allowed())
+        if why is not None or channel is None:
+            return self._skip(req, why or "no_channel", now)
         marketing = not req.transactional
-        if marketing and not self.renderer.has_consent(profile, channel, now):
-            return self._skip(req, self._consent_reason(profile, channel), now)
         if rule is not None and not self.renderer.audience_ok(rule, profile, now):
             return self._skip(req, "audience", now)
         window = settings.quiet_hours.get(channel)
@@ -314,36 +303,7 @@ class Sender:
         """One read: suppression (bounce, complaint, erased address) is mirrored on the profile.
         Returns {channel: reason} for the suppressed channels."""
         sp = self.profiles.load(req.customer_id, clock.now(), consistent=True)
-        sup = getattr(sp.profile, "suppressed", {}) or {}
-        out: dict[str, str] = {}
-        for ch in ("email", "sms"):
-            why = sup.get(ch)
-            if why:
-                reason = str(why.get("reason") or "") if isinstance(why, dict) else ""
-                out[ch] = reason if reason in SUPPRESSION_REASONS else "suppressed"
-        return sp, out
-
-    @staticmethod
-    def _address(profile: Any, channel: str) -> Any:
-        raw = profile.traits.get("email") if channel == "email" else profile.traits.get("phone")
-        if not raw:
-            return None
-        if channel == "email":
-            from retention.core.errors import BadRequestError
-            from retention.messaging.mime import validate_address
-            try:
-                return validate_address(str(raw))
-            except BadRequestError:
-                return _INVALID
-        from retention.messaging.sms import normalize_phone
-        return normalize_phone(str(raw)) or _INVALID
-
-    @staticmethod
-    def _consent_reason(profile: Any, channel: str) -> str:
-        consent = (getattr(profile, "consent", {}) or {}).get(channel)
-        if consent is not None and not consent.granted and (consent.source or "") in UNSUBSCRIBE_SOURCES:
-            return "unsubscribed"
-        return "no_consent"
+        return sp, suppression_reasons(sp.profile)
 
     def _template_channels(self, req: SendRequest, profile: Any) -> set[str]:
         try:
@@ -353,32 +313,6 @@ class Sender:
         except Exception:  # the render step reports a broken template with its reason
             log.debug("template channels of %s unknown", req.template, exc_info=True)
         return {"email", "sms"}
-
-    def _channel(self, req: SendRequest, profile: Any, suppressed: dict[str, str] | None = None) -> str | None:
-        if req.channel != "preferred":
-            return req.channel
-        suppressed = suppressed or {}
-        supported = self._template_channels(req, profile)
-        preferred = str(profile.traits.get("preferred_channel") or "").lower()
-        now = clock.now()
-        ok = {ch: bool(profile.traits.get("email" if ch == "email" else "phone")) and ch in supported
-              and not suppressed.get(ch)
-              and (req.transactional or self.renderer.has_consent(profile, ch, now))
-              and (ch != "sms" or self._sms_destination_ok(profile))
-              for ch in ("email", "sms")}
-        if ok.get(preferred):
-            return preferred
-        # cheapest consented channel first: email costs a fraction of an SMS
-        for ch in ("email", "sms"):
-            if ok[ch]:
-                return ch
-        return None
-
-    def _sms_destination_ok(self, profile: Any) -> bool:
-        from retention.messaging.sms import sms_country_allowed
-        address = self._address(profile, "sms")
-        return bool(address) and address is not _INVALID and sms_country_allowed(
-            str(address), self.config.settings().sms_allowed())
 
     def _defer(self, req: SendRequest, until: datetime, now: datetime) -> Outcome:
         deferred = req.model_copy(update={"not_before": clock.iso(until)})
@@ -393,7 +327,7 @@ class Sender:
             try:
                 return self._call_provider(req, channel, address, rendered)
             except Exception as exc:
-                code = _code(exc)
+                code = ddb.error_code(exc)
                 if code in RETRYABLE:
                     if attempt < PROVIDER_ATTEMPTS:
                         ddb.backoff(attempt, base=0.1)
@@ -461,7 +395,7 @@ class Sender:
                                               ClientRequestToken=req.ledger_id)
                 break
             except Exception as exc:
-                if _transaction_conflict(exc) and attempt < 3:
+                if ddb.is_transaction_conflict(exc) and attempt < 3:
                     ddb.backoff(attempt + 1)
                     continue
                 # the message went out: the ledger must say so even if the profile update cannot be made
@@ -505,22 +439,91 @@ def reconcile_pending(client: Any, env: Env, ledger_id: str, now: datetime) -> b
     return True
 
 
+def suppression_reasons(profile: Any) -> dict[str, str]:
+    """{channel: why} for the suppressed channels (bounce, complaint, erased address; mirrored on the
+    profile so a send needs one read)."""
+    sup = getattr(profile, "suppressed", {}) or {}
+    out: dict[str, str] = {}
+    for ch in ("email", "sms"):
+        why = sup.get(ch)
+        if why:
+            reason = str(why.get("reason") or "") if isinstance(why, dict) else ""
+            out[ch] = reason if reason in SUPPRESSION_REASONS else "suppressed"
+    return out
+
+
+def address_of(profile: Any, channel: str) -> Any:
+    """The channel's address, checked (an email address, an E.164 number); None when there is none,
+    _INVALID when it cannot be used."""
+    raw = profile.traits.get("email") if channel == "email" else profile.traits.get("phone")
+    if not raw:
+        return None
+    if channel == "email":
+        from retention.core.errors import BadRequestError
+        from retention.messaging.mime import validate_address
+        try:
+            return validate_address(str(raw))
+        except BadRequestError:
+            return _INVALID
+    from retention.messaging.sms import normalize_phone
+    return normalize_phone(str(raw)) or _INVALID
+
+
+def _sms_destination_ok(profile: Any, countries: set[str] | None) -> bool:
+    """SMS goes only to allow-listed countries (SMS pumping bills premium and far-away numbers)."""
+    if countries is None:
+        return True
+    from retention.messaging.sms import sms_country_allowed
+    address = address_of(profile, "sms")
+    return bool(address) and address is not _INVALID and sms_country_allowed(str(address), countries)
+
+
+def consent_reason(profile: Any, channel: str) -> str:
+    consent = (getattr(profile, "consent", {}) or {}).get(channel)
+    if consent is not None and not consent.granted and (consent.source or "") in UNSUBSCRIBE_SOURCES:
+        return "unsubscribed"
+    return "no_consent"
+
+
+def channel_decision(channel: str, profile: Any, *, transactional: bool, suppressed: dict[str, str],
+                     consented: Callable[[str], bool],
+                     supported: Callable[[], set[str]] = lambda: {"email", "sms"},
+                     sms_countries: set[str] | None = None,
+                     ) -> tuple[str | None, Any, str | None]:
+    """(the channel used, its address, why the message is not sent or None): the sender's checks before
+    the audience, quiet hours and caps, also what a preview or a dry-run reports. `preferred` takes the
+    customer's preferred channel when usable, else the cheapest usable one (email costs a fraction of
+    an SMS)."""
+    if channel == "preferred":
+        can = supported()
+        ok = {ch: bool(profile.traits.get("email" if ch == "email" else "phone")) and ch in can
+              and not suppressed.get(ch) and (transactional or consented(ch))
+              and (ch != "sms" or _sms_destination_ok(profile, sms_countries)) for ch in ("email", "sms")}
+        preferred = str(profile.traits.get("preferred_channel") or "").lower()
+        chosen = preferred if ok.get(preferred) else next((ch for ch in ("email", "sms") if ok[ch]), None)
+        if chosen is None:
+            return None, None, "no_channel"
+        channel = chosen
+    address = address_of(profile, channel)
+    if not address:
+        return channel, None, "no_address" if channel == "email" else "no_phone"
+    if address is _INVALID:
+        return channel, None, "invalid_address"
+    if channel == "sms" and not _sms_destination_ok(profile, sms_countries):
+        return channel, address, "sms_country"  # settings.sms_countries (default: the shop's country)
+    if suppressed.get(channel):
+        return channel, address, suppressed[channel]
+    if not transactional and not consented(channel):
+        return channel, address, consent_reason(profile, channel)
+    return channel, address, None
+
+
 class _Invalid:
     def __repr__(self) -> str:
         return "<invalid address>"
 
 
 _INVALID: Any = _Invalid()
-
-
-def _code(exc: BaseException) -> str | None:
-    """The AWS error code of a ClientError; None for anything else (a botocore ReadTimeoutError has
-    `response = None`, which retention.core.ddb.error_code does not expect)."""
-    response = getattr(exc, "response", None)
-    if not isinstance(response, dict):
-        return None
-    code = (response.get("Error") or {}).get("Code")
-    return str(code) if code else None
 
 
 def _never_sent(exc: BaseException) -> bool:
@@ -532,32 +535,6 @@ def _never_sent(exc: BaseException) -> bool:
     return isinstance(exc, ConnectTimeoutError | EndpointConnectionError)
 
 
-def _transaction_conflict(exc: BaseException) -> bool:
-    """A conflict worth retrying; a failed condition (the profile is gone) is not."""
-    code = _code(exc)
-    if code == "TransactionConflictException":
-        return True
-    if code != "TransactionCanceledException":
-        return False
-    reasons = getattr(exc, "response", {}).get("CancellationReasons") or []
-    return not any(r.get("Code") == "ConditionalCheckFailed" for r in reasons)
-
-
 def _tag(value: str) -> str:
     """An SES tag value: ASCII letters, digits, `_` and `-` only (SES refuses anything else)."""
     return "".join(ch if (ch.isascii() and ch.isalnum()) or ch in "-_" else "_" for ch in value)[:250] or "_"
-
-
-def unsubscribe_url(base: str, secrets: list[bytes], customer_id: str, channel: str, ledger: str,
-                    now: datetime) -> str:
-    token = tokens.sign({"c": customer_id, "ch": channel, "l": ledger}, secrets[0],
-                        expires_at=now + UNSUBSCRIBE_TTL, purpose="unsub")
-    return f"{base.rstrip('/')}/u/{token}"
-
-
-def nps_urls(base: str, secrets: list[bytes], customer_id: str, survey: str, ledger: str,
-             now: datetime) -> tuple[dict[int, str], str]:
-    token = tokens.sign({"c": customer_id, "s": survey, "l": ledger}, secrets[0], expires_at=now + NPS_TTL,
-                        purpose="nps")
-    root = f"{base.rstrip('/')}/nps/{token}"
-    return {n: f"{root}?score={n}" for n in range(11)}, root

@@ -80,20 +80,3 @@ def read_due(client: Any, table: str, since: datetime, now: datetime, shards: in
             for item in ddb.query(client, table, f"{b}#{s}", sk_lte=upper):
                 yield DueItem.from_item(item)
         hour += timedelta(hours=1)
-
-
-def next_due_at(client: Any, table: str) -> datetime | None:
-    """Earliest item in the whole index. A scan: only for the local runtime and tests, never in a tick."""
-    best: str | None = None
-    kwargs: dict[str, Any] = {"TableName": table, "ProjectionExpression": "#a",
-                              "ExpressionAttributeNames": {"#a": "at"}}
-    while True:
-        resp = client.scan(**kwargs)
-        for raw in resp.get("Items", []):
-            at = raw["at"]["S"]
-            if best is None or at < best:
-                best = at
-        if not resp.get("LastEvaluatedKey"):
-            break
-        kwargs["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
-    return clock.parse_iso(best) if best else None

@@ -7,23 +7,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import BaseModel
-
 from retention.core import clock
 from retention.core.runtime import Deps
-from retention.ingestion.ingestor import definitions
-from retention.messaging.rendering import Library
+from retention.journeys.catalogue import definitions
+from retention.journeys.engine import Engine
+from retention.schedule import broadcasts, due
+from retention.schedule.broadcasts import DEFAULT_SEGMENTS, Broadcast, WorkItem
 from retention.schedule.tick import Ticker
 
-DEFAULT_SEGMENTS = 16
-
-
-class WorkItem(BaseModel):
-    segment: int
-    total: int
-    reason: str = "definition_change"
-    start_key: dict[str, Any] | None = None
-    done: int = 0  # customers of this scan segment already handled (broadcast pacing)
+__all__ = ["Broadcast", "Recompute", "RecomputeResult", "WorkItem"]
 
 
 @dataclass
@@ -37,38 +29,21 @@ class Recompute:
     def __init__(self, d: Deps) -> None:
         self.d = d
 
-    def fan_out(self, reason: str, total: int = DEFAULT_SEGMENTS) -> int:
-        items = [WorkItem(segment=i, total=total, reason=reason) for i in range(total)]
-        for start in range(0, len(items), 10):
-            self.d.sqs.send_message_batch(QueueUrl=self.d.env.recompute_queue_url, Entries=[
-                {"Id": str(i.segment), "MessageBody": i.model_dump_json()} for i in items[start:start + 10]])
-        return len(items)
+    def fan_out(self, reason: str = "definition_change", total: int = DEFAULT_SEGMENTS, *,
+                broadcast: Broadcast | None = None) -> int:
+        return broadcasts.fan_out(self.d.sqs, self.d.env.queue("recompute"), reason=reason, broadcast=broadcast,
+                                  total=total)
 
     def work(self, item: WorkItem) -> RecomputeResult:
         """One page of one scan segment; the rest is re-queued so a worker never runs past its timeout."""
         result, last_key = self.work_inline(item)
         if last_key:
             nxt = item.model_copy(update={"start_key": last_key, "done": item.done})
-            self.d.sqs.send_message(QueueUrl=self.d.env.recompute_queue_url, MessageBody=nxt.model_dump_json())
+            self.d.sqs.send_message(QueueUrl=self.d.env.queue("recompute"), MessageBody=nxt.model_dump_json())
             result.continued = True
         return result
 
-    def run_all(self, reason: str, total: int = 4) -> RecomputeResult:
-        """Synchronous variant for the CLI and the local runtime (same work, no queue)."""
-        out = RecomputeResult()
-        for seg in range(total):
-            item = WorkItem(segment=seg, total=total, reason=reason)
-            while True:
-                r = self.work_inline(item)
-                out.profiles += r[0].profiles
-                out.transitions += r[0].transitions
-                if r[1] is None:
-                    break
-                item = item.model_copy(update={"start_key": r[1]})
-        return out
-
     def work_inline(self, item: WorkItem) -> tuple[RecomputeResult, dict[str, Any] | None]:
-        from retention.journeys.engine import Engine
         result = RecomputeResult()
         engine = Engine(definitions(self.d.config))
         ticker = Ticker(ddb_client=self.d.dynamodb, sqs=self.d.sqs, env=self.d.env, config=self.d.config)
@@ -81,33 +56,10 @@ class Recompute:
         now = clock.now()
         ids = [raw["pk"]["S"][2:] for raw in resp.get("Items", [])]
         result.profiles = len(ids)
-        if item.reason.startswith("broadcast|"):
-            self._broadcast(item, ids)
+        if item.broadcast is not None:
+            due.put(self.d.dynamodb, self.d.env.due_table, broadcasts.pace(self.d.config, item, ids, clock.now()),
+                    self.d.env.due_shards)
             return result, resp.get("LastEvaluatedKey")
         for cid in ids:
             result.transitions += ticker.recheck(engine, cid, now)
         return result, resp.get("LastEvaluatedKey")
-
-    def _broadcast(self, item: WorkItem, ids: list[str]) -> None:
-        """TRIGGER due items for one scan page, spread over time so the whole send stays under the rule's
-        rate (each scan segment takes its share of the per-minute budget)."""
-        from datetime import timedelta
-
-        from retention.schedule import due
-        _, rule_id, fired = item.reason.split("|", 2)
-        rule = Library(self.d.config).rules().get(rule_id)
-        if rule is None:
-            return
-        # a fan-out that runs late (a tick catching up) is paced from now, not from the missed firing
-        start = max(clock.parse_iso(fired), clock.now())
-        per_segment = rule.trigger.rate_per_minute / item.total
-        offset = item.done
-        items = []
-        for i, cid in enumerate(ids):
-            at = start + timedelta(minutes=(offset + i) / per_segment)
-            items.append(due.DueItem(at=at, kind="TRIGGER", customer_id=cid, ref=f"{rule_id}|{fired}",
-                                     payload={"rule": rule_id, "name": rule_id, "properties": {"broadcast": fired}}))
-        due.put(self.d.dynamodb, self.d.env.due_table, items, self.d.env.due_shards)
-        item.done = offset + len(ids)
-
-

@@ -14,10 +14,18 @@ from retention.core import clock, ddb
 from retention.core.config import ConfigStore
 from retention.core.settings import Env
 from retention.customers.store import ProfileRepo, to_item, version_condition
-from retention.ingestion.ingestor import ATTEMPTS, definitions, effect_items, enqueue, safety_items
+from retention.journeys.catalogue import definitions
+from retention.journeys.effects import (
+    ATTEMPTS,
+    Committed,
+    after_commit,
+    enqueue,
+    event_retention_seconds,
+    transaction_items,
+)
 from retention.journeys.engine import Engine
-from retention.messaging.requests import add_counters
-from retention.schedule import due
+from retention.messaging.requests import SendRequest
+from retention.schedule import broadcasts, due
 
 FIRST_TICK_LOOKBACK = timedelta(hours=1)
 
@@ -63,7 +71,7 @@ class Ticker:
                 result.sends += self._customer(engine, cid, cust_items, now)[0]
             result.customers = len(by_customer)
         due.delete(self.ddb, self.env.due_table, items, self.env.due_shards)
-        result.broadcasts = self._broadcasts(since, now)
+        result.broadcasts = broadcasts.fire_due(self.config, self.sqs, self.env.recompute_queue_url, since, now)
         # the watermark trails by the current hour: later items of this hour are read next minute again
         self.config.set_watermark(clock.iso(now))
         result.watermark = clock.iso(now)
@@ -83,25 +91,6 @@ class Ticker:
         from retention.messaging.sender import reconcile_pending
         return 1 if reconcile_pending(self.ddb, self.env, item.ref, now) else 0
 
-    def _broadcasts(self, since: datetime, now: datetime) -> int:
-        """Scheduled rules whose cron fired in (since, now]: fan the audience out through the recompute
-        queue (parallel scan → TRIGGER due items spread by the rule's rate). The journey entry id is derived
-        from the firing, so a repeated fan-out starts nobody twice."""
-        from retention.core.runtime import Deps
-        from retention.schedule.recompute import Recompute
-        fired = 0
-        for rule in definitions(self.config).rules:
-            if rule.trigger.kind != "schedule":
-                continue
-            at = rule.trigger.next_at(since)
-            if at is None or at > now:
-                continue
-            d = Deps(self.env, dynamodb=self.ddb, sqs=self.sqs)
-            d.config = self.config
-            Recompute(d).fan_out(reason=f"broadcast|{rule.id}|{clock.iso(at)}")
-            fired += 1
-        return fired
-
     def recheck(self, engine: Engine, cid: str, now: datetime) -> int:
         """Re-evaluate one customer's segments (full recompute); returns the number of transitions."""
         return self._customer(engine, cid, [], now, recheck=True)[1]
@@ -110,7 +99,6 @@ class Ticker:
                   recheck: bool = False) -> tuple[int, int]:
         sends_only = bool(items) and all(i.kind == "SEND" for i in items)
         if sends_only:
-            from retention.messaging.requests import SendRequest
             enqueue(self.sqs, self.env.send_queue_url, [SendRequest.model_validate(i.payload) for i in items])
             return len(items), 0
         for attempt in range(ATTEMPTS):
@@ -123,30 +111,17 @@ class Ticker:
                 return 0, 0
             tx: list[dict[str, Any]] = [{"Put": {"TableName": self.env.profiles_table,
                                                  "Item": ddb.serialize(to_item(sp, now)), **version_condition(sp)}}]
-            retention_s = int(timedelta(days=engine.defs.settings.event_retention_days).total_seconds())
-            tx += effect_items(self.env, cid, fx, now, retention_s)
+            tx += transaction_items(self.env, cid, fx, now, event_retention_seconds(engine.defs.settings))
             try:
                 for start in range(0, len(tx), 100):
                     self.ddb.transact_write_items(TransactItems=tx[start:start + 100])
             except Exception as exc:
-                if ddb.error_code(exc) in ("TransactionCanceledException", "TransactionConflictException",
-                                           "ConditionalCheckFailedException"):
+                if ddb.is_contention(exc):
                     ddb.backoff(attempt)
                     continue
                 raise
-            if fx.transitions:
-                from retention.analytics import segstats
-                segstats.record(self.ddb, self.env.messages_table, [fx.transitions], now)
-            enqueue(self.sqs, self.env.send_queue_url, fx.sends)
-            due.delete(self.ddb, self.env.due_table, safety_items(fx.sends, now), self.env.due_shards)
-            for rule, step, variant, values in fx.counters:
-                add_counters(self.ddb, self.env.messages_table, rule, step, variant, values, now, cid)
+            done = Committed()
+            done.add(cid, fx)
+            after_commit(self.ddb, self.sqs, self.env, done, now)
             return len(fx.sends), len(fx.transitions)
         raise RuntimeError(f"tick: profile {cid} kept changing; retried {ATTEMPTS} times")
-
-
-def next_broadcast_at(config: ConfigStore, after: datetime) -> datetime | None:
-    """The next firing of an enabled scheduled rule after `after` (for a virtual clock that must stop there)."""
-    times = [t for r in definitions(config).rules if r.trigger.kind == "schedule"
-             if (t := r.trigger.next_at(after)) is not None]
-    return min(times) if times else None

@@ -1,14 +1,16 @@
-"""NPS answers (score links and the signed webhook) and unsubscribe / preferences, fed through the same
-ingestion path as shop events: profile, consent log, segments and journeys react in one place."""
+"""NPS answers (score links and the signed webhook), fed through the same ingestion path as shop events:
+profile, segments and journeys react in one place (unsubscribe / preferences: retention.surveys.preferences).
+
+Keys owned here: `NPS#<YYYY-MM>` / `<customer>#<survey ref>` (messages table, one answer per invitation
+and month) and `W#<event_id>` / `W` (idempotency table, webhook replay protection)."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import logging
-import uuid
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Any
 
 from retention.core import clock, ddb, tokens
 from retention.core.errors import BadRequestError, ConflictError, NotFoundError
@@ -16,12 +18,12 @@ from retention.core.runtime import Deps
 from retention.customers.profile import Profile
 from retention.customers.store import ProfileRepo
 from retention.ingestion.ingestor import Ingestor
-from retention.ingestion.wire import Message
+from retention.ingestion.wire import internal_message
+from retention.messaging import links
 from retention.messaging.requests import SendRequest
 from retention.surveys import nps
 
 NPS_SOURCE = "nps"
-PREFS_SOURCE = "preferences"
 # how long a webhook event_id is remembered (survey tools retry for hours, not weeks)
 REPLAY_WINDOW = timedelta(days=30)
 log = logging.getLogger(__name__)
@@ -34,16 +36,6 @@ def _day(value: str, name: str) -> datetime:
         raise BadRequestError(f"'{name}' is a date YYYY-MM-DD, got {value!r}") from exc
 
 
-def internal_message(customer_id: str, *, type_: Literal["track", "identify"] = "track", event: str | None = None,
-                     properties: dict[str, Any] | None = None, traits: dict[str, Any] | None = None,
-                     message_id: str | None = None, at: datetime | None = None) -> Message:
-    now = clock.now()
-    return Message(type=type_, message_id=message_id or str(uuid.uuid4()), user_id=customer_id, anonymous_id=None,
-                   previous_id=None, group_id=None, event=event, name=None, properties=properties or {},
-                   traits=traits or {}, context={"library": {"name": "retention-internal"}},
-                   timestamp=at or now, original_timestamp=None, received_at=now, sent_at=None)
-
-
 class Surveys:
     def __init__(self, d: Deps) -> None:
         self.d = d
@@ -54,7 +46,7 @@ class Surveys:
 
     # ---- NPS ---------------------------------------------------------------------------------------
     def verify_nps_token(self, token: str) -> dict[str, Any]:
-        return tokens.verify(token, self.d.config.secrets("links"), "nps", clock.now())
+        return links.verify_nps(token, self.d.config.secrets("links"), clock.now())
 
     def _existing(self, customer_id: str) -> Profile:
         sp = self.repo.load(customer_id, clock.now(), consistent=False)
@@ -188,48 +180,3 @@ class Surveys:
         report["from"] = clock.iso(start)[:10]
         report["to"] = clock.iso(end)[:10]
         return report
-
-    # ---- unsubscribe / preferences ---------------------------------------------------------------
-    def verify_unsub_token(self, token: str) -> dict[str, Any]:
-        return tokens.verify(token, self.d.config.secrets("links"), "unsub", clock.now())
-
-    def preferences_of(self, customer_id: str) -> dict[str, bool]:
-        """Per channel: is marketing consent granted now (what the preference page shows as ticked)."""
-        sp = self.repo.load(customer_id, clock.now(), consistent=False)
-        return {ch: bool(c.granted) for ch, c in sp.profile.consent.items()} if sp.exists else {}
-
-    def set_preferences(self, token: str, channels: dict[str, bool], source: str) -> dict[str, Any]:
-        """Apply the page's choice or a one-click unsubscribe at once (through ingestion: consent log,
-        segments and journeys react). Only revocations are written (the page never grants), so a repeated
-        one-click POST or an unchanged form neither logs twice nor counts twice. A customer already erased
-        stays erased."""
-        claims = self.verify_unsub_token(token)
-        customer = str(claims["c"])
-        now = clock.now()
-        sp = self.repo.load(customer, now)
-        if not sp.exists or sp.profile.erased:
-            return {"customer_id": customer, "channels": channels, "changed": {}}
-        current = {ch: bool(c.granted) for ch, c in sp.profile.consent.items()}
-        # The link travels in a mail anyone on the thread can click: it may revoke, never grant (a ticked box
-        # for a refused channel would turn a refusal into consent without the person's proof, 38-FZ / GDPR).
-        # Subscribing again goes through the shop's own double opt-in.
-        refused = sorted(ch for ch, granted in channels.items() if granted and not current.get(ch, False))
-        changed = {ch: False for ch, granted in channels.items() if not granted and current.get(ch, False)}
-        if not changed:
-            return {"customer_id": customer, "channels": channels, "changed": {}, "not_granted": refused}
-        traits = {f"{ch}_consent": {"granted": granted, "source": source, "at": clock.iso(now),
-                                    "evidence": {"token_ledger": claims.get("l"), "channel": claims.get("ch")}}
-                  for ch, granted in changed.items()}
-        mid = "pref-" + hashlib.sha256(f"{token}|{sorted(changed.items())}|{clock.iso(now)}".encode()).hexdigest()[:24]
-        self._ingestor().ingest([internal_message(customer, type_="identify", traits=traits, message_id=mid)],
-                                PREFS_SOURCE, now=now)
-        if not all(changed.values()):
-            from retention.messaging.requests import add_counters
-            ledger = claims.get("l")
-            item = ddb.get(self.d.dynamodb, self.d.env.messages_table, f"L#{ledger}", "L") if ledger else None
-            if item and item.get("rule"):
-                # on the row of the message's step/variant and send day (retention.analytics.stats)
-                day = clock.parse_iso(str(item["sent_at"])) if item.get("sent_at") else now
-                add_counters(self.d.dynamodb, self.d.env.messages_table, str(item["rule"]), int(item.get("step", 0)),
-                             str(item.get("variant") or "default"), {"unsubscribed": 1}, day, str(ledger))
-        return {"customer_id": customer, "channels": channels, "changed": changed, "not_granted": refused}

@@ -1,0 +1,318 @@
+"""`make mutate`: mutation testing (cosmic-ray) of the critical modules, each against a fast, targeted test
+subset. Not part of `make test`: it runs the subset once per mutant.
+
+For each target a copy of the tracked tree is made under build/mutate/<target>/ (mutants are written into
+that copy, never into the work tree), the subset is run once unmutated (it must pass; its duration sets the
+per-mutant timeout), `cosmic-ray init` lists the mutants, the operators below keep the ones that change
+behaviour in a way a test can see (boundaries, negations, constants, arithmetic), optionally restricted to
+the module's critical functions and sampled down to a budget (seeded, so a re-run tests the same sample),
+and `cosmic-ray exec` runs them. Results: bench/results/mutation.json and mutation.md (survivors with their
+diff), and a section of the bench report.
+
+    python -m bench.mutate                 # every target, default budget
+    python -m bench.mutate --only engine,tokens --budget 0     # budget 0 = every kept mutant
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import re
+import shutil
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+LIB = "layers/common/python/retention"
+RESULTS = REPO / "bench" / "results"
+
+
+@dataclass
+class Target:
+    name: str
+    module: str
+    tests: list[str]
+    functions: list[str] = field(default_factory=list)  # empty: every function of the module
+    budget: int | None = None  # mutants run (sampled); None: the --budget given, 0: all
+
+
+TARGETS = [
+    Target("engine", f"{LIB}/journeys/engine.py",
+           ["tests/unit/test_engine_guards.py", "tests/unit/test_engine_paths.py", "tests/unit/test_engine.py"],
+           budget=120),
+    Target("tokens", f"{LIB}/core/tokens.py", ["tests/unit/test_tokens.py", "tests/unit/test_tokens_edges.py"]),
+    Target("nps", f"{LIB}/surveys/nps.py", ["tests/unit/test_nps.py", "tests/unit/test_nps_edges.py"]),
+    Target("sender", f"{LIB}/messaging/sender.py",
+           ["tests/unit/test_sender_rules.py", "tests/integration/test_sender.py"], budget=30),
+    Target("feedback", f"{LIB}/messaging/feedback.py", ["tests/integration/test_feedback.py"], budget=30),
+    Target("ingestion", f"{LIB}/ingestion/ingestor.py",
+           ["tests/integration/test_expiry_contracts.py", "tests/integration/test_ingest.py"], budget=25),
+]
+
+# Operators kept (cosmic-ray names, regular expressions). Left out: every-operator-to-every-other binary
+# and comparison swaps (mostly duplicates of the kept ones: `<` → `is`, `+` → `>>`), variable
+# replacement/insertion and decorator removal (noise, or import-time failures).
+KEEP = [
+    r"core/ReplaceComparisonOperator_(Eq_NotEq|NotEq_Eq|Lt_LtE|LtE_Lt|Gt_GtE|GtE_Gt|Is_IsNot|IsNot_Is|In_NotIn|NotIn_In)$",
+    r"core/ReplaceBinaryOperator_(Add_Sub|Sub_Add|Mul_Div|Div_Mul|FloorDiv_Mul|Mod_Mul|Pow_Mul|BitAnd_BitOr|BitOr_BitAnd)$",
+    r"core/AddNot$", r"core/ReplaceTrueWithFalse$", r"core/ReplaceFalseWithTrue$",
+    r"core/ReplaceAndWithOr$", r"core/ReplaceOrWithAnd$", r"core/NumberReplacer$",
+    r"core/ZeroIterationForLoop$", r"core/ReplaceBreakWithContinue$", r"core/ReplaceContinueWithBreak$",
+    r"core/ExceptionReplacer$", r"core/ReplaceUnaryOperator_(Not|USub)_Delete$",
+]
+
+
+def copy_tree(dest: Path) -> None:
+    if dest.exists():
+        shutil.rmtree(dest)
+    files = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=REPO,
+                           check=True, capture_output=True).stdout.decode().split("\0")
+    for rel in filter(None, files):
+        src = REPO / rel
+        if not src.is_file() or rel.startswith(("bench/results/", "docs/")):
+            continue
+        out = dest / rel
+        out.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(src, out)
+
+
+def env_for(root: Path) -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": f"{root / 'layers/common/python'}:{root}", "PYTHONDONTWRITEBYTECODE": "1",
+            "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "20"}
+
+
+def test_command(target: Target) -> str:
+    return " ".join([sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", "-p", "no:xdist",
+                     "--no-header", *target.tests])
+
+
+def annotation_spans(module: Path) -> list[tuple[tuple[int, int], tuple[int, int]]]:
+    """Where the module's annotations are: with `from __future__ import annotations` they are never
+    evaluated, so a mutant inside one (`str | None` → `str & None`) cannot change behaviour."""
+    import ast
+    tree = ast.parse(module.read_text())
+    nodes: list[ast.expr] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            a = node.args
+            nodes += [x.annotation for x in (*a.posonlyargs, *a.args, *a.kwonlyargs, a.vararg, a.kwarg)
+                      if x is not None and x.annotation is not None]
+            if node.returns is not None:
+                nodes.append(node.returns)
+        elif isinstance(node, ast.AnnAssign):
+            nodes.append(node.annotation)
+    return [((n.lineno, n.col_offset), (n.end_lineno or n.lineno, n.end_col_offset or 0)) for n in nodes]
+
+
+def filter_session(session: Path, target: Target, budget: int, seed: int) -> dict[str, int]:
+    from cosmic_ray.work_db import WorkDB, use_db
+    from cosmic_ray.work_item import WorkerOutcome, WorkResult
+    keep = re.compile("|".join(f"(?:{k})" for k in KEEP))
+    counts = {"listed": 0, "operator_filtered": 0, "function_filtered": 0, "sampled_out": 0}
+    spans = annotation_spans(session.parent / target.module)
+    with use_db(str(session), WorkDB.Mode.open) as db:
+        candidates = []
+        for item in db.pending_work_items:
+            counts["listed"] += 1
+            m = item.mutations[0]
+            pos = tuple(m.start_pos)
+            if not keep.match(m.operator_name) or any(a <= pos < b for a, b in spans):
+                reason = "operator_filtered"
+            elif target.functions and (m.definition_name or "").split(".")[-1] not in target.functions:
+                reason = "function_filtered"
+            else:
+                candidates.append(item.job_id)
+                continue
+            counts[reason] += 1
+            db.set_result(item.job_id, WorkResult(output=reason, worker_outcome=WorkerOutcome.SKIPPED))
+        if budget and len(candidates) > budget:
+            rng = random.Random(f"{seed}|{target.name}")
+            chosen = set(rng.sample(sorted(candidates), budget))
+            for job in candidates:
+                if job not in chosen:
+                    counts["sampled_out"] += 1
+                    db.set_result(job, WorkResult(output="sampled_out", worker_outcome=WorkerOutcome.SKIPPED))
+    return counts
+
+
+def collect(session: Path, target: Target) -> dict[str, Any]:
+    from cosmic_ray.work_db import WorkDB, use_db
+    from cosmic_ray.work_item import TestOutcome, WorkerOutcome
+    out: dict[str, Any] = {"killed": 0, "timeout": 0, "survived": 0, "incompetent": 0, "pending": 0, "invalid": 0,
+                           "survivors": []}
+    with use_db(str(session), WorkDB.Mode.open) as db:
+        for item, result in db.completed_work_items:
+            if result.worker_outcome == WorkerOutcome.SKIPPED:
+                continue
+            m = item.mutations[0]
+            if "No module named" in (result.output or "") and "cosmic" not in (result.output or ""):
+                out["invalid"] += 1  # the test run could not start (the environment broke): not a kill
+                continue
+            if result.test_outcome == TestOutcome.SURVIVED:
+                out["survived"] += 1
+                out["survivors"].append({"line": m.start_pos[0], "function": m.definition_name,
+                                         "operator": m.operator_name, "diff": _short_diff(result.diff or "")})
+            elif result.test_outcome == TestOutcome.KILLED:
+                out["timeout" if (result.output or "").strip() == "timeout" else "killed"] += 1
+            else:
+                out["incompetent"] += 1
+        out["pending"] = sum(1 for _ in db.pending_work_items)
+    out["survivors"].sort(key=lambda s: s["line"])
+    return out
+
+
+def session_counts(session: Path) -> dict[str, int]:
+    """listed / operator_filtered / function_filtered / sampled_out, read back from a session."""
+    from cosmic_ray.work_db import WorkDB, use_db
+    counts = {"listed": 0, "operator_filtered": 0, "function_filtered": 0, "sampled_out": 0}
+    with use_db(str(session), WorkDB.Mode.open) as db:
+        counts["listed"] = db.num_work_items
+        for _item, result in db.completed_work_items:
+            if result.output in counts and result.output != "listed":
+                counts[result.output] += 1
+    return counts
+
+
+def _short_diff(diff: str) -> str:
+    return "\n".join(line for line in diff.splitlines() if line.startswith(("-", "+"))
+                     and not line.startswith(("---", "+++")))[:400]
+
+
+def run_target(target: Target, budget: int, seed: int, log: Any) -> dict[str, Any]:
+    root = REPO / "build" / "mutate" / target.name
+    env = env_for(root)
+    cmd = test_command(target)
+    t0 = time.monotonic()
+    base = subprocess.run(cmd, shell=True, cwd=root, env=env, capture_output=True, text=True)
+    baseline = time.monotonic() - t0
+    if base.returncode != 0:
+        raise SystemExit(f"{target.name}: the test subset fails without any mutant:\n{base.stdout[-3000:]}")
+    timeout = max(30.0, 4 * baseline)
+    (root / "mutate.toml").write_text(
+        "[cosmic-ray]\n"
+        f'module-path = "{target.module}"\n'
+        f"timeout = {timeout:.0f}\n"
+        "excluded-modules = []\n"
+        f"test-command = {json.dumps(cmd)}\n\n"
+        '[cosmic-ray.distributor]\nname = "local"\n')
+    session = root / "session.sqlite"
+    cr = Path(sys.executable).with_name("cosmic-ray")
+    subprocess.run([str(cr), "init", "mutate.toml", str(session)], cwd=root, env=env, check=True,
+                   capture_output=True)
+    counts = filter_session(session, target, budget if target.budget is None else target.budget, seed)
+    tested = counts["listed"] - counts["operator_filtered"] - counts["function_filtered"] - counts["sampled_out"]
+    log(f"{target.name}: {counts['listed']} mutants listed, {tested} to run "
+        f"(baseline {baseline:.1f}s, timeout {timeout:.0f}s)")
+    t0 = time.monotonic()
+    subprocess.run([str(cr), "exec", "mutate.toml", str(session)], cwd=root, env=env, check=True,
+                   capture_output=True)
+    seconds = time.monotonic() - t0
+    res = collect(session, target)
+    ran = res["killed"] + res["timeout"] + res["survived"]
+    rate = round(100 * res["survived"] / ran, 1) if ran else None
+    log(f"{target.name}: killed {res['killed']} (+{res['timeout']} by timeout), survived {res['survived']}, "
+        f"incompetent {res['incompetent']} → survival {rate} % in {seconds:.0f}s")
+    return {"target": target.name, "module": target.module, "tests": target.tests,
+            "budget": budget if target.budget is None else target.budget,
+            "functions": target.functions or "all", **counts, "baseline_seconds": round(baseline, 1),
+            "seconds": round(seconds), "survival_rate_percent": rate, **res}
+
+
+def write_results(targets: list[dict[str, Any]], budget: int, seed: int) -> dict[str, Any]:
+    from importlib.metadata import version
+    ran = sum(t["killed"] + t["timeout"] + t["survived"] for t in targets)
+    survived = sum(t["survived"] for t in targets)
+    try:
+        tool = f"cosmic-ray {version('cosmic-ray')}"
+    except Exception:  # run from a bare path (PYTHONPATH) without package metadata
+        tool = "cosmic-ray"
+    doc = {"tool": tool, "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+           "budget_per_module": ", ".join(f"{t['target']} {t.get('budget') or 'all'}" for t in targets),
+           "seed": seed, "operators": KEEP,
+           "mutants_run": ran, "survived": survived,
+           "survival_rate_percent": round(100 * survived / ran, 1) if ran else None, "targets": targets}
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "mutation.json").write_text(json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
+    (RESULTS / "mutation.md").write_text(markdown(doc))
+    latest = RESULTS / "latest.md"
+    if latest.exists():  # the bench report's mutation section, without re-running the bench
+        from bench.report import with_mutation_section
+        latest.write_text(with_mutation_section(latest.read_text(), doc))
+    return doc
+
+
+def markdown(doc: dict[str, Any]) -> str:
+    lines = [f"# Mutation testing ({doc['tool']}, {doc['date']})", "",
+             f"Survival rate: **{doc['survival_rate_percent']} %** ({doc['survived']} of {doc['mutants_run']} mutants "
+             f"run survived; sample size per module: {doc['budget_per_module']}; seed {doc['seed']}).", "",
+             "| module | tests | listed | kept (operators, not annotations) | run | killed | timeout | survived "
+             "| survival | time |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for t in doc["targets"]:
+        kept = t["listed"] - t["operator_filtered"] - t["function_filtered"]
+        ran = t["killed"] + t["timeout"] + t["survived"]
+        unrun = (f" ({t['pending'] + t.get('invalid', 0)} not run: interrupted)"
+                 if t.get("pending") or t.get("invalid") else "")
+        lines.append(f"| {t['module'].split('retention/')[-1]} | {', '.join(Path(x).name for x in t['tests'])} | "
+                     f"{t['listed']} | {kept} | {ran}{unrun} | {t['killed']} | {t['timeout']} | {t['survived']} | "
+                     f"{t['survival_rate_percent']} % | {t['seconds'] or '?'} s |")
+    lines += ["", "Operators kept: " + ", ".join(f"`{k}`" for k in doc["operators"]), ""]
+    for t in doc["targets"]:
+        if t["survivors"]:
+            lines += [f"## Survivors in {t['module'].split('retention/')[-1]}", ""]
+            for s in t["survivors"]:
+                lines += [f"- line {s['line']} `{s['function']}` {s['operator']}", "  ```diff",
+                          *[f"  {d}" for d in s["diff"].splitlines()], "  ```"]
+            lines.append("")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", default="", help="comma-separated targets: " + ", ".join(t.name for t in TARGETS))
+    parser.add_argument("--budget", type=int, default=int(os.environ.get("MUTATE_BUDGET", "60")),
+                        help="mutants run per module, sampled (0 = all)")
+    parser.add_argument("--seed", type=int, default=21)
+    parser.add_argument("--collect", action="store_true",
+                        help="run nothing: write the results of the sessions already in build/mutate/")
+    parser.add_argument("--jobs", type=int, default=int(os.environ.get("MUTATE_JOBS", "2")),
+                        help="modules mutated at the same time (each in its own copy)")
+    args = parser.parse_args()
+    chosen = [t for t in TARGETS if not args.only or t.name in args.only.split(",")]
+
+    def log(msg: str) -> None:
+        print(msg, flush=True)
+
+    if args.collect:
+        done = []
+        for t in chosen:
+            session = REPO / "build" / "mutate" / t.name / "session.sqlite"
+            if session.exists():
+                res = collect(session, t)
+                ran = res["killed"] + res["timeout"] + res["survived"]
+                done.append({"target": t.name, "module": t.module, "tests": t.tests, "functions": t.functions or "all",
+                             "budget": args.budget if t.budget is None else t.budget,
+                             **session_counts(session), "baseline_seconds": None, "seconds": None,
+                             "survival_rate_percent": round(100 * res["survived"] / ran, 1) if ran else None, **res})
+        doc = write_results(done, args.budget, args.seed)
+        log(f"survival rate {doc['survival_rate_percent']} % over {doc['mutants_run']} mutants (collected)")
+        return
+    for t in chosen:  # every copy first: the work tree may change while the mutants run
+        copy_tree(REPO / "build" / "mutate" / t.name)
+    with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+        results = list(pool.map(lambda t: run_target(t, args.budget, args.seed, log), chosen))
+    doc = write_results(results, args.budget, args.seed)
+    log(f"survival rate {doc['survival_rate_percent']} % over {doc['mutants_run']} mutants "
+        f"→ {RESULTS / 'mutation.md'}")
+
+
+if __name__ == "__main__":
+    main()

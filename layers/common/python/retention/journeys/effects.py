@@ -1,0 +1,112 @@
+"""The effects writer: what the engine decided for a customer (retention.journeys.engine.Effects), written
+in two halves, the same for ingestion, identity merges and the minute tick.
+
+1. Inside the caller's transaction (`transaction_items`): the internal events on the timeline, the segment
+   history rows, the due items, and one SEND safety item per send (so a send stays durable in the due index
+   until the queue has it).
+2. After the commit (`after_commit`), ONE sequence: segment sizes and flows, enqueue the sends, delete
+   their safety items, then the daily counters. A crash in between leaves the safety items for the tick,
+   and the send ledger stops a second send.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from retention.analytics import segstats
+from retention.analytics.counters import add_counters
+from retention.core import ddb
+from retention.core.settings import Env
+from retention.customers.store import history_key, timeline_key
+from retention.journeys.engine import Effects
+from retention.messaging.requests import SendRequest
+from retention.schedule import due
+
+ATTEMPTS = 6
+SAFETY_DELAY = timedelta(minutes=5)
+
+
+def safety_items(sends: list[SendRequest], now: datetime) -> list[due.DueItem]:
+    """A send stays durable in the due index until the queue has it (deleted right after the enqueue; a
+    crash in between leaves it for the tick, and the send ledger stops a second send)."""
+    return [due.DueItem(at=now + SAFETY_DELAY, kind="SEND", customer_id=s.customer_id, ref=s.ledger_id,
+                        payload=json.loads(s.model_dump_json())) for s in sends]
+
+
+def transaction_items(env: Env, cid: str, fx: Effects, now: datetime, retention_s: int) -> list[dict[str, Any]]:
+    """What the engine decided for one customer, as transaction items: internal events (segment
+    transitions) on the timeline, history rows, due items and the sends' safety items."""
+    expires = int(now.timestamp()) + retention_s
+    items: list[dict[str, Any]] = []
+    for ev in fx.events:
+        pk, sk = timeline_key(cid, ev["timestamp"], ev["message_id"])
+        items.append({"Put": {"TableName": env.events_table, "Item": ddb.serialize(
+            {"pk": pk, "sk": sk, "customer_id": cid,
+             "type": "track", "event": ev["event"], "properties": json.dumps(ev["properties"]),
+             "message_id": ev["message_id"], "timestamp": ev["timestamp"], "internal": True, "ttl": expires})}})
+    for h in fx.history:
+        pk, sk = history_key(cid, h["at"], h["group"], h["segment"], h["kind"])
+        items.append({"Put": {"TableName": env.profiles_table, "Item": ddb.serialize(
+            {"pk": pk, "sk": sk, **h, "ttl": expires})}})
+    for d in [*fx.due, *safety_items(fx.sends, now)]:
+        items.append({"Put": {"TableName": env.due_table, "Item": ddb.serialize(d.to_item(env.due_shards))}})
+    return items
+
+
+def enqueue(sqs: Any, queue_url: str, sends: list[SendRequest]) -> None:
+    if sends and not queue_url:
+        from retention.core.settings import SettingsError
+        raise SettingsError(f"SEND_QUEUE_URL is not set: cannot queue {len(sends)} sends")
+    for start in range(0, len(sends), 10):
+        chunk = sends[start:start + 10]
+        entries = [{"Id": str(i), "MessageBody": s.model_dump_json()} for i, s in enumerate(chunk)]
+        for attempt in range(ATTEMPTS):
+            resp = sqs.send_message_batch(QueueUrl=queue_url, Entries=entries)
+            failed = {f["Id"] for f in resp.get("Failed", [])}
+            if not failed:
+                break
+            entries = [e for e in entries if e["Id"] in failed]
+            ddb.backoff(attempt + 1)
+        else:
+            raise RuntimeError(f"could not enqueue {len(entries)} sends")
+
+
+@dataclass
+class Committed:
+    """What committed transactions (one customer's, or a batch of customers') leave to do after the commit."""
+
+    sends: list[SendRequest] = field(default_factory=list)
+    counters: list[tuple[str, int, str, dict[str, float], str]] = field(default_factory=list)
+    transitions: list[list[Any]] = field(default_factory=list)  # per customer (flows pair within one)
+
+    def add(self, customer_id: str, fx: Effects) -> None:
+        self.sends += fx.sends
+        self.counters += [(*c, customer_id) for c in fx.counters]
+        if fx.transitions:
+            self.transitions.append(list(fx.transitions))
+
+    def extend(self, other: Committed) -> None:
+        self.sends += other.sends
+        self.counters += other.counters
+        self.transitions += other.transitions
+
+
+def after_commit(client: Any, sqs: Any, env: Env, done: Committed, now: datetime) -> int:
+    """The one after-commit sequence: segment stats, enqueue, delete the safety items, counters.
+    Returns the number of sends enqueued."""
+    if done.transitions:
+        segstats.record(client, env.messages_table, done.transitions, now)
+    if done.sends:
+        enqueue(sqs, env.send_queue_url, done.sends)
+        due.delete(client, env.due_table, safety_items(done.sends, now), env.due_shards)
+    for rule, step, variant, values, hint in done.counters:
+        add_counters(client, env.messages_table, rule, step, variant, values, now, hint)
+    return len(done.sends)
+
+
+def event_retention_seconds(settings: Any) -> int:
+    return int(timedelta(days=settings.event_retention_days).total_seconds())
+

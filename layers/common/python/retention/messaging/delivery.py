@@ -1,0 +1,114 @@
+"""The send queue's consumer policy: one SendRequest per SQS record, partial-batch failures.
+
+What fails a record (SQS redelivers it; after maxReceiveCount it goes to the DLQ):
+- a throttled send (the ledger says `retry`; the message's visibility is backed off exponentially);
+  after REQUEUE_AFTER_RECEIVES receives it is re-sent as a fresh delayed message instead, so
+  throttling alone never parks good mail in the DLQ;
+- a poison record (a body that is not a SendRequest): it fails every time and so lands in the DLQ,
+  where it can be inspected — it never fails the rest of the batch;
+- an unexpected error (DynamoDB unavailable, an unknown provider error): the ledger claim is released.
+Everything else (sent, skipped with a reason, deferred, duplicate, rejected) completes the record.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+from retention.core.observability import count, logger
+from retention.core.runtime import Deps
+from retention.messaging.rendering import Renderer
+from retention.messaging.requests import SendRequest
+from retention.messaging.sender import RetryableSendError, Sender
+
+VISIBILITY_BASE = 30  # seconds before a throttled message is tried again, doubled per receive
+VISIBILITY_CAP = 900
+# the queue parks a message in the DLQ after 5 receives (infra/constructs/queues.py): a message throttled
+# this many times is re-sent as a fresh message (delayed) instead, so sustained throttling never sends
+# good mail to the DLQ. The ledger (`retry`) lets exactly one copy through.
+REQUEUE_AFTER_RECEIVES = 3
+
+
+def provider_clients(d: Deps) -> tuple[Any, Any]:
+    """SES and SNS clients that never retry by themselves: botocore retries a read timeout, and a
+    retried SendEmail/Publish after a timeout could deliver the message twice behind the ledger.
+    Throttling is retried by the Sender (backoff) and by SQS. Clients injected into Deps (tests, the
+    local runtime) are used as they are."""
+    injected = vars(d)
+    if "sesv2" in injected and "sns" in injected:
+        return injected["sesv2"], injected["sns"]
+    if "_send_clients" not in injected:
+        import boto3
+        from botocore.config import Config
+
+        cfg = Config(retries={"total_max_attempts": 1, "mode": "standard"}, connect_timeout=3, read_timeout=10,
+                     tcp_keepalive=True)
+        injected["_send_clients"] = (boto3.client("sesv2", config=cfg), boto3.client("sns", config=cfg))
+    return injected["_send_clients"]
+
+
+def sender(d: Deps) -> Sender:
+    ses, sns = provider_clients(d)
+    return Sender(ddb_client=d.dynamodb, ses=ses, sns=sns, sqs=d.sqs, env=d.env, config=d.config,
+                  renderer=Renderer(d.config, d.env))
+
+
+def receives(record: Any) -> int:
+    try:
+        return int(record.attributes.approximate_receive_count or 1)
+    except (TypeError, ValueError):
+        return 1
+
+
+def delay(receives: int) -> int:
+    """30 s, 60 s, 120 s … doubled per receive, jittered, at most 15 min."""
+    longest = min(VISIBILITY_CAP, VISIBILITY_BASE * 2 ** max(0, receives - 1))
+    return int(longest / 2 + random.uniform(0, longest / 2))
+
+
+class SendWorker:
+    """One per invocation (clients and caches are per container): `handle` is the batch's record handler."""
+
+    def __init__(self, d: Deps) -> None:
+        self.d = d
+        self.sender = sender(d)
+
+    def handle(self, record: Any) -> None:
+        try:
+            request = SendRequest.model_validate_json(record.body)
+        except ValueError:
+            count("Messages_poison")
+            logger.error("poison send request", extra={"message_id": record.message_id, "body": record.body[:500]})
+            raise
+        try:
+            outcome = self.sender.send(request)
+        except RetryableSendError:
+            count("Messages_throttled")
+            logger.warning("throttled", extra={"rule": request.rule, "step": request.step,
+                                               "ledger": request.ledger_id, "receives": receives(record)})
+            if receives(record) >= REQUEUE_AFTER_RECEIVES and self._requeue(record):
+                return  # this record completes; its fresh copy comes back after the delay
+            self._back_off(record)
+            raise
+        count(f"Messages_{outcome.status}")
+        logger.info("send", extra={"rule": request.rule, "step": request.step, "status": outcome.status,
+                                   "reason": outcome.reason, "ledger": request.ledger_id})
+
+    def _requeue(self, record: Any) -> bool:
+        """A fresh, delayed copy of a message throttled too often (True when it was queued)."""
+        try:
+            self.d.sqs.send_message(QueueUrl=self.d.env.queue("send"), MessageBody=record.body,
+                                    DelaySeconds=delay(receives(record)))
+            return True
+        except Exception:
+            logger.warning("could not requeue the throttled message", extra={"message_id": record.message_id})
+            return False
+
+    def _back_off(self, record: Any) -> None:
+        """Push a throttled message's next delivery out (the queue's visibility timeout is for crashes)."""
+        try:
+            self.d.sqs.change_message_visibility(QueueUrl=self.d.env.queue("send"),
+                                                 ReceiptHandle=record.receipt_handle,
+                                                 VisibilityTimeout=delay(receives(record)))
+        except Exception:
+            logger.warning("could not back off the visibility", extra={"message_id": record.message_id})
