@@ -25,7 +25,7 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results"
-SECTIONS = ("requests", "logs", "cpu", "coldstart", "tick", "throughput")
+SECTIONS = ("requests", "logs", "cpu", "coldstart", "tick", "throughput", "hostile")
 
 
 def _log(msg: str) -> None:
@@ -74,6 +74,9 @@ def run_section(name: str, results: dict[str, Any]) -> Any:
         from bench import throughput
         rows = (results.get("requests") or {}).get("rows")
         return throughput.run(log=_log, per_event=rows)
+    if name == "hostile":
+        from bench import hostile
+        return hostile.run(log=_log)
     raise ValueError(name)
 
 

@@ -14,12 +14,15 @@ from cli.output import fmt, pct, table
 # ---- sources -------------------------------------------------------------------------------------------
 
 
-def sources_create(ctx: Ctx, name: str) -> int:
-    res = ctx.client.post("/sources", {"name": name})
+def sources_create(ctx: Ctx, name: str, scopes: str | None = None) -> int:
+    body: dict[str, Any] = {"name": name}
+    if scopes:
+        body["scopes"] = [s.strip() for s in scopes.split(",") if s.strip()]
+    res = ctx.client.post("/sources", body)
     if ctx.json_output:
         ctx.dump(res)
         return 0
-    ctx.echo(f"source {res['source_id']} ({res['name']}) created")
+    ctx.echo(f"source {res['source_id']} ({res['name']}) created, scopes: {', '.join(res.get('scopes') or [])}")
     ctx.echo(f"write key: {res['write_key']}")
     ctx.echo("the write key is shown once and stored hashed: copy it now (HTTP Basic user name, empty password)")
     return 0

@@ -135,8 +135,11 @@ def build_parser(stdin: TextIO | None = None) -> argparse.ArgumentParser:
 
     sub = b.group("sources", "write keys for the ingestion API")
     p = b.leaf(sub, "create", "create a source; prints its write key once",
-               lambda c, a: commands.sources_create(c, a.name))
+               lambda c, a: commands.sources_create(c, a.name, a.scopes))
     p.add_argument("name")
+    p.add_argument("--scopes", default=None,
+                   help="comma-separated: events, customers, contact, consent, or all (default: events,customers; "
+                        "a browser or app key: events)")
     b.leaf(sub, "list", "sources and their state", lambda c, a: commands.sources_list(c))
     p = b.leaf(sub, "revoke", "revoke a source's write key", lambda c, a: commands.sources_revoke(c, a.source_id))
     p.add_argument("source_id")

@@ -22,6 +22,8 @@ DEFAULTS: dict[str, Any] = {
     "local": False,
     "createIdentity": False,
     "sendConcurrency": 50,
+    "ingestConcurrency": 100,
+    "wafRateLimit": 0,
     "nag": True,
 }
 
@@ -30,6 +32,18 @@ def _as_bool(value: Any) -> bool:
     if isinstance(value, str):
         return value.strip().lower() in ("1", "true", "yes", "on")
     return bool(value)
+
+
+def _bounded(value: int, name: str, low: int, high: int) -> int:
+    if not low <= value <= high:
+        raise ValueError(f"{name} must be within {low}..{high}, got {value}")
+    return value
+
+
+def _waf_limit(value: int) -> int:
+    if value and not 100 <= value <= 2_000_000_000:
+        raise ValueError(f"wafRateLimit is 0 (off) or 100..2000000000 requests per 5 minutes per IP, got {value}")
+    return value
 
 
 def cdk_json_context() -> dict[str, Any]:
@@ -51,6 +65,11 @@ class StackConfig:
     local: bool = False
     create_identity: bool = False
     send_concurrency: int = 50
+    # reserved concurrency of track_event: a flood of requests cannot take the account's whole Lambda
+    # concurrency (the sender, the tick) with it; 0 = none reserved
+    ingest_concurrency: int = 100
+    # opt-in AWS WAF web ACL on the API stage with a rate-based rule: requests per 5 minutes per IP; 0 = off
+    waf_rate_limit: int = 0
     nag: bool = True
 
     @property
@@ -88,5 +107,7 @@ class StackConfig:
             local=_as_bool(get("local")),
             create_identity=_as_bool(get("createIdentity")),
             send_concurrency=concurrency,
+            ingest_concurrency=_bounded(int(get("ingestConcurrency")), "ingestConcurrency", 0, 10_000),
+            waf_rate_limit=_waf_limit(int(get("wafRateLimit"))),
             nag=_as_bool(get("nag")),
         )

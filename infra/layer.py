@@ -45,6 +45,7 @@ KEEP_ASSET_DIRS = 3
 
 # The Lambda runtime the layer is built for; infra/constructs/functions.py uses the same value.
 PYTHON_VERSION = "3.12"
+LOCK_FILE = REPO_ROOT / "layers" / "common" / "requirements.lock"
 PLATFORM = "manylinux2014_aarch64"
 
 # Already in the Lambda Python runtime (boto3 and its dependencies): a second copy in the layer
@@ -54,7 +55,7 @@ RUNTIME_PROVIDED = ("boto3", "botocore", "s3transfer", "jmespath", "dateutil", "
 FALLBACK_REQUIREMENTS = (
     "aws-lambda-powertools[tracer]>=3.20,<4",
     "pydantic>=2.7,<3",
-    "jinja2>=3.1,<4",
+    "jinja2>=3.1.6,<4",
     "pyyaml>=6,<7",
 )
 RETRY_AFTER_SECONDS = 3600
@@ -114,8 +115,10 @@ def _pip_args(target: Path, reqs: list[str]) -> list[str]:
 
 
 def deps_hash(reqs: list[str]) -> str:
+    lock = LOCK_FILE.read_text() if LOCK_FILE.is_file() else ""
     key = json.dumps(
-        {"recipe": BUILD_RECIPE, "reqs": reqs, "args": _pip_args(Path("T"), [])[3:], "drop": RUNTIME_PROVIDED}
+        {"recipe": BUILD_RECIPE, "reqs": reqs, "args": _pip_args(Path("T"), [])[3:], "drop": RUNTIME_PROVIDED,
+         "lock": hashlib.sha256(lock.encode()).hexdigest()}
     )
     return hashlib.sha256(key.encode()).hexdigest()[:20]
 
@@ -138,11 +141,22 @@ def _locked() -> Iterator[None]:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
+def _install_args(reqs: list[str]) -> list[str]:
+    """pyproject's requirements, installed from the hash-pinned lock when it is there and still covers them
+    (a changed pyproject without a regenerated lock falls back to the ranges, with a warning)."""
+    if LOCK_FILE.is_file() and reqs == requirements():
+        locked = {_dist_name(line) for line in LOCK_FILE.read_text().splitlines() if line and line[0] != "#"}
+        if {_dist_name(r) for r in reqs} <= locked:
+            return ["--require-hashes", "-r", str(LOCK_FILE)]
+        _warn(f"{LOCK_FILE.name} does not cover pyproject's dependencies: installing unpinned ranges")
+    return reqs
+
+
 def _install_deps(target: Path, reqs: list[str]) -> bool:
     try:
-        # argv is fixed (this interpreter's pip, the requirement list from pyproject.toml)
+        # argv is fixed (this interpreter's pip, the lock file or the requirement list from pyproject.toml)
         proc = subprocess.run(  # noqa: S603
-            _pip_args(target, reqs), capture_output=True, text=True, timeout=600, check=False
+            _pip_args(target, _install_args(reqs)), capture_output=True, text=True, timeout=600, check=False
         )
     except (OSError, subprocess.TimeoutExpired) as exc:
         _warn(f"pip could not run ({exc})")

@@ -7,7 +7,7 @@ QUEUE_SENDERS, and only send_message may call SES / SNS.
 
 from __future__ import annotations
 
-from aws_cdk import CfnOutput, Duration, RemovalPolicy, Stack
+from aws_cdk import Aws, CfnOutput, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
@@ -15,6 +15,7 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_event_sources as event_sources
 from aws_cdk import aws_sns_subscriptions as subscriptions
+from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from infra.config import StackConfig
@@ -134,7 +135,12 @@ class RetentionStack(Stack):
         self.functions = Functions(self, "Functions", environment=environment, removal_policy=removal)
         fns = self.functions.functions
 
-        self.api = Api(self, "Api", stage_name=config.stage, functions=dict(fns), removal_policy=removal)
+        if config.ingest_concurrency:
+            cfn_track = fns["track_event"].node.default_child
+            assert isinstance(cfn_track, lambda_.CfnFunction)
+            cfn_track.reserved_concurrent_executions = config.ingest_concurrency
+        self.api = Api(self, "Api", stage_name=config.stage, functions=dict(fns), removal_policy=removal,
+                       waf_rate_limit=config.waf_rate_limit)
         public_base_url = config.public_base_url or self.api.base_url
         for function in fns.values():
             function.add_environment("PUBLIC_BASE_URL", public_base_url)
@@ -179,8 +185,12 @@ class RetentionStack(Stack):
                 resources=[*self.email.identity_arns, self.email.configuration_set_arn],
             )
         )
-        # SMS goes straight to a phone number: sns:Publish has no ARN to scope it to.
+        # SMS goes straight to a phone number: sns:Publish has no ARN to scope it to. Publishing to any
+        # topic (the SES events topic, the alarm topic, another application's) is denied outright.
         send_message.add_to_role_policy(iam.PolicyStatement(actions=["sns:Publish"], resources=["*"]))
+        send_message.add_to_role_policy(iam.PolicyStatement(
+            effect=iam.Effect.DENY, actions=["sns:Publish"],
+            resources=[f"arn:{Aws.PARTITION}:sns:*:*:*"]))
         assert send_message.role is not None  # Functions always passes an explicit role
         acknowledge(
             send_message.role,
@@ -232,12 +242,22 @@ class RetentionStack(Stack):
         )
         set_role(nightly, "schedule:nightly_recompute")
 
-        self.email.events_topic.add_subscription(subscriptions.LambdaSubscription(fns["feedback"]))
+        # SNS retries a failed delivery to Lambda for a while, then drops it: the DLQ keeps the SES events
+        # (bounces, complaints) the feedback function could not take, and an alarm says so
+        self.feedback_dlq = sqs.Queue(self, "FeedbackDlq", encryption=sqs.QueueEncryption.SQS_MANAGED,
+                                      enforce_ssl=True, retention_period=Duration.days(14))
+        set_role(self.feedback_dlq, "queue:feedback_dlq")
+        acknowledge(self.feedback_dlq, "AwsSolutions-SQS3",
+                    "This queue is itself the dead-letter queue of the SES events subscription.")
+        self.email.events_topic.add_subscription(
+            subscriptions.LambdaSubscription(fns["feedback"], dead_letter_queue=self.feedback_dlq))
 
     def _alarms(self, fns: dict[str, lambda_.Function]) -> None:
         self.monitoring = Monitoring(self, "Monitoring", alarm_email=self.config.alarm_email)
         self.monitoring.dlq_not_empty("send", self.send_queue.dlq)
         self.monitoring.dlq_not_empty("recompute", self.recompute_queue.dlq)
+        self.monitoring.dlq_not_empty("feedback", self.feedback_dlq)
+        self.monitoring.pending_sends_unknown()
         for spec in FUNCTION_SPECS:
             self.monitoring.function_errors(spec.name, fns[spec.name])
         self.monitoring.coupon_pool_empty("retention-send_message")

@@ -16,5 +16,6 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     result = Ticker(ddb_client=d.dynamodb, sqs=d.sqs, env=d.env, config=d.config).tick()
     count("DueItems", result.due_items)
     count("SendsEnqueued", result.sends)
+    count("PendingSendsUnknown", result.pending_unknown)  # alarmed: send claims with an unknown outcome
     logger.info("tick", extra=result.__dict__)
     return dict(result.__dict__)

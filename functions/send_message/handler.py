@@ -19,5 +19,6 @@ processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failu
 @entry("send_message")
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     worker = SendWorker(deps())  # one Sender per invocation (clients and caches are per container)
+    worker.sender.time_left = lambda: context.get_remaining_time_in_millis() / 1000  # renders fit the invocation
     return dict(process_partial_response(event=event, record_handler=worker.handle, processor=processor,
                                          context=context))

@@ -8,12 +8,22 @@ from aws_cdk import Aws, Fn, RemovalPolicy
 from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
+from aws_cdk import aws_wafv2 as wafv2
 from constructs import Construct
 
 from infra.constructs.common import acknowledge, set_role
 
 THROTTLE_RATE = 1000  # requests per second, steady state (per stage, all methods)
 THROTTLE_BURST = 2000
+# Per-method limits below the stage's: a flood on one route cannot starve the others. Segment/Rudder
+# clients cannot send an API key, so a usage plan cannot tell sources apart; the write key is checked
+# in the function (before the body is read), the optional WAF rule limits per IP.
+METHOD_THROTTLES: dict[str, tuple[int, int]] = {
+    "/v1/batch/POST": (500, 1000),
+    **{f"/v1/{call}/POST": (200, 400) for call in ("track", "identify", "page", "screen", "alias", "group")},
+    "/v1/webhooks/nps/POST": (50, 100),
+    "/admin/{proxy+}/*": (50, 100),
+}
 
 
 @dataclass(frozen=True)
@@ -53,9 +63,11 @@ class Api(Construct):
         functions: dict[str, lambda_.IFunction],
         removal_policy: RemovalPolicy,
         log_retention: logs.RetentionDays = logs.RetentionDays.ONE_MONTH,
+        waf_rate_limit: int = 0,
     ) -> None:
         super().__init__(scope, construct_id)
         self.stage_name = stage_name
+        self.web_acl: wafv2.CfnWebACL | None = None
         self.access_logs = logs.LogGroup(self, "AccessLogs", retention=log_retention, removal_policy=removal_policy)
         self.rest_api = apigw.RestApi(
             self,
@@ -89,6 +101,10 @@ class Api(Construct):
                 tracing_enabled=True,
                 throttling_rate_limit=THROTTLE_RATE,
                 throttling_burst_limit=THROTTLE_BURST,
+                method_options={
+                    path: apigw.MethodDeploymentOptions(throttling_rate_limit=rate, throttling_burst_limit=burst)
+                    for path, (rate, burst) in METHOD_THROTTLES.items()
+                },
             ),
         )
         set_role(self.rest_api, "api")
@@ -125,13 +141,16 @@ class Api(Construct):
         )
         acknowledge(self, "AwsSolutions-APIG4", reason)
         acknowledge(self, "AwsSolutions-COG4", reason)
-        acknowledge(
-            self,
-            "AwsSolutions-APIG3",
-            "No WAF by default (USD 5+/month per web ACL for a pay-per-use engine): stage "
-            "throttling limits abuse and every route authenticates in the function; attach "
-            "a web ACL to the stage where the shop requires one.",
-        )
+        if waf_rate_limit:
+            self._waf(waf_rate_limit)
+        else:
+            acknowledge(
+                self,
+                "AwsSolutions-APIG3",
+                "No WAF by default (USD 5+/month per web ACL for a pay-per-use engine): stage and "
+                "per-method throttling limit abuse and every route authenticates in the function; "
+                "`-c wafRateLimit=N` attaches a web ACL with a per-IP rate rule.",
+            )
         acknowledge(
             self,
             "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"
@@ -139,6 +158,31 @@ class Api(Construct):
             "The account-level API Gateway logging role uses the AWS-documented managed "
             "policy; it only allows pushing API Gateway logs to CloudWatch Logs.",
         )
+
+    def _waf(self, limit: int) -> None:
+        """A regional web ACL on the stage: a rate-based rule blocks an IP over `limit` requests in 5 minutes."""
+        name = f"retention-{self.stage_name}"
+        self.web_acl = wafv2.CfnWebACL(
+            self,
+            "WebAcl",
+            scope="REGIONAL",
+            default_action=wafv2.CfnWebACL.DefaultActionProperty(allow={}),
+            visibility_config=wafv2.CfnWebACL.VisibilityConfigProperty(
+                cloud_watch_metrics_enabled=True, metric_name=f"{name}-acl", sampled_requests_enabled=False),
+            rules=[wafv2.CfnWebACL.RuleProperty(
+                name="rate-per-ip",
+                priority=0,
+                action=wafv2.CfnWebACL.RuleActionProperty(block={}),
+                statement=wafv2.CfnWebACL.StatementProperty(
+                    rate_based_statement=wafv2.CfnWebACL.RateBasedStatementProperty(
+                        limit=limit, aggregate_key_type="IP")),
+                visibility_config=wafv2.CfnWebACL.VisibilityConfigProperty(
+                    cloud_watch_metrics_enabled=True, metric_name=f"{name}-rate", sampled_requests_enabled=False),
+            )],
+        )
+        wafv2.CfnWebACLAssociation(  # the stage ARN's Ref orders it after the stage
+            self, "WebAclAssociation", resource_arn=self.rest_api.deployment_stage.stage_arn,
+            web_acl_arn=self.web_acl.attr_arn)
 
     @property
     def base_url(self) -> str:

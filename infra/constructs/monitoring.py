@@ -52,6 +52,15 @@ class Monitoring(Construct):
         metric = function.metric_errors(period=PERIOD, statistic="Sum")
         return self._alarm(f"{cid}Errors", metric, f"The {name} function reported errors")
 
+    def pending_sends_unknown(self) -> cloudwatch.Alarm:
+        """The tick's sweeper found send claims still pending past the sender's timeout: a message may or
+        may not have gone out (retention.messaging.sender.reconcile_pending)."""
+        metric = cloudwatch.Metric(namespace="Retention", metric_name="PendingSendsUnknown",
+                                   dimensions_map={"service": "retention-evaluate_triggers"},
+                                   period=PERIOD, statistic="Sum")
+        return self._alarm("PendingSendsUnknown", metric,
+                           "Send claims were still pending at the sweep: outcome unknown, check the provider")
+
     def coupon_pool_empty(self, service: str) -> cloudwatch.Alarm:
         """send_message emits `CouponPoolEmpty` (Powertools metrics, namespace Retention, dimension service)
         when a step's coupon pool has no code left and the send is skipped."""

@@ -79,7 +79,8 @@ def test_stage_logging_tracing_throttling(synth):
     access_log_lid = props["AccessLogSetting"]["DestinationArn"]["Fn::GetAtt"][0]
     assert synth.json["Resources"][access_log_lid]["Type"] == "AWS::Logs::LogGroup"
     assert "$context.requestId" in props["AccessLogSetting"]["Format"]
-    (settings,) = props["MethodSettings"]
+    # the stage-wide settings, then the per-method throttles (tests/infra/test_infra_hardening.py)
+    (settings,) = [m for m in props["MethodSettings"] if m["ResourcePath"] == "/*"]
     assert settings["HttpMethod"] == "*" and settings["ResourcePath"] == "/*"
     assert settings["LoggingLevel"] == "INFO"
     assert settings["DataTraceEnabled"] is False

@@ -60,7 +60,7 @@ def test_template_deploys_into_moto(synth):
         assert [g["IndexName"] for g in gsis] == ["by_customer"]
 
         sqs = boto3.client("sqs", region_name=REGION)
-        assert set(stack.queues) == {"send", "send_dlq", "recompute", "recompute_dlq"}
+        assert set(stack.queues) == {"send", "send_dlq", "recompute", "recompute_dlq", "feedback_dlq"}
         attrs = sqs.get_queue_attributes(QueueUrl=stack.queues["send"], AttributeNames=["All"])["Attributes"]
         assert attrs["VisibilityTimeout"] == "180"
         assert '"maxReceiveCount": 5' in attrs["RedrivePolicy"] or '"maxReceiveCount":5' in attrs["RedrivePolicy"]

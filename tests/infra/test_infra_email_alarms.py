@@ -26,11 +26,13 @@ def test_feedback_subscribed_to_ses_events(synth):
         for s in synth.resources("AWS::SNS::Subscription").values()
         if s["Properties"]["Protocol"] == "lambda"
     ]
+    dlq_lid, _ = synth.by_role("queue:feedback_dlq")
     assert subscriptions == [
         {
             "Protocol": "lambda",
             "TopicArn": {"Ref": topic_lid},
             "Endpoint": {"Fn::GetAtt": [synth.model.functions["feedback"].logical_id, "Arn"]},
+            "RedrivePolicy": {"deadLetterTargetArn": {"Fn::GetAtt": [dlq_lid, "Arn"]}},
         }
     ]
 
@@ -60,7 +62,9 @@ def test_no_identity_by_default_identity_on_request(synth, variant):
 def test_alarms(synth):
     alarms = [a["Properties"] for a in synth.resources("AWS::CloudWatch::Alarm").values()]
     topic = {"Ref": synth.model.roles["topic:alarms"]}
-    assert len(alarms) == 2 + len(FUNCTION_SPECS) + 1  # + a send skipped for an empty coupon pool
+    # three DLQs (send, recompute, SES feedback), the sweeper's unknown sends, one per function, and a send
+    # skipped for an empty coupon pool
+    assert len(alarms) == 4 + len(FUNCTION_SPECS) + 1
     for alarm in alarms:
         assert alarm["AlarmActions"] == [topic]
         assert alarm["Threshold"] == 0
@@ -72,7 +76,8 @@ def test_alarms(synth):
         for a in alarms
         if a["MetricName"] == "ApproximateNumberOfMessagesVisible"
     }
-    assert dlq_alarms == {synth.model.roles["queue:send_dlq"], synth.model.roles["queue:recompute_dlq"]}
+    assert dlq_alarms == {synth.model.roles["queue:send_dlq"], synth.model.roles["queue:recompute_dlq"],
+                          synth.model.roles["queue:feedback_dlq"]}
     error_alarms = {a["Dimensions"][0]["Value"]["Ref"] for a in alarms if a["MetricName"] == "Errors"}
     assert error_alarms == {info.logical_id for info in synth.model.functions.values()}
     assert all(a["Statistic"] == "Sum" for a in alarms if a["MetricName"] == "Errors")

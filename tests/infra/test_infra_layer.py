@@ -87,6 +87,22 @@ def test_pip_failure_gives_library_only_layer_and_never_raises(build_dir, monkey
     assert calls == []
 
 
+def test_the_lock_pins_every_layer_dependency_with_a_hash():
+    """Issue 15 item 17: the layer installs exact, hash-checked versions; jinja2 at 3.1.6 or later (older
+    3.1.x have sandbox escapes)."""
+    lines = [x for x in layer.LOCK_FILE.read_text().splitlines() if x and not x.startswith("#")]
+    pinned = {}
+    for line in lines:
+        spec, _, digest = line.partition(" --hash=sha256:")
+        name, _, version = spec.partition("==")
+        assert version and len(digest) == 64, line
+        pinned[name] = version
+    assert {layer._dist_name(r) for r in layer.requirements()} <= set(pinned)
+    assert tuple(int(x) for x in pinned["jinja2"].split(".")[:3]) >= (3, 1, 6)
+    assert layer._install_args(layer.requirements())[:3] == ["--require-hashes", "-r", str(layer.LOCK_FILE)]
+    assert layer._install_args(["pydantic"]) == ["pydantic"]
+
+
 def test_the_layer_ships_the_library_s_non_python_files(build_dir, monkeypatch):
     """The survey and preference pages are Jinja2 templates next to the code: the layer must carry them."""
     monkeypatch.setenv("RETENTION_LAYER_SKIP_PIP", "1")

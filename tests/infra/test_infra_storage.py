@@ -51,7 +51,9 @@ def test_tables_destroyed_outside_prod_retained_in_prod(synth, variant):
 
 def test_queues_with_dlq_visibility_sse(synth):
     queues = synth.resources("AWS::SQS::Queue")
-    assert len(queues) == 4
+    assert len(queues) == 5  # send + DLQ, recompute + DLQ, the SES feedback subscription's DLQ
+    _, feedback_dlq = synth.by_role("queue:feedback_dlq")
+    assert feedback_dlq["Properties"]["SqsManagedSseEnabled"] is True
     for role, visibility in (("send", 180), ("recompute", 1800)):
         _, queue = synth.by_role(f"queue:{role}")
         dlq_lid, dlq = synth.by_role(f"queue:{role}_dlq")

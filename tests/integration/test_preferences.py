@@ -125,18 +125,18 @@ def test_repeated_one_click_posts_log_and_count_once(s: Any, sent: SendRequest, 
     assert totals(s, "promo")["unsubscribed"] == 1
 
 
-def test_resubscribe_then_unsubscribe_again_with_the_same_link(s: Any, sent: SendRequest, handler: Any) -> None:
+def test_the_link_cannot_grant_consent_again(s: Any, sent: SendRequest, handler: Any) -> None:
+    """Issue 15 item 9: `action=preferences&email=1` after an unsubscribe (or `sms=1` for a refused SMS
+    consent) turned a refusal into consent; the link may only revoke."""
     token = mailed_token(s)
     call(handler, "POST", token, "List-Unsubscribe=One-Click", FORM)
     assert consent(s, "u1").granted is False
     clock.set_now(clock.now() + timedelta(minutes=5))
-    call(handler, "POST", token, "action=preferences&email=1", FORM)
-    assert consent(s, "u1").granted is True and consent(s, "u1").source == "preferences"
-    clock.set_now(clock.now() + timedelta(minutes=5))
-    call(handler, "POST", token, "List-Unsubscribe=One-Click", FORM)
-    assert consent(s, "u1").granted is False
+    call(handler, "POST", token, "action=preferences&email=1&sms=1", FORM)
+    assert consent(s, "u1").granted is False and consent(s, "u1").source == "one_click"
+    assert consent(s, "u1", "sms").granted is False
     sources = [(e["granted"], e["source"]) for e in stored(s, "u1").profile.consent_log if e["channel"] == "email"]
-    assert sources[-3:] == [(False, "one_click"), (True, "preferences"), (False, "one_click")]
+    assert sources[-1] == (False, "one_click")
 
 
 def test_preferences_form_changes_only_what_changed(s: Any, sent: SendRequest, handler: Any) -> None:
@@ -146,11 +146,11 @@ def test_preferences_form_changes_only_what_changed(s: Any, sent: SendRequest, h
     call(handler, "POST", token, "action=preferences&email=1", FORM)
     assert len(stored(s, "u1").profile.consent_log) == log_before
     assert consent(s, "u1", "sms").granted is False
-    # ticking SMS is a fresh, logged consent with its evidence; unticking email unsubscribes
+    # ticking SMS grants nothing (the link only revokes); unticking email unsubscribes
     call(handler, "POST", token, "action=preferences&sms=1", FORM)
-    assert consent(s, "u1", "sms").granted is True and consent(s, "u1", "sms").source == "preferences"
-    assert consent(s, "u1").granted is False
-    assert len(stored(s, "u1").profile.consent_log) == log_before + 2
+    assert consent(s, "u1", "sms").granted is False
+    assert consent(s, "u1").granted is False and consent(s, "u1").source == "preferences"
+    assert len(stored(s, "u1").profile.consent_log) == log_before + 1
 
 
 def test_the_page_button_unsubscribes_the_tokens_channel(s: Any, handler: Any) -> None:

@@ -265,7 +265,8 @@ def test_template_injection_is_a_security_error(source):
     [
         ("{% for a in range(1000) %}{% for b in range(1000) %}{% endfor %}{% endfor %}", "too costly"),
         ("{% for c in 'x' * 5000 %}{% for d in 'x' * 5000 %}{% endfor %}{% endfor %}", "too costly"),
-        ("{% macro r(n) %}{% if n %}{{ r(n - 1) }}{{ r(n - 1) }}{% endif %}{% endmacro %}{{ r(40) }}", "too costly"),
+        ("{% macro r(n) %}{% if n %}{{ r(n - 1) }}{{ r(n - 1) }}{% endif %}{% endmacro %}{{ r(40) }}",
+         r"too costly|took longer"),  # a loaded machine may reach the clock before the count
         ("{{ range(100000)|list|length }}", "range"),
         ("{{ 'x' * 100000000 }}", "grew past"),
         ("{{ [0] * 100000000 }}", "grew past"),

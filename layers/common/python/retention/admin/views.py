@@ -11,16 +11,8 @@ from retention.analytics.counters import read_counters
 from retention.core import clock, ddb
 from retention.core.errors import NotFoundError
 from retention.core.runtime import Deps
-from retention.customers.store import (
-    PROFILE_SK,
-    ProfileRepo,
-    alias_key,
-    email_index_key,
-    interest_key,
-    profile_pk,
-)
+from retention.customers.store import ProfileRepo, profile_pk
 from retention.journeys.catalogue import Catalogue
-from retention.messaging.requests import suppression_key
 
 KIND_OF = {"rules": "RULE", "segments": "SEGDEF", "templates": "TEMPLATE"}
 
@@ -96,41 +88,13 @@ class Admin:
         return {"customer_id": customer_id, "events": events}
 
     def forget(self, customer_id: str) -> dict[str, Any]:
-        """Erasure: profile, timeline, history, identity links, interest rows and message bodies go; a salted
-        hash of each address stays on the suppression list (no re-subscribe without fresh consent)."""
-        now = clock.now()
-        sp = self.repo.load(customer_id, now)
-        if not sp.exists:
-            raise NotFoundError(f"customer '{customer_id}' not found")
-        p = sp.profile
-        client, env = self.d.dynamodb, self.d.env
-        salt = self.d.config.secrets("suppression-salt")[0].decode()
-        for trait in ("email", "phone"):
-            addr = p.traits.get(trait)
-            if addr:
-                pk, sk = suppression_key(str(addr), salt)
-                client.put_item(TableName=env.messages_table, Item=ddb.serialize(
-                    {"pk": pk, "sk": sk, "reason": "erased", "at": clock.iso(now)}))
-        events = [(e["pk"], e["sk"]) for e in ddb.query(client, env.events_table, profile_pk(customer_id))]
-        ddb.batch_write(client, env.events_table, deletes=events)
-        own = [(i["pk"], i["sk"]) for i in ddb.query(client, env.profiles_table, profile_pk(customer_id))]
-        extra = [alias_key(a.removeprefix("anon:")) for a in p.anonymous_ids]
-        extra += [(profile_pk(f"anon:{a.removeprefix('anon:')}"), PROFILE_SK)  # merge tombstones
-                  for a in p.anonymous_ids]
-        extra += [interest_key(prod, customer_id) for prod in p.interests]
-        if p.traits.get("email"):
-            extra.append(email_index_key(str(p.traits["email"])))
-        ddb.batch_write(client, env.profiles_table, deletes=own + extra)
+        """Erasure: every item naming the person goes (retention.customers.erasure); a salted hash of each
+        address stays on the suppression list (no re-subscribe without fresh consent)."""
+        from retention.customers.erasure import Eraser
+        result = Eraser(self.d).erase(customer_id)
         from retention.products.recommend import Recommendations
-        Recommendations(client, env.products_table).forget_customer(customer_id)  # what he bought
-        ledger = list(ddb.query(client, env.messages_table, customer_id, index="by_customer",
-                                pk_name="customer_id", sk_name="created_at"))
-        for row in ledger:  # keep the exactly-once record, drop what identifies the person
-            client.update_item(TableName=env.messages_table, Key=ddb.key(row["pk"], row["sk"]),
-                               UpdateExpression="REMOVE subject, customer_id SET erased = :t",
-                               ExpressionAttributeValues={":t": {"BOOL": True}})
-        return {"customer_id": customer_id, "erased": True, "events_deleted": len(events),
-                "messages_anonymised": len(ledger)}
+        Recommendations(self.d.dynamodb, self.d.env.products_table).forget_customer(customer_id)  # his purchases
+        return result
 
     # ---- definitions -------------------------------------------------------------------------------
     def list(self, kind: str) -> list[dict[str, Any]]:

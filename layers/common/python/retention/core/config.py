@@ -15,16 +15,23 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections import OrderedDict
+from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel, Field
 
 from retention.core import clock, ddb, tokens
-from retention.core.errors import ConflictError, NotFoundError, UnauthorizedError
+from retention.core.errors import BadRequestError, ConflictError, NotFoundError, UnauthorizedError
 from retention.language import blocks
 
 KINDS = ("RULE", "SEGDEF", "TEMPLATE")
 CACHE_SECONDS = 30.0
+KEY_CACHE_SECONDS = 10.0
+"""Write keys and admin tokens: a revoked one keeps working at most this long in a warm container (the
+revoking process forgets it at once)."""
+CACHE_ENTRIES = 4096
 
 
 class Cap(BaseModel):
@@ -93,26 +100,71 @@ class Settings(BaseModel):
     nps_survey_cooldown_days: int = 90
     dedupe_window_days: int = Field(default=30, ge=1)  # how long a messageId is remembered
     ledger_retention_days: int = Field(default=400, ge=30)
+    shop_country: str = Field(default="RU", min_length=2, max_length=2)  # ISO 3166-1 alpha-2
+    # SMS goes only to numbers of these countries (ISO codes); empty: the shop's own country. Premium-rate
+    # and far-away numbers are how SMS pumping fraud bills a shop.
+    sms_countries: list[str] = Field(default_factory=list)
 
     model_config = {"extra": "forbid"}
+
+    def sms_allowed(self) -> set[str]:
+        return {c.upper() for c in (self.sms_countries or [self.shop_country])}
+
+
+SOURCE_SCOPES = ("events", "customers", "contact", "consent")
+"""What a write key may do. events: any message about existing customers and anonymous visitors;
+customers: create identified customers, and set contact data and consent on the customers this source
+created; contact: change the email/phone of any customer; consent: grant consent for any customer.
+Revoking consent needs no scope."""
+DEFAULT_SOURCE_SCOPES = ("events", "customers")
+
+
+@dataclass(frozen=True)
+class Source:
+    source_id: str
+    scopes: frozenset[str] = frozenset(SOURCE_SCOPES)
+
+
+def parse_scopes(scopes: Iterable[str] | str | None) -> tuple[str, ...]:
+    if scopes is None:
+        return DEFAULT_SOURCE_SCOPES
+    if isinstance(scopes, str):
+        scopes = [s for s in scopes.replace(",", " ").split() if s]
+    chosen = set()
+    for scope in scopes:
+        if scope == "all":
+            chosen |= set(SOURCE_SCOPES)
+        elif scope in SOURCE_SCOPES:
+            chosen.add(scope)
+        else:
+            raise BadRequestError(f"unknown scope {scope!r}: use {', '.join(SOURCE_SCOPES)} or all")
+    chosen.add("events")
+    return tuple(s for s in SOURCE_SCOPES if s in chosen)
 
 
 class ConfigStore:
     """Reads are cached per container for CACHE_SECONDS; writes in this process invalidate the cache."""
 
-    _cache: dict[str, tuple[float, Any]] = {}
+    _cache: OrderedDict[str, tuple[float, Any]] = OrderedDict()
 
     def __init__(self, client: Any, table: str) -> None:
         self.client = client
         self.table = table
 
     # ---- cache -------------------------------------------------------------------------------
-    def _cached(self, name: str, loader: Any) -> Any:
-        hit = self._cache.get(f"{self.table}:{name}")
-        if hit and clock.monotonic() - hit[0] < CACHE_SECONDS:
+    def _cached(self, name: str, loader: Any, seconds: float = CACHE_SECONDS) -> Any:
+        """A bounded LRU (CACHE_ENTRIES): unknown keys are cached too (a flood of bogus keys costs one read
+        each per container, not one per request), but they can only push out the oldest entries."""
+        key = f"{self.table}:{name}"
+        hit = self._cache.get(key)
+        if hit and clock.monotonic() - hit[0] < seconds:
+            self._cache.move_to_end(key)
             return hit[1]
         val = loader()
-        self._cache[f"{self.table}:{name}"] = (clock.monotonic(), val)
+        self._cache[key] = (clock.monotonic(), val)
+        self._cache.move_to_end(key)
+        while len(self._cache) > CACHE_ENTRIES:
+            self._cache.popitem(last=False)
         return val
 
     @classmethod
@@ -208,17 +260,22 @@ class ConfigStore:
         return new
 
     # ---- sources (write keys) and admin tokens -----------------------------------------------------
-    def create_source(self, name: str, key: str | None = None) -> dict[str, Any]:
+    def create_source(self, name: str, key: str | None = None, scopes: Iterable[str] | None = None) -> dict[str, Any]:
+        """A write key. `scopes` (see SOURCE_SCOPES) default to events + customers: the source may create
+        customers and keep the contact data and consent of the customers it created, but not change another
+        source's customers' email/phone or grant their consent."""
+        chosen = parse_scopes(scopes)
         key = key or "wk_" + tokens.new_secret(24)
         digest = tokens.hash_secret(key)
         source_id = "src_" + digest[:12]
         now = clock.iso(clock.now())
         self.client.put_item(TableName=self.table, Item=ddb.serialize(
-            {"pk": f"SOURCE#{digest}", "sk": "SOURCE", "source_id": source_id, "name": name, "created_at": now}))
+            {"pk": f"SOURCE#{digest}", "sk": "SOURCE", "source_id": source_id, "name": name, "created_at": now,
+             "scopes": list(chosen)}))
         self.client.put_item(TableName=self.table, Item=ddb.serialize(
             {"pk": "SOURCES", "sk": source_id, "name": name, "key_hash": digest, "created_at": now,
-             "key_hint": key[:6] + "…", "revoked": False}))
-        return {"source_id": source_id, "name": name, "write_key": key, "created_at": now}
+             "key_hint": key[:6] + "…", "revoked": False, "scopes": list(chosen)}))
+        return {"source_id": source_id, "name": name, "write_key": key, "created_at": now, "scopes": list(chosen)}
 
     def list_sources(self) -> list[dict[str, Any]]:
         return [{k: v for k, v in item.items() if k not in ("pk", "key_hash")} | {"source_id": item["sk"]}
@@ -236,16 +293,22 @@ class ConfigStore:
 
     def authenticate_source(self, key: str | None) -> str:
         """Return the source id of a write key; the key is looked up by its hash (never stored in clear)."""
+        return self.source_of(key).source_id
+
+    def source_of(self, key: str | None) -> Source:
+        """The source of a write key with its scopes (a key stored before scopes existed has them all)."""
         if not key:
             raise UnauthorizedError("missing write key: use HTTP Basic auth with the write key as user name")
         digest = tokens.hash_secret(key)
 
         def load() -> dict[str, Any] | None:
             return ddb.get(self.client, self.table, f"SOURCE#{digest}", "SOURCE")
-        item = self._cached(f"src:{digest}", load)
+        item = self._cached(f"src:{digest}", load, KEY_CACHE_SECONDS)
         if not item:
             raise UnauthorizedError("invalid write key")
-        return str(item["source_id"])
+        scopes = item.get("scopes")
+        return Source(source_id=str(item["source_id"]),
+                      scopes=frozenset(SOURCE_SCOPES if scopes is None else scopes))
 
     def create_admin_token(self, name: str, token: str | None = None) -> str:
         token = token or "adm_" + tokens.new_secret()
@@ -261,7 +324,7 @@ class ConfigStore:
 
         def load() -> dict[str, Any] | None:
             return ddb.get(self.client, self.table, f"ADMIN#{digest}", "ADMIN")
-        item = self._cached(f"adm:{digest}", load)
+        item = self._cached(f"adm:{digest}", load, KEY_CACHE_SECONDS)
         if not item:
             raise UnauthorizedError("invalid admin token")
         return str(item.get("name", "admin"))

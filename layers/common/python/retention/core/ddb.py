@@ -211,3 +211,26 @@ def backoff(attempt: int, base: float = 0.05, cap: float = 2.0) -> None:
     if os.environ.get("RETENTION_NO_SLEEP"):
         return
     time.sleep(random.uniform(0, min(cap, base * (2**attempt))))
+
+
+def item_size(item: dict[str, Any]) -> int:
+    """An item's size as DynamoDB counts it toward the 400 KB item limit (attribute names + values, in
+    AttributeValue form); numbers are counted by their digits, close enough for a guard."""
+    return sum(len(name.encode()) + _value_size(value) for name, value in item.items())
+
+
+def _value_size(value: dict[str, Any]) -> int:
+    kind, inner = next(iter(value.items()))
+    if kind in ("S", "N"):
+        return len(str(inner).encode())
+    if kind == "B":
+        return len(inner)
+    if kind in ("SS", "NS"):
+        return sum(len(str(v).encode()) for v in inner)
+    if kind == "BS":
+        return sum(len(v) for v in inner)
+    if kind == "L":
+        return 3 + sum(1 + _value_size(v) for v in inner)
+    if kind == "M":
+        return 3 + sum(1 + len(k.encode()) + _value_size(v) for k, v in inner.items())
+    return 1

@@ -38,6 +38,47 @@ def register_errors(app: Any, logger: Any) -> None:
         return json_response(404, {"code": "not_found", "message": "no such route"})
 
 
+MAX_JSON_DEPTH = 64
+
+
+def parse_json_object(raw: str) -> dict[str, Any]:
+    """An admin request body: a JSON object nested at most MAX_JSON_DEPTH levels, else a 400 (deep nesting
+    used to reach a RecursionError somewhere later: a 500)."""
+    from retention.core.errors import BadRequestError
+    try:
+        body = json.loads(raw)
+    except RecursionError:
+        raise BadRequestError(f"the body is nested deeper than {MAX_JSON_DEPTH} levels") from None
+    except ValueError as exc:
+        raise BadRequestError(f"the body is not valid JSON: {exc}") from exc
+    if not isinstance(body, dict):
+        raise BadRequestError("the body is a JSON object")
+    if depth_exceeds(body, MAX_JSON_DEPTH):
+        raise BadRequestError(f"the body is nested deeper than {MAX_JSON_DEPTH} levels")
+    return body
+
+
+def depth_exceeds(value: Any, limit: int) -> bool:
+    """Iterative (no recursion of its own): True when containers nest deeper than `limit`."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > limit:
+            return True
+        children = node.values() if isinstance(node, dict) else node
+        for child in children:
+            if isinstance(child, dict | list):
+                stack.append((child, depth + 1))
+    return False
+
+
+def path_id(value: str) -> str:
+    """A customer id (or any id) taken from a URL path: REST API Gateway and the local runtime hand the path
+    over percent-encoded, so `shop%2F42` is the customer `shop/42` (ids may hold `/`, `#`, `?`, spaces)."""
+    from urllib.parse import unquote
+    return unquote(value)
+
+
 def form_fields(body: str | None) -> dict[str, str]:
     from urllib.parse import parse_qs
     parsed = parse_qs(body or "", keep_blank_values=True)

@@ -118,11 +118,64 @@ def _walk_node(node: yaml.Node, path: Path, lines: dict[Path, int | None], sourc
             _walk_node(item, (*path, index), lines, source)
 
 
+MAX_YAML_CHARS = 512 * 1024
+MAX_YAML_NODES = 100_000
+MAX_YAML_DEPTH = 64
+"""A definition's values once aliases are expanded: 397 bytes of nested aliases (a "billion laughs")
+made one `PUT /admin/rules/x` take 21 s; the size is counted on the node graph, linear in its nodes."""
+
+
+def _too_deep(data: Any) -> bool:
+    from retention.core.http import depth_exceeds
+    return depth_exceeds(data, MAX_YAML_DEPTH)
+
+
+def _expanded_size(root: yaml.Node) -> int:
+    """The number of nodes the document stands for with every alias expanded, computed without expanding
+    (each node's size once, memoized; an alias cycle counts as over the cap)."""
+    sizes: dict[int, int] = {}
+    visiting: set[int] = set()
+
+    def size(node: yaml.Node) -> int:
+        key = id(node)
+        if key in sizes:
+            return sizes[key]
+        if key in visiting:
+            return MAX_YAML_NODES + 1
+        visiting.add(key)
+        total = 1
+        if isinstance(node, yaml.MappingNode):
+            for k, v in node.value:
+                total += size(k) + size(v)
+                if total > MAX_YAML_NODES:
+                    break
+        elif isinstance(node, yaml.SequenceNode):
+            for child in node.value:
+                total += size(child)
+                if total > MAX_YAML_NODES:
+                    break
+        visiting.discard(key)
+        sizes[key] = min(total, MAX_YAML_NODES + 1)
+        return sizes[key]
+
+    import sys
+    limit = sys.getrecursionlimit()
+    try:
+        sys.setrecursionlimit(max(limit, 10_000))
+        return size(root)
+    except RecursionError:
+        return MAX_YAML_NODES + 1
+    finally:
+        sys.setrecursionlimit(limit)
+
+
 def load_yaml_documents(text: str, source: str) -> list[tuple[Any, LineMap]]:
     """Every non-empty YAML document of `text` with its line map (safe loader only).
 
     Invalid YAML and duplicate keys raise `retention.core.errors.ValidationError("<source>:<line>: …")`.
     """
+    if len(text) > MAX_YAML_CHARS:
+        raise ValidationError(f"{source}: the document is larger than {MAX_YAML_CHARS // 1024} KB")
     loader = yaml.SafeLoader(text)
     documents: list[tuple[Any, LineMap]] = []
     try:
@@ -130,9 +183,17 @@ def load_yaml_documents(text: str, source: str) -> list[tuple[Any, LineMap]]:
             node = loader.get_node()
             if node is None:
                 continue
+            expanded = _expanded_size(node)
+            if expanded > MAX_YAML_NODES:
+                raise ValidationError(
+                    f"{source}:{node.start_mark.line + 1}: the document expands to more than {MAX_YAML_NODES} "
+                    "values (aliases that repeat aliases): write it out or use fewer aliases")
             data = loader.construct_document(node)
             if data is None:
                 continue
+            if isinstance(data, dict | list) and _too_deep(data):
+                raise ValidationError(f"{source}:{node.start_mark.line + 1}: the document is nested deeper than "
+                                      f"{MAX_YAML_DEPTH} levels")
             lines: dict[Path, int | None] = {(): node.start_mark.line + 1}
             _walk_node(node, (), lines, source)
             documents.append((data, LineMap(lines)))
@@ -143,6 +204,8 @@ def load_yaml_documents(text: str, source: str) -> list[tuple[Any, LineMap]]:
         raise ValidationError(f"{source}{line}: invalid YAML: {problem}") from exc
     except yaml.YAMLError as exc:
         raise ValidationError(f"{source}: invalid YAML: {exc}") from exc
+    except RecursionError:
+        raise ValidationError(f"{source}: the document is nested too deeply") from None
     finally:
         loader.dispose()
     return documents

@@ -9,6 +9,7 @@ marker without its effect. Events of one customer inside a batch update the prof
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections import defaultdict, deque
 from concurrent.futures import ThreadPoolExecutor
@@ -35,6 +36,7 @@ from retention.customers.store import (
     tombstone_item,
     version_condition,
 )
+from retention.ingestion.scopes import CREATED_BY, refusal
 from retention.ingestion.wire import Message, Rejection
 from retention.journeys.catalogue import definitions
 from retention.journeys.effects import (
@@ -54,6 +56,9 @@ PRODUCT_EVENTS = ("Product Back in Stock", "Product Price Dropped", "Product Low
 # events the products package learns from (catalogue stock and prices, co-purchases, coupon redemption)
 PRODUCT_LEARNING_EVENTS = frozenset({"Order Completed", "Product Viewed", "Product Clicked", "Product Added",
                                      *PRODUCT_EVENTS})
+MAX_PROFILE_ITEM_BYTES = 350 * 1024
+"""A profile item above this is refused before it is written (DynamoDB's limit is 400 KB: a write over it
+fails the whole transaction, and before this guard every later event of the customer answered 500)."""
 
 
 class ContentionError(RuntimeError):
@@ -72,6 +77,7 @@ class IngestResult:
 class _Outcome:
     stored: list[Message] = field(default_factory=list)  # newly stored (not duplicates)
     duplicates: int = 0
+    rejected: list[Rejection] = field(default_factory=list)
     committed: Committed = field(default_factory=Committed)
     customer: str = ""  # the profile the messages were stored on (after following a merge)
 
@@ -87,8 +93,11 @@ def customer_of(msg: Message, aliases: dict[str, str]) -> str:
 
 
 def marker_key(source_id: str, message_id: str) -> tuple[str, str]:
-    """The messageId dedupe marker (idempotency table): one per (source, messageId)."""
-    return (f"M#{source_id}#{message_id}", "M")
+    """The messageId dedupe marker (idempotency table): one per (source, messageId). The messageId is hashed
+    and the item holds no customer id: a client's messageId may embed a user id or an email, and a marker
+    outlives an erasure (it must, or a retried message would re-create the person)."""
+    digest = hashlib.sha256(message_id.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+    return (f"M#{source_id}#{digest}", "M")
 
 
 class Ingestor:
@@ -100,7 +109,10 @@ class Ingestor:
         self.repo = ProfileRepo(ddb_client, env.profiles_table)
         self.workers = workers
 
-    def ingest(self, messages: list[Message], source_id: str, *, now: datetime | None = None) -> IngestResult:
+    def ingest(self, messages: list[Message], source_id: str, *, now: datetime | None = None,
+               scopes: frozenset[str] | None = None) -> IngestResult:
+        """Store `messages` of `source_id`. `scopes` (a write key's, see retention.ingestion.scopes) refuse
+        what the key may not do as `rejected` entries; None (internal callers) may do everything."""
         now = now or clock.now()
         result = IngestResult()
         seen: set[str] = set()
@@ -120,12 +132,13 @@ class Ingestor:
         groups: dict[str, list[Message]] = defaultdict(list)
         for msg in unique:
             groups[customer_of(msg, aliases)].append(msg)
+        cids = {m.message_id: cid for cid, ms in groups.items() for m in ms}  # before links change `aliases`
         profiles = self.repo.load_many(list(groups), now)
         done = Committed()
         stored: list[Message] = []
 
         def run(cid: str) -> _Outcome:
-            return self._customer(engine, defs, source_id, profiles[cid], groups[cid], now)
+            return self._customer(engine, defs, source_id, profiles[cid], groups[cid], now, scopes)
 
         if len(groups) == 1 or self.workers <= 1:
             outcomes = [run(cid) for cid in groups]
@@ -135,17 +148,22 @@ class Ingestor:
         for outcome in outcomes:
             result.accepted += len(outcome.stored) + outcome.duplicates
             result.duplicates += outcome.duplicates
+            result.rejected += outcome.rejected
             stored += outcome.stored
             done.extend(outcome.committed)
         result.sends = after_commit(self.ddb, self.sqs, self.env, done, now)
         # every message, duplicates too: a retry completes a link that a crash interrupted
         result.sends += self._identities(unique, aliases, engine, now)
         # product events fan out once (a retried message is a duplicate) and only while live (history
-        # imports start no journey)
-        live_after = now - timedelta(hours=defs.settings.history_horizon_hours)
+        # imports start no journey). The fan-out's safety item went in with the messageId marker: if this
+        # request dies before the fan-out is done, the tick does it (the journey entry id comes from the
+        # messageId, so doing it twice starts nobody twice); done here, the safety item goes.
+        fanned: list[due.DueItem] = []
         for msg in stored:
-            if msg.type == "track" and msg.event in PRODUCT_EVENTS and msg.timestamp >= live_after:
+            if _fans_out(msg, defs, now):
                 self.fan_out_product_event(msg, defs, now)
+                fanned.append(fanout_item(msg, cids[msg.message_id], now))
+        due.delete(self.ddb, self.env.due_table, fanned, self.env.due_shards)
         self._products([(cid, m) for o in outcomes for cid, m in o.owners()], now)
         return result
 
@@ -307,16 +325,28 @@ class Ingestor:
 
     # ---- one customer ---------------------------------------------------------------------------------
     def _customer(self, engine: Engine, defs: Definitions, source_id: str, sp: StoredProfile,
-                  msgs: list[Message], now: datetime) -> _Outcome:
+                  msgs: list[Message], now: datetime, scopes: frozenset[str] | None = None) -> _Outcome:
         out = _Outcome()
         if sp.merged_into:
             sp = self._follow(sp, now)
+        if scopes is not None:
+            created_here = not sp.exists
+            allowed = []
+            for msg in sorted(msgs, key=lambda m: m.timestamp):
+                why = refusal(msg, sp, source_id, scopes, created_here=created_here)
+                if why:
+                    out.rejected.append(Rejection(index=msg.index, messageId=msg.message_id, error=why))
+                else:
+                    allowed.append(msg)
+            msgs = allowed
         pending = sorted(msgs, key=lambda m: m.timestamp)
         queue = deque(pending[i:i + CHUNK] for i in range(0, len(pending), CHUNK))
         while queue:
             chunk = queue.popleft()
             attempt = 0
             while chunk:
+                if not sp.exists:
+                    sp.profile.meta.setdefault(CREATED_BY, source_id)  # whose customer it is (key scopes)
                 fx = engine.process(sp, messages=chunk, now=now)
                 items = self._transaction(defs, source_id, sp, chunk, fx, now)
                 if len(items) > MAX_TXN_ITEMS and len(chunk) > 1:
@@ -327,28 +357,46 @@ class Ingestor:
                     chunk = chunk[:half]
                     sp = self._follow(self.repo.load(sp.profile.id, now), now)
                     continue
-                try:
-                    self.ddb.transact_write_items(TransactItems=items)
-                except Exception as exc:
-                    if not ddb.is_contention(exc):
-                        raise
-                    dup = {i for i in range(len(chunk)) if ddb.condition_failed_at(exc, i)}
-                    if dup:
-                        out.duplicates += len(dup)
-                        chunk = [m for i, m in enumerate(chunk) if i not in dup]
-                    if not chunk and not queue:
-                        break  # a retried delivery: everything was stored before
-                    # someone else wrote the profile, or a merge left a tombstone: start again from the store
-                    # (process() changed the in-memory profile in any case)
+                oversized = ddb.item_size(items[-1]["Put"]["Item"]) > MAX_PROFILE_ITEM_BYTES
+                if not oversized:
+                    try:
+                        self.ddb.transact_write_items(TransactItems=items)
+                    except Exception as exc:
+                        if not _item_too_large(exc):
+                            if not ddb.is_contention(exc):
+                                raise
+                            dup = {i for i in range(len(chunk)) if ddb.condition_failed_at(exc, i)}
+                            if dup:
+                                out.duplicates += len(dup)
+                                chunk = [m for i, m in enumerate(chunk) if i not in dup]
+                            if not chunk and not queue:
+                                break  # a retried delivery: everything was stored before
+                            # someone else wrote the profile, or a merge left a tombstone: start again from the
+                            # store (process() changed the in-memory profile in any case)
+                            sp = self._follow(self.repo.load(sp.profile.id, now), now)
+                            if not chunk:
+                                break
+                            attempt += 1
+                            if attempt >= ATTEMPTS:
+                                raise ContentionError(
+                                    f"profile {sp.profile.id}: could not commit after {ATTEMPTS} attempts") from exc
+                            ddb.backoff(attempt)
+                            continue
+                        oversized = True
+                if oversized:
+                    # one message at a time finds the one that overflows; it alone is refused (a `rejected`
+                    # entry), the others of the batch and of the customer are stored
                     sp = self._follow(self.repo.load(sp.profile.id, now), now)
-                    if not chunk:
-                        break
-                    attempt += 1
-                    if attempt >= ATTEMPTS:
-                        raise ContentionError(f"profile {sp.profile.id}: could not commit after {ATTEMPTS} attempts"
-                                              ) from exc
-                    ddb.backoff(attempt)
-                    continue
+                    if len(chunk) > 1:
+                        queue.extendleft([[m] for m in reversed(chunk[1:])])
+                        chunk = chunk[:1]
+                        continue
+                    msg = chunk[0]
+                    out.rejected.append(Rejection(
+                        index=msg.index, messageId=msg.message_id,
+                        error=f"the customer's profile would grow past {MAX_PROFILE_ITEM_BYTES // 1024} KB with this "
+                              "message: send fewer or smaller traits"))
+                    break
                 sp.version += 1
                 out.stored += chunk
                 out.committed.add(sp.profile.id, fx)
@@ -378,8 +426,8 @@ class Ingestor:
         for msg in chunk:
             pk, sk = marker_key(source_id, msg.message_id)
             items.append({"Put": {"TableName": env.idempotency_table, "Item": ddb.serialize(
-                {"pk": pk, "sk": sk, "customer_id": cid,
-                 "at": clock.iso(now), "ttl": marker_ttl}), "ConditionExpression": "attribute_not_exists(pk)"}})
+                {"pk": pk, "sk": sk, "at": clock.iso(now), "ttl": marker_ttl}),  # no customer id: erasure-proof
+                "ConditionExpression": "attribute_not_exists(pk)"}})
         for msg in chunk:
             expires = int(msg.timestamp.timestamp()) + retention_s
             if expires <= int(now.timestamp()):
@@ -387,6 +435,10 @@ class Ingestor:
             items.append({"Put": {"TableName": env.events_table, "Item": ddb.serialize(
                 event_item(cid, msg, source_id, expires))}})
         items += transaction_items(env, cid, fx, now, retention_s)
+        for msg in chunk:
+            if _fans_out(msg, defs, now):
+                items.append({"Put": {"TableName": env.due_table,
+                                      "Item": ddb.serialize(fanout_item(msg, cid, now).to_item(env.due_shards))}})
         self._email_changes(sp, items, now)
         interests = self._interest_updates(sp, chunk, settings, now)
         room = MAX_TXN_ITEMS - len(items) - 1
@@ -478,6 +530,21 @@ class Ingestor:
         return len(items)
 
 
+FANOUT_AFTER = timedelta(minutes=5)
+
+
+def _fans_out(msg: Message, defs: Definitions, now: datetime) -> bool:
+    live_after = now - timedelta(hours=defs.settings.history_horizon_hours)
+    return msg.type == "track" and msg.event in PRODUCT_EVENTS and msg.timestamp >= live_after \
+        and product_id(msg.properties) is not None
+
+
+def fanout_item(msg: Message, cid: str, now: datetime) -> due.DueItem:
+    """The durable promise of a product event's fan-out (kind FANOUT), keyed by its messageId."""
+    return due.DueItem(at=now + FANOUT_AFTER, kind="FANOUT", customer_id=cid, ref=msg.message_id,
+                       payload={"message": json.loads(msg.model_dump_json())})
+
+
 def apply_suppression(profile: Any, channel: str, reason: str, at: str | None) -> None:
     profile.suppressed[channel] = {"reason": reason, "at": at}
 
@@ -512,6 +579,11 @@ def _interests(msgs: list[Message]) -> list[tuple[str, str, datetime]]:
         for pid in interest_products(m.properties):
             out[(pid, kind)] = max(out.get((pid, kind), m.timestamp), m.timestamp)
     return [(p, k, at) for (p, k), at in out.items()]
+
+
+def _item_too_large(exc: Exception) -> bool:
+    """DynamoDB's answer to an item over 400 KB (the guard's estimate missed it): the message is refused."""
+    return ddb.error_code(exc) == "ValidationException" and "size" in str(exc).lower()
 
 
 def _anonymous_ids(messages: list[Message]) -> set[str]:

@@ -34,6 +34,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, tzinfo
@@ -65,6 +66,9 @@ MAX_RANGE = 10_000
 MAX_VALUE_SIZE = 1_000_000
 MAX_WIDTH = 1_000
 RENDER_SECONDS = 2.0
+MAX_INT_BITS = 256
+"""Integers in a template stay below 2**256 (77 digits): squaring 10**100 eighteen times is a
+single C-level multiplication per step that no clock check can interrupt, so the size is capped."""
 MAX_SMS_SEGMENTS = 6
 
 Part = Literal["subject", "preheader", "html", "text", "sms"]
@@ -446,7 +450,8 @@ class _Budget:
 
     def __init__(self) -> None:
         self.ops = 0
-        self.deadline = clock.monotonic() + RENDER_SECONDS
+        outer = _deadline.get()
+        self.deadline = clock.monotonic() + RENDER_SECONDS if outer is None else outer
 
     def spend(self) -> None:
         self.ops += 1
@@ -456,11 +461,26 @@ class _Budget:
             self.check_clock()
 
     def check_clock(self) -> None:
-        if clock.monotonic() > self.deadline:
+        if clock.monotonic() >= self.deadline:
             raise SecurityError(f"the template took longer than {RENDER_SECONDS:g} s to render")
 
 
 _budget: ContextVar[_Budget | None] = ContextVar("retention_template_budget", default=None)
+_deadline: ContextVar[float | None] = ContextVar("retention_template_deadline", default=None)
+
+
+@contextmanager
+def render_deadline(seconds: float) -> Iterator[None]:
+    """Every part rendered inside shares one deadline (monotonic clock), at most RENDER_SECONDS from now:
+    a sender passes what is left of its Lambda's time, so a slow template fails its message instead of
+    timing out the whole batch."""
+    outer = _deadline.get()
+    at = clock.monotonic() + max(0.0, min(seconds, RENDER_SECONDS))
+    token = _deadline.set(at if outer is None else min(outer, at))
+    try:
+        yield
+    finally:
+        _deadline.reset(token)
 
 
 def _spend() -> None:
@@ -472,7 +492,23 @@ def _spend() -> None:
 def _check_size(value: Any) -> Any:
     if isinstance(value, str | list | tuple | dict | set | bytes) and len(value) > MAX_VALUE_SIZE:
         raise SecurityError(f"a value in the template grew past {MAX_VALUE_SIZE} characters or items")
+    if isinstance(value, int) and value.bit_length() > MAX_INT_BITS:
+        raise SecurityError(f"integers in a template are limited to {MAX_INT_BITS} bits")
     return value
+
+
+def _check_int_op(operator: str, left: Any, right: Any) -> None:
+    """Refuse an integer `*` or `**` whose result would pass MAX_INT_BITS, before computing it."""
+    if not (isinstance(left, int) and isinstance(right, int)) or isinstance(left, bool) or isinstance(right, bool):
+        return
+    if operator == "*":
+        bits = left.bit_length() + right.bit_length()
+    elif operator == "**" and right > 0 and abs(left) > 1:
+        bits = (left.bit_length() - 1) * right + 1
+    else:
+        return
+    if bits > MAX_INT_BITS + 1:
+        raise SecurityError(f"integers in a template are limited to {MAX_INT_BITS} bits")
 
 
 def _guarded_iter(iterable: Iterable[Any], budget: _Budget) -> Iterator[Any]:
@@ -594,7 +630,7 @@ def _join(eval_ctx: Any, value: Iterable[Any], d: str = "", attribute: str | int
 
 
 class _GuardedEnvironment(ImmutableSandboxedEnvironment):
-    intercepted_binops = frozenset({"*", "**", "+", "%"})
+    intercepted_binops = frozenset({"*", "**", "+", "%", "-", "//"})
 
     def __init__(self, *, autoescape: bool) -> None:
         super().__init__(
@@ -646,6 +682,8 @@ class _GuardedEnvironment(ImmutableSandboxedEnvironment):
                     raise SecurityError(f"a value in the template grew past {MAX_VALUE_SIZE} characters or items")
         if operator == "%":
             _check_format_string(left)
+        _check_int_op(operator, left, right)
+        _spend()  # arithmetic counts like a call: the clock is looked at while a template only computes
         return _check_size(super().call_binop(context, operator, left, right))
 
     def call(self, context: jinja2.runtime.Context, obj: Any, /, *args: Any, **kwargs: Any) -> Any:
@@ -732,6 +770,7 @@ def _render_part(template: Template, locale: str, part: str, source: str, contex
     chunks: list[str] = []
     size = 0
     try:
+        budget.check_clock()  # no time left at all: fail before starting
         for chunk in compiled.generate(context):
             size += len(chunk)
             if size > cap:
@@ -799,18 +838,21 @@ def render(
     ctx["locale"] = chosen
     wanted = PARTS if channel is None else EMAIL_PARTS if channel == "email" else ("sms",)
     out: dict[str, str | None] = {}
-    for part in wanted:
-        source = getattr(content, part)
-        if source is None:
-            continue
-        rendered = _render_part(template, chosen, part, source, ctx)
-        if part in ("subject", "preheader"):
+    with render_deadline(RENDER_SECONDS):  # one deadline for all the parts of one message
+        for part in wanted:
+            source = getattr(content, part)
+            if source is None:
+                continue
+            out[part] = _render_part(template, chosen, part, source, ctx)
+    for name, value in list(out.items()):
+        rendered = value or ""
+        if name in ("subject", "preheader"):
             rendered = one_line(rendered)
-        elif part == "sms":
+        elif name == "sms":
             rendered = clean_sms(rendered)
-        elif part == "text":
+        elif name == "text":
             rendered = rendered.replace("\r\n", "\n").strip()
-        out[part] = rendered
+        out[name] = rendered
     if out.get("html") is not None and out.get("text") is None and "text" in wanted:
         out["text"] = html_to_text(out["html"] or "")
     return Rendered(**out)
@@ -818,35 +860,98 @@ def render(
 
 # --- html → text --------------------------------------------------------------------------------
 
-_HTML_DROP = re.compile(r"<!--.*?-->|<(head|style|script|title|template)\b[^>]*>.*?</\1\s*>", re.S | re.I)
-_HTML_HIDDEN = re.compile(
-    r"<(div|span|p|table|td)\b[^>]*\bstyle\s*=\s*(?:\"[^\"]*|'[^']*)display\s*:\s*none[^>]*>.*?</\1\s*>",
-    re.S | re.I,
-)
-_HTML_IMG = re.compile(r"<img\b[^>]*?\balt\s*=\s*(?:\"([^\"]*)\"|'([^']*)')[^>]*>", re.I)
-_HTML_LINK = re.compile(r"<a\b[^>]*?\bhref\s*=\s*(?:\"([^\"]*)\"|'([^']*)'|([^\s>]+))[^>]*>(.*?)</a\s*>", re.S | re.I)
+# Every pattern here is linear in the text: a tag's body never spans a `<` (so an unclosed tag fails where
+# the next one starts instead of rescanning to the end), quoted values are atomic alternatives, and
+# paired elements (`<style>…</style>`, `<a>…</a>`) find their end with one forward search that, once it
+# fails, is not tried again (`'<img alt="x"' * 4000` took 265 s with the earlier lazy patterns).
+_ATTRS = r"""((?:[^<>"']|"[^"]*"|'[^']*')*)"""
+_HTML_COMMENT_OPEN = re.compile(r"<!--")
+_HTML_DROP_OPEN = re.compile(r"<(head|style|script|title|template)\b" + _ATTRS + ">", re.I)
+_HTML_HIDDEN_OPEN = re.compile(r"<(div|span|p|table|td)\b" + _ATTRS + ">", re.I)
+_STYLE_ATTR = re.compile(r"""\bstyle\s*=\s*(?:"([^"]*)"|'([^']*)')""", re.I)
+_DISPLAY_NONE = re.compile(r"display\s*:\s*none", re.I)
+_HTML_IMG = re.compile(r"<img\b" + _ATTRS + ">", re.I)
+_ALT_ATTR = re.compile(r"""\balt\s*=\s*(?:"([^"]*)"|'([^']*)')""", re.I)
+_HTML_LINK_OPEN = re.compile(r"<a\b" + _ATTRS + ">", re.I)
+_HREF_ATTR = re.compile(r"""\bhref\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s>"']+))""", re.I)
 # Only runs that change: a lone space is left alone (most of the text; matching it costs time).
 _HTML_WS = re.compile(r"[\t\r\n\f\v][ \t\r\n\f\v]*| [ \t\r\n\f\v]+")
-_HTML_BR = re.compile(r"<br\b[^>]*>", re.I)
-_HTML_HR = re.compile(r"<hr\b[^>]*>", re.I)
-_HTML_LI = re.compile(r"<li\b[^>]*>", re.I)
+_HTML_BR = re.compile(r"<br\b[^<>]*>", re.I)
+_HTML_HR = re.compile(r"<hr\b[^<>]*>", re.I)
+_HTML_LI = re.compile(r"<li\b[^<>]*>", re.I)
 _HTML_LI_END = re.compile(r"</li\s*>", re.I)
 _HTML_CELL = re.compile(r"</t[dh]\s*>", re.I)
 _HTML_BLOCK = re.compile(
     r"</?(?:p|div|h[1-6]|tr|table|thead|tbody|tfoot|ul|ol|blockquote|section|article|header|footer"
-    r"|center|pre|dl|dt|dd|body|html|main|nav|aside|address|figure|figcaption)\b[^>]*>",
+    r"|center|pre|dl|dt|dd|body|html|main|nav|aside|address|figure|figcaption)\b[^<>]*>",
     re.I,
 )
-_HTML_TAG = re.compile(r"<[^>]*>")
+_HTML_TAG = re.compile(r"<[^<>]*>")
 _LINE_SPACES = re.compile(r"[ \t]{2,}|\t")
 _BLANK_LINES = re.compile(r"\n{3,}")
+_CLOSERS: dict[str, re.Pattern[str]] = {}
 
 
-def _link_text(match: re.Match[str]) -> str:
+def _closer(name: str) -> re.Pattern[str]:
+    pattern = _CLOSERS.get(name)
+    if pattern is None:
+        pattern = _CLOSERS[name] = re.compile(rf"</{re.escape(name)}\s*>", re.I)
+    return pattern
+
+
+def _paired(text: str, opener: re.Pattern[str], replace: Callable[[re.Match[str], str], str | None],
+            closing: Callable[[re.Match[str]], str] | None = None) -> str:
+    """Replace `<opener …>inner</name>` (the nearest closing tag, no nesting) by `replace(match, inner)`;
+    `replace` answering None leaves the opening tag as it is. Linear: one forward scan for openers, one
+    search per element for its end, and a name without a closing tag after some point is not searched
+    again after it."""
+    out: list[str] = []
+    cursor = 0
+    unclosed_after: dict[str, int] = {}
+    for m in opener.finditer(text):
+        if m.start() < cursor:
+            continue
+        name = closing(m) if closing else m.group(1).lower()
+        if m.end() >= unclosed_after.get(name, len(text) + 1):
+            continue
+        if name == "-->":
+            end = text.find("-->", m.end())
+            close_start, close_end = end, end + 3
+        else:
+            found = _closer(name).search(text, m.end())
+            close_start, close_end = (found.start(), found.end()) if found else (-1, -1)
+        if close_start < 0:
+            unclosed_after[name] = m.end()
+            continue
+        replacement = replace(m, text[m.end():close_start])
+        if replacement is None:
+            continue
+        out.append(text[cursor:m.start()])
+        out.append(replacement)
+        cursor = close_end
+    out.append(text[cursor:])
+    return "".join(out)
+
+
+def _hidden(m: re.Match[str], inner: str) -> str | None:
+    style = _STYLE_ATTR.search(m.group(2))
+    value = (style.group(1) or style.group(2) or "") if style else ""
+    return "" if _DISPLAY_NONE.search(value) else None
+
+
+def _img_alt(m: re.Match[str]) -> str:
+    alt = _ALT_ATTR.search(m.group(1))
+    return f" {(alt.group(1) or alt.group(2) or '') if alt else ''} " if alt else m.group(0)
+
+
+def _link_text(m: re.Match[str], inner: str) -> str | None:
     import html
 
-    href = (match.group(1) or match.group(2) or match.group(3) or "").strip()
-    label = _HTML_WS.sub(" ", _HTML_TAG.sub("", match.group(4))).strip()
+    found = _HREF_ATTR.search(m.group(1))
+    if not found:
+        return None
+    href = (found.group(1) or found.group(2) or found.group(3) or "").strip()
+    label = _HTML_WS.sub(" ", _HTML_TAG.sub("", inner)).strip()
     plain_href = html.unescape(href)
     lower = plain_href.lower()
     if not href or lower.startswith(("#", "javascript:")):
@@ -862,11 +967,12 @@ def html_to_text(source: str) -> str:
     """A readable plain-text part from HTML: blocks become lines, links keep their URL."""
     import html  # html.entities is a large table: load it only when a text part is derived
 
-    text = _HTML_DROP.sub("", source)
-    text = _HTML_HIDDEN.sub("", text)
+    text = _paired(source, _HTML_COMMENT_OPEN, lambda m, inner: "", closing=lambda m: "-->")
+    text = _paired(text, _HTML_DROP_OPEN, lambda m, inner: "")
+    text = _paired(text, _HTML_HIDDEN_OPEN, _hidden)
     text = _HTML_WS.sub(" ", text)
-    text = _HTML_IMG.sub(lambda m: f" {m.group(1) or m.group(2) or ''} ", text)
-    text = _HTML_LINK.sub(_link_text, text)
+    text = _HTML_IMG.sub(_img_alt, text)
+    text = _paired(text, _HTML_LINK_OPEN, _link_text, closing=lambda m: "a")
     text = _HTML_BR.sub("\n", text)
     text = _HTML_HR.sub("\n----------\n", text)
     text = _HTML_LI.sub("\n- ", text)

@@ -54,6 +54,8 @@ PERMANENT = {"MessageRejected", "BadRequestException", "InvalidParameter", "Inva
              "InvalidParameterException", "InvalidParameterValueException", "MailFromDomainNotVerifiedException",
              "MailFromDomainNotVerified", "ValidationError", "ValidationException"}
 ADDRESS_HINTS = ("address", "recipient", "phone", "destination", "mailbox", "e.164", "e164")
+AFTER_RENDER_SECONDS = 5.0  # kept for the provider call (its timeouts) and the ledger after a render
+RENDER_BUDGET_SECONDS = 2.0
 PROVIDER_ATTEMPTS = 3  # in-process tries on throttling before the SQS message is handed back
 UNSUBSCRIBE_SOURCES = {"one_click", "preferences", "unsubscribe", "list_unsubscribe", "link"}
 SUPPRESSION_REASONS = {"bounced", "complained", "erased", "unsubscribed"}
@@ -155,6 +157,9 @@ class Sender:
         self.config = config
         self.profiles = ProfileRepo(ddb_client, env.profiles_table)
         self.renderer = renderer  # retention.messaging.rendering.Renderer: template lookup + render + MIME
+        # seconds left in the Lambda invocation (the handler sets it): a render gets what is left minus the
+        # time the provider call and the ledger need, so a slow template fails its message, not the batch
+        self.time_left: Callable[[], float] | None = None
 
     # ---- ledger ------------------------------------------------------------------------------
     def _claim(self, req: SendRequest, now: datetime) -> bool:
@@ -164,10 +169,16 @@ class Sender:
                 "channel": req.channel, "created_at": clock.iso(now), "claimed_at": clock.iso(now),
                 "ttl": int(now.timestamp()) + self.config.settings().ledger_retention_days * 86400}
         try:
-            self.ddb.put_item(TableName=self.env.messages_table, Item=ddb.serialize(item),
-                              ConditionExpression="attribute_not_exists(pk) OR #s IN (:r, :d)",
-                              ExpressionAttributeNames={"#s": "status"},
-                              ExpressionAttributeValues={":r": {"S": "retry"}, ":d": {"S": "deferred"}})
+            # the claim and the sweeper's reminder in one request: a crash or a lost provider answer from here
+            # on leaves the claim `pending`, and the tick reconciles it (reconcile_pending) instead of nobody;
+            # `sent` deletes the reminder in its own transaction, other outcomes leave it to a no-op sweep
+            self.ddb.transact_write_items(TransactItems=[
+                {"Put": {"TableName": self.env.messages_table, "Item": ddb.serialize(item),
+                         "ConditionExpression": "attribute_not_exists(pk) OR #s IN (:r, :d)",
+                         "ExpressionAttributeNames": {"#s": "status"},
+                         "ExpressionAttributeValues": {":r": {"S": "retry"}, ":d": {"S": "deferred"}}}},
+                {"Put": {"TableName": self.env.due_table,
+                         "Item": ddb.serialize(pending_item(req, now).to_item(self.env.due_shards))}}])
             return True
         except Exception as exc:
             if ddb.is_conditional_failure(exc):
@@ -262,7 +273,7 @@ class Sender:
         channel, address, why = channel_decision(
             req.channel, profile, transactional=req.transactional, suppressed=suppressed,
             consented=lambda ch: self.renderer.has_consent(profile, ch, now),
-            supported=lambda: self._template_channels(req, profile))
+            supported=lambda: self._template_channels(req, profile), sms_countries=settings.sms_allowed())
         if why is not None or channel is None:
             return self._skip(req, why or "no_channel", now)
         marketing = not req.transactional
@@ -280,20 +291,24 @@ class Sender:
         minimum = getattr(spec, "min_recommendations", None)
         recommender = self.renderer.recommender(req, profile, channel, now)
         try:
-            if wanted is not None and minimum:
-                # products first: a code is not spent on a message that would be skipped for want of them
-                self.renderer.render(req, profile, channel, now, coupon=_PLACEHOLDER_COUPON, recommender=recommender)
-                if _too_few(recommender, minimum):
+            from retention.language.templates import render_deadline
+            budget = self.time_left() - AFTER_RENDER_SECONDS if self.time_left else RENDER_BUDGET_SECONDS
+            with render_deadline(max(0.0, min(budget, RENDER_BUDGET_SECONDS))):
+                if wanted is not None and minimum:
+                    # products first: a code is not spent on a message that would be skipped for want of them
+                    self.renderer.render(req, profile, channel, now, coupon=_PLACEHOLDER_COUPON,
+                                         recommender=recommender)
+                    if _too_few(recommender, minimum):
+                        return self._skip(req, "no_recommendations", now)
+                    recommender = self.renderer.recommender(req, profile, channel, now)
+                coupon = None
+                if wanted is not None:
+                    coupon = self._coupon(req, wanted, now)
+                    if coupon is None:
+                        return self._skip(req, "coupon_pool_empty", now)
+                rendered = self.renderer.render(req, profile, channel, now, coupon=coupon, recommender=recommender)
+                if minimum and _too_few(recommender, minimum):
                     return self._skip(req, "no_recommendations", now)
-                recommender = self.renderer.recommender(req, profile, channel, now)
-            coupon = None
-            if wanted is not None:
-                coupon = self._coupon(req, wanted, now)
-                if coupon is None:
-                    return self._skip(req, "coupon_pool_empty", now)
-            rendered = self.renderer.render(req, profile, channel, now, coupon=coupon, recommender=recommender)
-            if minimum and _too_few(recommender, minimum):
-                return self._skip(req, "no_recommendations", now)
         except (RetentionError, LookupError, ValueError) as exc:
             # the template's fault (undefined variable, sandbox, size caps, SMS length, not applied …):
             # recorded, never retried forever. Anything else (a throttled config read) propagates and
@@ -398,7 +413,8 @@ class Sender:
         return str(resp.get("MessageId", ""))
 
     def _mark_sent(self, req: SendRequest, sp: StoredProfile, channel: str, address: str, rendered: Any,
-                   provider_id: str, now: datetime) -> None:
+                   provider_id: str, now: datetime, claimed: datetime | None = None) -> None:
+        claimed = claimed or now
         """Ledger `sent` and the profile's send list in one transaction (one request, both or neither)."""
         entry = {"at": clock.iso(now), "rule": req.rule, "step": req.step, "variant": req.variant,
                  "channel": channel, "marketing": not req.transactional, "ledger": req.ledger_id}
@@ -418,7 +434,9 @@ class Sender:
         for attempt in range(4):
             try:
                 # the token makes a retried (or timed-out-but-applied) transaction apply once
-                self.ddb.transact_write_items(TransactItems=[ledger_update, profile_update],
+                sweep = {"Delete": {"TableName": self.env.due_table,
+                                    "Key": ddb.key(*pending_item(req, claimed).keys(self.env.due_shards))}}
+                self.ddb.transact_write_items(TransactItems=[ledger_update, profile_update, sweep],
                                               ClientRequestToken=req.ledger_id)
                 break
             except Exception as exc:
@@ -430,6 +448,40 @@ class Sender:
                 break
         add_counters(self.ddb, self.env.messages_table, req.rule, req.step, req.variant, {"sent": 1}, now,
                      req.ledger_id)
+
+
+PENDING_SWEEP_AFTER = timedelta(minutes=15)
+"""Longer than a send's Lambda timeout plus SES's usual delivery feedback delay: a claim still `pending`
+then was left by a crash or a lost provider answer."""
+
+
+def pending_item(req: SendRequest, now: datetime) -> due.DueItem:
+    return due.DueItem(at=now + PENDING_SWEEP_AFTER, kind="PENDING", customer_id=req.customer_id,
+                       ref=req.ledger_id)
+
+
+def reconcile_pending(client: Any, env: Env, ledger_id: str, now: datetime) -> bool:
+    """The sweeper for one claim. Feedback by the ledger tag (delivery, bounce …) has already moved a sent
+    message on; a claim still `pending` means nobody knows whether the provider accepted it. SES offers
+    no lookup by message, so it is never provably unsent: it becomes `unknown` (never sent twice), is
+    counted (the `PendingSendsUnknown` metric, alarmed) and keeps taking late feedback. True when it was
+    stale."""
+    row = ddb.get(client, env.messages_table, *ledger_key(ledger_id), consistent=True)
+    if not row or row.get("status") != "pending":
+        return False
+    try:
+        client.update_item(
+            TableName=env.messages_table, Key=ddb.key(*ledger_key(ledger_id)),
+            UpdateExpression="SET #s = :u, updated_at = :t, reason = if_not_exists(reason, :why)",
+            ConditionExpression="#s = :p", ExpressionAttributeNames={"#s": "status"},
+            ExpressionAttributeValues=ddb.values({":u": "unknown", ":p": "pending", ":t": clock.iso(now),
+                                                  ":why": "provider_unknown: still pending at the sweep"}))
+    except Exception as exc:
+        if ddb.is_conditional_failure(exc):
+            return False  # feedback or the sender got there first
+        raise
+    log.warning("send claim %s was still pending at the sweep: marked unknown", ledger_id)
+    return True
 
 
 def suppression_reasons(profile: Any) -> dict[str, str]:
@@ -462,6 +514,15 @@ def address_of(profile: Any, channel: str) -> Any:
     return normalize_phone(str(raw)) or _INVALID
 
 
+def _sms_destination_ok(profile: Any, countries: set[str] | None) -> bool:
+    """SMS goes only to allow-listed countries (SMS pumping bills premium and far-away numbers)."""
+    if countries is None:
+        return True
+    from retention.messaging.sms import sms_country_allowed
+    address = address_of(profile, "sms")
+    return bool(address) and address is not _INVALID and sms_country_allowed(str(address), countries)
+
+
 def consent_reason(profile: Any, channel: str) -> str:
     consent = (getattr(profile, "consent", {}) or {}).get(channel)
     if consent is not None and not consent.granted and (consent.source or "") in UNSUBSCRIBE_SOURCES:
@@ -472,6 +533,7 @@ def consent_reason(profile: Any, channel: str) -> str:
 def channel_decision(channel: str, profile: Any, *, transactional: bool, suppressed: dict[str, str],
                      consented: Callable[[str], bool],
                      supported: Callable[[], set[str]] = lambda: {"email", "sms"},
+                     sms_countries: set[str] | None = None,
                      ) -> tuple[str | None, Any, str | None]:
     """(the channel used, its address, why the message is not sent or None): the sender's checks before
     the audience, quiet hours and caps, also what a preview or a dry-run reports. `preferred` takes the
@@ -480,7 +542,8 @@ def channel_decision(channel: str, profile: Any, *, transactional: bool, suppres
     if channel == "preferred":
         can = supported()
         ok = {ch: bool(profile.traits.get("email" if ch == "email" else "phone")) and ch in can
-              and not suppressed.get(ch) and (transactional or consented(ch)) for ch in ("email", "sms")}
+              and not suppressed.get(ch) and (transactional or consented(ch))
+              and (ch != "sms" or _sms_destination_ok(profile, sms_countries)) for ch in ("email", "sms")}
         preferred = str(profile.traits.get("preferred_channel") or "").lower()
         chosen = preferred if ok.get(preferred) else next((ch for ch in ("email", "sms") if ok[ch]), None)
         if chosen is None:
@@ -491,6 +554,8 @@ def channel_decision(channel: str, profile: Any, *, transactional: bool, suppres
         return channel, None, "no_address" if channel == "email" else "no_phone"
     if address is _INVALID:
         return channel, None, "invalid_address"
+    if channel == "sms" and not _sms_destination_ok(profile, sms_countries):
+        return channel, address, "sms_country"  # settings.sms_countries (default: the shop's country)
     if suppressed.get(channel):
         return channel, address, suppressed[channel]
     if not transactional and not consented(channel):

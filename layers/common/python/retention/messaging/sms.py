@@ -155,3 +155,34 @@ def normalize_phone(s: str | None) -> str | None:
     if number.startswith("+7") and len(number) != 12:
         return None
     return number
+
+
+# Calling codes of the countries a shop is likely to allow; a longer prefix wins. +7 is Russia and
+# Kazakhstan (Kazakhstan: +76, +77); +1 is the North American plan (US, CA and others share it).
+CALLING_CODES: dict[str, str] = {
+    "7": "RU", "76": "KZ", "77": "KZ", "375": "BY", "380": "UA", "374": "AM", "994": "AZ", "995": "GE",
+    "996": "KG", "992": "TJ", "993": "TM", "998": "UZ", "373": "MD", "1": "US", "44": "GB", "49": "DE",
+    "33": "FR", "39": "IT", "34": "ES", "48": "PL", "420": "CZ", "90": "TR", "972": "IL", "86": "CN",
+    "91": "IN", "971": "AE", "31": "NL", "46": "SE", "47": "NO", "358": "FI", "372": "EE", "371": "LV",
+    "370": "LT", "43": "AT", "41": "CH", "32": "BE", "351": "PT", "30": "GR", "36": "HU", "40": "RO",
+    "359": "BG", "381": "RS", "385": "HR", "353": "IE", "45": "DK", "81": "JP", "82": "KR", "55": "BR",
+    "52": "MX", "61": "AU", "64": "NZ", "27": "ZA", "20": "EG", "66": "TH", "84": "VN", "62": "ID",
+}
+SHARED_CODES = {"US": {"US", "CA"}}
+
+
+def country_of(e164: str) -> str | None:
+    """The ISO country of an E.164 number by its calling code (None: not in CALLING_CODES)."""
+    digits = e164.lstrip("+")
+    for length in (3, 2, 1):
+        country = CALLING_CODES.get(digits[:length])
+        if country:
+            return country
+    return None
+
+
+def sms_country_allowed(e164: str, allowed: set[str]) -> bool:
+    country = country_of(e164)
+    if country is None:
+        return False
+    return bool(SHARED_CODES.get(country, {country}) & allowed)

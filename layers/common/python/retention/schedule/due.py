@@ -15,7 +15,8 @@ from typing import Any
 
 from retention.core import clock, ddb
 
-KINDS = ("JOURNEY", "SEGMENT", "SEND", "TRIGGER")
+KINDS = ("JOURNEY", "SEGMENT", "SEND", "TRIGGER", "FANOUT", "PENDING")
+"""FANOUT: a product event's fan-out not yet done; PENDING: a send-ledger claim to reconcile (the sweeper)."""
 
 
 def bucket(at: datetime) -> str:

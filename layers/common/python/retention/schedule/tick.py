@@ -37,6 +37,8 @@ class TickResult:
     sends: int = 0
     stale: int = 0
     broadcasts: int = 0
+    fanouts: int = 0  # product fan-outs a dead ingestion request left to the tick
+    pending_unknown: int = 0  # send claims found pending past the sender's timeout (metric + alarm)
     watermark: str | None = None
 
 
@@ -57,7 +59,12 @@ class Ticker:
         result.due_items = len(items)
         by_customer: dict[str, list[due.DueItem]] = defaultdict(list)
         for item in items:
-            by_customer[item.customer_id].append(item)
+            if item.kind == "FANOUT":
+                result.fanouts += self._fan_out(item, now)
+            elif item.kind == "PENDING":
+                result.pending_unknown += self._sweep_pending(item, now)
+            else:
+                by_customer[item.customer_id].append(item)
         if by_customer:
             engine = Engine(definitions(self.config))
             for cid, cust_items in by_customer.items():
@@ -69,6 +76,20 @@ class Ticker:
         self.config.set_watermark(clock.iso(now))
         result.watermark = clock.iso(now)
         return result
+
+    def _fan_out(self, item: due.DueItem, now: datetime) -> int:
+        """A product event whose request died before its fan-out: do it now (idempotent per messageId)."""
+        from retention.ingestion.ingestor import Ingestor
+        from retention.ingestion.wire import Message
+        msg = Message.model_validate(item.payload["message"])
+        ingestor = Ingestor(ddb_client=self.ddb, sqs=self.sqs, env=self.env, config=self.config)
+        ingestor.fan_out_product_event(msg, definitions(self.config), now)
+        return 1
+
+    def _sweep_pending(self, item: due.DueItem, now: datetime) -> int:
+        """A send-ledger claim still `pending` past the sender's timeout (retention.messaging.sender)."""
+        from retention.messaging.sender import reconcile_pending
+        return 1 if reconcile_pending(self.ddb, self.env, item.ref, now) else 0
 
     def recheck(self, engine: Engine, cid: str, now: datetime) -> int:
         """Re-evaluate one customer's segments (full recompute); returns the number of transitions."""

@@ -132,7 +132,7 @@ class Surveys:
         claim = ddb.key(f"W#{payload.event_id}", "W")
         try:
             self.d.dynamodb.put_item(TableName=self.d.env.idempotency_table, Item=ddb.serialize(
-                {"pk": f"W#{payload.event_id}", "sk": "W", "at": clock.iso(now), "customer_id": customer,
+                {"pk": f"W#{payload.event_id}", "sk": "W", "at": clock.iso(now),  # no customer id: erasure-proof
                  "ttl": int((now + REPLAY_WINDOW).timestamp())}), ConditionExpression="attribute_not_exists(pk)")
         except Exception as exc:
             if ddb.is_conditional_failure(exc):
@@ -166,7 +166,7 @@ class Surveys:
         while month <= end:
             for item in ddb.query(self.d.dynamodb, self.d.env.messages_table, f"NPS#{clock.iso(month)[:7]}"):
                 if lo <= item["at"] <= hi:
-                    rows.append({"customer_id": item["customer_id"], "score": item["score"],
+                    rows.append({"customer_id": item.get("customer_id") or item["sk"], "score": item["score"],
                                  "comment": item.get("comment"), "survey": item.get("survey", "nps"),
                                  "stage": item.get("stage"), "shop": item.get("shop"), "ref": item.get("ref"),
                                  "at": item["at"], "source": item.get("source", "link")})

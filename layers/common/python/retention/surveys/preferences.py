@@ -34,9 +34,9 @@ class Preferences:
 
     def set_preferences(self, token: str, channels: dict[str, bool], source: str) -> dict[str, Any]:
         """Apply the page's choice or a one-click unsubscribe at once (through ingestion: consent log,
-        segments and journeys react). Only channels whose consent changes are written, so a repeated
-        one-click POST or an unchanged form neither logs twice nor counts twice, and an unticked box
-        never grants a consent the customer did not give. A customer already erased stays erased."""
+        segments and journeys react). Only revocations are written (the link never grants), so a repeated
+        one-click POST or an unchanged form neither logs twice nor counts twice. A customer already erased
+        stays erased."""
         claims = self.verify_unsub_token(token)
         customer = str(claims["c"])
         now = clock.now()
@@ -44,9 +44,13 @@ class Preferences:
         if not sp.exists or sp.profile.erased:
             return {"customer_id": customer, "channels": channels, "changed": {}}
         current = {ch: bool(c.granted) for ch, c in sp.profile.consent.items()}
-        changed = {ch: granted for ch, granted in channels.items() if current.get(ch, False) != granted}
+        # The link travels in a mail anyone on the thread can click: it may revoke, never grant (a ticked box
+        # for a refused channel would turn a refusal into consent without the person's proof, 38-FZ / GDPR).
+        # Subscribing again goes through the shop's own double opt-in.
+        refused = sorted(ch for ch, granted in channels.items() if granted and not current.get(ch, False))
+        changed = {ch: False for ch, granted in channels.items() if not granted and current.get(ch, False)}
         if not changed:
-            return {"customer_id": customer, "channels": channels, "changed": {}}
+            return {"customer_id": customer, "channels": channels, "changed": {}, "not_granted": refused}
         traits = {f"{ch}_consent": {"granted": granted, "source": source, "at": clock.iso(now),
                                     "evidence": {"token_ledger": claims.get("l"), "channel": claims.get("ch")}}
                   for ch, granted in changed.items()}

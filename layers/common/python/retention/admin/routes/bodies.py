@@ -10,6 +10,7 @@ from pydantic import BaseModel, field_validator, model_validator
 
 class SourceBody(BaseModel):
     name: str
+    scopes: list[str] | None = None  # retention.core.config.SOURCE_SCOPES (or "all"); default events+customers
 
     @field_validator("name")
     @classmethod

@@ -32,19 +32,13 @@ def body(router: Router, model: type[M], required: bool = True) -> M:
 
 def json_object(router: Router, required: bool = True) -> dict[str, Any]:
     """A body that must be a JSON object (a definition, a settings patch, a request model's fields)."""
-    import json
     raw = router.current_event.decoded_body or ""
     if not raw.strip():
         if required:
             raise BadRequestError("the body is a JSON object")
         return {}
-    try:
-        body = json.loads(raw)
-    except ValueError as exc:
-        raise BadRequestError(f"the body is not valid JSON: {exc}") from exc
-    if not isinstance(body, dict):
-        raise BadRequestError("the body is a JSON object")
-    return body
+    from retention.core.http import parse_json_object
+    return parse_json_object(raw)  # nesting capped: a deep body is a 400, not a 500
 
 
 def author(router: Router) -> str:

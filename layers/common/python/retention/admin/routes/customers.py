@@ -11,7 +11,7 @@ from retention.admin.routes.bodies import AssignBody
 from retention.admin.routes.common import body, query
 from retention.admin.views import Admin
 from retention.core.errors import BadRequestError
-from retention.core.http import json_response
+from retention.core.http import json_response, path_id
 from retention.core.runtime import deps
 
 router = Router()
@@ -19,11 +19,13 @@ router = Router()
 
 @router.get("/admin/customers/<customer_id>")
 def customer(customer_id: str) -> Any:
+    customer_id = path_id(customer_id)  # REST API Gateway hands the path over percent-encoded
     return json_response(200, Admin(deps()).customer(customer_id))
 
 
 @router.get("/admin/customers/<customer_id>/events")
 def customer_events(customer_id: str) -> Any:
+    customer_id = path_id(customer_id)  # REST API Gateway hands the path over percent-encoded
     try:
         limit = int(query(router, "limit") or 100)
     except ValueError:
@@ -34,11 +36,13 @@ def customer_events(customer_id: str) -> Any:
 
 @router.delete("/admin/customers/<customer_id>")
 def forget(customer_id: str) -> Any:
+    customer_id = path_id(customer_id)  # REST API Gateway hands the path over percent-encoded
     return json_response(200, Admin(deps()).forget(customer_id))
 
 
 @router.post("/admin/customers/<customer_id>/segments")
 def assign_segment(customer_id: str) -> Any:
+    customer_id = path_id(customer_id)  # REST API Gateway hands the path over percent-encoded
     b = body(router, AssignBody)
     return json_response(200, Previews(deps()).assign(customer_id, b.group, b.segment, reason=b.reason,
                                                       until=b.until))
@@ -46,4 +50,5 @@ def assign_segment(customer_id: str) -> Any:
 
 @router.delete("/admin/customers/<customer_id>/segments/<group>")
 def unassign_segment(customer_id: str, group: str) -> Any:
+    customer_id = path_id(customer_id)  # REST API Gateway hands the path over percent-encoded
     return json_response(200, Previews(deps()).unassign(customer_id, group))

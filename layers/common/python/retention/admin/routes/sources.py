@@ -16,7 +16,8 @@ router = Router()
 
 @router.post("/admin/sources")
 def create_source() -> Any:
-    return json_response(201, deps().config.create_source(body(router, SourceBody).name))
+    b = body(router, SourceBody)
+    return json_response(201, deps().config.create_source(b.name, scopes=b.scopes))
 
 
 @router.get("/admin/sources")

@@ -1,0 +1,115 @@
+"""No silent loss (issue 15, items 5 and 6): a product event stored by a request that then died still fans
+out (its safety item went in with the messageId marker), and a send claim left `pending` by a crash or a
+lost provider answer is reconciled by the sweeper with a metric, never left for ever."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+import pytest
+from retention.core import clock, ddb
+from retention.ingestion.ingestor import Ingestor
+from retention.messaging.requests import ledger_key
+
+from tests.integration.test_ingest import track
+
+
+def due_rows(s: Any) -> list[dict[str, Any]]:
+    return [r for r in (ddb.deserialize(i) for i in s.deps.dynamodb.scan(TableName=s.tables["due"])["Items"]) if r]
+
+
+def test_a_product_event_of_a_failed_request_fans_out_on_the_retry(library_stack: Any, now: datetime,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    s = library_stack
+    if "back-in-stock" not in s.deps.config.current("RULE"):
+        pytest.skip("the scenario library has no back-in-stock rule")
+    s.ingest([track("viewer", "Product Viewed", "v1", now - timedelta(hours=5), product_id="p1")])
+    event = track("shop", "Product Back in Stock", "bis-1", now, product_id="p1")
+    real = Ingestor.fan_out_product_event
+
+    def dies(self: Any, *a: Any, **kw: Any) -> int:
+        raise TimeoutError("the Lambda timed out after the transaction")
+
+    monkeypatch.setattr(Ingestor, "fan_out_product_event", dies)
+    with pytest.raises(TimeoutError):
+        s.ingest([event])
+    monkeypatch.setattr(Ingestor, "fan_out_product_event", real)
+    assert s.ingest([event]).duplicates == 1  # the client's retry: a duplicate, as before
+    assert not [r for r in due_rows(s) if r["kind"] == "TRIGGER"]  # the fan-out was lost here before
+    assert [r["ref"] for r in due_rows(s) if r["kind"] == "FANOUT"] == ["bis-1"]
+    clock.set_now(now + timedelta(minutes=6))
+    assert s.ticker().tick().fanouts == 1
+    triggers = [r for r in due_rows(s) if r["kind"] == "TRIGGER" and "back-in-stock" in r["ref"]]
+    assert [r["customer_id"] for r in triggers] == ["viewer"]
+    assert not [r for r in due_rows(s) if r["kind"] == "FANOUT"]
+
+
+def test_a_done_fan_out_leaves_no_safety_item(library_stack: Any, now: datetime) -> None:
+    s = library_stack
+    s.ingest([track("viewer", "Product Viewed", "v1", now - timedelta(hours=5), product_id="p1")])
+    s.ingest([track("shop", "Product Back in Stock", "bis-2", now, product_id="p1")])
+    assert not [r for r in due_rows(s) if r["kind"] == "FANOUT"]
+
+
+def _customer_and_send(s: Any) -> Any:
+    from retention.messaging.requests import SendRequest
+    s.ingest([{"type": "identify", "userId": "u1", "messageId": "i1",
+               "traits": {"email": "u1@example.com", "email_consent": True, "first_name": "Anna"}}])
+    s.queued_sends()
+    return SendRequest(customer_id="u1", rule="welcome", entry="e-test", step=0, template="welcome",
+                       channel="email")
+
+
+def test_a_claim_left_pending_by_a_lost_answer_is_swept(library_stack: Any, now: datetime,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    s = library_stack
+    req = _customer_and_send(s)
+    sender = s.sender()
+
+    def lost(*a: Any, **kw: Any) -> Any:
+        raise ConnectionResetError("read timeout after the request went out")
+
+    monkeypatch.setattr(sender, "_call_provider", lost)
+    assert sender.send(req).status == "unknown"
+    row = ddb.get(s.deps.dynamodb, s.tables["messages"], *ledger_key(req.ledger_id))
+    assert row and row["status"] == "pending"
+    assert [r["ref"] for r in due_rows(s) if r["kind"] == "PENDING"] == [req.ledger_id]
+    clock.set_now(now + timedelta(minutes=16))
+    result = s.ticker().tick()
+    assert result.pending_unknown == 1
+    row = ddb.get(s.deps.dynamodb, s.tables["messages"], *ledger_key(req.ledger_id))
+    assert row and row["status"] == "unknown"
+    assert not [r for r in due_rows(s) if r["kind"] == "PENDING"]
+    # a redelivery still never sends twice
+    assert s.sender().send(req).status == "duplicate"
+
+
+def test_a_sent_message_leaves_no_sweeper_item(library_stack: Any, now: datetime) -> None:
+    s = library_stack
+    req = _customer_and_send(s)
+    assert s.sender().send(req).status == "sent"
+    assert not [r for r in due_rows(s) if r["kind"] == "PENDING"]
+    clock.set_now(now + timedelta(minutes=16))
+    assert s.ticker().tick().pending_unknown == 0
+
+
+def test_the_handler_reports_the_metric() -> None:
+    from pathlib import Path
+    text = (Path(__file__).resolve().parents[2] / "functions/evaluate_triggers/handler.py").read_text()
+    assert "PendingSendsUnknown" in text
+
+
+_ = datetime
+
+
+def test_a_render_gets_only_the_time_left_in_the_invocation(library_stack: Any, now: datetime) -> None:
+    """Issue 15 item 6: a slow template must fail its own message, not time out the batch."""
+    s = library_stack
+    req = _customer_and_send(s)
+    sender = s.sender()
+    sender.time_left = lambda: 4.0  # less than the 5 s kept for the provider call and the ledger
+    out = sender.send(req)
+    assert (out.status, out.reason) == ("failed", "render_error")
+    row = ddb.get(s.deps.dynamodb, s.tables["messages"], *ledger_key(req.ledger_id))
+    assert row and "took longer" in row.get("detail", "")
