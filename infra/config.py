@@ -15,12 +15,12 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULTS: dict[str, Any] = {
     "stage": "dev",
     "senderEmail": "Shop <news@example.com>",
-    "senderDomain": "example.com",
+    "senderDomain": "",
     "publicBaseUrl": "",
     "smsSenderId": "Shop",
     "alarmEmail": "",
     "local": False,
-    "createIdentity": False,
+    "createIdentity": "auto",
     "sendConcurrency": 50,
     "nag": True,
 }
@@ -30,6 +30,13 @@ def _as_bool(value: Any) -> bool:
     if isinstance(value, str):
         return value.strip().lower() in ("1", "true", "yes", "on")
     return bool(value)
+
+
+def _identity_wanted(value: Any, sender_domain: str) -> bool:
+    """`createIdentity`: true/false, or "auto" (the default): create it when a senderDomain is given."""
+    if isinstance(value, str) and value.strip().lower() == "auto":
+        return bool(sender_domain.strip())
+    return _as_bool(value)
 
 
 def cdk_json_context() -> dict[str, Any]:
@@ -44,12 +51,12 @@ def cdk_json_context() -> dict[str, Any]:
 class StackConfig:
     stage: str = "dev"
     sender_email: str = "Shop <news@example.com>"
-    sender_domain: str = "example.com"
+    sender_domain: str = ""
     public_base_url: str = ""
     sms_sender_id: str = "Shop"
     alarm_email: str = ""
     local: bool = False
-    create_identity: bool = False
+    create_identity: bool = False  # the SES domain identity (Easy DKIM, MAIL FROM); on when senderDomain is set
     send_concurrency: int = 50
     nag: bool = True
 
@@ -60,6 +67,11 @@ class StackConfig:
     @property
     def stack_name(self) -> str:
         return f"Retention-{self.stage}"
+
+    @property
+    def identity_domain(self) -> str:
+        """The sending domain: `senderDomain`, else the domain of `senderEmail`."""
+        return (self.sender_domain or self.sender_address.rsplit("@", 1)[-1]).strip().lower()
 
     @property
     def sender_address(self) -> str:
@@ -81,12 +93,12 @@ class StackConfig:
         return cls(
             stage=str(get("stage")),
             sender_email=str(get("senderEmail")),
-            sender_domain=str(get("senderDomain")),
+            sender_domain=str(get("senderDomain") or "").strip().lower(),
             public_base_url=str(get("publicBaseUrl") or "").rstrip("/"),
             sms_sender_id=str(get("smsSenderId")),
             alarm_email=str(get("alarmEmail") or ""),
             local=_as_bool(get("local")),
-            create_identity=_as_bool(get("createIdentity")),
+            create_identity=_identity_wanted(get("createIdentity"), str(get("senderDomain") or "")),
             send_concurrency=concurrency,
             nag=_as_bool(get("nag")),
         )
