@@ -10,8 +10,8 @@ import pytest
 from retention.core import clock, ddb
 from retention.messaging.brake import Brake, sending_identity
 from retention.messaging.feedback import Feedback
-from retention.schedule import due
 
+from local.scans import next_due_at
 from tests.integration.test_sender import apply, customer, emails, ledger, request, sender
 
 pytestmark = pytest.mark.filterwarnings("ignore:No application metrics")
@@ -89,7 +89,7 @@ def test_paused_marketing_is_deferred_transactional_flows_resume_starts_a_fresh_
     assert ledger(stack, promo)["status"] == "deferred" and not emails()
     assert s.send(order).status == "sent" and len(emails()) == 1
     assert ledger(stack, order)["status"] == "sent"
-    assert due.next_due_at(stack.deps.dynamodb, stack.deps.env.due_table) == clock.now() + timedelta(minutes=30)
+    assert next_due_at(stack.deps.dynamodb, stack.deps.env.due_table) == clock.now() + timedelta(minutes=30)
     resumed = brake(stack).resume("example.com", by="anna")
     assert resumed["marketing"] == "active" and resumed["was"] == "paused" and resumed["epoch"] == 1
     status = brake(stack).status("example.com")
