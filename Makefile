@@ -47,6 +47,8 @@ synth: install
 # SES identity for the sender. Context: -c stage=prod -c senderEmail='Shop <news@shop.example>' ...
 deploy: install
 	npx --yes aws-cdk@2 deploy --app "$(PY) -m infra.app" -c stage=$(STAGE) $(CDK_ARGS)
+	@./retention dns --stack Retention-$(STAGE) || true
+	@echo "Next: ./retention bootstrap --stack Retention-$(STAGE) --name $$USER   (README: Deploy to your AWS account)"
 
 # Debian packages some checks use: SpamAssassin (email scores) and Chromium (screenshots, browser tests).
 # Installed when missing and we are root (CI, this machine); otherwise say how.

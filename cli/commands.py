@@ -50,6 +50,58 @@ def sources_revoke(ctx: Ctx, source_id: str) -> int:
     return 0
 
 
+# ---- people: tokens and the audit log -------------------------------------------------------------------
+
+
+def tokens_create(ctx: Ctx, name: str, role: str, expires: str | None) -> int:
+    res = ctx.client.post("/tokens", {"name": name, "role": role, "expires": expires})
+    if ctx.json_output:
+        ctx.dump(res)
+        return 0
+    until = f", expires {res['expires_at'][:16]}" if res.get("expires_at") else ", no expiry"
+    ctx.echo(f"token {res['token_id']} for {res['name']} ({res['role']}{until})")
+    ctx.echo(f"token: {res['token']}")
+    ctx.echo("shown once and stored salted and hashed: give it to the person now "
+             "(RETENTION_ADMIN_TOKEN, or --token)")
+    return 0
+
+
+def tokens_list(ctx: Ctx) -> int:
+    data = ctx.client.get("/tokens")
+    if ctx.json_output:
+        ctx.dump(data)
+        return 0
+    rows = data.get("tokens", [])
+    if not rows:
+        ctx.echo("no tokens")
+        return 0
+    table(["token", "name", "role", "state", "expires", "created", "by"],
+          [[t["token_id"], t.get("name"), t.get("role"), t.get("state"), (t.get("expires_at") or "never")[:16],
+            (t.get("created_at") or "")[:16], t.get("created_by")] for t in rows], ctx.out)
+    return 0
+
+
+def tokens_revoke(ctx: Ctx, token_id: str) -> int:
+    res = ctx.client.delete(f"/tokens/{path_part(token_id)}")
+    ctx.echo(f"token {token_id} ({res.get('name')}) revoked: it is refused from now on")
+    return 0
+
+
+def audit(ctx: Ctx, since: str | None, kind: str | None, who: str | None, limit: int) -> int:
+    data = ctx.client.get("/audit", since=since, kind=kind, who=who, limit=limit)
+    if ctx.json_output:
+        ctx.dump(data)
+        return 0
+    rows = data.get("entries", [])
+    if not rows:
+        ctx.echo("no changes recorded" + (" for this filter" if since or kind or who else ""))
+        return 0
+    table(["when", "who", "action", "kind", "id", "version"],
+          [[(e.get("when") or "")[:19], e.get("who"), e.get("action"), e.get("kind"), e.get("id"),
+            e.get("version") if e.get("version") is not None else "-"] for e in rows], ctx.out)
+    return 0
+
+
 # ---- customers -------------------------------------------------------------------------------------------
 
 

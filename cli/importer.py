@@ -33,6 +33,24 @@ from typing import Any
 from cli.client import ApiError, CliError
 from cli.context import Ctx
 
+CSV_HELP = """CSV columns (a header row; UTF-8; any order; empty cells are ignored):
+  user_id       required: the shop's customer id (the userId of every event)
+  email, phone, first_name
+                contact data (an identify call); created_at = the sign-up time (ISO 8601)
+  email_consent, sms_consent
+                true/false (yes/no): marketing consent as the shop recorded it; without email_consent=true
+                no marketing email goes out (transactional messages do not need it)
+  order_id, ordered_at, total, currency, shop
+                one Order Completed per order_id at ordered_at (required with order_id); a customer with
+                several orders has several rows (the contact columns may repeat or stay empty)
+  any other column
+                an identify trait as is (birthday, timezone, locale, vip …; true/false become booleans)
+Example:
+  user_id,email,first_name,email_consent,order_id,ordered_at,total,currency,shop
+  u1,anna@example.com,Анна,true,o-1,2025-03-01T12:00:00Z,1290,RUB,moscow-1
+Old orders (older than the history horizon, 24 h) update profiles, KPIs and segments and start no journey.
+A re-run is deduplicated (deterministic messageIds); --resume continues after FILE.progress."""
+
 COLUMNS = ("user_id", "email", "phone", "first_name", "created_at", "order_id", "total", "currency", "shop",
            "ordered_at")
 IDENTIFY_TRAITS = ("email", "phone", "first_name", "created_at")

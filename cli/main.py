@@ -15,14 +15,16 @@ the API unreachable); 130 interrupted.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any, TextIO
 
 import requests
 from retention.core.errors import RetentionError
 
-from cli import commands, definitions
+from cli import commands, definitions, ops
 from cli.client import ApiClient, CliError
 from cli.context import Ctx
 
@@ -128,6 +130,14 @@ def _definition_commands(b: _Builder, collection: str) -> None:
         p.add_argument("group")
 
 
+def _bootstrap(ctx: Ctx, args: argparse.Namespace) -> int:
+    from cli.bootstrap import BootstrapError, run
+    try:
+        return run(args.stack, args.name, Path(args.scenarios), args.source, ctx.out, region=args.region)
+    except BootstrapError as exc:
+        raise CliError(str(exc), exit_code=2) from exc
+
+
 def build_parser(stdin: TextIO | None = None) -> argparse.ArgumentParser:
     from cli.importer import run_import
     from cli.report import run_report
@@ -143,6 +153,59 @@ def build_parser(stdin: TextIO | None = None) -> argparse.ArgumentParser:
     b.leaf(sub, "list", "sources and their state", lambda c, a: commands.sources_list(c))
     p = b.leaf(sub, "revoke", "revoke a source's write key", lambda c, a: commands.sources_revoke(c, a.source_id))
     p.add_argument("source_id")
+
+    sub = b.group("tokens", "people's tokens for the admin API (roles: viewer, editor, admin)")
+    p = b.leaf(sub, "create", "a token for a person; printed once",
+               lambda c, a: commands.tokens_create(c, a.name, a.role, a.expires))
+    p.add_argument("--name", required=True, help="who uses it (recorded in the audit log)")
+    p.add_argument("--role", choices=("viewer", "editor", "admin"), default="viewer",
+                   help="viewer reads; editor changes definitions and customers; admin also manages tokens, "
+                        "sources, settings and sending (default viewer)")
+    p.add_argument("--expires", help="a duration such as 90d, 12h, 2w (default: no expiry)")
+    b.leaf(sub, "list", "tokens: who, role, state, expiry", lambda c, a: commands.tokens_list(c))
+    p = b.leaf(sub, "revoke", "revoke a token (by its id, tok_…)", lambda c, a: commands.tokens_revoke(c, a.token_id))
+    p.add_argument("token_id")
+
+    about = "the audit log: every change of a rule, segment, template, setting, token, source or customer"
+    p = b.groups.add_parser("audit", parents=[b.common], help=about, description=about)
+    p.set_defaults(handler=lambda c, a: commands.audit(c, a.since, a.kind, a.who, a.limit))
+    p.add_argument("--since", help="ISO date or time (e.g. 2026-12-01)")
+    p.add_argument("--kind", help="rule, segment, template, setting, token, source, customer, sending …")
+    p.add_argument("--who", help="a person's name")
+    p.add_argument("--limit", type=int, default=100)
+
+    sub = b.group("sending", "the send brake: marketing email pauses itself on high bounce or complaint rates")
+    p = b.leaf(sub, "show", "active or paused, why, since when, the rates of the window",
+               lambda c, a: ops.sending_show(c, a.identity))
+    p.add_argument("--identity", help="the sending domain (default: the stack's sender)")
+    p = b.leaf(sub, "resume", "resume marketing email (admin); a fresh window starts",
+               lambda c, a: ops.sending_resume(c, a.identity))
+    p.add_argument("--identity", help="the sending domain (default: the stack's sender)")
+
+    about = ("after `make deploy`: the first admin token (for a named person), the scenario library and a first "
+             "write key, with your AWS credentials (no admin token needed); a second run says what exists")
+    p = b.groups.add_parser("bootstrap", parents=[b.common], help=about, description=about)
+    p.set_defaults(handler=lambda c, a: _bootstrap(c, a))
+    p.add_argument("--stack", required=True, help="the CloudFormation stack (Retention-<stage>, e.g. Retention-prod)")
+    p.add_argument("--name", default=os.environ.get("USER") or "admin",
+                   help="the person the admin token is for (default: $USER)")
+    p.add_argument("--scenarios", default=str(Path(__file__).resolve().parents[1] / "scenarios"),
+                   help="a scenarios folder (segments/, templates/, rules/; default: the bundled library)")
+    p.add_argument("--source", default="shop", help="the name of the first source (default: shop)")
+    p.add_argument("--region", help="AWS region of the stack (default: AWS_REGION / your profile's)")
+
+    about = "check a deployment: DNS records of the sending domain, SES sandbox, quota and reputation"
+    p = b.groups.add_parser("doctor", parents=[b.common], help=about, description=about)
+    p.set_defaults(handler=lambda c, a: ops.doctor(c, a.stack, a.domain, a.region))
+    p.add_argument("--stack", help="the CloudFormation stack (its outputs name the domain and DKIM records)")
+    p.add_argument("--domain", help="the sending domain (default: from the stack)")
+    p.add_argument("--region", help="AWS region")
+
+    about = "the DNS records to publish for the stack's sending domain (DKIM, MAIL FROM, SPF, DMARC)"
+    p = b.groups.add_parser("dns", parents=[b.common], help=about, description=about)
+    p.set_defaults(handler=lambda c, a: ops.dns(c, a.stack, a.region))
+    p.add_argument("--stack", required=True)
+    p.add_argument("--region")
 
     for collection in ("rules", "templates", "segments"):
         _definition_commands(b, collection)
@@ -161,7 +224,9 @@ def build_parser(stdin: TextIO | None = None) -> argparse.ArgumentParser:
     p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
 
     about = "import customers and orders (CSV) or Segment messages (JSON lines) through /v1/batch"
-    p = b.groups.add_parser("import", parents=[b.common], help=about, description=about)
+    from cli.importer import CSV_HELP
+    p = b.groups.add_parser("import", parents=[b.common], help=about, description=about, epilog=CSV_HELP,
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
     p.set_defaults(handler=lambda c, a: run_import(c, a.file, a.format, a.batch, a.resume, a.workers))
     p.add_argument("file")
     p.add_argument("--format", choices=("csv", "jsonl"), help="default: from the file extension")

@@ -15,12 +15,12 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULTS: dict[str, Any] = {
     "stage": "dev",
     "senderEmail": "Shop <news@example.com>",
-    "senderDomain": "example.com",
+    "senderDomain": "",
     "publicBaseUrl": "",
     "smsSenderId": "Shop",
     "alarmEmail": "",
     "local": False,
-    "createIdentity": False,
+    "createIdentity": "auto",
     "sendConcurrency": 50,
     "ingestConcurrency": 100,
     "wafRateLimit": 0,
@@ -46,6 +46,13 @@ def _waf_limit(value: int) -> int:
     return value
 
 
+def _identity_wanted(value: Any, sender_domain: str) -> bool:
+    """`createIdentity`: true/false, or "auto" (the default): create it when a senderDomain is given."""
+    if isinstance(value, str) and value.strip().lower() == "auto":
+        return bool(sender_domain.strip())
+    return _as_bool(value)
+
+
 def cdk_json_context() -> dict[str, Any]:
     """The `context` block of cdk.json (the CLI passes it itself; `python -m infra.app` does not)."""
     try:
@@ -58,12 +65,12 @@ def cdk_json_context() -> dict[str, Any]:
 class StackConfig:
     stage: str = "dev"
     sender_email: str = "Shop <news@example.com>"
-    sender_domain: str = "example.com"
+    sender_domain: str = ""
     public_base_url: str = ""
     sms_sender_id: str = "Shop"
     alarm_email: str = ""
     local: bool = False
-    create_identity: bool = False
+    create_identity: bool = False  # the SES domain identity (Easy DKIM, MAIL FROM); on when senderDomain is set
     send_concurrency: int = 50
     # reserved concurrency of track_event: a flood of requests cannot take the account's whole Lambda
     # concurrency (the sender, the tick) with it; 0 = none reserved
@@ -79,6 +86,11 @@ class StackConfig:
     @property
     def stack_name(self) -> str:
         return f"Retention-{self.stage}"
+
+    @property
+    def identity_domain(self) -> str:
+        """The sending domain: `senderDomain`, else the domain of `senderEmail`."""
+        return (self.sender_domain or self.sender_address.rsplit("@", 1)[-1]).strip().lower()
 
     @property
     def sender_address(self) -> str:
@@ -100,12 +112,12 @@ class StackConfig:
         return cls(
             stage=str(get("stage")),
             sender_email=str(get("senderEmail")),
-            sender_domain=str(get("senderDomain")),
+            sender_domain=str(get("senderDomain") or "").strip().lower(),
             public_base_url=str(get("publicBaseUrl") or "").rstrip("/"),
             sms_sender_id=str(get("smsSenderId")),
             alarm_email=str(get("alarmEmail") or ""),
             local=_as_bool(get("local")),
-            create_identity=_as_bool(get("createIdentity")),
+            create_identity=_identity_wanted(get("createIdentity"), str(get("senderDomain") or "")),
             send_concurrency=concurrency,
             ingest_concurrency=_bounded(int(get("ingestConcurrency")), "ingestConcurrency", 0, 10_000),
             waf_rate_limit=_waf_limit(int(get("wafRateLimit"))),

@@ -78,8 +78,10 @@ ACCESS: dict[str, dict[str, str]] = {
 # admin API: signing secrets and the suppression salt are created on first use by whichever
 # function needs them first (conditional put on `SECRET`), and the tick keeps its watermark
 # under `TICK`. Rules, segments, templates, write keys and admin tokens stay admin-only.
+# The feedback function also keeps the send brake's state (`SENDING`) and records its pauses (`AUDIT`).
 CONFIG_WRITES: dict[str, tuple[str, ...]] = {
-    name: ("SECRET", "TICK") if name == "evaluate_triggers" else ("SECRET",) for name in ACCESS if name != "admin_api"
+    name: {"evaluate_triggers": ("SECRET", "TICK"), "feedback": ("SECRET", "SENDING", "AUDIT")}.get(name, ("SECRET",))
+    for name in ACCESS if name != "admin_api"
 }
 CONFIG_WRITE_ACTIONS = ("dynamodb:PutItem", "dynamodb:UpdateItem")
 QUEUE_SENDERS: dict[str, tuple[str, ...]] = {
@@ -115,7 +117,7 @@ class RetentionStack(Stack):
             self,
             "Email",
             stage=config.stage,
-            sender_domain=config.sender_domain,
+            sender_domain=config.identity_domain,
             sender_address=config.sender_address,
             create_identity=config.create_identity,
         )
@@ -261,6 +263,8 @@ class RetentionStack(Stack):
         for spec in FUNCTION_SPECS:
             self.monitoring.function_errors(spec.name, fns[spec.name])
         self.monitoring.coupon_pool_empty("retention-send_message")
+        self.monitoring.marketing_paused(service="retention-feedback")
+        self.monitoring.ses_reputation(self.email.configuration_set_name)
 
     def _outputs(self) -> None:
         CfnOutput(self, "ApiUrl", value=self.api.base_url + "/", description="Base URL of the HTTP API")
@@ -274,3 +278,18 @@ class RetentionStack(Stack):
         CfnOutput(self, "SesConfigurationSet", value=self.email.configuration_set_name)
         CfnOutput(self, "SesEventsTopicArn", value=self.email.events_topic.topic_arn)
         CfnOutput(self, "AlarmTopicArn", value=self.monitoring.topic.topic_arn)
+        # what `retention bootstrap`, `retention dns` and `retention doctor` read (with the table names above)
+        CfnOutput(self, "Stage", value=self.config.stage)
+        CfnOutput(self, "SenderEmail", value=self.config.sender_email)
+        CfnOutput(self, "SenderDomain", value=self.config.identity_domain)
+        identity = self.email.identity
+        if identity is not None:
+            CfnOutput(self, "MailFromDomain", value=self.email.mail_from_domain,
+                      description="publish: MX 10 feedback-smtp.<region>.amazonses.com and TXT v=spf1 "
+                                  "include:amazonses.com ~all")
+            tokens = ((identity.dkim_dns_token_name1, identity.dkim_dns_token_value1),
+                      (identity.dkim_dns_token_name2, identity.dkim_dns_token_value2),
+                      (identity.dkim_dns_token_name3, identity.dkim_dns_token_value3))
+            for i, (name, value) in enumerate(tokens, start=1):
+                CfnOutput(self, f"DkimName{i}", value=name, description="publish as a CNAME to DkimValue" + str(i))
+                CfnOutput(self, f"DkimValue{i}", value=value)

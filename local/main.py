@@ -25,9 +25,17 @@ def main() -> None:
     os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
     cfg = LocalConfig(port=args.port, host=args.host, write_key=os.environ.get("WRITE_KEY", "dev-write-key"),
                       admin_token=os.environ.get("ADMIN_TOKEN", "dev-admin-token"))
+    # no metrics are published locally (Powertools would print EMF JSON on stdout for every invocation and
+    # again when Ctrl-C interrupts one): set before any handler module is imported
+    os.environ["POWERTOOLS_METRICS_DISABLED"] = "true"
     stack = LocalStack(cfg)
     print("starting the local stack (moto, template synthesis, scenario library)…", flush=True)
-    stack.start()
+    try:
+        stack.start()
+    except KeyboardInterrupt:  # Ctrl-C while starting: a line, not a traceback
+        print("stopped", flush=True)
+        stack.stop()
+        return
     url = f"http://{cfg.host}:{cfg.port}"
     print(f"""
 Retention engine running at {url}
@@ -35,6 +43,11 @@ Retention engine running at {url}
   admin token  : {cfg.admin_token}   (Authorization: Bearer …; GET {url}/admin/customers/<id>)
   outbox       : GET {url}/_local/outbox
   virtual clock: GET {url}/_local/clock, POST {url}/_local/clock/advance {{"seconds": N}}
+  feedback     : POST {url}/_local/feedback {{"to": "<email>", "type": "Open|Click|Bounce|Complaint|Delivery"}}
+
+The CLI (another terminal):
+  export RETENTION_URL={url} RETENTION_ADMIN_TOKEN={cfg.admin_token} RETENTION_WRITE_KEY={cfg.write_key}
+  ./retention rules list
 Ctrl-C stops it.""", flush=True)
     if args.port_file:
         _report_port(args.port_file, cfg.port)

@@ -66,6 +66,7 @@ class LocalStack:
         self.moto: Any = None
         self.stack: Any = None
         self.handlers: dict[str, Any] = {}
+        self.modules: dict[str, ModuleType] = {}
         self.last_tick_minute: str | None = None
         self.threads: list[threading.Thread] = []
         self.seen_provider_ids: set[str] = set()
@@ -124,8 +125,9 @@ class LocalStack:
             except Exception as exc:  # already there, or moto without it: sending still works
                 log.debug("configuration set: %s", exc)
         for name, info in self.stack.functions.items():
-            self.handlers[name] = getattr(_load_module(name, info.handler_dir / f"{info.module_name}.py"),
-                                          info.function_name)
+            module = _load_module(name, info.handler_dir / f"{info.module_name}.py")
+            self.modules[name] = module
+            self.handlers[name] = getattr(module, info.function_name)
         return self.stack
 
     def _detach_moto_consumers(self) -> None:
@@ -175,7 +177,15 @@ class LocalStack:
     def invoke(self, name: str, event: dict[str, Any]) -> Any:
         with self.lock:
             os.environ["POWERTOOLS_SERVICE_NAME"] = f"retention-{name}"
-            return self.handlers[name](event, FakeContext(name))
+            try:
+                return self.handlers[name](event, FakeContext(name))
+            finally:
+                # nothing publishes metrics locally: without this they pile up in the handler's Metrics and
+                # come out as one EMF dump on stdout when the process stops (Ctrl-C)
+                from retention.core import observability
+                metrics = getattr(self.modules.get(name), "metrics", None) or getattr(observability, "metrics", None)
+                if metrics is not None and os.environ.get("POWERTOOLS_METRICS_DISABLED", "").lower() == "true":
+                    metrics.clear_metrics()
 
     def http(self, method: str, path: str, headers: dict[str, str], query: dict[str, str], body: bytes) -> tuple[
             int, dict[str, str], bytes]:
@@ -321,6 +331,65 @@ class LocalStack:
                                                       "tags": {"ledger": [ledger]}}, "delivery": {}}
             self.invoke("feedback", {"Records": [{"EventSource": "aws:sns", "Sns": {"Message": json.dumps(note)}}]})
 
+    FEEDBACK_TYPES = ("Delivery", "Bounce", "Complaint", "Open", "Click")
+
+    def feedback(self, to: str, kind: str, rule: str | None = None) -> dict[str, Any] | None:
+        """`POST /_local/feedback`: the SES event `kind` for the latest email to `to` (of `rule`), shaped like
+        SES's configuration-set event and delivered through the template's SNS subscription of the feedback
+        function, as in AWS. None when no such email was sent."""
+        from moto.core import DEFAULT_ACCOUNT_ID
+        from moto.ses.models import ses_backends
+        from retention.core import clock
+        from retention.messaging.mime import parse_email
+        address = to.strip().lower()
+        with self.lock:
+            found = None
+            for msg in reversed(list(ses_backends[DEFAULT_ACCOUNT_ID][REGION].sent_messages)):
+                if address not in [str(d).strip().lower() for d in getattr(msg, "destinations", [])]:
+                    continue
+                raw = getattr(msg, "raw_data", None)
+                if not raw:
+                    continue
+                headers = parse_email(raw.encode() if isinstance(raw, str) else raw)["headers"]
+                if rule and headers.get("X-Retention-Rule") != rule:
+                    continue
+                found = (msg, headers)
+                break
+            if found is None:
+                return None
+            msg, headers = found
+            now = clock.iso(clock.now())
+            mail = {"timestamp": now, "messageId": msg.id, "source": getattr(msg, "source", None)
+                    or os.environ.get("SENDER_EMAIL", ""), "destination": [address],
+                    "tags": {"ledger": [headers.get("X-Retention-Ledger", "")],
+                             "rule": [headers.get("X-Retention-Rule", "")]}}
+            event: dict[str, Any] = {"eventType": kind, "mail": mail}
+            if kind == "Bounce":
+                event["bounce"] = {"bounceType": "Permanent", "bounceSubType": "General", "timestamp": now,
+                                   "bouncedRecipients": [{"emailAddress": address}]}
+            elif kind == "Complaint":
+                event["complaint"] = {"timestamp": now, "complainedRecipients": [{"emailAddress": address}],
+                                      "complaintFeedbackType": "abuse"}
+            elif kind == "Delivery":
+                event["delivery"] = {"timestamp": now, "recipients": [address]}
+            elif kind == "Open":
+                event["open"] = {"timestamp": now, "userAgent": "local", "ipAddress": "127.0.0.1"}
+            else:
+                event["click"] = {"timestamp": now, "link": self.cfg_url(), "userAgent": "local"}
+            results = []
+            for sub in self.stack.subscriptions:
+                if sub.topic == "ses_events":
+                    results.append(self.invoke(sub.function, {"Records": [{
+                        "EventSource": "aws:sns", "EventVersion": "1.0",
+                        "Sns": {"Type": "Notification", "TopicArn": self.stack.topics.get("ses_events", ""),
+                                "Message": json.dumps(event), "Timestamp": now}}]}))
+            self.drain()
+        return {"to": address, "type": kind, "message_id": msg.id, "rule": headers.get("X-Retention-Rule"),
+                "step": headers.get("X-Retention-Step"), "results": results}
+
+    def cfg_url(self) -> str:
+        return f"http://{self.cfg.host}:{self.cfg.port}/"
+
     def _scheduler_loop(self) -> None:
         from retention.core import clock
         previous = clock.now()
@@ -358,7 +427,20 @@ class LocalStack:
                            tick=tick, drain=self.drain,
                            next_firing=lambda after: next_broadcast_at(d.config, after))
 
-    def outbox(self) -> list[dict[str, Any]]:
+    def outbox(self, to: str | None = None, rule: str | None = None, since: str | None = None
+               ) -> list[dict[str, Any]]:
+        """Delivered email and SMS, oldest first; `to`, `rule` and `since` (ISO time of sending) filter."""
+        out = self._outbox()
+        if to:
+            want = to.strip().lower()
+            out = [m for m in out if want in str(m.get("to") or "").lower()]
+        if rule:
+            out = [m for m in out if m.get("rule") == rule]
+        if since:
+            out = [m for m in out if (m.get("sent_at") or "") >= since]
+        return out
+
+    def _outbox(self) -> list[dict[str, Any]]:
         from moto.core import DEFAULT_ACCOUNT_ID
         from moto.ses.models import ses_backends
         from moto.sns.models import sns_backends
@@ -403,25 +485,6 @@ class LocalStack:
 
 
 def apply_library(d: Any) -> dict[str, Any]:
-    """Segments (validated together: groups refer to each other), then templates, then rules (validated
-    against both)."""
-    from retention.admin.previews import Previews
-    from retention.core.yamlio import load_yaml_documents
-    from retention.language.segments import load_groups, scenarios_dir
-    previews = Previews(d)  # the admin API's apply: validation against what is applied, versions
-    applied: dict[str, Any] = {}
-    base = scenarios_dir()
-    texts = {f"scenarios/segments/{p.name}": p.read_text(encoding="utf-8")
-             for p in sorted((base / "segments").glob("*.y*ml"))}
-    for group in load_groups(texts):
-        body = group.to_data()
-        item = d.config.apply("SEGDEF", group.group, body, author="library")
-        applied[f"SEGDEF:{group.group}"] = item["version"]
-    for folder, kind in (("templates", "TEMPLATE"), ("rules", "RULE")):
-        for path in sorted((base / folder).glob("*.y*ml")):
-            source, text = f"scenarios/{folder}/{path.name}", path.read_text(encoding="utf-8")
-            for body, linemap in load_yaml_documents(text, source):
-                res = previews.apply(kind, str(body.get("id", "")), body, source=source, linemap=linemap,
-                                     text=text, author="library")
-                applied[f"{kind}:{res['id']}"] = res["version"]
-    return applied
+    """The scenario library, applied as the admin API applies (retention.admin.previews.apply_folder)."""
+    from retention.admin.previews import apply_folder
+    return {key: v["version"] for key, v in apply_folder(d, author="library").items()}

@@ -45,7 +45,8 @@ def bind(stack: Any) -> ThreadingHTTPServer:
                 self.wfile.write(body)
 
         def _json(self, status: int, obj: Any) -> None:
-            self._send(status, {"Content-Type": "application/json"}, json.dumps(obj, default=str).encode())
+            self._send(status, {"Content-Type": "application/json; charset=utf-8"},
+                       json.dumps(obj, default=str, ensure_ascii=False).encode("utf-8"))
 
         def _handle(self) -> None:
             parts = urlsplit(self.path)
@@ -59,7 +60,7 @@ def bind(stack: Any) -> ThreadingHTTPServer:
                 if path == "/health":
                     self._json(200, {"status": "ok"})
                 elif path.startswith("/_local/"):
-                    self._dev(path, body)
+                    self._dev(path, body, dict(parse_qsl(parts.query, keep_blank_values=True)))
                 else:
                     headers = {k: v for k, v in self.headers.items()}
                     query = dict(parse_qsl(parts.query, keep_blank_values=True))
@@ -70,10 +71,12 @@ def bind(stack: Any) -> ThreadingHTTPServer:
                 logging.getLogger("retention.local").exception("request failed")
                 self._json(500, {"code": "internal_error", "message": str(exc)[:300]})
 
-        def _dev(self, path: str, body: bytes) -> None:
+        def _dev(self, path: str, body: bytes, query: dict[str, str]) -> None:
             from retention.core import clock
             if path == "/_local/outbox" and self.command == "GET":
-                self._json(200, stack.outbox())
+                self._json(200, stack.outbox(to=query.get("to"), rule=query.get("rule"), since=query.get("since")))
+            elif path == "/_local/feedback" and self.command == "POST":
+                self._feedback(body)
             elif path == "/_local/clock" and self.command == "GET":
                 self._json(200, {"now": clock.iso(clock.now())})
             elif path == "/_local/clock/advance" and self.command == "POST":
@@ -94,6 +97,24 @@ def bind(stack: Any) -> ThreadingHTTPServer:
                 self._json(200, {"now": clock.iso(clock.now())})
             else:
                 self._json(404, {"code": "not_found", "message": f"no dev route {self.command} {path}"})
+
+        def _feedback(self, body: bytes) -> None:
+            try:
+                req = json.loads(body or b"{}")
+            except ValueError:
+                req = None
+            types = stack.FEEDBACK_TYPES
+            if not isinstance(req, dict) or not isinstance(req.get("to"), str) or req.get("type") not in types:
+                self._json(400, {"code": "bad_request", "message": 'body is {"to": "<email>", "type": '
+                                 f'{"|".join(types)}, "rule"?: "<rule id>"}}'})
+                return
+            rule = req.get("rule") if isinstance(req.get("rule"), str) else None
+            result = stack.feedback(req["to"], req["type"], rule)
+            if result is None:
+                self._json(404, {"code": "not_found", "message": f"no email to {req['to']}"
+                                 + (f" from rule {rule}" if rule else "") + " in the outbox"})
+                return
+            self._json(200, result)
 
         do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = _handle
 

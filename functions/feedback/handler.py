@@ -1,12 +1,13 @@
 """SES events (via the configuration set's SNS topic): delivery, bounce, complaint, reject, open, click.
-Hard bounces and complaints suppress the address; statuses, counters and open/click rates update."""
+Hard bounces and complaints suppress the address and feed the send brake; statuses, counters and open/click
+rates update."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from retention.core.observability import count, entry
+from retention.core.observability import count, entry, logger
 from retention.core.runtime import deps
 from retention.messaging.feedback import Feedback
 
@@ -20,4 +21,8 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         if outcome:
             handled += 1
             count(f"Feedback_{outcome}")
-    return {"handled": handled}
+    for pause in fb.paused:  # the MarketingPaused alarm (infra/constructs/monitoring.py) watches this metric
+        logger.warning("marketing email paused by the send brake", extra={"identity": pause["sk"],
+                                                                           "reason": pause["reason"]})
+        count("MarketingPaused")
+    return {"handled": handled, "paused": [p["sk"] for p in fb.paused]}

@@ -25,10 +25,12 @@ SES_EVENTS = (
 class Email(Construct):
     """Every email goes out through `configuration_set_name`; its events land on `events_topic`.
 
-    The sender identity is NOT created by default (`createIdentity=false`): the shop usually
-    verifies its domain itself (DNS records, DKIM, leaving the SES sandbox), and a stack-owned
-    identity would be deleted with the stack. With `-c createIdentity=true` the stack creates
-    an Easy DKIM domain identity for `senderDomain`; publish the DKIM CNAMEs it reports.
+    With `-c senderDomain=shop.example` (or `-c createIdentity=true`) the stack creates the SES domain
+    identity: Easy DKIM (three CNAMEs to publish), a custom MAIL FROM domain `bounce.<domain>` (an MX and
+    an SPF record to publish; if the MX is missing SES falls back to its own MAIL FROM instead of refusing
+    to send) and the configuration set as its default. The records come out as stack outputs
+    (`retention dns --stack …`, printed by `make deploy`). Without a sender domain nothing is created
+    and the shop verifies its sender in SES itself.
     """
 
     def __init__(
@@ -65,13 +67,18 @@ class Email(Construct):
         )
 
         self.identity: ses.EmailIdentity | None = None
+        self.mail_from_domain = f"bounce.{sender_domain}"
         if create_identity:
             self.identity = ses.EmailIdentity(
                 self,
                 "DomainIdentity",
                 identity=ses.Identity.domain(sender_domain),
                 configuration_set=self.configuration_set,
+                dkim_signing=True,
+                mail_from_domain=self.mail_from_domain,
+                mail_from_behavior_on_mx_failure=ses.MailFromBehaviorOnMxFailure.USE_DEFAULT_VALUE,
             )
+            set_role(self.identity, "ses:identity")
 
         stack = Stack.of(self)
         self.identity_arns = [

@@ -1,5 +1,5 @@
 """CloudWatch alarms to an SNS topic: any DLQ message, any function error, a send skipped for an empty
-coupon pool."""
+coupon pool, the send brake, the SES account's reputation."""
 
 from __future__ import annotations
 
@@ -46,6 +46,35 @@ class Monitoring(Construct):
         cid = "".join(part.capitalize() for part in role.split("_"))
         metric = dlq.metric_approximate_number_of_messages_visible(period=PERIOD, statistic="Maximum")
         return self._alarm(f"{cid}DlqNotEmpty", metric, f"The {role} dead-letter queue has messages")
+
+    def marketing_paused(self, *, service: str) -> cloudwatch.Alarm:
+        """The send brake paused marketing email (the feedback function's `MarketingPaused` metric)."""
+        metric = cloudwatch.Metric(namespace="Retention", metric_name="MarketingPaused",
+                                   dimensions_map={"service": service}, period=PERIOD, statistic="Sum")
+        return self._alarm("MarketingPaused", metric,
+                           "The send brake paused marketing email (bounce or complaint rate above half of SES's "
+                           "review threshold): see GET /admin/sending, then retention sending resume")
+
+    def ses_reputation(self, configuration_set: str) -> list[cloudwatch.Alarm]:
+        """The account's SES reputation metrics at half of SES's review thresholds (5 % bounces, 0.1 %
+        complaints): the account-wide view, including mail the brake does not see."""
+        out = []
+        for cid, name, threshold in (("SesBounceRate", "Reputation.BounceRate", 0.025),
+                                     ("SesComplaintRate", "Reputation.ComplaintRate", 0.0005)):
+            alarm = cloudwatch.Alarm(
+                self, cid,
+                metric=cloudwatch.Metric(namespace="AWS/SES", metric_name=name, period=Duration.hours(1),
+                                         statistic="Maximum"),
+                threshold=threshold,
+                comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+                evaluation_periods=1,
+                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+                alarm_description=f"SES {name} at half of the review threshold ({configuration_set} sends)",
+            )
+            alarm.add_alarm_action(self._action)
+            self.alarms.append(alarm)
+            out.append(alarm)
+        return out
 
     def function_errors(self, name: str, function: lambda_.IFunction) -> cloudwatch.Alarm:
         cid = "".join(part.capitalize() for part in name.split("_"))

@@ -52,19 +52,59 @@ def test_topics_enforce_tls(synth):
 
 def test_no_identity_by_default_identity_on_request(synth, variant):
     assert not synth.resources("AWS::SES::EmailIdentity")
+    assert "DkimName1" not in synth.json["Outputs"]
     (identity,) = variant.resources("AWS::SES::EmailIdentity").values()
     assert identity["Properties"]["EmailIdentity"] == "example.com"
     assert identity["Properties"]["ConfigurationSetAttributes"] == {
         "ConfigurationSetName": {"Ref": variant.model.roles["ses:configuration_set"]}
     }
+    assert identity["Properties"]["DkimAttributes"] == {"SigningEnabled": True}
+    assert identity["Properties"]["MailFromAttributes"] == {"MailFromDomain": "bounce.example.com",
+                                                            "BehaviorOnMxFailure": "USE_DEFAULT_VALUE"}
+    outputs = variant.json["Outputs"]
+    lid = variant.model.roles["ses:identity"]
+    assert outputs["DkimName1"]["Value"] == {"Fn::GetAtt": [lid, "DkimDNSTokenName1"]}
+    assert outputs["DkimValue3"]["Value"] == {"Fn::GetAtt": [lid, "DkimDNSTokenValue3"]}
+    assert outputs["MailFromDomain"]["Value"] == "bounce.example.com"
+
+
+def test_sender_domain_alone_creates_the_identity():
+    from infra.config import DEFAULTS, StackConfig
+
+    class Node:
+        def __init__(self, ctx):
+            self.ctx = ctx
+
+        def try_get_context(self, key):
+            return self.ctx.get(key)
+
+    assert DEFAULTS["createIdentity"] == "auto"
+    on = StackConfig.from_node(Node({"senderDomain": "Shop.Example", "createIdentity": "auto"}))
+    assert on.create_identity and on.identity_domain == "shop.example"
+    assert not StackConfig.from_node(Node({"createIdentity": "auto"})).create_identity
+    assert not StackConfig.from_node(Node({"senderDomain": "shop.example", "createIdentity": "false"})).create_identity
+
+
+def test_outputs_for_bootstrap(synth):
+    from cli.bootstrap import OUTPUT_ENV
+    outputs = synth.json["Outputs"]
+    assert {"ApiUrl", *OUTPUT_ENV} <= set(outputs)
 
 
 def test_alarms(synth):
-    alarms = [a["Properties"] for a in synth.resources("AWS::CloudWatch::Alarm").values()]
+    every = [a["Properties"] for a in synth.resources("AWS::CloudWatch::Alarm").values()]
     topic = {"Ref": synth.model.roles["topic:alarms"]}
-    # three DLQs (send, recompute, SES feedback), the sweeper's unknown sends, one per function, and a send
-    # skipped for an empty coupon pool
-    assert len(alarms) == 4 + len(FUNCTION_SPECS) + 1
+    # three DLQs (send, recompute, SES feedback), the sweeper's unknown sends, one per function, an empty coupon
+    # pool, the brake, and SES's two reputation metrics
+    assert len(every) == 4 + len(FUNCTION_SPECS) + 1 + 1 + 2
+    reputation = {a["MetricName"]: a for a in every if a.get("Namespace") == "AWS/SES"}
+    assert {k: (a["Threshold"], a["ComparisonOperator"], a["AlarmActions"]) for k, a in reputation.items()} == {
+        "Reputation.BounceRate": (0.025, "GreaterThanOrEqualToThreshold", [topic]),
+        "Reputation.ComplaintRate": (0.0005, "GreaterThanOrEqualToThreshold", [topic])}
+    (paused,) = [a for a in every if a["MetricName"] == "MarketingPaused"]
+    assert paused["Namespace"] == "Retention" and paused["Dimensions"] == [{"Name": "service",
+                                                                            "Value": "retention-feedback"}]
+    alarms = [a for a in every if a.get("Namespace") != "AWS/SES"]
     for alarm in alarms:
         assert alarm["AlarmActions"] == [topic]
         assert alarm["Threshold"] == 0

@@ -37,7 +37,9 @@ def test_no_service_wildcards_and_config_readable(synth, name):
 def test_config_writes_limited_to_secrets_and_watermark(synth, name):
     grants = synth.grants(name)
     assert not actions_on(grants, "table:config") & WRITE  # no unconditional write: rules stay admin-only
-    allowed = "table:config[SECRET,TICK]" if name == "evaluate_triggers" else "table:config[SECRET]"
+    # the feedback function also keeps the send brake's state and audits its pauses
+    allowed = {"evaluate_triggers": "table:config[SECRET,TICK]",
+               "feedback": "table:config[AUDIT,SECRET,SENDING]"}.get(name, "table:config[SECRET]")
     conditional = {(a, t) for a, t in grants if t.startswith("table:config[")}
     assert conditional == {("dynamodb:PutItem", allowed), ("dynamodb:UpdateItem", allowed)}
 

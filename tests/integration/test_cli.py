@@ -113,7 +113,7 @@ def test_sources_create_list_revoke(cli: Cli) -> None:
     out_io, err_io = io.StringIO(), io.StringIO()
     code = main(["--url", BASE, "--token", "wrong", "sources", "list"], session=cli.session, stdout=out_io,
                 stderr=err_io)
-    assert code == 1 and "invalid admin token" in err_io.getvalue()
+    assert code == 1 and "invalid token" in err_io.getvalue()
 
 
 def test_rules_validate_names_file_and_line(cli: Cli, tmp_path: Path) -> None:

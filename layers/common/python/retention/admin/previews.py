@@ -672,3 +672,30 @@ class Previews:
         from retention.admin.views import segments_view
         profile = self.repo.load(customer_id, clock.now()).profile
         return segments_view(profile.segments, self.library.segment_groups())
+
+
+def apply_folder(d: Deps, base: Any = None, *, author: str = "library") -> dict[str, dict[str, Any]]:
+    """A scenarios folder (segments/, templates/, rules/ of YAML) applied the way the admin API applies:
+    segments first (validated together: groups refer to each other), then templates, then rules (validated
+    against both). Returns {"KIND:id": {"version", "changed"}}. The local stack and `retention bootstrap` use
+    it; an unchanged definition keeps its version."""
+    from pathlib import Path
+
+    from retention.core.yamlio import load_yaml_documents
+    from retention.language.segments import load_groups, scenarios_dir
+    base = Path(base) if base is not None else scenarios_dir()
+    previews = Previews(d)
+    applied: dict[str, dict[str, Any]] = {}
+    texts = {f"{base.name}/segments/{p.name}": p.read_text(encoding="utf-8")
+             for p in sorted((base / "segments").glob("*.y*ml"))}
+    for group in load_groups(texts) if texts else []:
+        item = d.config.apply("SEGDEF", group.group, group.to_data(), author=author)
+        applied[f"SEGDEF:{group.group}"] = {"version": int(item["version"]), "changed": bool(item.get("changed"))}
+    for folder, kind in (("templates", "TEMPLATE"), ("rules", "RULE")):
+        for path in sorted((base / folder).glob("*.y*ml")):
+            source, text = f"{base.name}/{folder}/{path.name}", path.read_text(encoding="utf-8")
+            for body, linemap in load_yaml_documents(text, source):
+                res = previews.apply(kind, str(body.get("id", "")), body, source=source, linemap=linemap,
+                                     text=text, author=author)
+                applied[f"{kind}:{res['id']}"] = {"version": int(res["version"]), "changed": bool(res.get("changed"))}
+    return applied

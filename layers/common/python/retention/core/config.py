@@ -5,7 +5,8 @@ Layout (pk / sk):
   <KIND> / <id>                 the applied definition (KIND = RULE | SEGDEF | TEMPLATE); one Query lists a kind
   <KIND>#<id> / V#<000001>      every applied version (diff, rollback)
   SOURCE#<sha256(key)> / SOURCE  a write key, stored hashed;  SOURCES / <source id> lists them
-  ADMIN#<sha256(token)> / ADMIN  an admin token, stored hashed
+  TOKEN#… / TOKENS / AUDIT      people's tokens and the audit log (retention.admin.people)
+  SENDING / <identity>          the send brake's state (retention.messaging.brake)
   SETTINGS / global             global settings (defaults below)
   SECRET / <name>               signing secrets (current first; two valid during rotation)
   TICK / watermark              the minute tick's catch-up point
@@ -104,6 +105,11 @@ class Settings(BaseModel):
     # SMS goes only to numbers of these countries (ISO codes); empty: the shop's own country. Premium-rate
     # and far-away numbers are how SMS pumping fraud bills a shop.
     sms_countries: list[str] = Field(default_factory=list)
+    # the send brake (retention.messaging.brake): half of SES's review thresholds (5 % bounces, 0.1 % complaints)
+    brake_window_sends: int = Field(default=1000, ge=100)
+    brake_min_sends: int = Field(default=100, ge=1)
+    brake_bounce_rate: float = Field(default=0.025, gt=0, le=1)
+    brake_complaint_rate: float = Field(default=0.0005, gt=0, le=1)
 
     model_config = {"extra": "forbid"}
 
@@ -310,24 +316,11 @@ class ConfigStore:
         return Source(source_id=str(item["source_id"]),
                       scopes=frozenset(SOURCE_SCOPES if scopes is None else scopes))
 
-    def create_admin_token(self, name: str, token: str | None = None) -> str:
-        token = token or "adm_" + tokens.new_secret()
-        self.client.put_item(TableName=self.table, Item=ddb.serialize(
-            {"pk": f"ADMIN#{tokens.hash_secret(token)}", "sk": "ADMIN", "name": name,
-             "created_at": clock.iso(clock.now())}))
-        return token
-
-    def authenticate_admin(self, authorization: str | None) -> str:
-        if not authorization or not authorization.lower().startswith("bearer "):
-            raise UnauthorizedError("missing admin token: send 'Authorization: Bearer <token>'")
-        digest = tokens.hash_secret(authorization[7:].strip())
-
-        def load() -> dict[str, Any] | None:
-            return ddb.get(self.client, self.table, f"ADMIN#{digest}", "ADMIN")
-        item = self._cached(f"adm:{digest}", load, KEY_CACHE_SECONDS)
-        if not item:
-            raise UnauthorizedError("invalid admin token")
-        return str(item.get("name", "admin"))
+    def create_admin_token(self, name: str, token: str | None = None, role: str = "admin",
+                           expires: str | None = None) -> str:
+        """A person's token (retention.admin.people owns them); returns the token, shown once."""
+        from retention.admin.people import People
+        return str(People(self).create(name, role, expires=expires, token=token, by="setup")["token"])
 
     # ---- secrets -------------------------------------------------------------------------------
     def secrets(self, name: str) -> list[bytes]:

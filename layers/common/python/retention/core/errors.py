@@ -24,6 +24,13 @@ class UnauthorizedError(RetentionError):
     status = 401
 
 
+class ForbiddenError(RetentionError):
+    """Authenticated, but the person's role does not allow this."""
+
+    code = "forbidden"
+    status = 403
+
+
 class NotFoundError(RetentionError):
     code = "not_found"
     status = 404

@@ -38,6 +38,18 @@ class Feedback:
     def __init__(self, d: Deps) -> None:
         self.d = d
         self.repo = ProfileRepo(d.dynamodb, d.env.profiles_table)
+        self.paused: list[dict[str, Any]] = []  # the send brake's pauses this invocation caused (for the alarm)
+
+    def _brake(self, event: dict[str, Any], counter: str, now: Any, hint: str) -> None:
+        """Hard bounces and complaints feed the send brake of the identity the message was sent from."""
+        if counter not in ("bounced", "complained"):
+            return
+        from retention.messaging.brake import Brake, sending_identity
+        source = (event.get("mail") or {}).get("source") or self.d.env.sender_email
+        paused = Brake(self.d.dynamodb, self.d.env.messages_table, self.d.config).record_feedback(
+            sending_identity(str(source)), counter, now, hint)
+        if paused:
+            self.paused.append(paused)
 
     def handle_sns_message(self, message: str) -> str | None:
         try:
@@ -63,10 +75,14 @@ class Feedback:
         if permanent:
             self._suppress(recipients, counter, now)
         if not ledger_id:
+            if permanent:
+                self._brake(event, counter, now, str(mail.get("messageId") or ""))
             return counter if permanent else None
         table = self.d.env.messages_table
         ledger = ddb.get(self.d.dynamodb, table, *ledger_key(ledger_id), consistent=True)
         if not ledger:
+            if permanent:
+                self._brake(event, counter, now, ledger_id)
             return counter if permanent else None
         if ledger.get(f"{counter}_at"):
             return "duplicate"
@@ -97,6 +113,7 @@ class Feedback:
         day = clock.parse_iso(str(ledger["sent_at"])) if ledger.get("sent_at") else now
         add_counters(self.d.dynamodb, table, str(ledger.get("rule", "unknown")), int(ledger.get("step", 0)),
                      str(ledger.get("variant") or "default"), {counter: 1}, day, ledger_id)
+        self._brake(event, counter, now, ledger_id)  # once per message: only the ledger's first winner gets here
         return counter
 
     def _suppress(self, recipients: list[str], counter: str, now: Any) -> None:

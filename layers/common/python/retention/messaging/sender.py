@@ -22,7 +22,8 @@ Every message not sent has its reason on the ledger (`reason`) and in the daily 
 
 DynamoDB requests per sent message (configuration cached): claim (PutItem), profile (GetItem),
 ledger `sent` + profile `sends` (TransactWriteItems), counters (UpdateItem) = 4. A recommendation block
-adds its reads (retention.products.recommend), a pool coupon GetItem + Query + GetItem + one transaction.
+adds its reads (retention.products.recommend), a pool coupon GetItem + Query + GetItem + one transaction;
+an email adds one UpdateItem: the send brake's hourly counter of the sending identity (retention.messaging.brake).
 """
 
 from __future__ import annotations
@@ -160,6 +161,9 @@ class Sender:
         # seconds left in the Lambda invocation (the handler sets it): a render gets what is left minus the
         # time the provider call and the ledger need, so a slow template fails its message, not the batch
         self.time_left: Callable[[], float] | None = None
+        from retention.messaging.brake import Brake, sending_identity
+        self.brake = Brake(ddb_client, env.messages_table, config)
+        self.identity = sending_identity(env.sender_email)
 
     # ---- ledger ------------------------------------------------------------------------------
     def _claim(self, req: SendRequest, now: datetime) -> bool:
@@ -279,6 +283,10 @@ class Sender:
         marketing = not req.transactional
         if rule is not None and not self.renderer.audience_ok(rule, profile, now):
             return self._skip(req, "audience", now)
+        if marketing and channel == "email" and self.brake.paused(self.identity):
+            # the send brake: marketing email waits (deferred, re-checked every DEFER_MINUTES) until resumed
+            from retention.messaging.brake import DEFER_MINUTES
+            return self._defer(req, now + timedelta(minutes=DEFER_MINUTES), now, reason="sending_paused")
         window = settings.quiet_hours.get(channel)
         tz = profile.traits.get("timezone")
         until = quiet_until(window, local_time(tz, settings.default_timezone, now))
@@ -359,13 +367,13 @@ class Sender:
             log.debug("template channels of %s unknown", req.template, exc_info=True)
         return {"email", "sms"}
 
-    def _defer(self, req: SendRequest, until: datetime, now: datetime) -> Outcome:
+    def _defer(self, req: SendRequest, until: datetime, now: datetime, reason: str = "quiet_hours") -> Outcome:
         deferred = req.model_copy(update={"not_before": clock.iso(until)})
         due.put(self.ddb, self.env.due_table,
                 [due.DueItem(at=until, kind="SEND", customer_id=req.customer_id, ref=req.ledger_id,
                              payload=json.loads(deferred.model_dump_json()))], self.env.due_shards)
-        self._finish(req, "deferred", now, not_before=clock.iso(until), reason="quiet_hours")
-        return Outcome("deferred", "quiet_hours")
+        self._finish(req, "deferred", now, not_before=clock.iso(until), reason=reason)
+        return Outcome("deferred", reason)
 
     def _deliver(self, req: SendRequest, channel: str, address: str, rendered: Any) -> str:
         for attempt in range(1, PROVIDER_ATTEMPTS + 1):
@@ -448,6 +456,8 @@ class Sender:
                 break
         add_counters(self.ddb, self.env.messages_table, req.rule, req.step, req.variant, {"sent": 1}, now,
                      req.ledger_id)
+        if channel == "email":
+            self.brake.count_send(self.identity, now, req.ledger_id)
 
 
 PENDING_SWEEP_AFTER = timedelta(minutes=15)
