@@ -205,7 +205,7 @@ def test_uplift_when_the_holdout_never_converts() -> None:
 
 # ------------------------------------------------------------------------------------- rule report
 
-ZERO = {name: 0 for name in COUNTERS} | {"revenue": 0.0}
+ZERO = {name: 0 for name in COUNTERS} | {"revenue": 0.0, "redeemed_revenue": 0.0}
 
 
 def _rows() -> list[dict[str, Any]]:
@@ -292,6 +292,7 @@ def test_rule_report_over_all_time() -> None:
         "suppressed": 5,  # max(3, 2 + 1) + max(0, 2)
         "converted": 10,  # 2 + 4 + 3 + 1
         "revenue": 750.1,  # 100.1 + 250.005 + 300 + 99.99 = 750.095 exactly → 750.10 (half up)
+        "redeemed": 0, "redeemed_revenue": 0.0, "recommendation_clicks": 0,  # coupons and product links
     }
     assert report["steps"] == [
         {**ZERO, "step": -1, "variant": "default", "entered": 65, "converted": 2, "revenue": 100.1},
@@ -398,6 +399,7 @@ def test_rule_report_date_filter_is_inclusive() -> None:
         "suppressed": 2,
         "converted": 4,  # 3 + 1
         "revenue": 399.99,
+        "redeemed": 0, "redeemed_revenue": 0.0, "recommendation_clicks": 0,
     }
     assert report["holdout"] == {"customers": 0, "converted": 0}  # holdout rows are on 05-01 and 05-04
     assert report["suppressed_by_reason"] == {"audience": 2}

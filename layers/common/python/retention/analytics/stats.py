@@ -329,8 +329,8 @@ class _Bucket:
         self.redeemed_revenue += other.redeemed_revenue
 
     def as_dict(self) -> dict[str, Any]:
-        return {**{name: self.counts[name] for name in COUNT_COUNTERS}, "revenue": _money(self.revenue),
-                "redeemed_revenue": _money(self.redeemed_revenue)}
+        money = {"revenue": _money(self.revenue), "redeemed_revenue": _money(self.redeemed_revenue)}
+        return {name: money[name] if name in money else self.counts[name] for name in COUNTERS}
 
 
 def _rate(numerator: float, denominator: float) -> float | None:
