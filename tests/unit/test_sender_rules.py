@@ -102,9 +102,7 @@ def test_provider_clients_make_one_attempt_with_bounded_timeouts(monkeypatch: py
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     from retention.core.runtime import Deps
     from retention.core.settings import Env
-
-    from tests.support import load_handler
-    handler = load_handler("send_message")
+    from retention.messaging import delivery as handler  # the send_message function's client factory
     d = Deps(Env())
     ses, sns = handler.provider_clients(d)
     assert ses.meta.service_model.service_name == "sesv2" and sns.meta.service_model.service_name == "sns"
