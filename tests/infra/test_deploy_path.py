@@ -75,7 +75,7 @@ def test_deploy_bootstrap_and_the_first_email(aws: str, tmp_path: Path, monkeypa
 
     # README: ./retention bootstrap --stack Retention-prod --name anna
     cmd = [str(REPO / "retention"), "bootstrap", "--stack", stack.stack_name, "--name", "anna"]
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}"}
+    env = {**os.environ, "RETENTION_PYTHON": sys.executable}  # the interpreter running the tests
     first = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300, check=False)
     assert first.returncode == 0, first.stderr + first.stdout
     printed = {k.strip(): v.strip() for k, v in (line.split(" : ", 1) for line in first.stdout.splitlines()
