@@ -26,6 +26,7 @@ from pydantic import BaseModel, Field
 
 from retention.core import clock
 from retention.core.errors import BadRequestError, PayloadTooLargeError
+from retention.core.http import depth_exceeds
 
 MAX_REQUEST_BYTES = 5 * 1024 * 1024
 """A request body, after decompression (Rudder batches reach several MB)."""
@@ -226,19 +227,6 @@ def kind_from_path(path: str) -> str | None:
 # --------------------------------------------------------------------------- message parsing
 
 
-def _depth_exceeds(value: Any, limit: int) -> bool:
-    stack: list[tuple[Any, int]] = [(value, 1)]
-    while stack:
-        node, depth = stack.pop()
-        if depth > limit:
-            return True
-        children = node.values() if isinstance(node, dict) else node
-        for child in children:
-            if isinstance(child, dict | list):
-                stack.append((child, depth + 1))
-    return False
-
-
 def _id(raw: Mapping[str, Any], field: str) -> str | None:
     """An id field: strings stripped, numbers stringified (clients stringify ints), blank → None."""
     value = raw.get(field)
@@ -315,7 +303,7 @@ class _BatchContext:
     def __init__(self, value: dict[str, Any]) -> None:
         self.value = value
         self.size = _json_size({"context": value}) - len('{"context":}') + len(',"context":')
-        self.too_deep = _depth_exceeds(value, MAX_DEPTH - 1)
+        self.too_deep = depth_exceeds(value, MAX_DEPTH - 1)
 
 
 def _raw_message_id(raw: Any) -> str | None:
@@ -355,7 +343,7 @@ def _normalize(
     if size > MAX_MESSAGE_BYTES:
         what = "with the batch context " if batch_context else ""
         raise _RejectError(f"message {what}is {size} bytes, over the {MAX_MESSAGE_BYTES} byte (32 KiB) limit")
-    if _depth_exceeds(raw, MAX_DEPTH):
+    if depth_exceeds(raw, MAX_DEPTH):
         raise _RejectError(f"message is nested deeper than {MAX_DEPTH} levels")
 
     mtype = raw.get("type")
