@@ -108,7 +108,7 @@ def deep_links(patterns: Mapping[str, str] | None, base: str, props: Mapping[str
 
 
 def _card_rows(context: Mapping[str, Any], items: Any, currency: Any, quantities: bool) -> list[dict[str, Any]]:
-    from retention.language.templates import format_money
+    from retention.language.money import format_money
 
     if not isinstance(items, list | tuple):
         return []
@@ -118,7 +118,7 @@ def _card_rows(context: Mapping[str, Any], items: Any, currency: Any, quantities
     default_currency = currency or props.get("currency") or "RUB"
     base = str(shop.get("url") or "")
     pattern = (shop.get("url_patterns") or {}).get("product")
-    rows = []
+    rows: list[dict[str, Any]] = []
     for item in items:
         if len(rows) == MAX_PRODUCTS:
             break
