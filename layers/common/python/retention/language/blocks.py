@@ -110,14 +110,11 @@ def deep_links(patterns: Mapping[str, str] | None, base: str, props: Mapping[str
 
 
 def _card_rows(context: Any, items: Any, currency: Any, quantities: bool) -> list[dict[str, Any]]:
+    from retention.language.money import format_money
+
     if not isinstance(items, list | tuple):
         return []
     locale = context.get("locale")
-    money = context.environment.filters["money"]  # the sandbox's own filter (no import of templates: a cycle)
-
-    def format_money(amount: Any, code: str, loc: Any) -> str:
-        return str(money(context, amount, code, loc))
-
     shop = context.get("shop") or {}
     props = (context.get("event") or {}).get("properties") or {}
     default_currency = currency or props.get("currency") or "RUB"

@@ -38,7 +38,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, tzinfo
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any, Literal
 
@@ -56,6 +56,11 @@ from pydantic import ValidationError as PydanticValidationError
 from retention.core import clock
 from retention.core.errors import ValidationError
 from retention.language import blocks
+from retention.language.money import NARROW_NBSP as NARROW_NBSP
+from retention.language.money import NBSP as NBSP
+from retention.language.money import fail_if_undefined as _fail_if_undefined
+from retention.language.money import format_money as format_money
+from retention.language.money import language_of as _language
 from retention.messaging.sms import clean_sms, sms_segments
 
 MAX_SOURCE_BYTES = 100 * 1024
@@ -248,61 +253,6 @@ _MONTHS_EN = (
     "November",
     "December",
 )
-_CURRENCY_SYMBOLS = {
-    "RUB": "₽",
-    "USD": "$",
-    "EUR": "€",
-    "GBP": "£",
-    "KZT": "₸",
-    "UAH": "₴",
-    "BYN": "Br",
-    "CNY": "¥",
-    "JPY": "¥",
-    "TRY": "₺",
-    "INR": "₹",
-}
-NARROW_NBSP = "\u202f"
-NBSP = "\u00a0"
-
-
-def _language(locale: str | None) -> str:
-    return (locale or "ru").replace("_", "-").split("-", 1)[0].lower()
-
-
-def _fail_if_undefined(value: Any) -> None:
-    if isinstance(value, jinja2.Undefined):
-        str(value)  # StrictUndefined raises the "is undefined" error here
-
-
-def format_money(amount: Any, currency: str | None = "RUB", locale: str | None = "ru") -> str:
-    """`1 290 ₽` (ru: narrow no-break space groups, symbol after), `$12.90` (en: symbol before).
-
-    Whole amounts drop the fraction (`1 290 ₽`, `$1,290`); others keep two digits.
-    """
-    _fail_if_undefined(amount)
-    if amount is None or amount == "":
-        return ""
-    try:
-        value = Decimal(str(amount)).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
-    except InvalidOperation as exc:
-        raise ValueError(f"money: {amount!r} is not a number") from exc
-    code = (currency or "RUB").upper()
-    symbol = _CURRENCY_SYMBOLS.get(code, code)
-    negative = value < 0
-    value = abs(value)
-    whole, cents = divmod(value, 1)
-    digits = f"{int(whole):,}"
-    fraction = "" if cents == 0 else f"{int(cents * 100):02d}"
-    sign = "-" if negative else ""
-    if _language(locale) == "ru":
-        number = digits.replace(",", NARROW_NBSP) + ("," + fraction if fraction else "")
-        return f"{sign}{number}{NBSP}{symbol}"
-    number = digits + ("." + fraction if fraction else "")
-    if len(symbol) > 1 and symbol.isalpha():
-        return f"{sign}{symbol}{NBSP}{number}"
-    return f"{sign}{symbol}{number}"
-
-
 def _to_datetime(value: Any) -> date:
     if isinstance(value, datetime | date):
         return value
