@@ -66,7 +66,7 @@ def test_a_segment_change_fans_the_recompute_out(stack: Any) -> None:
 
 
 def test_sends_without_a_send_queue_are_an_error() -> None:
-    from retention.ingestion.ingestor import enqueue
+    from retention.journeys.effects import enqueue
     from retention.messaging.requests import SendRequest
     fields = {n: "x" for n, f in SendRequest.model_fields.items() if f.is_required()}
     with pytest.raises(SettingsError, match="SEND_QUEUE_URL"):
