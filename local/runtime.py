@@ -144,7 +144,8 @@ class LocalStack:
         d = deps()
         applied = apply_library(d) if self.cfg.apply_library else {}
         d.config.create_source("local", key=self.cfg.write_key)
-        d.config.create_admin_token("local", token=self.cfg.admin_token)
+        from retention.admin.people import create_admin_token
+        create_admin_token(d.config, "local", token=self.cfg.admin_token)
         return applied
 
     def start(self) -> None:

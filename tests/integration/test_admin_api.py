@@ -7,6 +7,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from retention.admin.people import create_admin_token
 from retention.core import clock
 
 from tests.support import LambdaContext
@@ -49,7 +50,7 @@ def track(uid: str, event: str, mid: str, at: Any = None, **props: Any) -> dict[
 
 @pytest.fixture
 def api(library_stack: Any) -> Any:
-    library_stack.deps.config.create_admin_token("t", token=TOKEN)
+    create_admin_token(library_stack.deps.config, "t", token=TOKEN)
     return library_stack
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from retention.admin.people import create_admin_token
 
 from tests.integration.test_admin_api import TOKEN, call
 
@@ -15,7 +16,7 @@ pytestmark = pytest.mark.filterwarnings("ignore:No application metrics")
 
 @pytest.fixture
 def api(library_stack: Any) -> Any:
-    library_stack.deps.config.create_admin_token("t", token=TOKEN)
+    create_admin_token(library_stack.deps.config, "t", token=TOKEN)
     return library_stack
 
 

@@ -14,6 +14,7 @@ from urllib.parse import parse_qsl, urlsplit
 import pytest
 import requests
 from requests.adapters import BaseAdapter
+from retention.admin.people import create_admin_token
 
 from cli.main import main
 from tests.support import LambdaContext
@@ -92,7 +93,7 @@ class Cli:
 
 @pytest.fixture
 def cli(library_stack: Any, monkeypatch: pytest.MonkeyPatch) -> Cli:
-    library_stack.deps.config.create_admin_token("t", token=TOKEN)
+    create_admin_token(library_stack.deps.config, "t", token=TOKEN)
     library_stack.deps.config.create_source("test", key=WRITE_KEY)
     monkeypatch.setenv("RETENTION_WRITE_KEY", WRITE_KEY)
     return Cli(library_stack)

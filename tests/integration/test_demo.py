@@ -16,6 +16,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 import pytest
+from retention.admin.people import create_admin_token
 from retention.core import clock
 
 from local import demo
@@ -192,7 +193,7 @@ class Api:
 @pytest.fixture
 def api(library_stack: Stack) -> Iterator[Api]:
     library_stack.deps.config.create_source("demo", key=WRITE_KEY)
-    library_stack.deps.config.create_admin_token("demo", ADMIN_TOKEN)
+    create_admin_token(library_stack.deps.config, "demo", ADMIN_TOKEN)
     handlers = {name: _load(name) for name in ("track_event", "nps_webhook", "admin_api")}
     with Api(handlers) as running:
         yield running

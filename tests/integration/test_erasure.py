@@ -10,6 +10,7 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
+from retention.admin.people import create_admin_token
 from retention.core import clock
 from retention.surveys import nps
 from retention.surveys.answers import Surveys
@@ -24,7 +25,7 @@ ANON = "anon-visitor-77"
 
 @pytest.fixture
 def api(library_stack: Any) -> Any:
-    library_stack.deps.config.create_admin_token("t", token=TOKEN)
+    create_admin_token(library_stack.deps.config, "t", token=TOKEN)
     return library_stack
 
 

@@ -14,6 +14,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 import pytest
+from retention.admin.people import create_admin_token
 from retention.core import clock, ddb, tokens
 
 from tests.support import LambdaContext, Stack, advance, drain_sends, load_handler, sent_emails
@@ -167,7 +168,7 @@ def assert_clear_page(reply: Reply, status: int, *words: str) -> None:
 
 @pytest.fixture
 def nps_stack(library_stack: Stack) -> Stack:
-    library_stack.deps.config.create_admin_token("tests", ADMIN_TOKEN)
+    create_admin_token(library_stack.deps.config, "tests", ADMIN_TOKEN)
     return library_stack
 
 

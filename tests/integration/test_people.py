@@ -6,6 +6,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from retention.admin.people import create_admin_token
 from retention.core import clock, ddb
 
 from tests.integration.test_admin_api import call
@@ -17,7 +18,7 @@ pytestmark = pytest.mark.filterwarnings("ignore:No application metrics")
 @pytest.fixture
 def people(library_stack: Any) -> dict[str, str]:
     cfg = library_stack.deps.config
-    return {role: cfg.create_admin_token(f"{role}-person", role=role) for role in ("viewer", "editor", "admin")}
+    return {role: create_admin_token(cfg, f"{role}-person", role=role) for role in ("viewer", "editor", "admin")}
 
 
 RULE = {"id": "hello", "trigger": {"event": "Signed Up"}, "audience": {"consent": "email"},

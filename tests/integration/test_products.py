@@ -14,6 +14,7 @@ try:  # the counters' reader is moving from messaging.requests to analytics.coun
     from retention.analytics.counters import read_counters  # type: ignore[import-not-found,unused-ignore]
 except ImportError:
     from retention.messaging.requests import read_counters  # type: ignore[attr-defined,no-redef,unused-ignore]
+from retention.admin.people import create_admin_token
 from retention.products.catalog import Catalog
 from retention.products.coupons import Coupons, PoolEmptyError, fallback_code, verify_fallback
 from retention.products.recommend import Recommendations, Recommender
@@ -45,7 +46,7 @@ SHOES = [
 
 @pytest.fixture
 def api(stack: Any) -> Any:
-    stack.deps.config.create_admin_token("t", token="tok")
+    create_admin_token(stack.deps.config, "t", token="tok")
     return stack
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from retention.admin.people import create_admin_token
 from retention.products.catalog import Catalog
 
 from tests.integration.test_cli import TOKEN, Cli
@@ -17,7 +18,7 @@ pytestmark = pytest.mark.filterwarnings("ignore:No application metrics")
 
 @pytest.fixture
 def cli(stack: Any) -> Cli:
-    stack.deps.config.create_admin_token("t", token=TOKEN)
+    create_admin_token(stack.deps.config, "t", token=TOKEN)
     return Cli(stack)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+from retention.admin.people import create_admin_token
 from retention.analytics import segstats
 from retention.core import clock
 
@@ -43,7 +44,7 @@ def test_funnel_route(library_stack: Any, now: Any) -> None:
 
     from tests.support import LambdaContext, load_handler
     s = library_stack
-    s.deps.config.create_admin_token("t", token="tok")
+    create_admin_token(s.deps.config, "t", token="tok")
     s.ingest([order("f1", 1)])
     mod = load_handler("admin_api", "funnel")
     event = {"resource": "/admin/{proxy+}", "path": "/admin/stats/funnel", "httpMethod": "GET",

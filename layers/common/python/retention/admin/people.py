@@ -250,3 +250,9 @@ def audit_entry_for(method: str, path: str, body: Any) -> tuple[str, str, str | 
     if m == "PUT" and item_id is not None:
         return "apply", kind, item_id, version, ({"changed": body["changed"]} if "changed" in body else None)
     return m.lower(), kind, "/".join(parts[1:]) or None, version, None
+
+
+def create_admin_token(config: ConfigStore, name: str, token: str | None = None, role: str = "admin",
+                       expires: str | None = None) -> str:
+    """A person's token created outside the admin API (setup, the local stack, tests); shown once."""
+    return str(People(config).create(name, role, expires=expires, token=token, by="setup")["token"])

@@ -316,12 +316,6 @@ class ConfigStore:
         return Source(source_id=str(item["source_id"]),
                       scopes=frozenset(SOURCE_SCOPES if scopes is None else scopes))
 
-    def create_admin_token(self, name: str, token: str | None = None, role: str = "admin",
-                           expires: str | None = None) -> str:
-        """A person's token (retention.admin.people owns them); returns the token, shown once."""
-        from retention.admin.people import People
-        return str(People(self).create(name, role, expires=expires, token=token, by="setup")["token"])
-
     # ---- secrets -------------------------------------------------------------------------------
     def secrets(self, name: str) -> list[bytes]:
         """Signing secrets, current first. Created on first use (conditional put: one winner)."""
