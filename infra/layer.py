@@ -40,7 +40,7 @@ LIBRARY_DIR = REPO_ROOT / "layers" / "common" / "python" / "retention"
 BUILD_DIR = REPO_ROOT / "build"
 LAYER_DIR = BUILD_DIR / "layer"  # one immutable sub-directory per asset hash
 DEPS_DIR = BUILD_DIR / "layer-deps"  # pip targets, one per requirements hash (+ <hash>.json)
-LOCK_FILE = BUILD_DIR / "layer.lock"
+BUILD_LOCK_FILE = BUILD_DIR / "layer.lock"  # a mutex for parallel synths, not the requirements lock
 KEEP_ASSET_DIRS = 3
 
 # The Lambda runtime the layer is built for; infra/constructs/functions.py uses the same value.
@@ -133,7 +133,7 @@ def _tree_hash(root: Path) -> str:
 @contextlib.contextmanager
 def _locked() -> Iterator[None]:
     BUILD_DIR.mkdir(parents=True, exist_ok=True)
-    with open(LOCK_FILE, "w") as lock:
+    with open(BUILD_LOCK_FILE, "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
             yield

@@ -35,6 +35,7 @@ ENV_KEYS = {
     "DUE_TABLE",
     "MESSAGES_TABLE",
     "IDEMPOTENCY_TABLE",
+    "PRODUCTS_TABLE",
     "SEND_QUEUE_URL",
     "RECOMPUTE_QUEUE_URL",
     "SENDER_EMAIL",
@@ -75,7 +76,7 @@ def test_function_settings(synth, name):
 def test_function_environment(synth, name):
     env = synth.function(name)["Properties"]["Environment"]["Variables"]
     assert set(env) == ENV_KEYS
-    for role in ("profiles", "events", "config", "due", "messages", "idempotency"):
+    for role in ("profiles", "events", "config", "due", "messages", "idempotency", "products"):
         assert env[f"{role.upper()}_TABLE"] == {"Ref": synth.model.roles[f"table:{role}"]}
     assert env["SEND_QUEUE_URL"] == {"Ref": synth.model.roles["queue:send"]}
     assert env["RECOMPUTE_QUEUE_URL"] == {"Ref": synth.model.roles["queue:recompute"]}
