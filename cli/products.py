@@ -18,7 +18,6 @@ go in batches (500 per request); `FILE.progress` holds the last line of the last
 from __future__ import annotations
 
 import csv
-import json
 import xml.sax
 import xml.sax.handler
 from collections.abc import Iterator
@@ -30,6 +29,7 @@ from retention.products.catalog import Product
 
 from cli.client import CliError, path_part
 from cli.context import Ctx
+from cli.files import json_lines
 
 BATCH = 500
 CODES_PER_REQUEST = 5000
@@ -76,19 +76,8 @@ def csv_rows(path: Path) -> Iterator[FeedRow]:
 
 
 def jsonl_rows(path: Path) -> Iterator[FeedRow]:
-    with path.open(encoding="utf-8") as fh:
-        for number, text in enumerate(fh, start=1):
-            if not text.strip():
-                continue
-            try:
-                raw = json.loads(text)
-            except ValueError as exc:
-                yield FeedRow(number, error=f"not JSON: {exc}")
-                continue
-            if not isinstance(raw, dict):
-                yield FeedRow(number, error="a product is a JSON object")
-                continue
-            yield _validated(number, raw)
+    for line in json_lines(path, "a product is a JSON object"):
+        yield FeedRow(line.number, error=line.error) if line.value is None else _validated(line.number, line.value)
 
 
 class _Feed(xml.sax.handler.ContentHandler):
