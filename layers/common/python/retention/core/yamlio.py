@@ -11,10 +11,12 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path as FsPath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pydantic
-import yaml
+
+if TYPE_CHECKING:  # PyYAML is imported where a document is read: the hot handlers never read YAML
+    import yaml
 
 from retention.core.errors import ValidationError
 
@@ -98,6 +100,8 @@ def _walk_data(data: Any, path: Path, lines: dict[Path, int | None]) -> None:
 
 
 def _walk_node(node: yaml.Node, path: Path, lines: dict[Path, int | None], source: str) -> None:
+    import yaml
+
     if isinstance(node, yaml.MappingNode):
         seen: set[str] = set()
         for key_node, value_node in node.value:
@@ -123,6 +127,8 @@ def load_yaml_documents(text: str, source: str) -> list[tuple[Any, LineMap]]:
 
     Invalid YAML and duplicate keys raise `retention.core.errors.ValidationError("<source>:<line>: …")`.
     """
+    import yaml
+
     loader = yaml.SafeLoader(text)
     documents: list[tuple[Any, LineMap]] = []
     try:

@@ -66,6 +66,7 @@ class _Outcome:
     sends: list[SendRequest] = field(default_factory=list)
     counters: list[Any] = field(default_factory=list)
     transitions: list[Any] = field(default_factory=list)
+    completed: list[Message] = field(default_factory=list)  # a crashed delivery's messages, finished now
 
 
 def customer_of(msg: Message, aliases: dict[str, str]) -> str:
@@ -125,7 +126,7 @@ class Ingestor:
         for outcome in outcomes:
             result.accepted += len(outcome.stored) + outcome.duplicates
             result.duplicates += outcome.duplicates
-            stored += outcome.stored
+            stored += outcome.stored + outcome.completed
             sends += outcome.sends
             counters += outcome.counters
         transitions = [o.transitions for o in outcomes if o.transitions]
@@ -212,6 +213,7 @@ class Ingestor:
                                     puts=[{**e, "pk": profile_pk(target_id), "customer_id": target_id} for e in moved])
                 carried = [r for r in src.profile.journeys if r not in dst.profile.journeys]
                 merge_profiles(dst.profile, src.profile, now, source_is_anonymous=False)
+                remember_applied(dst.profile, applied_ring(src.profile))  # the source's messages stay done
                 raw_id = source_id.removeprefix("anon:")
                 if raw_id != target_id and raw_id not in dst.profile.anonymous_ids:
                     dst.profile.anonymous_ids.append(raw_id)
@@ -299,55 +301,157 @@ class Ingestor:
     # ---- one customer ---------------------------------------------------------------------------------
     def _customer(self, engine: Engine, defs: Definitions, source_id: str, sp: StoredProfile,
                   msgs: list[Message], now: datetime) -> _Outcome:
+        """Exactly once without a transaction for the plain case (DESIGN §10: ≤ 3 write units per event).
+
+        Per message, in this order: the messageId marker (conditional put; it records where the raw event
+        goes), the raw event (a plain put at that key), then, only when something that matters changed,
+        the profile (conditional on its version) carrying the message in its `applied` ring. A crash after
+        the marker leaves a marker whose message is not in the ring: the retry finds the marker (the
+        failed put returns it, no read), applies the message again and writes the event at the recorded
+        key; a message in the ring is done. Re-applying a message the profile never took in is what a
+        first delivery does; one whose effect did not matter (a plain event) changes nothing again."""
         out = _Outcome()
         if sp.merged_into:
             sp = self._follow(sp, now)
         pending = sorted(msgs, key=lambda m: m.timestamp)
         queue = deque(pending[i:i + CHUNK] for i in range(0, len(pending), CHUNK))
+        keys: dict[str, tuple[str, str | None]] = {}  # messageId → (customer, event sort key) of its marker
+        claimed: set[str] = set()  # markers this delivery put (the others are duplicates or completions)
+        events_written: dict[str, str] = {}  # messageId → the customer whose timeline has its raw event
         while queue:
             chunk = queue.popleft()
             attempt = 0
             while chunk:
+                applied = set(applied_ring(sp.profile))
+                done = [m for m in chunk if applied_id(source_id, m.message_id) in applied]
+                for m in done:  # taken in already (a retry, or a concurrent delivery completed ours)
+                    if m.message_id in claimed:
+                        out.stored.append(m)
+                    else:
+                        out.duplicates += 1
+                chunk = [m for m in chunk if applied_id(source_id, m.message_id) not in applied]
+                if not chunk:
+                    break
+                for m in chunk:
+                    if m.message_id not in keys:
+                        self._claim(source_id, sp.profile.id, m, now, defs, keys, claimed)
+                before = sp.profile.to_doc()
+                seen_before = sp.profile.last_seen_at
                 fx = engine.process(sp, messages=chunk, now=now)
-                items = self._transaction(defs, source_id, sp, chunk, fx, now)
-                if len(items) > MAX_TXN_ITEMS and len(chunk) > 1:
-                    # many products or transitions: commit the chunk in two halves (process() changed the
-                    # in-memory profile, so read it again)
-                    half = len(chunk) // 2
+                items = self._effect_items(defs, sp, chunk, fx, now)
+                # an anonymous profile is always written: a merge leaves a tombstone there, and only the
+                # version condition tells this writer to follow it (its events would be orphaned otherwise)
+                write = bool(items) or not sp.exists or sp.profile.id.startswith("anon:") or _matters(
+                    sp.profile, before, seen_before)
+                if write and len(items) + 1 > MAX_TXN_ITEMS and len(chunk) > 1:
+                    half = len(chunk) // 2  # many products or transitions: two halves (re-read: process() ran)
                     queue.appendleft(chunk[half:])
                     chunk = chunk[:half]
                     sp = self._follow(self.repo.load(sp.profile.id, now), now)
                     continue
-                try:
-                    self.ddb.transact_write_items(TransactItems=items)
-                except Exception as exc:
-                    if ddb.error_code(exc) not in _RETRYABLE:
-                        raise
-                    reasons = _reasons(exc)
-                    dup = {i for i in range(len(chunk)) if _failed(reasons, i)}
-                    if dup:
-                        out.duplicates += len(dup)
-                        chunk = [m for i, m in enumerate(chunk) if i not in dup]
-                    if not chunk and not queue:
-                        break  # a retried delivery: everything was stored before
-                    # someone else wrote the profile, or a merge left a tombstone: start again from the store
-                    # (process() changed the in-memory profile in any case)
-                    sp = self._follow(self.repo.load(sp.profile.id, now), now)
-                    if not chunk:
-                        break
-                    attempt += 1
-                    if attempt >= ATTEMPTS:
-                        raise ContentionError(f"profile {sp.profile.id}: could not commit after {ATTEMPTS} attempts"
-                                              ) from exc
-                    ddb.backoff(attempt)
-                    continue
-                sp.version += 1
-                out.stored += chunk
+                self._write_events(sp.profile.id, chunk, keys, events_written, source_id, defs, now)
+                if write:
+                    remember_applied(sp.profile, [applied_id(source_id, m.message_id) for m in chunk])
+                    try:
+                        self._write_profile(sp, items, now)
+                    except Exception as exc:
+                        if ddb.error_code(exc) not in _RETRYABLE:
+                            raise
+                        # someone else wrote the profile (or a merge left a tombstone): start again from the
+                        # store; messages it already took in are in its ring
+                        sp = self._follow(self.repo.load(sp.profile.id, now), now)
+                        self._move_events(sp.profile.id, events_written, keys)
+                        attempt += 1
+                        if attempt >= ATTEMPTS:
+                            raise ContentionError(f"profile {sp.profile.id}: could not commit after {ATTEMPTS} "
+                                                  "attempts") from exc
+                        ddb.backoff(attempt)
+                        continue
+                    sp.version += 1
+                for m in chunk:
+                    if m.message_id in claimed:
+                        out.stored.append(m)
+                    else:
+                        out.duplicates += 1  # a completion: counted as the duplicate it is for the client
+                        out.completed.append(m)
                 out.sends += fx.sends
                 out.counters += [(*c, sp.profile.id) for c in fx.counters]
                 out.transitions += fx.transitions
                 break
         return out
+
+    def _claim(self, source_id: str, cid: str, msg: Message, now: datetime, defs: Definitions,
+               keys: dict[str, tuple[str, str | None]], claimed: set[str]) -> None:
+        """The messageId marker: a conditional put that records where the raw event is stored. When it
+        exists already, DynamoDB hands back the old marker with the failure (no read)."""
+        settings = defs.settings
+        marker_ttl = int(now.timestamp()) + int(timedelta(days=settings.dedupe_window_days).total_seconds())
+        sk = event_sk(msg) if _event_expiry(msg, settings, now) else None
+        item = {"pk": f"M#{source_id}#{msg.message_id}", "sk": "M", "customer_id": cid, "event_sk": sk,
+                "at": clock.iso(now), "ttl": marker_ttl}
+        try:
+            self.ddb.put_item(TableName=self.env.idempotency_table, Item=ddb.serialize(item),
+                              ConditionExpression="attribute_not_exists(pk)",
+                              ReturnValuesOnConditionCheckFailure="ALL_OLD")
+        except Exception as exc:
+            if ddb.error_code(exc) != "ConditionalCheckFailedException":
+                raise
+            old = ddb.deserialize(getattr(exc, "response", {}).get("Item")) or {}
+            keys[msg.message_id] = (str(old.get("customer_id") or cid), old.get("event_sk"))
+            return
+        keys[msg.message_id] = (cid, sk)
+        claimed.add(msg.message_id)
+
+    def _write_events(self, cid: str, chunk: list[Message], keys: dict[str, tuple[str, str | None]],
+                      written: dict[str, str], source_id: str, defs: Definitions, now: datetime) -> None:
+        """The raw events at the keys their markers recorded (a retry writes over the same item)."""
+        puts = []
+        for m in chunk:
+            if written.get(m.message_id) == cid:
+                continue
+            expires = _event_expiry(m, defs.settings, now)
+            _, sk = keys.get(m.message_id, (cid, None))
+            if expires and sk:  # else older than the retention: counts in the KPIs, no raw event
+                puts.append(event_item(cid, m, source_id, expires, sk=sk))
+            written[m.message_id] = cid
+        if puts:
+            ddb.batch_write(self.ddb, self.env.events_table, puts=puts)
+
+    def _move_events(self, cid: str, written: dict[str, str], keys: dict[str, tuple[str, str | None]]) -> None:
+        """After following a tombstone: the raw events written under the merged-away id are taken back (they
+        are written again under the customer with the chunk)."""
+        stale = [(mid, old) for mid, old in written.items() if old != cid]
+        deletes = [(profile_pk(old), sk) for mid, old in stale if (sk := keys.get(mid, (old, None))[1])]
+        for mid, _ in stale:
+            del written[mid]
+        if deletes:
+            ddb.batch_write(self.ddb, self.env.events_table, deletes=deletes)
+
+    def _effect_items(self, defs: Definitions, sp: StoredProfile, chunk: list[Message], fx: Effects,
+                      now: datetime) -> list[dict[str, Any]]:
+        """What goes with the profile write: internal events, history, due and safety items, the email
+        index, the product-interest rows."""
+        retention_s = int(timedelta(days=defs.settings.event_retention_days).total_seconds())
+        items = effect_items(self.env, sp.profile.id, fx, now, retention_s)
+        self._email_changes(sp, items, now)
+        interests = self._interest_updates(sp, chunk, defs.settings, now)
+        room = MAX_TXN_ITEMS - len(items) - 1
+        if len(chunk) == 1 and len(interests) > room:
+            # one message naming more products than a transaction holds: the most recent ones are indexed
+            interests = interests[:max(0, room)]
+        items += interests
+        if len(items) + 1 > MAX_TXN_ITEMS and len(chunk) <= 1:
+            raise RuntimeError(f"transaction for {sp.profile.id} has {len(items) + 1} items")
+        return items
+
+    def _write_profile(self, sp: StoredProfile, items: list[dict[str, Any]], now: datetime) -> None:
+        """The profile alone is one conditional put (one unit per KB); with effects, one transaction."""
+        profile_put = {"TableName": self.env.profiles_table, "Item": ddb.serialize(to_item(sp, now)),
+                       **version_condition(sp)}
+        if not items:
+            self.ddb.put_item(**profile_put)
+        else:
+            self.ddb.transact_write_items(TransactItems=[*items, {"Put": profile_put}])
 
     def _follow(self, sp: StoredProfile, now: datetime) -> StoredProfile:
         """The profile a tombstone points to (an anonymous visitor identified meanwhile)."""
@@ -359,38 +463,12 @@ class Ingestor:
 
     def _transaction(self, defs: Definitions, source_id: str, sp: StoredProfile, chunk: list[Message],
                      fx: Effects, now: datetime) -> list[dict[str, Any]]:
-        env = self.env
-        settings = defs.settings
-        retention_s = int(timedelta(days=settings.event_retention_days).total_seconds())
-        # clients retry within minutes and imports resume within days: a month of markers is plenty, and
-        # keeping them as long as the events would cost as much storage as the events themselves
-        marker_ttl = int(now.timestamp()) + int(timedelta(days=settings.dedupe_window_days).total_seconds())
-        cid = sp.profile.id
-        items: list[dict[str, Any]] = []
-        # markers first: their positions identify duplicates in CancellationReasons
-        for msg in chunk:
-            items.append({"Put": {"TableName": env.idempotency_table, "Item": ddb.serialize(
-                {"pk": f"M#{source_id}#{msg.message_id}", "sk": "M", "customer_id": cid,
-                 "at": clock.iso(now), "ttl": marker_ttl}), "ConditionExpression": "attribute_not_exists(pk)"}})
-        for msg in chunk:
-            expires = int(msg.timestamp.timestamp()) + retention_s
-            if expires <= int(now.timestamp()):
-                continue  # older than the retention: counts in the KPIs, the raw event expires at once
-            items.append({"Put": {"TableName": env.events_table, "Item": ddb.serialize(
-                event_item(cid, msg, source_id, expires))}})
-        items += effect_items(env, cid, fx, now, retention_s)
-        self._email_changes(sp, items, now)
-        interests = self._interest_updates(sp, chunk, settings, now)
-        room = MAX_TXN_ITEMS - len(items) - 1
-        if len(chunk) == 1 and len(interests) > room:
-            # one message naming more products than a transaction holds: the most recent ones are indexed
-            interests = interests[:max(0, room)]
-        items += interests
-        items.append({"Put": {"TableName": env.profiles_table, "Item": ddb.serialize(to_item(sp, now)),
+        """A merge's profile write and its effects, as transaction items (the caller adds the link and the
+        tombstone)."""
+        items = self._effect_items(defs, sp, chunk, fx, now)
+        items.append({"Put": {"TableName": self.env.profiles_table, "Item": ddb.serialize(to_item(sp, now)),
                               **version_condition(sp)}})
-        if len(items) > MAX_TXN_ITEMS and len(chunk) <= 1:
-            raise RuntimeError(f"transaction for {cid} has {len(items)} items")
-        return items  # more than MAX_TXN_ITEMS only for several messages: the caller splits the chunk
+        return items
 
     def _interest_updates(self, sp: StoredProfile, chunk: list[Message], settings: Any,
                           now: datetime) -> list[dict[str, Any]]:
@@ -523,9 +601,58 @@ def enqueue(sqs: Any, queue_url: str, sends: list[SendRequest]) -> None:
             raise RuntimeError(f"could not enqueue {len(entries)} sends")
 
 
-def event_item(cid: str, msg: Message, source_id: str, ttl: int) -> dict[str, Any]:
+def event_sk(msg: Message) -> str:
+    return f"{clock.iso(msg.timestamp)}#{msg.message_id}"
+
+
+def _event_expiry(msg: Message, settings: Any, now: datetime) -> int | None:
+    """When the raw event expires; None when it is older than the retention already (not stored)."""
+    expires = int(msg.timestamp.timestamp()) + int(timedelta(days=settings.event_retention_days).total_seconds())
+    return expires if expires > int(now.timestamp()) else None
+
+
+APPLIED_KEEP = 48  # the ring covers a crashed chunk (≤ CHUNK messages) and concurrent deliveries of it
+SEEN_EVERY = timedelta(hours=1)
+
+
+def applied_id(source_id: str, message_id: str) -> str:
+    """A short, source-qualified id for the profile's ring of applied messages (48 bits: collisions
+    among the last few dozen messages of one customer are negligible)."""
+    import hashlib
+    return hashlib.blake2b(f"{source_id}|{message_id}".encode(), digest_size=6).hexdigest()
+
+
+def applied_ring(profile: Any) -> list[str]:
+    return list(profile.meta.get("applied") or [])
+
+
+def remember_applied(profile: Any, ids: list[str]) -> None:
+    ring = [i for i in applied_ring(profile) if i not in ids] + ids
+    profile.meta["applied"] = ring[-APPLIED_KEEP:]
+
+
+def _matters(profile: Any, before: str, seen_before: datetime | None) -> bool:
+    """Whether the profile must be written: anything changed but `last_seen_at`, which is stored when it
+    moves by an hour or more (no segment rule reads it finer than days; the raw events keep the exact
+    times)."""
+    seen_after = profile.last_seen_at
+    if seen_before is None or seen_after is None or seen_after - seen_before >= SEEN_EVERY:
+        return profile.to_doc() != before
+    kpi_seen = profile.kpis.get("last_seen_at")
+    profile.last_seen_at = seen_before
+    if "last_seen_at" in profile.kpis:
+        profile.kpis["last_seen_at"] = clock.iso(seen_before)
+    try:
+        return profile.to_doc() != before
+    finally:
+        profile.last_seen_at = seen_after
+        if "last_seen_at" in profile.kpis:
+            profile.kpis["last_seen_at"] = kpi_seen
+
+
+def event_item(cid: str, msg: Message, source_id: str, ttl: int, *, sk: str | None = None) -> dict[str, Any]:
     ts = clock.iso(msg.timestamp)
-    return {"pk": profile_pk(cid), "sk": f"{ts}#{msg.message_id}", "customer_id": cid, "type": msg.type,
+    return {"pk": profile_pk(cid), "sk": sk or event_sk(msg), "customer_id": cid, "type": msg.type,
             "event": msg.event or msg.name, "message_id": msg.message_id, "timestamp": ts,
             "received_at": clock.iso(msg.received_at), "source": source_id,
             "user_id": msg.user_id, "anonymous_id": msg.anonymous_id,
@@ -564,13 +691,6 @@ def _reasons(exc: Exception) -> list[dict[str, Any]]:
 
 def _failed(reasons: list[dict[str, Any]], index: int) -> bool:
     return index < len(reasons) and reasons[index].get("Code") == "ConditionalCheckFailed"
-
-
-def _duplicate_markers(exc: Exception, markers: int) -> set[int] | None:
-    """Indexes of messageId markers whose condition failed, from CancellationReasons (None: not that)."""
-    reasons = _reasons(exc)
-    dup = {i for i in range(markers) if _failed(reasons, i)}
-    return dup or None
 
 
 def _anonymous_ids(messages: list[Message]) -> set[str]:
