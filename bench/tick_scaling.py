@@ -51,7 +51,8 @@ def run(log: Any = print, sizes: tuple[int, ...] = SIZES) -> dict[str, Any]:
             tmpl = ddb.get(d.dynamodb, d.env.profiles_table, "C#tmpl", "P", consistent=True)
             assert tmpl
             from retention.customers.store import decode_doc
-            doc = decode_doc(tmpl["doc"]).replace('"tmpl"', '"__ID__"').replace("tmpl@example.com", "__ID__@example.com")
+            doc = decode_doc(tmpl["doc"]).replace('"tmpl"', '"__ID__"').replace("tmpl@example.com",
+                                                                                 "__ID__@example.com")
             out["profile_item_bytes"] = len(doc) + 60
             for client in (d.dynamodb, d.sqs):
                 meter.attach(client)
