@@ -336,6 +336,9 @@ def test_a_message_with_hundreds_of_products_is_kept(stack: Any, now: datetime) 
 
 
 def test_timeline_is_in_time_order_and_expires_after_the_retention(stack: Any, now: datetime) -> None:
+    from retention.core.config import Settings
+    assert Settings().event_retention_days == 90  # the default: the raw events are the bulk of the storage bill
+    stack.deps.config.put_settings({"event_retention_days": 400})
     times = [now - timedelta(days=d) for d in (3, 1, 200, 2, 0)]
     batch = [track("u1", "Page Scrolled", f"m{i}", at, n=i) for i, at in enumerate(times)]
     batch.append(track("u1", "Order Completed", "ancient", now - timedelta(days=500), order_id="old", revenue=9))
