@@ -1,0 +1,8 @@
+"""The console's resolver with every page registered (import order = route order for dynamic routes)."""
+
+from __future__ import annotations
+
+from retention.console import home  # noqa: F401 - registers its routes
+from retention.console.web import app
+
+__all__ = ["app"]
