@@ -177,3 +177,73 @@ def test_next_is_never_an_open_redirect(tokens: dict[str, str]) -> None:
     status, headers, _ = b.post("/console/login", {"csrf": pre, "token": tokens["viewer"],
                                                    "next": "//evil.example/"})
     assert status == 303 and headers["location"] == "/console/"
+
+
+BAD_RULE = """id: birthday
+title: Birthday
+trigger: {event: Signed Up}
+steps:
+  - send: {channel: email, template: no-such-template}
+"""
+
+
+def test_rules_list_and_page_in_plain_words(tokens: dict[str, str]) -> None:
+    b = Browser()
+    b.sign_in(tokens["viewer"])
+    status, _, html = b.get("/console/rules")
+    assert status == 200 and 'data-rule="abandoned-cart"' in html and "Abandoned cart" in html
+    status, _, html = b.get("/console/rules/abandoned-cart")
+    assert status == 200 and "wait 4h" in html and "send email: A: cart-discount-a / B: cart-discount-b" in html
+    assert "not enough data yet (n = 0)" in html
+    assert "/edit" not in html and "/disable" not in html  # a viewer sees no change buttons
+    assert b.get("/console/rules/nope")[0] == 404
+
+
+def test_edit_a_rule_errors_at_their_lines_then_save_is_audited(tokens: dict[str, str], library_stack: Any) -> None:
+    b = Browser()
+    b.sign_in(tokens["editor"])
+    csrf = b.csrf("/console/rules/birthday/edit")
+    status, _, html = b.post("/console/rules/birthday/edit", {"csrf": csrf, "yaml": BAD_RULE, "action": "save"})
+    assert status == 422 and "nothing was saved" in html and "no-such-template" in html
+    assert re.search(r'href="#L5">line 5</a>', html), html[html.find("errors"):][:800]
+    assert 'class="l bad" id="L5"' in html
+    live = library_stack.deps.config.get_definition("RULE", "birthday")
+    assert live["version"] == 1
+    fixed = BAD_RULE.replace("no-such-template", "welcome")
+    status, _, html = b.post("/console/rules/birthday/edit", {"csrf": csrf, "yaml": fixed, "action": "check"})
+    assert status == 200 and "✓ OK" in html and "+  - send: {channel: email, template: welcome}" in html
+    status, headers, _ = b.post("/console/rules/birthday/edit", {"csrf": csrf, "yaml": fixed, "action": "save"})
+    assert status == 303 and "/console/rules/birthday?saved=2" in headers["location"]
+    status, _, _ = b.post("/console/rules/birthday/disable", {"csrf": csrf})
+    assert status == 303
+    assert library_stack.deps.config.get_definition("RULE", "birthday")["enabled"] is False
+    log = People(library_stack.deps.config).audit_log(kind="rule")
+    assert [(e["who"], e["action"], e["id"]) for e in log[:2]] == [("editor-person", "disable", "birthday"),
+                                                                   ("editor-person", "apply", "birthday")]
+    assert log[0]["detail"]["via"] == "console"
+
+
+def test_a_viewer_cannot_change_a_rule(tokens: dict[str, str], library_stack: Any) -> None:
+    b = Browser()
+    b.sign_in(tokens["viewer"])
+    csrf = b.csrf("/console/rules/birthday")
+    text = library_stack.deps.config.get_definition("RULE", "birthday")["text"]
+    status, _, html = b.post("/console/rules/birthday/edit", {"csrf": csrf, "yaml": text, "action": "save"})
+    assert status == 403 and "needs an editor" in html
+    assert b.post("/console/rules/birthday/disable", {"csrf": csrf})[0] == 403
+    assert b.post("/console/sending/resume", {"csrf": csrf})[0] == 403
+    assert library_stack.deps.config.get_definition("RULE", "birthday")["enabled"] is True
+
+
+def test_definitions_and_inputs_are_escaped(tokens: dict[str, str], library_stack: Any) -> None:
+    b = Browser()
+    b.sign_in(tokens["editor"])
+    csrf = b.csrf("/console/rules/birthday/edit")
+    evil = BAD_RULE.replace("title: Birthday", "title: '<script>alert(1)</script>'").replace(
+        "no-such-template", "welcome")
+    assert b.post("/console/rules/birthday/edit", {"csrf": csrf, "yaml": evil, "action": "save"})[0] == 303
+    for path in ("/console/rules", "/console/rules/birthday"):
+        html = b.get(path)[2]
+        assert "<script>alert(1)</script>" not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    html = b.get("/console/rules/birthday?customer=%3Cimg%20src%3Dx%20onerror%3Dalert(1)%3E")[2]
+    assert "<img src=x" not in html

@@ -39,8 +39,8 @@ app = APIGatewayRestResolver()
 
 @cache
 def env() -> Any:
-    from jinja2 import Environment, FileSystemLoader, StrictUndefined
-    e = Environment(loader=FileSystemLoader(str(HERE / "templates")), autoescape=True, undefined=StrictUndefined,
+    from jinja2 import Environment, FileSystemLoader
+    e = Environment(loader=FileSystemLoader(str(HERE / "templates")), autoescape=True,
                     trim_blocks=True, lstrip_blocks=True)
     e.filters["pct"] = lambda v: "—" if v is None else f"{float(v) * 100:.1f} %"
     e.filters["money"] = lambda v: "—" if v is None else f"{float(v or 0):,.2f}".replace(",", " ")
