@@ -247,3 +247,68 @@ def test_definitions_and_inputs_are_escaped(tokens: dict[str, str], library_stac
         assert "<script>alert(1)</script>" not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
     html = b.get("/console/rules/birthday?customer=%3Cimg%20src%3Dx%20onerror%3Dalert(1)%3E")[2]
     assert "<img src=x" not in html
+
+
+def _customer(stack: Any, uid: str = "c-1", email: str = "anna@example.com") -> None:
+    stack.ingest([{"type": "identify", "userId": uid, "messageId": f"id-{uid}",
+                   "traits": {"email": email, "email_consent": True, "first_name": "<b>Anna</b>", "locale": "en"}},
+                  {"type": "track", "userId": uid, "event": "Order Completed", "messageId": f"o-{uid}",
+                   "properties": {"order_id": f"o-{uid}", "revenue": 120}}])
+
+
+def test_customer_search_profile_and_erasure_with_confirmation(tokens: dict[str, str], library_stack: Any) -> None:
+    _customer(library_stack)
+    b = Browser()
+    b.sign_in(tokens["editor"])
+    status, headers, _ = b.get("/console/customers?q=Anna%40example.com")
+    assert status == 303 and headers["location"] == "/console/customers/c-1"
+    status, _, html = b.get("/console/customers/c-1")
+    assert status == 200 and "anna@example.com" in html and "Order Completed" in html and "newbie" in html
+    assert "&lt;b&gt;Anna&lt;/b&gt;" in html and "<b>Anna</b>" not in html
+    assert b.get("/console/customers?q=nobody")[0] == 404
+    csrf = b.csrf("/console/customers/c-1")
+    status, _, html = b.post("/console/customers/c-1/erase", {"csrf": csrf, "confirm": "c-2"})
+    assert status == 422 and "does not match" in html
+    status, headers, _ = b.post("/console/customers/c-1/erase", {"csrf": csrf, "confirm": "c-1"})
+    assert status == 303 and "erased=c-1" in headers["location"]
+    assert b.get("/console/customers/c-1")[0] == 404
+    entry = People(library_stack.deps.config).audit_log(kind="customer")[0]
+    assert (entry["who"], entry["action"], entry["id"]) == ("editor-person", "erase", "c-1")
+
+
+def test_segments_templates_preview_and_audit_pages(tokens: dict[str, str], library_stack: Any) -> None:
+    _customer(library_stack)
+    b = Browser()
+    b.sign_in(tokens["viewer"])
+    status, _, html = b.get("/console/segments")
+    assert status == 200 and "lifecycle" in html and "<svg" in html
+    status, _, html = b.get("/console/templates")
+    assert status == 200 and "/console/templates/cart-reminder" in html
+    status, _, html = b.get("/console/templates/cart-reminder?customer=anna%40example.com&rule=abandoned-cart")
+    assert status == 200 and '<iframe class="preview" sandbox' in html and 'srcdoc="&lt;' in html
+    status, _, html = b.get("/console/audit")
+    assert status == 200 and "setup" in html  # the token creations of the fixture
+    # the viewer sees no erase form
+    assert 'id="erase"' not in b.get("/console/customers/c-1")[2]
+
+
+def test_tokens_page_is_for_admins(tokens: dict[str, str], library_stack: Any) -> None:
+    viewer = Browser()
+    viewer.sign_in(tokens["viewer"])
+    assert viewer.get("/console/tokens")[0] == 403
+    assert "/console/tokens" not in viewer.get("/console/")[2]
+    admin = Browser()
+    admin.sign_in(tokens["admin"])
+    csrf = admin.csrf("/console/tokens")
+    status, _, html = admin.post("/console/tokens", {"csrf": csrf, "name": "maria", "role": "editor",
+                                                     "expires": "30d"})
+    m = re.search(r'<pre class="code" id="new-token">(rt_[^<]+)</pre>', html)
+    assert status == 200 and m
+    assert m.group(1) not in admin.get("/console/tokens")[2]  # shown once
+    maria = Browser()
+    assert maria.sign_in(m.group(1))[0] == 303
+    token_id = next(t["token_id"] for t in People(library_stack.deps.config).tokens() if t["name"] == "maria")
+    assert admin.post(f"/console/tokens/{token_id}/revoke", {"csrf": csrf})[0] == 303
+    assert maria.get("/console/")[0] == 303  # the session died with the token
+    log = People(library_stack.deps.config).audit_log(kind="token")
+    assert [(e["who"], e["action"]) for e in log[:2]] == [("admin-person", "revoke"), ("admin-person", "create")]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from retention.console import home, rules  # noqa: F401 - register their routes
+from retention.console import customers, home, library, people_pages, rules  # noqa: F401 - register routes
 from retention.console.web import app
 
 __all__ = ["app"]
