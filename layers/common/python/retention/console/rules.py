@@ -118,6 +118,7 @@ def _translator() -> Any:
 def edit_form(rule_id: str) -> Response:
     from retention.core.http import path_id
     rule_id = path_id(rule_id)
+    allowed("PUT", f"/admin/rules/{rule_id}")  # the editor is for those who may save
     rule = _rule(rule_id)
     return render("rule_edit.html", rule=rule, text=_text_of(rule), errors=[], bad_lines=set(), diff=None,
                   message=None)
@@ -143,8 +144,8 @@ def edit(rule_id: str) -> Response:
     allowed("PUT" if saving else "POST", admin_path if saving else admin_path + "/preview")
     live = _rule(rule_id)
     source = f"rules/{rule_id}.yaml"
-    diff = "".join(difflib.unified_diff(_text_of(live).splitlines(keepends=True), (text + "\n").splitlines(
-        keepends=True), "live", "edited")) or None
+    diff = "".join(difflib.unified_diff(_text_of(live).rstrip("\n").splitlines(keepends=True),
+                                        text.rstrip("\n").splitlines(keepends=True), "live", "edited")) or None
     try:
         definition, linemap = parse_definition_text(text, source)
         previews = Previews(deps())
