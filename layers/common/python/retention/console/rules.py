@@ -88,8 +88,17 @@ def rule_page(rule_id: str) -> Response:
             preview = Previews(d).preview(rule_id, _customer_ref(customer))
         except RetentionError as exc:
             preview_error = exc.message
+    dry_run, dry_error, days = None, None, (arg("dry_run") or "").strip()
+    if days:
+        try:
+            dry_run = Previews(d).dry_run(rule_id, days=days, limit=arg("limit"))
+        except RetentionError as exc:
+            dry_error = exc.message
     body = rule["body"]
-    return render("rule.html", rule=rule, body=body, steps=[describe_step(s, tr) for s in body.get("steps") or []],
+    dry_sends = sum(1 for e in (dry_run or {}).get("entries", []) for s in e.get("steps", [])
+                    if s.get("kind") == "send")
+    return render("rule.html", dry_run=dry_run, dry_error=dry_error, days=days, dry_sends=dry_sends, rule=rule,
+                  body=body, steps=[describe_step(s, tr) for s in body.get("steps") or []],
                   report=report, ab=ab, uplift=uplift, versions=sorted(versions, key=lambda v: -int(v["version"])),
                   warnings=warnings, customer=customer, preview=preview, preview_error=preview_error,
                   daily_chart=charts.columns(report["daily"], ("sent", "converted"),
