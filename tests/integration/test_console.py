@@ -339,3 +339,20 @@ def test_dry_run_nps_settings_count_and_manual_segment(tokens: dict[str, str], l
     assert "vip" in b.get("/console/customers/c-1")[2]
     kinds = [e["kind"] for e in People(library_stack.deps.config).audit_log()[:2]]
     assert kinds == ["customer", "setting"]
+
+
+def test_templates_and_segment_groups_have_the_same_editor(tokens: dict[str, str], library_stack: Any) -> None:
+    b = Browser()
+    b.sign_in(tokens["editor"])
+    status, _, html = b.get("/console/templates/welcome/edit")
+    assert status == 200 and 'action="/console/templates/welcome/edit"' in html
+    csrf = b.csrf("/console/templates/welcome/edit")
+    text = library_stack.deps.config.get_definition("TEMPLATE", "welcome")["text"]
+    status, _, html = b.post("/console/templates/welcome/edit", {"csrf": csrf, "yaml": text + "bogus_key: 1\n",
+                                                                 "action": "save"})
+    assert status == 422 and "bogus_key" in html and 'class="l bad"' in html
+    status, headers, _ = b.post("/console/templates/welcome/edit", {"csrf": csrf, "yaml": text, "action": "save"})
+    assert status == 303 and headers["location"].startswith("/console/templates/welcome?saved=1&changed=0")
+    status, _, html = b.get("/console/segments/flags/edit")
+    assert status == 200 and "prefers_email" in html
+    assert b.get("/console/people/x/edit")[0] == 404
