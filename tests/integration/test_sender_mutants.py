@@ -65,7 +65,7 @@ def note(stack: Any) -> Any:
     return stack
 
 
-def _request(entry: str = "e1", channel: str = "email") -> SendRequest:
+def _request(entry: str = "e1", channel: Any = "email") -> SendRequest:
     return SendRequest(customer_id="u1", rule="note", entry=entry, step=0, channel=channel, template="t-note")
 
 
@@ -132,8 +132,9 @@ def test_a_failed_sent_transaction_is_not_retried_the_ledger_alone_says_sent(not
     from retention.messaging.requests import ledger_key
     from retention.messaging.sender import Sender
     d = note.deps
-    error = ClientError({"Error": {"Code": "ValidationException", "Message": "item too large"},
-                         "ResponseMetadata": {"HTTPStatusCode": 400}}, "TransactWriteItems")
+    response: Any = {"Error": {"Code": "ValidationException", "Message": "item too large"},
+                     "ResponseMetadata": {"HTTPStatusCode": 400}}
+    error = ClientError(response, "TransactWriteItems")
     flaky = CountingDynamo(d.dynamodb, error, fail_at=2)  # the first transaction is the claim
     sender = Sender(ddb_client=flaky, ses=d.sesv2, sns=d.sns, sqs=d.sqs, env=d.env, config=d.config,
                     renderer=Renderer(d.config, d.env))
@@ -166,8 +167,8 @@ class FailingClient:
 
 def _client_error(code: str, message: str, op: str) -> Exception:
     from botocore.exceptions import ClientError
-    return ClientError({"Error": {"Code": code, "Message": message}, "ResponseMetadata": {"HTTPStatusCode": 400}},
-                       op)
+    response: Any = {"Error": {"Code": code, "Message": message}, "ResponseMetadata": {"HTTPStatusCode": 400}}
+    return ClientError(response, op)
 
 
 def _sender(stack: Any, **clients: Any) -> Any:
@@ -208,7 +209,11 @@ def test_provider_throttling_backs_off_for_fractions_of_a_second(note: Any,
     import time
     bounds: list[float] = []
     monkeypatch.delenv("RETENTION_NO_SLEEP", raising=False)
-    monkeypatch.setattr(random, "uniform", lambda low, high: bounds.append(high) or high)
+
+    def uniform(low: float, high: float) -> float:
+        bounds.append(high)
+        return high
+    monkeypatch.setattr(random, "uniform", uniform)
     monkeypatch.setattr(time, "sleep", lambda seconds: None)
     slow = _client_error("TooManyRequestsException", "slow down", "SendEmail")
     ses = FailingClient(note.deps.sesv2, "send_email", slow, slow)
@@ -220,7 +225,7 @@ def test_provider_throttling_backs_off_for_fractions_of_a_second(note: Any,
 @pytest.mark.parametrize(("channel", "missing", "reason"), [("email", "email", "no_address"),
                                                              ("sms", "phone", "no_phone")])
 def test_a_customer_without_the_address_of_the_channel_is_skipped_with_its_name(
-        note: Any, channel: str, missing: str, reason: str) -> None:
+        note: Any, channel: Any, missing: str, reason: str) -> None:
     """Kills `"no_address" if channel == "email" else "no_phone"` → `!=` in `channel_decision`."""
     note.ingest([{"type": "identify", "userId": "u2", "messageId": "id-u2", "traits": {
         "email": "u2@example.com", "email_consent": True, "phone": "+79161234568", "sms_consent": True,
