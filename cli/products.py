@@ -331,7 +331,7 @@ def pool_stats(ctx: Ctx, pool: str | None, days: int | None = None) -> int:
         return 0
     span = f"{(pools[0].get('window') or {}).get('days', days or 30)}d" if pools else "window"
     headers = ["pool", "discount", "issued", "redeemed", "revenue", "left", "fallback issued", "fallback redeemed",
-               f"{span} issued", f"{span} redeemed", f"{span} revenue", f"{span} fallback"]
+               f"{span} issued", f"{span} redeemed", f"{span} revenue", f"{span} fallback issued/redeemed"]
     rows = []
     for p in pools:
         fb = p.get("fallback") or {}
