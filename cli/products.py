@@ -1,5 +1,5 @@
-"""`retention catalog import FILE` and `retention coupons upload POOL FILE` (admin API: PUT /admin/catalog,
-POST /admin/coupons/{pool}).
+"""`retention catalog import FILE`, `retention catalog delete PRODUCT_ID` and `retention coupons upload POOL
+FILE` (admin API: PUT /admin/catalog, DELETE /admin/catalog/{product_id}, POST /admin/coupons/{pool}).
 
 Catalogue formats (by extension, or `--format`):
 - `csv`: a header row; columns product_id (or id, sku), name, url, image_url, price, currency, category,
@@ -18,7 +18,6 @@ go in batches (500 per request); `FILE.progress` holds the last line of the last
 from __future__ import annotations
 
 import csv
-import json
 import xml.sax
 import xml.sax.handler
 from collections.abc import Iterator
@@ -30,6 +29,8 @@ from retention.products.catalog import Product
 
 from cli.client import CliError, path_part
 from cli.context import Ctx
+from cli.files import json_lines
+from cli.output import table
 
 BATCH = 500
 CODES_PER_REQUEST = 5000
@@ -76,19 +77,8 @@ def csv_rows(path: Path) -> Iterator[FeedRow]:
 
 
 def jsonl_rows(path: Path) -> Iterator[FeedRow]:
-    with path.open(encoding="utf-8") as fh:
-        for number, text in enumerate(fh, start=1):
-            if not text.strip():
-                continue
-            try:
-                raw = json.loads(text)
-            except ValueError as exc:
-                yield FeedRow(number, error=f"not JSON: {exc}")
-                continue
-            if not isinstance(raw, dict):
-                yield FeedRow(number, error="a product is a JSON object")
-                continue
-            yield _validated(number, raw)
+    for line in json_lines(path, "a product is a JSON object"):
+        yield FeedRow(line.number, error=line.error) if line.value is None else _validated(line.number, line.value)
 
 
 class _Feed(xml.sax.handler.ContentHandler):
@@ -271,6 +261,17 @@ def import_catalog(ctx: Ctx, file: str, fmt: str | None = None, batch: int = BAT
     return 1 if outcome.bad else 0
 
 
+def delete_product(ctx: Ctx, product_id: str) -> int:
+    res = ctx.client.delete(f"/catalog/{path_part(product_id)}")
+    if ctx.json_output:
+        ctx.dump(res)
+        return 0
+    ctx.echo(f"product {res['product_id']} deleted: no longer recommended "
+             f"({res.get('co_purchase_rows', 0)} co-purchase rows, {res.get('popular_days', 0)} popularity days "
+             "removed)")
+    return 0
+
+
 def upload_coupons(ctx: Ctx, pool: str, file: str, discount: str, valid_days: int) -> int:
     path = Path(file)
     if not path.is_file():
@@ -302,14 +303,23 @@ def upload_coupons(ctx: Ctx, pool: str, file: str, discount: str, valid_days: in
     return 1 if rejected else 0
 
 
-def pool_stats(ctx: Ctx, pool: str | None) -> int:
-    data = ctx.client.get(f"/coupons/{path_part(pool)}") if pool else ctx.client.get("/coupons")
+def pool_stats(ctx: Ctx, pool: str | None, days: int | None = None) -> int:
+    """All time (codes of the pool, then the signed fallback codes) and the last `days` days (default 30)."""
+    data = ctx.client.get(f"/coupons/{path_part(pool)}", days=days) if pool else ctx.client.get("/coupons", days=days)
     pools = [data] if pool else data["pools"]
     if ctx.json_output:
         ctx.dump(data)
         return 0
-    ctx.echo(f"{'pool':<20} {'discount':>10} {'issued':>8} {'redeemed':>9} {'revenue':>12} {'left':>8}")
+    span = f"{(pools[0].get('window') or {}).get('days', days or 30)}d" if pools else "window"
+    headers = ["pool", "discount", "issued", "redeemed", "revenue", "left", "fallback issued", "fallback redeemed",
+               f"{span} issued", f"{span} redeemed", f"{span} revenue", f"{span} fallback"]
+    rows = []
     for p in pools:
-        ctx.echo(f"{p['pool']:<20} {p.get('discount') or '-':>10} {p['issued']:>8} {p['redeemed']:>9} "
-                 f"{p['revenue']:>12} {p['left']:>8}")
+        fb = p.get("fallback") or {}
+        win = p.get("window") or {}
+        wfb = win.get("fallback") or {}
+        rows.append([p["pool"], p.get("discount") or "-", p["issued"], p["redeemed"], p["revenue"], p["left"],
+                     fb.get("issued", 0), fb.get("redeemed", 0), win.get("issued", 0), win.get("redeemed", 0),
+                     win.get("revenue", 0), f"{wfb.get('issued', 0)}/{wfb.get('redeemed', 0)}"])
+    table(headers, rows, ctx.out)
     return 0

@@ -312,3 +312,47 @@ def test_tokens_page_is_for_admins(tokens: dict[str, str], library_stack: Any) -
     assert maria.get("/console/")[0] == 303  # the session died with the token
     log = People(library_stack.deps.config).audit_log(kind="token")
     assert [(e["who"], e["action"]) for e in log[:2]] == [("admin-person", "revoke"), ("admin-person", "create")]
+
+
+def test_dry_run_nps_settings_count_and_manual_segment(tokens: dict[str, str], library_stack: Any) -> None:
+    _customer(library_stack)
+    b = Browser()
+    b.sign_in(tokens["admin"])
+    status, _, html = b.get("/console/rules/post-purchase?dry_run=7")
+    assert status == 200 and 'id="dry-run"' in html and "entries," in html, html[html.find("dry-run"):][:1500]
+    status, _, html = b.get("/console/nps")
+    assert status == 200 and "no answers yet" in html
+    csrf = b.csrf("/console/settings")
+    status, _, html = b.post("/console/settings", {"csrf": csrf, "settings": '{"shop_name": "Console Shop"}'})
+    assert status == 200 and "Saved." in html and "Console Shop" in html
+    assert library_stack.deps.config.settings().shop_name == "Console Shop"
+    status, _, html = b.post("/console/settings", {"csrf": csrf, "settings": '{"brake_bounce_rate": "lots"}'})
+    assert status == 400 and "brake_bounce_rate" in html
+    status, _, html = b.post("/console/segments/count", {"csrf": csrf, "condition": "{kpi: orders_count, gte: 1}"},
+                             headers={"HX-Request": "true"})
+    assert status == 200 and html.startswith('<div id="count"') and '<p class="big">1</p>' in html
+    status, _, html = b.post("/console/segments/count", {"csrf": csrf, "condition": "[1, 2"})
+    assert status == 200 and 'class="error"' in html
+    status, _, _ = b.post("/console/customers/c-1/segments", {"csrf": csrf, "segment": "flags/vip",
+                                                              "reason": "owner's friend"})
+    assert status == 303
+    assert "vip" in b.get("/console/customers/c-1")[2]
+    kinds = [e["kind"] for e in People(library_stack.deps.config).audit_log()[:2]]
+    assert kinds == ["customer", "setting"]
+
+
+def test_templates_and_segment_groups_have_the_same_editor(tokens: dict[str, str], library_stack: Any) -> None:
+    b = Browser()
+    b.sign_in(tokens["editor"])
+    status, _, html = b.get("/console/templates/welcome/edit")
+    assert status == 200 and 'action="/console/templates/welcome/edit"' in html
+    csrf = b.csrf("/console/templates/welcome/edit")
+    text = library_stack.deps.config.get_definition("TEMPLATE", "welcome")["text"]
+    status, _, html = b.post("/console/templates/welcome/edit", {"csrf": csrf, "yaml": text + "bogus_key: 1\n",
+                                                                 "action": "save"})
+    assert status == 422 and "bogus_key" in html and 'class="l bad"' in html
+    status, headers, _ = b.post("/console/templates/welcome/edit", {"csrf": csrf, "yaml": text, "action": "save"})
+    assert status == 303 and headers["location"].startswith("/console/templates/welcome?saved=1&changed=0")
+    status, _, html = b.get("/console/segments/flags/edit")
+    assert status == 200 and "prefers_email" in html
+    assert b.get("/console/people/x/edit")[0] == 404

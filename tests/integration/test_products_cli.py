@@ -54,6 +54,18 @@ def test_resume_continues_after_the_last_accepted_batch(cli: Cli, tmp_path: Path
     assert cat.get("p4") is None and cat.get("p5") is not None and cat.get("p6") is not None
 
 
+def test_catalog_delete(cli: Cli, tmp_path: Path) -> None:
+    f = tmp_path / "catalog.jsonl"
+    f.write_text("\n".join(json.dumps({"product_id": pid, "name": pid, "price": 10, "category": "C"})
+                           for pid in ("p1", "shop/42")) + "\n", encoding="utf-8")
+    assert cli("catalog", "import", str(f))[0] == 0
+    code, out, _ = cli("catalog", "delete", "shop/42")
+    assert code == 0 and "product shop/42 deleted" in out
+    assert _catalog(cli).get("shop/42") is None and _catalog(cli).get("p1") is not None
+    code, _, err = cli("catalog", "delete", "shop/42")
+    assert code != 0 and "no product 'shop/42'" in err
+
+
 def test_yandex_market_yml_feed(cli: Cli, tmp_path: Path) -> None:
     f = tmp_path / "market.yml"
     f.write_text("""<?xml version="1.0" encoding="UTF-8"?>
@@ -139,8 +151,11 @@ def test_coupons_upload_names_duplicates_and_stats(cli: Cli, tmp_path: Path) -> 
     assert code == 1 and "rejected W-1: already in pool 'welcome'" in err
     data = cli.json("coupons", "stats", "welcome")
     assert (data["issued"], data["redeemed"], data["left"], data["discount"]) == (0, 0, 2, "10%")
+    assert data["fallback"] == {"issued": 0, "redeemed": 0, "revenue": 0.0} and data["window"]["days"] == 30
+    assert cli.json("coupons", "stats", "welcome", "--days", "7")["window"]["days"] == 7
     code, out, _ = cli("coupons", "stats")
     assert code == 0 and "welcome" in out and "reactivation" in out
+    assert "fallback issued" in out and "30d redeemed" in out
 
 
 def test_report_shows_the_coupon_pools(cli: Cli, tmp_path: Path) -> None:

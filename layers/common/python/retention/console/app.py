@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from retention.console import customers, home, library, people_pages, rules  # noqa: F401 - register routes
+from retention.console import (  # noqa: F401 - register their routes
+    customers,
+    home,
+    library,
+    people_pages,
+    rules,
+    settings_pages,
+)
 from retention.console.web import app
 
 __all__ = ["app"]

@@ -23,6 +23,8 @@ def _fmt(value: float) -> str:
 def bars(items: Sequence[tuple[str, Any]], *, width: int = 420, row: int = 22, title: str = "") -> Markup:
     """Horizontal bars: one row per (label, value)."""
     items = list(items)
+    if not items:
+        return Markup("")
     top = max((_num(v) for _, v in items), default=0.0) or 1.0
     label_w, value_w = 150, 70
     bar_w = width - label_w - value_w

@@ -76,3 +76,19 @@ def erase(customer_id: str) -> Response:
     answer = Admin(deps()).forget(customer_id)
     audited("DELETE", admin_path, answer)
     return redirect(f"{ROOT}/customers?erased={quote(customer_id, safe='')}")
+
+
+@app.post("/console/customers/<customer_id>/segments")
+def assign(customer_id: str) -> Response:
+    """A manual segment (the admin API's POST /admin/customers/{id}/segments)."""
+    from urllib.parse import quote
+
+    from retention.admin.previews import Previews
+    customer_id = path_id(customer_id)
+    admin_path = f"/admin/customers/{customer_id}/segments"
+    allowed("POST", admin_path)
+    f = form()
+    group, _, segment = (f.get("segment") or "").strip().partition("/")
+    answer = Previews(deps()).assign(customer_id, group or None, segment or None, reason=f.get("reason") or None)
+    audited("POST", admin_path, answer)
+    return redirect(f"{ROOT}/customers/{quote(customer_id, safe='')}")

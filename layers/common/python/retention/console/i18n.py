@@ -137,6 +137,26 @@ RU: dict[str, str] = {
     "Language": "Язык",
     "Daily sends and conversions": "Отправки и конверсии по дням",
     "none": "нет",
+    "Dry-run": "Пробный прогон",
+    "Replay the stored events of the last N days through this rule (nothing is sent)":
+        "Прогнать через правило сохранённые события за последние N дней (ничего не отправляется)",
+    "{entries} entries, {sends} sends for {customers} customers ({events} events examined)":
+        "{entries} входов, {sends} отправок для {customers} клиентов (просмотрено событий: {events})",
+    "first page only": "только первая страница",
+    "future": "в будущем",
+    "Settings": "Настройки",
+    "Saved.": "Сохранено.",
+    "Count matching customers": "Посчитать подходящих клиентов",
+    "Condition (YAML)": "Условие (YAML)",
+    "{matched} of {scanned} customers match (first page of about {total})":
+        "подходят {matched} из {scanned} клиентов (первая страница, всего около {total})",
+    "Assign a segment": "Назначить сегмент",
+    "Reason": "Причина",
+    "Assign": "Назначить",
+    "Score": "Индекс",
+    "By stage": "По этапам",
+    "By shop": "По магазинам",
+    "Trend": "Динамика",
 }
 
 

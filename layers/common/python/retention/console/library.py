@@ -9,7 +9,7 @@ from aws_lambda_powertools.event_handler import Response
 
 from retention.console import charts
 from retention.console.web import app, arg, render
-from retention.core.errors import RetentionError
+from retention.core.errors import BadRequestError, RetentionError
 from retention.core.http import path_id
 from retention.core.runtime import deps
 
@@ -28,7 +28,30 @@ def segments() -> Response:
         rows = [{"id": s.id, "title": getattr(s, "title", None), "count": count.get(s.id, 0)} for s in g.segments]
         groups.append({"group": g.group, "title": g.title, "mode": g.mode, "description": g.description,
                        "segments": rows, "chart": charts.bars([(r["id"], r["count"]) for r in rows], title=g.group)})
-    return render("segments.html", groups=groups)
+    return render("segments.html", groups=groups, condition="", count=None, count_error=None)
+
+
+@app.post("/console/segments/count")
+def count() -> Response:
+    """The count preview (read-only): how many customers a condition matches, on the first page of the
+    profiles (the admin API's POST /admin/segments/count). With htmx, only the result is sent back."""
+    from retention.admin.previews import Previews
+    from retention.console.web import allowed, form, header
+    from retention.core import yamlio
+    allowed("POST", "/admin/segments/count")
+    condition = form().get("condition", "")
+    result, error = None, None
+    try:
+        docs = yamlio.load_yaml_documents(condition, "condition")
+        parsed = docs[0][0] if docs else None
+        if not isinstance(parsed, dict):
+            raise BadRequestError("a condition is a mapping, e.g. {kpi: orders_count, gte: 2}")
+        result = Previews(deps()).count(condition=parsed)
+    except RetentionError as exc:
+        error = exc.message
+    if header("HX-Request"):
+        return render("count.html", count=result, count_error=error)
+    return render("segments.html", groups=[], condition=condition, count=result, count_error=error)
 
 
 def _rules_sending(template_id: str) -> list[str]:

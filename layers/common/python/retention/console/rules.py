@@ -88,8 +88,17 @@ def rule_page(rule_id: str) -> Response:
             preview = Previews(d).preview(rule_id, _customer_ref(customer))
         except RetentionError as exc:
             preview_error = exc.message
+    dry_run, dry_error, days = None, None, (arg("dry_run") or "").strip()
+    if days:
+        try:
+            dry_run = Previews(d).dry_run(rule_id, days=days, limit=arg("limit"))
+        except RetentionError as exc:
+            dry_error = exc.message
     body = rule["body"]
-    return render("rule.html", rule=rule, body=body, steps=[describe_step(s, tr) for s in body.get("steps") or []],
+    dry_sends = sum(1 for e in (dry_run or {}).get("entries", []) for s in e.get("steps", [])
+                    if s.get("kind") == "send")
+    return render("rule.html", dry_run=dry_run, dry_error=dry_error, days=days, dry_sends=dry_sends, rule=rule,
+                  body=body, steps=[describe_step(s, tr) for s in body.get("steps") or []],
                   report=report, ab=ab, uplift=uplift, versions=sorted(versions, key=lambda v: -int(v["version"])),
                   warnings=warnings, customer=customer, preview=preview, preview_error=preview_error,
                   daily_chart=charts.columns(report["daily"], ("sent", "converted"),
@@ -114,13 +123,29 @@ def _translator() -> Any:
     return i18n.translator(lang())
 
 
-@app.get("/console/rules/<rule_id>/edit")
-def edit_form(rule_id: str) -> Response:
+EDITABLE = ("rules", "templates", "segments")
+
+
+def _definition(collection: str, def_id: str) -> dict[str, Any]:
+    from retention.admin.views import KIND_OF, Admin
+    return Admin(deps()).get(KIND_OF[collection], def_id)
+
+
+def _back(collection: str, def_id: str) -> str:
+    return f"{ROOT}/segments" if collection == "segments" else f"{ROOT}/{collection}/{def_id}"
+
+
+@app.get("/console/<collection>/<def_id>/edit")
+def edit_form(collection: str, def_id: str) -> Response:
+    """The YAML editor of a rule, a template or a segment group (those who may save it)."""
     from retention.core.http import path_id
-    rule_id = path_id(rule_id)
-    rule = _rule(rule_id)
-    return render("rule_edit.html", rule=rule, text=_text_of(rule), errors=[], bad_lines=set(), diff=None,
-                  message=None)
+    if collection not in EDITABLE:
+        raise NotFoundError(collection)
+    def_id = path_id(def_id)
+    allowed("PUT", f"/admin/{collection}/{def_id}")
+    item = _definition(collection, def_id)
+    return render("rule_edit.html", rule=item, collection=collection, back=_back(collection, def_id),
+                  text=_text_of(item), errors=[], bad_lines=set(), diff=None, message=None)
 
 
 def _text_of(rule: dict[str, Any]) -> str:
@@ -130,37 +155,41 @@ def _text_of(rule: dict[str, Any]) -> str:
     return str(yaml.safe_dump(rule["body"], allow_unicode=True, sort_keys=False))
 
 
-@app.post("/console/rules/<rule_id>/edit")
-def edit(rule_id: str) -> Response:
-    """`action=check` validates (and shows the diff against the live version); `action=save` applies."""
+@app.post("/console/<collection>/<def_id>/edit")
+def edit(collection: str, def_id: str) -> Response:
+    """`action=check` validates (and shows the diff against the live version); `action=save` applies, as
+    PUT /admin/{collection}/{id} does (a changed segment group also re-evaluates every profile)."""
     from retention.admin.previews import Previews, parse_definition_text
+    from retention.admin.views import KIND_OF
     from retention.core.http import path_id
-    rule_id = path_id(rule_id)
+    if collection not in EDITABLE:
+        raise NotFoundError(collection)
+    def_id, kind = path_id(def_id), KIND_OF[collection]
     f = form()
     text = f.get("yaml", "").replace("\r\n", "\n")
     saving = f.get("action") == "save"
-    admin_path = f"/admin/rules/{rule_id}"
-    allowed("PUT" if saving else "POST", admin_path if saving else admin_path + "/preview")
-    live = _rule(rule_id)
-    source = f"rules/{rule_id}.yaml"
-    diff = "".join(difflib.unified_diff(_text_of(live).splitlines(keepends=True), (text + "\n").splitlines(
-        keepends=True), "live", "edited")) or None
+    admin_path = f"/admin/{collection}/{def_id}"
+    allowed("PUT" if saving else "GET", admin_path)  # checking changes nothing: a viewer may check
+    live = _definition(collection, def_id)
+    source = f"{collection}/{def_id}.yaml"
+    diff = "".join(difflib.unified_diff(_text_of(live).rstrip("\n").splitlines(keepends=True),
+                                        text.rstrip("\n").splitlines(keepends=True), "live", "edited")) or None
+    page: dict[str, Any] = {"rule": live, "collection": collection, "back": _back(collection, def_id), "text": text,
+                            "diff": diff}
     try:
         definition, linemap = parse_definition_text(text, source)
         previews = Previews(deps())
         if not saving:
-            definition.setdefault("id", rule_id)
-            previews.validate("RULE", definition, source=source, linemap=linemap, text=text)
-            return render("rule_edit.html", rule=live, text=text, errors=[], bad_lines=set(), diff=diff,
-                          message="ok")
-        answer = previews.apply("RULE", rule_id, definition, source=source, linemap=linemap, text=text,
+            definition.setdefault("group" if kind == "SEGDEF" else "id", def_id)
+            previews.validate(kind, definition, source=source, linemap=linemap, text=text)
+            return render("rule_edit.html", errors=[], bad_lines=set(), message="ok", **page)
+        answer = previews.apply(kind, def_id, definition, source=source, linemap=linemap, text=text,
                                 author=session().person.name)
     except (ValidationError, BadRequestError) as exc:
         errors, bad = located_errors(exc.message)
-        return render("rule_edit.html", status=422, rule=live, text=text, errors=errors, bad_lines=bad, diff=diff,
-                      message=None)
+        return render("rule_edit.html", status=422, errors=errors, bad_lines=bad, message=None, **page)
     audited("PUT", admin_path, answer)
-    return redirect(f"{ROOT}/rules/{rule_id}?saved={answer['version']}&changed={int(answer['changed'])}")
+    return redirect(f"{_back(collection, def_id)}?saved={answer['version']}&changed={int(answer['changed'])}")
 
 
 @app.post("/console/rules/<rule_id>/<action>")

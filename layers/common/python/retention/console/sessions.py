@@ -110,5 +110,9 @@ def cookie_value(headers: dict[str, Any] | None, name: str) -> str | None:
 
 def is_local(host: str | None) -> bool:
     """localhost / 127.0.0.1 (the local stack over plain HTTP): the only place cookies go without Secure."""
-    name = (host or "").rsplit(":", 1)[0].strip("[]").lower() if (host or "").count(":") <= 1 else (host or "")
-    return name in ("localhost", "127.0.0.1", "::1", "[::1]")
+    host = (host or "").strip().lower()
+    if host.startswith("["):  # [::1]:8787
+        name = host[1:host.find("]")] if "]" in host else host
+    else:
+        name = host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+    return name in ("localhost", "127.0.0.1", "::1")

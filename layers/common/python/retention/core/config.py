@@ -35,6 +35,12 @@ revoking process forgets it at once)."""
 CACHE_ENTRIES = 4096
 
 
+def definition_key(kind: str, def_id: str) -> str:
+    """`<KIND>#<id>`: the partition of a definition's versions, and the name its errors are reported under
+    (`SEGDEF#lifecycle: segments[0]…`)."""
+    return f"{kind}#{def_id}"
+
+
 class Cap(BaseModel):
     count: int = Field(ge=1)
     hours: float = Field(gt=0)
@@ -220,7 +226,7 @@ class ConfigStore:
             if ddb.is_conditional_failure(exc):
                 raise ConflictError(f"{kind.lower()} '{def_id}' was changed concurrently; retry") from exc
             raise
-        self.client.put_item(TableName=self.table, Item=ddb.serialize({**item, "pk": f"{kind}#{def_id}",
+        self.client.put_item(TableName=self.table, Item=ddb.serialize({**item, "pk": definition_key(kind, def_id),
                                                                       "sk": f"V#{version:06d}"}))
         self.invalidate()
         item["body"] = body
@@ -233,7 +239,7 @@ class ConfigStore:
 
     def versions(self, kind: str, def_id: str) -> list[dict[str, Any]]:
         out = []
-        for item in ddb.query(self.client, self.table, f"{kind}#{def_id}", sk_prefix="V#"):
+        for item in ddb.query(self.client, self.table, definition_key(kind, def_id), sk_prefix="V#"):
             item["body"] = json.loads(item.pop("doc"))
             out.append(item)
         return out

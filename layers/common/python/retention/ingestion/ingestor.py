@@ -297,7 +297,7 @@ class Ingestor:
                     for g, members in src.profile.segments.items() for seg in members]
             if gone:
                 done.transitions.append(gone)
-        done.add(target_id, fx)
+        done.add(target_id, fx, now)
         return after_commit(self.ddb, self.sqs, env, done, now)
 
     def _timeline(self, customer_id: str) -> list[dict[str, Any]]:
@@ -366,7 +366,7 @@ class Ingestor:
                     fresh, dups = self._store_plain(source_id, sp.profile.id, chunk, defs, now)
                     out.stored += fresh
                     out.duplicates += dups
-                    out.committed.add(sp.profile.id, fx)
+                    out.committed.add(sp.profile.id, fx, now)
                     break
                 items = self._transaction(defs, source_id, sp, chunk, fx, now, effects)
                 if len(items) > MAX_TXN_ITEMS and len(chunk) > 1:
@@ -419,7 +419,7 @@ class Ingestor:
                     break
                 sp.version += 1
                 out.stored += chunk
-                out.committed.add(sp.profile.id, fx)
+                out.committed.add(sp.profile.id, fx, now)
                 break
         out.customer = sp.profile.id
         return out

@@ -184,6 +184,16 @@ class Catalog:
             items.append({"pk": row[0], "sk": row[1], **{k: doc[k] for k in CARD_FIELDS}})
         return items
 
+    def delete(self, product_id: str) -> dict[str, Any] | None:
+        """The card and its category row go (so "similar" and every lookup by id stop finding it); returns the
+        card that was deleted, None for an unknown product."""
+        old = ddb.get(self.ddb, self.table, *product_key(product_id), consistent=True)
+        if old is None:
+            return None
+        row = _category_row(old)
+        ddb.batch_write(self.ddb, self.table, deletes=[product_key(product_id), *([row] if row else [])])
+        return old
+
     def learn(self, product_id: str, *, price: float | None = None, in_stock: bool | None = None,
               now: datetime | None = None) -> bool:
         """What an event says about a known product (price, stock). Unknown products are not created from

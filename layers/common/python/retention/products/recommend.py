@@ -116,6 +116,28 @@ class Recommendations:
         if keys:
             ddb.batch_write(self.ddb, self.table, deletes=keys)
 
+    def forget_product(self, product_id: str, category: str, now: datetime | None = None) -> dict[str, int]:
+        """A product deleted from the catalogue: its co-purchase rows (both directions: its own partition
+        names the others) and its units in its category's popularity days. Reads its own partitions only;
+        what is left (an order naming it later, a customer's purchase) points to a card that no longer
+        exists, and every kind looks cards up by id, so it is never recommended."""
+        now = now or clock.now()
+        others = [str(i["sk"]) for i in ddb.query(self.ddb, self.table, f"CP#{product_id}")]
+        deletes = [(f"CP#{product_id}", b) for b in others] + [(f"CP#{b}", product_id) for b in others]
+        if deletes:
+            ddb.batch_write(self.ddb, self.table, deletes=deletes)
+        days = 0
+        key = category_key(category)
+        if key:
+            lo = clock.iso(now - timedelta(days=POPULAR_TTL_DAYS))[:10]
+            name = f"n:{product_id}"
+            for row in ddb.query(self.ddb, self.table, f"POP#{key}", sk_between=(lo, "9999")):
+                if name in row:
+                    self.ddb.update_item(TableName=self.table, Key=ddb.key(row["pk"], row["sk"]),
+                                         UpdateExpression="REMOVE #n", ExpressionAttributeNames={"#n": name})
+                    days += 1
+        return {"co_purchase_rows": len(deletes), "popular_days": days}
+
     # ---- reads ---------------------------------------------------------------------------------------
     def bought(self, customer_id: str) -> set[str]:
         return {i["sk"] for i in ddb.query(self.ddb, self.table, f"CB#{customer_id}", limit=500)}
