@@ -51,7 +51,7 @@ class Target:
 TARGETS = [
     Target("engine", f"{LIB}/journeys/engine.py",
            ["tests/unit/test_engine_guards.py", "tests/unit/test_engine_paths.py", "tests/unit/test_engine_mutants.py",
-            "tests/unit/test_engine.py"]),
+            "tests/unit/test_engine.py", "tests/unit/test_cart_trigger.py"]),
     Target("tokens", f"{LIB}/core/tokens.py", ["tests/unit/test_tokens.py", "tests/unit/test_tokens_edges.py",
                                                      "tests/unit/test_tokens_mutants.py"]),
     Target("nps", f"{LIB}/surveys/nps.py", ["tests/unit/test_nps.py", "tests/unit/test_nps_edges.py",
@@ -103,6 +103,12 @@ EQUIVALENTS: list[tuple[str, str, str, str, str]] = [
      "cooldown = re_entry.cooldown or timedelta(-1)",
      "entered_at is an earlier processing time, never after now (the dry-run drops journeys entered from its "
      "start): `entered <= now` holds with 0 or -1 day alike"),
+    ("engine", "in_global_control", "if percent <= 0:", "if percent < 0:",
+     "at percent 0 the next line's `h % 10000 < 0` is False as well"),
+    ("engine", "_start",
+     'holdout = in_holdout(profile.id, rule.id, float(getattr(rule, "holdout_percent", 0) or 0)) or \\',
+     'holdout = in_holdout(profile.id, rule.id, float(getattr(rule, "holdout_percent", 1) or 0)) or \\',
+     "the Rule model always has holdout_percent (default 0): getattr's default is never used"),
     ("engine", "_start", "fx.changed = True", "fx.changed = False",
      "_advance, called at the end of _start, sets fx.changed = True on its first turn"),
     ("engine", "_advance", "fx.changed = True", "fx.changed = False",

@@ -285,3 +285,40 @@ def test_the_trace_names_labels_branch_targets_and_segment_steps() -> None:
         {"step": 2, "kind": "clear_segment", "group": "lifecycle"},
         {"step": 3, "kind": "branch", "taken": False, "next": "end"},
     ]
+
+
+def test_a_journey_entered_at_the_very_second_of_the_order_converts() -> None:
+    """Kills `<= clock.parse_iso(entered) <= at` → `< at` in `_attribute`'s journey loop: the window includes
+    its end."""
+    sp = stored()
+    sp.profile.journeys["promo"] = {"entry": "e1", "state": "active", "holdout": False, "entered_at": clock.iso(NOW)}
+    fx = engine().process(sp, messages=[track("Order Completed", "o1", order_id="o1", revenue=50)], now=NOW)
+    assert conversions(fx) == [("promo", -1, "default")]
+
+
+def test_a_wait_that_ends_now_does_not_wait() -> None:
+    """Kills `if due_at > now` → `>=` in `_advance`: a wait until 09:00 reached at 09:00 sharp goes on to
+    the next step in the same advance (no due item, no tick of delay)."""
+    rule = {"id": "morning", "trigger": {"event": "Go"}, "steps": [{"wait": {"until": {"hour": 9}}},
+                                                                  {"send": {"channel": "email", "template": "t"}}]}
+    assert NOW.hour == 9 and NOW.minute == 0
+    fx = engine(rule).process(stored(), messages=[track("Go", "m1")], now=NOW)
+    assert [s.template for s in fx.sends] == ["t"]
+    assert [d for d in fx.due if d.kind == "JOURNEY"] == []
+
+
+def test_a_segment_set_by_a_journey_starts_the_journeys_it_triggers() -> None:
+    """Kills `for ev in self._segments(…)` → `for ev in []` in `_advance`: the `Segment Entered` event of a
+    segment set by one journey starts another journey triggered by it, in the same advance."""
+    from retention.language.segments import parse_group
+    tier = parse_group({"group": "tier", "mode": "multi", "segments": [{"id": "vip", "manual_only": True}]},
+                       "tier.yaml")
+    setter = {"id": "promote", "trigger": {"event": "Go"},
+              "steps": [{"set_segment": {"group": "tier", "segment": "vip"}}]}
+    welcome = {"id": "vip-welcome", "trigger": {"segment_entered": "vip"},
+               "steps": [{"send": {"channel": "email", "template": "vip"}}]}
+    eng = Engine(Definitions(rules=[parse_rule(setter), parse_rule(welcome)], groups=[tier], settings=Settings()))
+    sp = stored()
+    fx = eng.process(sp, messages=[track("Go", "m1")], now=NOW)
+    assert sp.profile.journeys["vip-welcome"]["state"] == "completed"
+    assert [(s.rule, s.template) for s in fx.sends] == [("vip-welcome", "vip")]
