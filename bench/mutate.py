@@ -65,7 +65,8 @@ TARGETS = [
     Target("feedback", f"{LIB}/messaging/feedback.py", ["tests/integration/test_feedback_mutants.py",
                                                                    "tests/integration/test_feedback.py"], budget=30),
     Target("ingestion", f"{LIB}/ingestion/ingestor.py",
-           ["tests/integration/test_expiry_contracts.py", "tests/integration/test_ingest.py"], budget=25),
+           ["tests/integration/test_ingest_mutants.py", "tests/integration/test_expiry_contracts.py",
+            "tests/integration/test_ingest.py"], budget=25),
 ]
 
 # Surviving mutants that cannot change behaviour: (target, function, original line, mutated line, why). Lines are
