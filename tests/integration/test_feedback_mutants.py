@@ -110,3 +110,13 @@ def test_a_recipient_with_a_stray_angle_bracket_is_taken_as_written_not_a_crash(
     event = ses_event("Complaint", request(entry="e9"), to="Anna <Other@Example.com>")
     feedback(s).handle(event)
     assert suppressed_on_list(s, "other@example.com")["reason"] == "complained"
+
+
+def test_a_bounce_is_about_its_bounced_recipients_not_every_destination(s: Any, sent: SendRequest) -> None:
+    """Kills `event.get("bounce") or event.get("complaint") or {}` → `and` in `_recipients`: of a message
+    to two addresses, only the one that bounced goes on the suppression list."""
+    event = ses_event("Bounce", sent)
+    event["mail"]["destination"] = ["anna@example.com", "boss@example.com"]
+    assert feedback(s).handle(event) == "bounced"
+    assert suppressed_on_list(s, "anna@example.com")["reason"] == "bounced"
+    assert suppressed_on_list(s, "boss@example.com") is None
