@@ -18,6 +18,8 @@ EXPECTED_ROUTES = {
     Route("POST", "/u/{token}", "preferences"),
     Route("ANY", "/admin", "admin_api"),
     Route("ANY", "/admin/{proxy+}", "admin_api"),
+    Route("GET", "/console", "admin_api"),  # the web console is served by the admin API's function
+    Route("ANY", "/console/{proxy+}", "admin_api"),
 }
 
 
@@ -57,7 +59,7 @@ def test_token_routes_validate_path_parameters(synth):
         for m in synth.resources("AWS::ApiGateway::Method").values()
         if m["Properties"].get("RequestParameters")
     ]
-    assert len(with_params) == 5  # GET/POST /nps/{token}, GET/POST /u/{token}, ANY /admin/{proxy+}
+    assert len(with_params) == 6  # GET/POST /nps/{token}, GET/POST /u/{token}, ANY /admin/{proxy+} and /console/…
     for props in with_params:
         assert props["RequestValidatorId"] == {"Ref": validator_lid}
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from retention.core import clock, ddb
 from retention.customers.profile import Order, compute_kpis, stats_of
-from retention.customers.store import ProfileRepo, decode_doc, order_from_item, order_item
+from retention.customers.store import ORDER_PREFIX, ProfileRepo, decode_doc, order_from_item, order_item
 
 from tests.integration.test_identity import anon_track, identify
 from tests.integration.test_ingest import WriteUnits, expected_story_kpis, order_story, track
@@ -17,7 +17,7 @@ from tests.integration.test_ingest import WriteUnits, expected_story_kpis, order
 
 def order_items(stack: Any, uid: str) -> list[Order]:
     return [order_from_item(i) for i in ddb.query(stack.deps.dynamodb, stack.tables["profiles"], f"C#{uid}",
-                                                  sk_prefix="O#")]
+                                                  sk_prefix=ORDER_PREFIX)]
 
 
 def stored_doc(stack: Any, uid: str) -> dict[str, Any]:
