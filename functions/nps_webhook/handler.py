@@ -1,5 +1,5 @@
-"""Survey answers: score links (GET shows a confirm page and records nothing: mail scanners follow every
-link; POST records) and the signed webhook of external survey tools. Pages: retention.surveys.pages."""
+"""Survey answers: one-click reason links (/survey/{token}) and score links (GET shows a confirm page and
+records nothing: mail scanners follow every link; POST records) and the signed webhook of external survey tools. Pages: retention.surveys.pages."""
 
 from __future__ import annotations
 
@@ -43,6 +43,23 @@ def answer(token: str) -> Any:
         return pages.nps_form(None, exc.message, title="Проверьте ответ / Check your answer", status=exc.status)
     count("NpsAnswers")
     return pages.nps_thanks(response.score)
+
+
+@app.get("/survey/<token>")
+def survey_confirm(token: str) -> Any:
+    claims = Surveys(deps()).verify_survey_token(token)  # records nothing: mail scanners follow every link
+    return pages.survey_confirm(str(claims["r"]))
+
+
+@app.post("/survey/<token>")
+def survey_answer(token: str) -> Any:
+    try:
+        result = Surveys(deps()).answer_survey(token)
+    except NotFoundError:
+        return pages.nps_gone()
+    if result["counted"]:
+        count("SurveyAnswers")
+    return pages.survey_thanks()
 
 
 @app.post("/v1/webhooks/nps")

@@ -60,6 +60,8 @@ class Settings(BaseModel):
     nps_survey_cooldown_days: int = 90
     dedupe_window_days: int = Field(default=30, ge=1)  # how long a messageId is remembered
     ledger_retention_days: int = Field(default=400, ge=30)
+    # seed 000 "частота обращений": the customer's own contacts with the shop (KPIs contacts_30d / _90d)
+    contact_events: list[str] = Field(default_factory=lambda: ["Complaint Opened", "Support Requested"])
 
     model_config = {"extra": "forbid"}
 

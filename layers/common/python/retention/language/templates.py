@@ -895,6 +895,8 @@ def build_context(
     preferences_url: str = "",
     nps_urls: Mapping[int | str, str] | None = None,
     nps_short_url: str = "",
+    confirm_url: str = "",
+    survey_url: Callable[[str], str] | None = None,
     coupon: str | None = None,
     rule: str | None = None,
     step: int | None = None,
@@ -910,7 +912,8 @@ def build_context(
     kpis:     {orders_count, revenue_total, …}           (the profile's KPIs)
     event:    {name, properties}                         (the triggering event; name may be None)
     shop:     {name, url}
-    links:    {unsubscribe, preferences, nps: {0..10: url}, nps_short, shop}
+    links:    {unsubscribe, preferences, nps: {0..10: url}, nps_short, shop, confirm (the double opt-in),
+               survey: {<reason>: url} (any reason id: a signed one-click answer link per reason)}
     coupon:   str | None
     message:  {rule, step, variant}
     locale:   str
@@ -937,11 +940,30 @@ def build_context(
             "nps": {int(score): url for score, url in (nps_urls or {}).items()},
             "nps_short": nps_short_url,
             "shop": shop_url,
+            "confirm": confirm_url,
+            "survey": SurveyLinks(survey_url),
         },
         "coupon": coupon,
         "message": {"rule": rule, "step": step, "variant": variant},
         "locale": locale,
     }
+
+
+SURVEY_REASON_RE = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
+
+
+class SurveyLinks(dict[str, str]):
+    """`links.survey.<reason>`: a signed answer link for any reason id the template names (the reasons
+    belong to the template, not to the engine). Looks empty, so a context dump stays small."""
+
+    def __init__(self, factory: Callable[[str], str] | None) -> None:
+        super().__init__()
+        self._factory = factory
+
+    def __missing__(self, reason: str) -> str:
+        if not isinstance(reason, str) or not SURVEY_REASON_RE.match(reason):
+            raise KeyError(f"survey reason {reason!r}: lower-case letters, digits and _ (at most 40)")
+        return self._factory(reason) if self._factory is not None else ""
 
 
 SAMPLE_BASE_URL = "https://shop.example"
@@ -1041,8 +1063,11 @@ def sample_context(locale: str = "ru") -> dict[str, Any]:
         "average_pickup_storage_hours": 26.5,
         "unclaimed_orders_percent": 0,
         "distinct_shops_count": 2,
-        "contacts_30d": 4,
+        "contacts_30d": 1,
+        "contacts_90d": 2,
         "last_contact_at": "2026-11-21T10:00:00.000000Z",
+        "messages_received_30d": 4,
+        "last_message_at": "2026-11-22T10:00:00.000000Z",
         "open_rate": 0.42,
         "click_rate": 0.12,
         "last_seen_at": "2026-11-23T20:05:00.000000Z",
@@ -1074,12 +1099,59 @@ def sample_context(locale: str = "ru") -> dict[str, Any]:
         preferences_url=f"{engine}/preferences/sample-token",
         nps_urls={score: f"{engine}/nps/sample-token?score={score}" for score in range(11)},
         nps_short_url=f"{engine}/nps/sample-token",
+        confirm_url=f"{engine}/optin/sample-token",
+        survey_url=lambda reason: f"{engine}/survey/sample-token-{reason}",
         coupon="WELCOME10",
         rule="sample",
         step=0,
         variant="a",
         locale=locale,
     )
+
+
+# --- message class: no promotion in a transactional template (DESIGN §5) ----------------------------
+
+# what a service message must not carry: a coupon, a discount, a product block, an offer link
+PROMO_VARIABLES = frozenset({"coupon", "recommend", "recommendations", "products_block", "offer", "offers"})
+PROMO_LINKS = frozenset({"offer", "offers", "sale", "catalog"})
+PROMO_WORDS = re.compile(
+    r"промокод|купон|скидк|распродаж|\bакци[яиюей]\b|спецпредложени|выгодн\w* предложени|персональн\w* предложени"
+    r"|подарок к|в подарок|\bcoupon|promo ?code|\bdiscount|\bsale\b|\d+\s?% off|special offer|personal offer"
+    r"|\bdeal of", re.I)
+_JINJA_TAG_RE = re.compile(r"\{\{.*?\}\}|\{%.*?%\}|\{#.*?#\}", re.S)
+
+
+def promotion_problems(template: Template) -> list[str]:
+    """Promotional content in a transactional template, as `locales.<locale>.<part>: …` messages (empty for
+    a marketing template): a coupon or recommendation variable, an offer link, or promotional wording."""
+    if template.category != "transactional":
+        return []
+    env = _environment(False)
+    out: list[str] = []
+    for locale, content in template.locales.items():
+        for part in PARTS:
+            source = getattr(content, part)
+            if not source:
+                continue
+            found: list[str] = []
+            try:
+                tree = env.parse(source)
+            except jinja2.TemplateSyntaxError:
+                tree = None
+            if tree is not None:
+                names = {n.name for n in tree.find_all(nodes.Name) if n.ctx == "load"} & PROMO_VARIABLES
+                found += [f"{{{{ {name} }}}}" for name in sorted(names)]
+                found += [f"links.{node.attr}" for node in tree.find_all(nodes.Getattr)
+                          if isinstance(node.node, nodes.Name) and node.node.name == "links"
+                          and node.attr in PROMO_LINKS]
+            match = PROMO_WORDS.search(_JINJA_TAG_RE.sub(" ", source))
+            if match:
+                found.append(f"the words {match.group(0)!r}")
+            if found:
+                out.append(f"locales.{locale}.{part}: a transactional template carries no promotion (no coupon, "
+                           f"discount, product block or offer link); found {', '.join(dict.fromkeys(found))}. "
+                           "Move it to a marketing template (consent, caps and holdout apply)")
+    return out
 
 
 # --- validation -----------------------------------------------------------------------------------
@@ -1099,7 +1171,7 @@ def validate_template(template: Template | Mapping[str, Any], context: Mapping[s
             template = parse_template(template)
         except ValidationError as exc:
             return [exc.message]
-    errors: list[str] = []
+    errors: list[str] = promotion_problems(template)
     for locale, content in template.locales.items():
         ctx = dict(context) if context is not None else sample_context(locale)
         ctx["locale"] = locale

@@ -52,6 +52,7 @@ PERMANENT = {"MessageRejected", "BadRequestException", "InvalidParameter", "Inva
              "MailFromDomainNotVerified", "ValidationError", "ValidationException"}
 ADDRESS_HINTS = ("address", "recipient", "phone", "destination", "mailbox", "e.164", "e164")
 PROVIDER_ATTEMPTS = 3  # in-process tries on throttling before the SQS message is handed back
+OPTIN_TTL = timedelta(days=30)  # a confirmation weeks later is still the customer's own
 UNSUBSCRIBE_TTL = timedelta(days=365)
 NPS_TTL = timedelta(days=30)
 UNSUBSCRIBE_SOURCES = {"one_click", "preferences", "unsubscribe", "list_unsubscribe", "link"}
@@ -498,3 +499,19 @@ def nps_urls(base: str, secrets: list[bytes], customer_id: str, survey: str, led
                         purpose="nps")
     root = f"{base.rstrip('/')}/nps/{token}"
     return {n: f"{root}?score={n}" for n in range(11)}, root
+
+
+def optin_url(base: str, secrets: list[bytes], customer_id: str, ledger: str, via: str | None,
+              now: datetime) -> str:
+    """The double opt-in link: GET shows a confirm page, its POST records the consent (retention.surveys)."""
+    token = tokens.sign({"c": customer_id, "l": ledger, "v": via or ""}, secrets[0],
+                        expires_at=now + OPTIN_TTL, purpose="optin")
+    return f"{base.rstrip('/')}/optin/{token}"
+
+
+def survey_url(base: str, secrets: list[bytes], customer_id: str, survey: str, ledger: str, reason: str,
+               now: datetime) -> str:
+    """A one-click survey answer (one signed link per reason): GET confirms, POST records."""
+    token = tokens.sign({"c": customer_id, "s": survey, "l": ledger, "r": reason}, secrets[0],
+                        expires_at=now + NPS_TTL, purpose="survey")
+    return f"{base.rstrip('/')}/survey/{token}"
