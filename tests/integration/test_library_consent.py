@@ -211,3 +211,20 @@ def test_survey_answers_are_kept_on_the_profile_and_in_the_rules_stats(library_s
                                                              "browse-abandonment"))
     assert report["answers"] == {"price": 1}
     assert call("nps_webhook", "POST", "survey", token[:-3] + "abc")["statusCode"] == 400
+
+
+def test_an_unfinished_purchase_does_not_make_a_recent_buyer_inactive(library_stack: Stack) -> None:
+    """Seed 003 1.9.4 ("незавершённая покупка → через N дней → Неактивные") is deliberately not applied
+    (scenarios/rules/abandoned-cart.yaml): `inactive` is "no purchase for 6 months" and starts the
+    reactivation coupon, which abandoning a cart must not earn."""
+    s = library_stack
+    buyer = treated("up-", abandoned_cart=10, reactivation=10, post_purchase=5)
+    s.ingest([identify(buyer, "unfinished@example.com"),
+              track(buyer, "Order Completed", "up1", order_id="U-1", revenue=500)])
+    forward(s, days=1)
+    s.ingest([track(buyer, "Checkout Started", "up2", cart_id="k-up")])
+    forward(s, days=14)
+    assert [step for _, step in mails("unfinished@example.com", "abandoned-cart")] == [1, 3]  # the chain ran
+    profile = s.profile(buyer)
+    assert set(profile.segments["lifecycle"]) == {"newbie"}
+    assert mails("unfinished@example.com", "reactivation") == []
