@@ -1,5 +1,6 @@
 """Survey answers: one-click reason links (/survey/{token}) and score links (GET shows a confirm page and
-records nothing: mail scanners follow every link; POST records) and the signed webhook of external survey tools. Pages: retention.surveys.pages."""
+records nothing: mail scanners follow every link; POST records) and the signed webhook of external survey
+tools. Pages: retention.surveys.pages."""
 
 from __future__ import annotations
 
