@@ -1,6 +1,4 @@
-"""Survey answers: one-click reason links (/survey/{token}) and score links (GET shows a confirm page and
-records nothing: mail scanners follow every link; POST records) and the signed webhook of external survey
-tools. Pages: retention.surveys.pages."""
+"""Survey answers: NPS score links, one-click reason links (retention.surveys.links), the signed webhook."""
 
 from __future__ import annotations
 
@@ -15,9 +13,11 @@ from retention.core.runtime import deps
 from retention.core.tokens import TokenError, TokenExpiredError
 from retention.surveys import nps, pages
 from retention.surveys.answers import Surveys
+from retention.surveys.links import survey_router
 
 app = APIGatewayRestResolver(enable_validation=True)
 register_errors(app, logger)
+app.include_router(survey_router)  # retention.surveys.links
 
 
 @app.exception_handler(TokenError)
@@ -44,23 +44,6 @@ def answer(token: str) -> Any:
         return pages.nps_form(None, exc.message, title="Проверьте ответ / Check your answer", status=exc.status)
     count("NpsAnswers")
     return pages.nps_thanks(response.score)
-
-
-@app.get("/survey/<token>")
-def survey_confirm(token: str) -> Any:
-    claims = Surveys(deps()).verify_survey_token(token)  # records nothing: mail scanners follow every link
-    return pages.survey_confirm(str(claims["r"]))
-
-
-@app.post("/survey/<token>")
-def survey_answer(token: str) -> Any:
-    try:
-        result = Surveys(deps()).answer_survey(token)
-    except NotFoundError:
-        return pages.nps_gone()
-    if result["counted"]:
-        count("SurveyAnswers")
-    return pages.survey_thanks()
 
 
 @app.post("/v1/webhooks/nps")

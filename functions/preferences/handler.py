@@ -12,15 +12,17 @@ from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from retention.core.http import form_body, header, register_errors
+from retention.core.http import form_body, register_errors
 from retention.core.observability import count, entry, logger
 from retention.core.runtime import deps
 from retention.core.tokens import TokenError
 from retention.surveys import pages
 from retention.surveys.answers import Surveys
+from retention.surveys.links import optin_router
 
 app = APIGatewayRestResolver(enable_validation=True)
 register_errors(app, logger)
+app.include_router(optin_router)  # retention.surveys.links
 
 
 @app.exception_handler(TokenError)
@@ -45,24 +47,6 @@ def update(token: str) -> Any:
         count("Unsubscribes", revoked)
     logger.info("preferences", extra={"source": source, "changed": result.get("changed")})
     return pages.preferences_saved()
-
-
-@app.get("/optin/<token>")
-def optin_page(token: str) -> Any:
-    Surveys(deps()).verify_optin_token(token)  # a page only: scanners follow links, the button POSTs
-    return pages.optin_confirm()
-
-
-@app.post("/optin/<token>")
-def optin_confirm(token: str) -> Any:
-    event = app.current_event
-    identity = event.request_context.identity
-    result = Surveys(deps()).confirm_optin(token, {"method": "double opt-in link (POST)",
-                                                   "ip": identity.source_ip if identity else None,
-                                                   "user_agent": header(event, "User-Agent")})
-    if not result["already"]:
-        count("OptInsConfirmed")
-    return pages.optin_done()
 
 
 @entry("preferences")
