@@ -207,13 +207,15 @@ def test_holdout_conversions_are_counted_on_the_holdout_row_with_revenue() -> No
     assert conversions(fx, "cart") == []
 
 
-def test_treated_conversion_without_a_send_counts_on_the_default_entry_row() -> None:
+def test_treated_conversion_without_a_send_counts_nothing() -> None:
+    """Issue 14 item 12: a conversion counts only for a customer who was sent a message of the rule (or held
+    out, for the uplift); an order before the first reminder was not the rule's doing ("sent 0, converted 1")."""
     eng, sp = engine(TWO_SENDS), stored(treated("cart"))
     cid = sp.profile.id
     eng.process(sp, messages=[track("Checkout Started", "cs1", NOW, cid=cid)], now=NOW)
     at = NOW + timedelta(minutes=30)  # before the first reminder: nothing sent to credit
     fx = eng.process(sp, messages=[track("Order Completed", "o1", at, cid=cid, order_id="o1", revenue=99)], now=at)
-    assert conversions(fx, "cart") == [(-1, "default", {"converted": 1})]
+    assert conversions(fx, "cart") == []
 
 
 # ---- the history horizon --------------------------------------------------------------------------------

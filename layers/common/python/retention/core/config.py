@@ -110,6 +110,8 @@ class Settings(BaseModel):
     brake_min_sends: int = Field(default=100, ge=1)
     brake_bounce_rate: float = Field(default=0.025, gt=0, le=1)
     brake_complaint_rate: float = Field(default=0.0005, gt=0, le=1)
+    # seed 000 "частота обращений": the customer's own contacts with the shop (KPIs contacts_30d / _90d)
+    contact_events: list[str] = Field(default_factory=lambda: ["Complaint Opened", "Support Requested"])
 
     model_config = {"extra": "forbid"}
 

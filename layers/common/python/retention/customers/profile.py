@@ -38,7 +38,12 @@ from retention.messaging import sms
 
 CONSENT_CHANNELS: tuple[str, ...] = ("email", "sms")
 CONSENT_LOG_KEEP = 50
-CONTACTS_KEEP_DAYS = 60
+CONTACTS_KEEP_DAYS = 60  # the engine's sends (messages_received_30d)
+CUSTOMER_CONTACTS_KEEP_DAYS = 90  # the customer's own contacts (contacts_30d, contacts_90d)
+CUSTOMER_CONTACTS_KEEP = 200
+# seed 000 "частота обращений": the events that are a customer contacting the shop (the default of the
+# `contact_events` setting)
+CONTACT_EVENTS: tuple[str, ...] = ("Complaint Opened", "Support Requested")
 NOTES_KEEP = 20
 INTERESTS_KEEP = 200
 NPS_HISTORY_KEEP = 20
@@ -150,7 +155,9 @@ class Profile(BaseModel):
     kpis: dict[str, Any] = Field(default_factory=dict)
     segments: dict[str, Any] = Field(default_factory=dict)  # owned by the segment engine
     journeys: dict[str, Any] = Field(default_factory=dict)  # owned by the journey engine
-    contacts: list[str] = Field(default_factory=list)
+    contacts: list[str] = Field(default_factory=list)  # the engine's marketing sends (messages_received_30d)
+    # the customer's own contacts with the shop (support requests, complaints): contacts_30d / _90d
+    customer_contacts: list[str] = Field(default_factory=list)
     message_stats: dict[str, int] = Field(default_factory=dict)
     interests: dict[str, str] = Field(default_factory=dict)
     nps: dict[str, Any] = Field(default_factory=dict)
@@ -622,13 +629,22 @@ def interest_products(props: Mapping[str, Any]) -> list[str]:
     return list(dict.fromkeys(pid for p in lines if (pid := product_id(p))))
 
 
-def apply_message(profile: Profile, msg: Message, now: datetime) -> list[str]:
+def apply_message(profile: Profile, msg: Message, now: datetime,
+                  contact_events: Iterable[str] | None = None) -> list[str]:
     """Fold one message into the profile (in place); returns what changed, e.g. ["traits", "kpis"].
 
     Callers re-evaluate segments when anything but `seen` changed. The KPIs are recomputed here,
-    so `profile.kpis` is always current.
+    so `profile.kpis` is always current. `contact_events` (default CONTACT_EVENTS): the events that count
+    as the customer contacting the shop (contacts_30d / contacts_90d / last_contact_at).
     """
     changes: list[str] = []
+    if msg.type == "track" and _key(msg.event) in {_key(e) for e in (contact_events or CONTACT_EVENTS)}:
+        at = clock.iso(msg.timestamp)
+        if at not in profile.customer_contacts:
+            horizon = clock.iso(now - timedelta(days=CUSTOMER_CONTACTS_KEEP_DAYS))
+            kept = sorted(c for c in [*profile.customer_contacts, at] if c >= horizon)
+            profile.customer_contacts = kept[-CUSTOMER_CONTACTS_KEEP:]
+            changes.append("contacts")
     if profile.created_at is None:
         profile.created_at = now
     if msg.anonymous_id and msg.anonymous_id != profile.id and msg.anonymous_id not in profile.anonymous_ids:
@@ -736,7 +752,8 @@ def compute_kpis(profile: Profile, now: datetime) -> dict[str, Any]:
     shops = {o.shop for o in counted if o.shop}
 
     window = now - timedelta(days=30)
-    contact_times = [clock.parse_iso(c) for c in profile.contacts]
+    message_times = [clock.parse_iso(c) for c in profile.contacts]
+    contact_times = [clock.parse_iso(c) for c in profile.customer_contacts]
     delivered = profile.message_stats.get("delivered", 0)
 
     def rate(kind: str) -> float | None:
@@ -758,8 +775,13 @@ def compute_kpis(profile: Profile, now: datetime) -> dict[str, Any]:
             round(unclaimed * 100 / len(reached_pickup), 2) if reached_pickup else None
         ),
         "distinct_shops_count": len(shops),
+        # seed 000 "частота обращений": the customer's own contacts (support requests, complaints)
         "contacts_30d": sum(1 for t in contact_times if window <= t <= now),
+        "contacts_90d": sum(1 for t in contact_times if now - timedelta(days=90) <= t <= now),
         "last_contact_at": _iso(max(contact_times)) if contact_times else None,
+        # the engine's marketing messages to the customer (what contacts_30d counted before issue 14)
+        "messages_received_30d": sum(1 for t in message_times if window <= t <= now),
+        "last_message_at": _iso(max(message_times)) if message_times else None,
         "open_rate": rate("opened"),
         "click_rate": rate("clicked"),
         "last_seen_at": _iso(profile.last_seen_at),
@@ -853,6 +875,8 @@ def merge_profiles(
     target.last_seen_at = _max(target.last_seen_at, source.last_seen_at)
     target.created_at = _min(target.created_at, source.created_at)
     target.contacts = _trim_contacts([*target.contacts, *source.contacts], now)
+    target.customer_contacts = sorted(set(target.customer_contacts) | set(source.customer_contacts))[
+        -CUSTOMER_CONTACTS_KEEP:]
     for kind, count in source.message_stats.items():
         target.message_stats[kind] = target.message_stats.get(kind, 0) + count
     history = {(h.get("at"), h.get("ref"), h.get("score")): h for h in target.nps.get("history", [])}
@@ -895,6 +919,21 @@ def consent_flags(profile: Profile) -> dict[str, bool]:
     return flags
 
 
+def consent_states(profile: Profile) -> dict[str, str]:
+    """Per channel, what the customer said: `granted` (effective), `pending` (a double opt-in not yet
+    confirmed), `refused` (said no or withdrew), `unknown` (never asked). Suppression does not change it."""
+    out = {}
+    for channel in CONSENT_CHANNELS:
+        consent = profile.consent.get(channel)
+        if consent is None:
+            out[channel] = "unknown"
+        elif consent.effective:
+            out[channel] = "granted"
+        else:
+            out[channel] = "pending" if consent.granted else "refused"
+    return out
+
+
 ACTIVITY_EVENTS = {
     "Product Added": "last_cart_at", "Checkout Started": "last_cart_at", "Cart Viewed": "last_cart_at",
     "Product Viewed": "last_product_viewed_at", "Product Clicked": "last_product_viewed_at",
@@ -929,6 +968,7 @@ def facts(profile: Profile, now: datetime) -> dict[str, Any]:
         "traits": profile.traits,
         "kpis": profile.kpis or compute_kpis(profile, now),
         "consent": consent_flags(profile),
+        "consent_state": consent_states(profile),
         "segments": membership_set(profile.segments),
         "profile": {"created_at": _iso_or_none(profile.created_at), "nps_last_at": profile.nps.get("last_at"),
                     "first_seen_at": _iso_or_none(profile.first_seen_at),
