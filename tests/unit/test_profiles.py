@@ -680,3 +680,29 @@ def test_contacts_are_the_customers_own_and_the_event_list_is_a_setting() -> Non
     apply_message(q, track("Chat Started", "2026-02-27T10:00:00"), NOW, contact_events=["Chat Started"])
     apply_message(q, track("Complaint Opened", "2026-02-27T11:00:00"), NOW, contact_events=["Chat Started"])
     assert q.kpis["contacts_30d"] == 1 and q.kpis["last_contact_at"] == "2026-02-27T10:00:00.000000Z"
+
+
+def test_the_engines_sends_never_count_as_the_customers_contacts() -> None:
+    """Issue 14 item 9: `contacts_30d` changed meaning. The stored send list (both message classes) feeds
+    `messages_received_30d` / `last_message_at` only; `contacts_30d` / `last_contact_at` move only with the
+    customer's own contact events, and the README says which is which."""
+    from pathlib import Path
+
+    from retention.customers.store import StoredProfile as Stored
+    from retention.customers.store import encode_doc, from_item, to_item
+    p = Profile(id="c1", created_at=NOW - timedelta(days=40))
+    apply_message(p, track("Support Requested", "2026-02-20T10:00:00"), NOW)
+    sends = [{"at": "2026-02-27T10:00:00.000000Z", "rule": "abandoned-cart", "step": 1, "marketing": True},
+             {"at": "2026-02-28T10:00:00.000000Z", "rule": "order-confirmation", "step": 0, "marketing": False},
+             {"at": "2026-01-05T10:00:00.000000Z", "rule": "welcome", "step": 1, "marketing": True}]  # 55 days ago
+    item = {**to_item(Stored(profile=p, version=1), NOW), "sends": sends, "doc": encode_doc(p.to_doc())}
+    loaded = from_item("c1", item, NOW).profile
+    kpis = compute_kpis(loaded, NOW)
+    assert (kpis["contacts_30d"], kpis["contacts_90d"], kpis["last_contact_at"]) == (
+        1, 1, "2026-02-20T10:00:00.000000Z")
+    assert (kpis["messages_received_30d"], kpis["last_message_at"]) == (2, "2026-02-28T10:00:00.000000Z")
+    profiles.record_contact(loaded, NOW - timedelta(hours=1), NOW)  # the sender's bookkeeping of one more send
+    assert (loaded.kpis["contacts_30d"], loaded.kpis["messages_received_30d"]) == (1, 3)
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    assert "`contacts_30d` / `contacts_90d` / `last_contact_at` are the customer's own contacts" in readme
+    assert "never the engine's messages: those are `messages_received_30d`" in readme

@@ -209,7 +209,9 @@ def walk(rule: rules.Rule, facts: dict[str, Any] | None = None, engaged: bool = 
             result = engaged if isinstance(condition, str) else condition.evaluate(facts)
             index = rules.branch_next(rule, step, index, result)
             continue
-        if isinstance(step, rules.WaitStep):
+        if isinstance(step, rules.WaitStep) and step.wait.reorder is not None:
+            out.append(("wait", "reorder " + rules.format_duration(step.wait.reorder)))
+        elif isinstance(step, rules.WaitStep):
             out.append(("wait", rules.format_duration(step.wait.duration)))
         elif isinstance(step, rules.SendStep):
             out.append(("send", step.send.channel, *step.send.templates()))
@@ -286,7 +288,8 @@ def test_order_confirmation_is_transactional_and_post_purchase_the_marketing_cro
 def test_second_order_for_newbies(by_id: dict[str, rules.Rule]) -> None:
     rule = by_id["second-order"]
     assert rule.trigger_matches_event("Segment Entered", {"group": "lifecycle", "segment": "newbie"})
-    assert walk(rule) == [("wait", "30d"), ("send", "email", "second-order")]
+    # the re-order time of the first order's categories (setting reorder_days), else 30 days
+    assert walk(rule) == [("wait", "reorder 30d"), ("send", "email", "second-order")]
     assert rule.exit_matches("Order Completed", {}) and rule.holdout_percent > 0
 
 
@@ -466,3 +469,60 @@ def test_newsletter_goes_twice_a_month(by_id: dict[str, rules.Rule]) -> None:
     assert all(1 <= sum(1 for f in firings if (f.year, f.month) == m) <= 2 for m in per_month)
     assert min(b - a for a, b in itertools.pairwise(firings)) >= timedelta(days=13)
     assert walk(rule) == [("send", "email", "newsletter")]
+
+
+# ---- the README's scenario table (issue 14: true to scenarios/) -----------------------------------------
+
+
+def readme_scenario_rows() -> dict[str, dict[str, str]]:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    lines = readme.split("| rule | class | trigger | timing: what the customer gets, when | channel | consent needed |")[1]
+    rows: dict[str, dict[str, str]] = {}
+    for line in lines.splitlines()[2:]:
+        if not line.startswith("|"):
+            break
+        rule, klass, trigger, timing, channel, consent = (c.strip() for c in line.strip("|").split(" | "))
+        rule_id = rule.split("`")[1]
+        rows[rule_id] = {"rule": rule, "class": klass, "trigger": trigger, "timing": timing, "channel": channel,
+                         "consent": consent}
+    return rows
+
+
+def _consents(condition: Any) -> set[str]:
+    """The channels whose marketing consent an audience asks for (`{consent: email}` without `state`)."""
+    found: set[str] = set()
+    if getattr(condition, "consent", None) and getattr(condition, "state", None) is None:
+        found.add(condition.consent)
+    for child in condition.children() if hasattr(condition, "children") else ():
+        found |= _consents(child)
+    return found
+
+
+def _said(duration: timedelta) -> str:
+    hours = int(duration.total_seconds() // 3600)
+    return f"{hours} h" if hours < 24 else f"{duration.days} day"
+
+
+def test_the_readme_scenario_table_is_true_to_the_library(by_id: dict[str, rules.Rule]) -> None:
+    rows = readme_scenario_rows()
+    assert set(rows) == set(by_id)
+    for rule_id, rule in by_id.items():
+        row = rows[rule_id]
+        assert row["class"] == rule.category, rule_id
+        assert ("(off)" in row["rule"]) == (not rule.enabled), rule_id
+        channels = {step.send.channel for _, step in rule.send_steps()}
+        for channel in channels:
+            assert channel in row["channel"], (rule_id, channel)
+        if channels == {"email"}:
+            assert row["channel"] == "email", rule_id
+        consents = _consents(rule.audience) if rule.audience is not None else set()
+        expected = {"": "none", "email": "email", "sms": "SMS", "email+sms": "email or SMS"}[
+            "+".join(sorted(consents))]
+        assert row["consent"].startswith(expected), (rule_id, row["consent"], consents)
+        names = getattr(rule.trigger, "event", None) or []
+        for name in [names] if isinstance(names, str) else names:
+            assert f"`{name}`" in row["trigger"], (rule_id, name)
+        for _, step in ((i, s) for i, s in enumerate(rule.steps) if isinstance(s, rules.WaitStep)):
+            wait = step.wait.duration or step.wait.reorder
+            if wait is not None:
+                assert _said(wait) in row["timing"], (rule_id, _said(wait), row["timing"])

@@ -23,7 +23,7 @@ KPIS: dict[str, KpiKind] = {
     "contacts_30d": "number",  # seed 000 "частота обращений": the customer's own contacts with the shop
     "contacts_90d": "number",
     "last_contact_at": "timestamp",
-    "messages_received_30d": "number",  # the engine's marketing sends to the customer
+    "messages_received_30d": "number",  # the engine's sends to the customer (both classes), not contacts
     "last_message_at": "timestamp",
     "open_rate": "number",
     "click_rate": "number",

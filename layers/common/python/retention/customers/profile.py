@@ -17,7 +17,10 @@ Events understood (names compared case-insensitively):
 - `PRODUCT_INTEREST_EVENTS`: `interests[product_id] = last time`.
 - `Consent Confirmed` {channel}: confirms a pending double opt-in.
 - `NPS Answered` {score 0–10, comment?, survey?, ref?}: same as `record_nps`.
-Senders of messages use `record_contact` / `record_message_stat`; surveys `record_nps`;
+- the `contact_events` setting (default `Complaint Opened`, `Support Requested`): the customer contacting
+  the shop (seed 000 "частота обращений": `contacts_30d`, `contacts_90d`, `last_contact_at`).
+Senders of messages use `record_contact` (the engine's sends: `messages_received_30d`, `last_message_at`,
+never `contacts_30d`) / `record_message_stat`; surveys `record_nps`;
 preference pages `set_consent`.
 """
 
@@ -155,7 +158,9 @@ class Profile(BaseModel):
     kpis: dict[str, Any] = Field(default_factory=dict)
     segments: dict[str, Any] = Field(default_factory=dict)  # owned by the segment engine
     journeys: dict[str, Any] = Field(default_factory=dict)  # owned by the journey engine
-    contacts: list[str] = Field(default_factory=list)  # the engine's marketing sends (messages_received_30d)
+    # the engine's sends to the customer, both classes (messages_received_30d, last_message_at); rebuilt from
+    # the stored send list on load (retention.customers.store). Not the customer's contacts, despite the name.
+    contacts: list[str] = Field(default_factory=list)
     # the customer's own contacts with the shop (support requests, complaints): contacts_30d / _90d
     customer_contacts: list[str] = Field(default_factory=list)
     message_stats: dict[str, int] = Field(default_factory=dict)
@@ -445,7 +450,8 @@ def _trim_contacts(contacts: Iterable[str], now: datetime) -> list[str]:
 
 
 def record_contact(profile: Profile, at: datetime, now: datetime) -> None:
-    """A marketing message was sent at `at` (feeds contacts_30d / last_contact_at)."""
+    """The engine sent the customer a message at `at` (feeds messages_received_30d / last_message_at; the
+    customer's own contacts, contacts_30d, come from the `contact_events` only)."""
     profile.contacts = _trim_contacts([*profile.contacts, clock.iso(at)], now)
     profile.kpis = compute_kpis(profile, now)
 
@@ -527,6 +533,29 @@ def _settle(order: Order) -> None:
         order.status = "refunded"
 
 
+LAST_ORDER_KEY = "last_order_categories"  # profile.meta: {"at", "categories"} of the latest order
+ORDER_CATEGORIES_KEEP = 5
+
+
+def order_categories(props: Mapping[str, Any]) -> list[str]:
+    """The product categories an `Order Completed` names (its `products[].category`, or its own
+    `category`), lower-cased, at most ORDER_CATEGORIES_KEEP."""
+    lines = props.get("products")
+    found = [p.get("category") for p in lines if isinstance(p, Mapping)] if isinstance(lines, list) else []
+    found.append(props.get("category"))
+    names = (_text(c) for c in found if isinstance(c, str))
+    return list(dict.fromkeys(n.casefold()[:100] for n in names if n))[:ORDER_CATEGORIES_KEEP]
+
+
+def _note_order_categories(profile: Profile, props: Mapping[str, Any], at: datetime) -> None:
+    """The categories of the latest order, for waits by the re-order time (`wait: {reorder: …}`); an order
+    that arrives late (older than the one noted) does not replace it."""
+    noted = profile.meta.get(LAST_ORDER_KEY)
+    if isinstance(noted, dict) and str(noted.get("at") or "") > clock.iso(at):
+        return
+    profile.meta[LAST_ORDER_KEY] = {"at": clock.iso(at), "categories": order_categories(props)}
+
+
 def _apply_order_event(profile: Profile, msg: Message, key: str, now: datetime) -> bool:
     props = msg.properties
     order_id = _order_id(props)
@@ -547,6 +576,7 @@ def _apply_order_event(profile: Profile, msg: Message, key: str, now: datetime) 
         order.currency = order.currency or (_text(props.get("currency")) or "").upper() or None
         order.shop = order.shop or _text(props.get("shop")) or _text(props.get("affiliation"))
         _settle(order)
+        _note_order_categories(profile, props, ts)
     elif key == _key(ORDER_REFUNDED):
         amount = _amount(props, "revenue", "total", "amount")
         if amount is None:
@@ -779,7 +809,7 @@ def compute_kpis(profile: Profile, now: datetime) -> dict[str, Any]:
         "contacts_30d": sum(1 for t in contact_times if window <= t <= now),
         "contacts_90d": sum(1 for t in contact_times if now - timedelta(days=90) <= t <= now),
         "last_contact_at": _iso(max(contact_times)) if contact_times else None,
-        # the engine's marketing messages to the customer (what contacts_30d counted before issue 14)
+        # the engine's messages to the customer, both classes (what contacts_30d counted before issue 14)
         "messages_received_30d": sum(1 for t in message_times if window <= t <= now),
         "last_message_at": _iso(max(message_times)) if message_times else None,
         "open_rate": rate("opened"),

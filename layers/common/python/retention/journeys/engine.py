@@ -319,7 +319,8 @@ class Engine:
                     row["label"] = step.id
                 fx.trace.append(row)
             if kind == "wait":
-                due_at = rules_mod.next_wait_due(step, now, customer_tz(profile, self.defs))
+                due_at = rules_mod.next_wait_due(step, now, customer_tz(profile, self.defs),
+                                                 reorder=reorder_time(profile, self.defs.settings.reorder_days))
                 if row is not None:
                     row["until"] = clock.iso(due_at)
                 if due_at > now:
@@ -445,6 +446,15 @@ class Engine:
                 journey["converted_entry"] = journey.get("entry")
                 fx.count(rule_id, -1, "default", converted=1)
         fx.changed = True
+
+
+def reorder_time(profile: Any, reorder_days: dict[str, int]) -> timedelta | None:
+    """The shortest typical re-order time (`reorder_days` setting) of the categories of the customer's
+    latest order; None when none of them is listed (the wait's own default applies)."""
+    noted = profile.meta.get(profiles.LAST_ORDER_KEY) if reorder_days else None
+    categories = noted.get("categories") if isinstance(noted, dict) else None
+    days = [reorder_days[c] for c in categories or [] if c in reorder_days]
+    return timedelta(days=min(days)) if days else None
 
 
 def _prune_keyed(journeys: dict[str, Any], rule_id: str, now: datetime, keep: timedelta = timedelta(days=30)) -> None:

@@ -422,9 +422,13 @@ class Daytime(Model):
 class WaitSpec(Model):
     """`duration`, `until`, or both (the duration first, then until the next matching local time).
     `daytime` moves an end that falls outside the window to the window's next start (a reminder 8 h
-    after a cart left at 3 a.m. goes at 11:00; one due at 23:00 waits until 09:00)."""
+    after a cart left at 3 a.m. goes at 11:00; one due at 23:00 waits until 09:00).
+    `reorder: 30d` instead of a duration: the typical re-order time of the categories of the customer's
+    latest order (the `reorder_days` setting, the shortest of them), else the given duration (seed 002:
+    the second purchase comes when the first one is used up)."""
 
     duration: Duration | None = None
+    reorder: Duration | None = None
     until: WaitUntil | None = None
     daytime: Daytime | None = None
 
@@ -437,8 +441,10 @@ class WaitSpec(Model):
 
     @model_validator(mode="after")
     def _one_needed(self) -> WaitSpec:
-        if self.duration is None and self.until is None:
-            raise ValueError("a wait needs a duration (4h) or until: {weekday, hour}")
+        if self.duration is None and self.until is None and self.reorder is None:
+            raise ValueError("a wait needs a duration (4h), reorder: <default duration> or until: {weekday, hour}")
+        if self.duration is not None and self.reorder is not None:
+            raise ValueError("a wait has a duration or reorder (a duration by the order's categories), not both")
         return self
 
 
@@ -962,16 +968,20 @@ def next_wait_due(
     tz: str | tzinfo | None = None,
     *,
     entered_at: datetime | None = None,
+    reorder: timedelta | None = None,
 ) -> datetime:
     """When a wait reached at `now` ends (UTC). A duration counts from `now`; `until` is the first moment
     at or after that whose clock in the customer's timezone shows the hour (on an allowed weekday).
     `entered_at` (the journey's start) is accepted for the engine's call and does not change the result:
-    waits are relative to the step, not to the entry."""
+    waits are relative to the step, not to the entry. `reorder`: the customer's re-order time for a
+    `reorder` wait (the engine's, from the settings); without it the wait's own default."""
     del entered_at
     spec = wait_step.wait if isinstance(wait_step, WaitStep) else wait_step
     due = now.astimezone(UTC)
     if spec.duration is not None:
         due = due + spec.duration
+    if spec.reorder is not None:
+        due = due + (reorder if reorder is not None else spec.reorder)
     if spec.until is not None:
         weekdays = None if spec.until.weekday is None else {WEEKDAYS[d] for d in spec.until.weekday}
         due = _first_local_at_or_after(due, spec.until.hour, spec.until.minute, weekdays, resolve_tz(tz))
