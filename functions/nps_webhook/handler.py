@@ -1,5 +1,4 @@
-"""Survey answers: score links (GET shows a confirm page and records nothing: mail scanners follow every
-link; POST records) and the signed webhook of external survey tools. Pages: retention.surveys.pages."""
+"""Survey answers: NPS score links, one-click reason links (retention.surveys.links), the signed webhook."""
 
 from __future__ import annotations
 
@@ -14,9 +13,11 @@ from retention.core.runtime import deps
 from retention.core.tokens import TokenError, TokenExpiredError
 from retention.surveys import nps, pages
 from retention.surveys.answers import Surveys
+from retention.surveys.links import survey_router
 
 app = APIGatewayRestResolver(enable_validation=True)
 register_errors(app, logger)
+app.include_router(survey_router)  # retention.surveys.links
 
 
 @app.exception_handler(TokenError)

@@ -1,4 +1,5 @@
-"""Unsubscribe and preferences: GET /u/{token} shows the page; POST is RFC 8058 one-click
+"""Unsubscribe, preferences and the double opt-in (GET /optin/{token} a confirm page, POST records the
+consent and starts the welcome chain). GET /u/{token} shows the page; POST is RFC 8058 one-click
 (`List-Unsubscribe=One-Click` in the body, form-urlencoded or multipart/form-data) or the preference
 form, effective at once (the profile's consent changes before the answer, with a consent log entry).
 
@@ -16,10 +17,12 @@ from retention.core.observability import count, entry, logger
 from retention.core.runtime import deps
 from retention.core.tokens import TokenError
 from retention.surveys import pages
+from retention.surveys.links import optin_router
 from retention.surveys.preferences import Preferences
 
 app = APIGatewayRestResolver(enable_validation=True)
 register_errors(app, logger)
+app.include_router(optin_router)  # retention.surveys.links
 
 
 @app.exception_handler(TokenError)

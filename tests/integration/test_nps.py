@@ -563,6 +563,9 @@ def test_admin_nps_report_by_hand(nps_stack: Stack, nps_fn: ModuleType, admin_fn
                   "promoters": 2, "passives": 1, "detractors": 0},
         "spb-1": {"nps": -50.0, "label": "terrible", "label_ru": "Ужасный", "responses": 2,
                   "promoters": 0, "passives": 1, "detractors": 1},
+        # every answer counts by shop (issue 14): the webhook's answer without a shop under "unknown"
+        "unknown": {"nps": -100.0, "label": "abysmal", "label_ru": "Очень ужасный", "responses": 1,
+                    "promoters": 0, "passives": 0, "detractors": 1},
     }
     # every answer is in November 2026 (the clock starts on 2026-11-24)
     assert report["trend"] == [{"period_start": "2026-11-01", "nps": 0.0, "label": "mediocre",

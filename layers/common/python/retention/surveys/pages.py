@@ -26,7 +26,7 @@ def environment() -> Any:
 
 def render(template: str, title: str, status: int = 200, **context: Any) -> Any:
     from aws_lambda_powertools.event_handler import Response
-    html = environment().get_template(template).render(title=title, paragraphs=(), **context)
+    html = environment().get_template(template).render(title=title, **{"paragraphs": (), **context})
     return Response(status_code=status, content_type="text/html; charset=utf-8", body=html)
 
 
@@ -104,3 +104,30 @@ def preference_change(fields: dict[str, str], claims: dict[str, Any]) -> tuple[d
     requested = str(fields.get("channel") or "")
     channel = requested if requested in CHANNELS else token_channel(claims)
     return {channel: False}, "one_click" if one_click else "unsubscribe"
+
+
+# ---- the double opt-in and one-click survey answers (GET shows the page, its button POSTs) -------------
+
+def confirm_form(title: str, *paragraphs: str, field: str, button: str) -> Any:
+    return render("confirm.html", title, paragraphs=paragraphs, field=field, button=button)
+
+
+def optin_confirm() -> Any:
+    return confirm_form("Подтвердите подписку / Confirm your subscription",
+                        "Подтвердите, что хотите получать письма магазина.",
+                        "Confirm that you want to receive the shop's emails.",
+                        field="confirm", button="Подтвердить / Confirm")
+
+
+def optin_done() -> Any:
+    return message("Подписка подтверждена / Subscription confirmed", "Спасибо! Подписка подтверждена.",
+                   "Thank you! Your subscription is confirmed.")
+
+
+def survey_confirm(reason: str) -> Any:
+    return confirm_form("Ваш ответ / Your answer", f"Отправить ответ «{reason}»?", f'Send the answer "{reason}"?',
+                        field="answer", button="Отправить / Send")
+
+
+def survey_thanks() -> Any:
+    return message("Спасибо! / Thank you!", "Мы записали ваш ответ. Спасибо!", "We recorded your answer. Thank you!")
