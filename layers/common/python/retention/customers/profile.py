@@ -21,7 +21,10 @@ Events understood (names compared case-insensitively):
 - `PRODUCT_INTEREST_EVENTS`: `interests[product_id] = last time`.
 - `Consent Confirmed` {channel}: confirms a pending double opt-in.
 - `NPS Answered` {score 0–10, comment?, survey?, ref?}: same as `record_nps`.
-Senders of messages use `record_contact` / `record_message_stat`; surveys `record_nps`;
+- the `contact_events` setting (default `Complaint Opened`, `Support Requested`): the customer contacting
+  the shop (seed 000 "частота обращений": `contacts_30d`, `contacts_90d`, `last_contact_at`).
+Senders of messages use `record_contact` (the engine's sends: `messages_received_30d`, `last_message_at`,
+never `contacts_30d`) / `record_message_stat`; surveys `record_nps`;
 preference pages `set_consent`.
 """
 
@@ -42,7 +45,12 @@ from retention.messaging import sms
 
 CONSENT_CHANNELS: tuple[str, ...] = ("email", "sms")
 CONSENT_LOG_KEEP = 50
-CONTACTS_KEEP_DAYS = 60
+CONTACTS_KEEP_DAYS = 60  # the engine's sends (messages_received_30d)
+CUSTOMER_CONTACTS_KEEP_DAYS = 90  # the customer's own contacts (contacts_30d, contacts_90d)
+CUSTOMER_CONTACTS_KEEP = 200
+# seed 000 "частота обращений": the events that are a customer contacting the shop (the default of the
+# `contact_events` setting)
+CONTACT_EVENTS: tuple[str, ...] = ("Complaint Opened", "Support Requested")
 NOTES_KEEP = 20
 INTERESTS_KEEP = 200
 NPS_HISTORY_KEEP = 20
@@ -175,7 +183,11 @@ class Profile(BaseModel):
     kpis: dict[str, Any] = Field(default_factory=dict)
     segments: dict[str, Any] = Field(default_factory=dict)  # owned by the segment engine
     journeys: dict[str, Any] = Field(default_factory=dict)  # owned by the journey engine
+    # the engine's sends to the customer, both classes (messages_received_30d, last_message_at); rebuilt from
+    # the stored send list on load (retention.customers.store). Not the customer's contacts, despite the name.
     contacts: list[str] = Field(default_factory=list)
+    # the customer's own contacts with the shop (support requests, complaints): contacts_30d / _90d
+    customer_contacts: list[str] = Field(default_factory=list)
     message_stats: dict[str, int] = Field(default_factory=dict)
     interests: dict[str, str] = Field(default_factory=dict)
     nps: dict[str, Any] = Field(default_factory=dict)
@@ -502,7 +514,8 @@ def _trim_contacts(contacts: Iterable[str], now: datetime) -> list[str]:
 
 
 def record_contact(profile: Profile, at: datetime, now: datetime) -> None:
-    """A marketing message was sent at `at` (feeds contacts_30d / last_contact_at)."""
+    """The engine sent the customer a message at `at` (feeds messages_received_30d / last_message_at; the
+    customer's own contacts, contacts_30d, come from the `contact_events` only)."""
     profile.contacts = _trim_contacts([*profile.contacts, clock.iso(at)], now)
     profile.kpis = compute_kpis(profile, now)
 
@@ -669,6 +682,29 @@ def order_event_ids(messages: Iterable[Message]) -> tuple[set[str], set[str]]:
     return touched, removing
 
 
+LAST_ORDER_KEY = "last_order_categories"  # profile.meta: {"at", "categories"} of the latest order
+ORDER_CATEGORIES_KEEP = 5
+
+
+def order_categories(props: Mapping[str, Any]) -> list[str]:
+    """The product categories an `Order Completed` names (its `products[].category`, or its own
+    `category`), lower-cased, at most ORDER_CATEGORIES_KEEP."""
+    lines = props.get("products")
+    found = [p.get("category") for p in lines if isinstance(p, Mapping)] if isinstance(lines, list) else []
+    found.append(props.get("category"))
+    names = (_text(c) for c in found if isinstance(c, str))
+    return list(dict.fromkeys(n.casefold()[:100] for n in names if n))[:ORDER_CATEGORIES_KEEP]
+
+
+def _note_order_categories(profile: Profile, props: Mapping[str, Any], at: datetime) -> None:
+    """The categories of the latest order, for waits by the re-order time (`wait: {reorder: …}`); an order
+    that arrives late (older than the one noted) does not replace it."""
+    noted = profile.meta.get(LAST_ORDER_KEY)
+    if isinstance(noted, dict) and str(noted.get("at") or "") > clock.iso(at):
+        return
+    profile.meta[LAST_ORDER_KEY] = {"at": clock.iso(at), "categories": order_categories(props)}
+
+
 def _apply_order_event(profile: Profile, msg: Message, key: str, now: datetime) -> bool:
     props = msg.properties
     order_id = _order_id(props)
@@ -689,6 +725,7 @@ def _apply_order_event(profile: Profile, msg: Message, key: str, now: datetime) 
         order.currency = order.currency or (_text(props.get("currency")) or "").upper() or None
         order.shop = order.shop or _text(props.get("shop")) or _text(props.get("affiliation"))
         _settle(order)
+        _note_order_categories(profile, props, ts)
     elif key == _key(ORDER_REFUNDED):
         amount = _amount(props, "revenue", "total", "amount")
         if amount is None:
@@ -773,13 +810,22 @@ def interest_products(props: Mapping[str, Any]) -> list[str]:
     return list(dict.fromkeys(pid for p in lines if (pid := product_id(p))))
 
 
-def apply_message(profile: Profile, msg: Message, now: datetime) -> list[str]:
+def apply_message(profile: Profile, msg: Message, now: datetime,
+                  contact_events: Iterable[str] | None = None) -> list[str]:
     """Fold one message into the profile (in place); returns what changed, e.g. ["traits", "kpis"].
 
     Callers re-evaluate segments when anything but `seen` changed. The KPIs are recomputed here,
-    so `profile.kpis` is always current.
+    so `profile.kpis` is always current. `contact_events` (default CONTACT_EVENTS): the events that count
+    as the customer contacting the shop (contacts_30d / contacts_90d / last_contact_at).
     """
     changes: list[str] = []
+    if msg.type == "track" and _key(msg.event) in {_key(e) for e in (contact_events or CONTACT_EVENTS)}:
+        at = clock.iso(msg.timestamp)
+        if at not in profile.customer_contacts:
+            horizon = clock.iso(now - timedelta(days=CUSTOMER_CONTACTS_KEEP_DAYS))
+            kept = sorted(c for c in [*profile.customer_contacts, at] if c >= horizon)
+            profile.customer_contacts = kept[-CUSTOMER_CONTACTS_KEEP:]
+            changes.append("contacts")
     if profile.created_at is None:
         profile.created_at = now
     if msg.anonymous_id and msg.anonymous_id != profile.id and msg.anonymous_id not in profile.anonymous_ids:
@@ -876,7 +922,8 @@ def compute_kpis(profile: Profile, now: datetime) -> dict[str, Any]:
         between = (last - first).total_seconds() / 86400 / (count - 1)
 
     window = now - timedelta(days=30)
-    contact_times = [clock.parse_iso(c) for c in profile.contacts]
+    message_times = [clock.parse_iso(c) for c in profile.contacts]
+    contact_times = [clock.parse_iso(c) for c in profile.customer_contacts]
     delivered = profile.message_stats.get("delivered", 0)
 
     def rate(kind: str) -> float | None:
@@ -898,8 +945,13 @@ def compute_kpis(profile: Profile, now: datetime) -> dict[str, Any]:
             round(st.unclaimed_n * 100 / st.pickup_n, 2) if st.pickup_n else None
         ),
         "distinct_shops_count": len(st.shops),
+        # seed 000 "частота обращений": the customer's own contacts (support requests, complaints)
         "contacts_30d": sum(1 for t in contact_times if window <= t <= now),
+        "contacts_90d": sum(1 for t in contact_times if now - timedelta(days=90) <= t <= now),
         "last_contact_at": _iso(max(contact_times)) if contact_times else None,
+        # the engine's messages to the customer, both classes (what contacts_30d counted before issue 14)
+        "messages_received_30d": sum(1 for t in message_times if window <= t <= now),
+        "last_message_at": _iso(max(message_times)) if message_times else None,
         "open_rate": rate("opened"),
         "click_rate": rate("clicked"),
         "last_seen_at": _iso(profile.last_seen_at),
@@ -997,6 +1049,8 @@ def merge_profiles(
     target.last_seen_at = _max(target.last_seen_at, source.last_seen_at)
     target.created_at = _min(target.created_at, source.created_at)
     target.contacts = _trim_contacts([*target.contacts, *source.contacts], now)
+    target.customer_contacts = sorted(set(target.customer_contacts) | set(source.customer_contacts))[
+        -CUSTOMER_CONTACTS_KEEP:]
     for kind, count in source.message_stats.items():
         target.message_stats[kind] = target.message_stats.get(kind, 0) + count
     history = {(h.get("at"), h.get("ref"), h.get("score")): h for h in target.nps.get("history", [])}
@@ -1039,6 +1093,21 @@ def consent_flags(profile: Profile) -> dict[str, bool]:
     return flags
 
 
+def consent_states(profile: Profile) -> dict[str, str]:
+    """Per channel, what the customer said: `granted` (effective), `pending` (a double opt-in not yet
+    confirmed), `refused` (said no or withdrew), `unknown` (never asked). Suppression does not change it."""
+    out = {}
+    for channel in CONSENT_CHANNELS:
+        consent = profile.consent.get(channel)
+        if consent is None:
+            out[channel] = "unknown"
+        elif consent.effective:
+            out[channel] = "granted"
+        else:
+            out[channel] = "pending" if consent.granted else "refused"
+    return out
+
+
 ACTIVITY_EVENTS = {
     "Product Added": "last_cart_at", "Checkout Started": "last_cart_at", "Cart Viewed": "last_cart_at",
     "Product Viewed": "last_product_viewed_at", "Product Clicked": "last_product_viewed_at",
@@ -1073,6 +1142,7 @@ def facts(profile: Profile, now: datetime) -> dict[str, Any]:
         "traits": profile.traits,
         "kpis": profile.kpis or compute_kpis(profile, now),
         "consent": consent_flags(profile),
+        "consent_state": consent_states(profile),
         "segments": membership_set(profile.segments),
         "profile": {"created_at": _iso_or_none(profile.created_at), "nps_last_at": profile.nps.get("last_at"),
                     "first_seen_at": _iso_or_none(profile.first_seen_at),
