@@ -50,7 +50,9 @@ def run(log: Any = print, sizes: tuple[int, ...] = SIZES) -> dict[str, Any]:
             ing.ingest(wire.parse_request("batch", json.dumps({"batch": msgs}).encode(), T0).messages, "src")
             tmpl = ddb.get(d.dynamodb, d.env.profiles_table, "C#tmpl", "P", consistent=True)
             assert tmpl
-            doc = str(tmpl["doc"]).replace('"tmpl"', '"__ID__"').replace("tmpl@example.com", "__ID__@example.com")
+            from retention.customers.store import decode_doc
+            doc = decode_doc(tmpl["doc"]).replace('"tmpl"', '"__ID__"').replace("tmpl@example.com",
+                                                                                 "__ID__@example.com")
             out["profile_item_bytes"] = len(doc) + 60
             for client in (d.dynamodb, d.sqs):
                 meter.attach(client)

@@ -88,7 +88,7 @@ class Settings(BaseModel):
         "sms": QuietHours(start="21:00", end="09:00"), "email": None})
     control_group_percent: float = Field(default=0, ge=0, le=100)
     history_horizon_hours: float = Field(default=24, gt=0)
-    event_retention_days: int = Field(default=400, ge=1)
+    event_retention_days: int = Field(default=90, ge=1)  # raw events (DESIGN §10 cost)
     attribution_window_days: float = Field(default=5, gt=0)
     default_timezone: str = "UTC"
     default_locale: str = "ru"
