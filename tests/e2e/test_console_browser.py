@@ -109,3 +109,24 @@ def test_a_viewer_reads_in_russian_but_cannot_edit(local: Any, browser: Any) -> 
     assert response is not None and response.status == 403
     sync_api.expect(page.locator("h1")).to_have_text("Запрещено")
     page.context.close()
+
+
+def test_local_outbox_page_and_clock(local: Any) -> None:
+    """Local stack only: /_local/inbox renders the outbox; a POST from another origin cannot move the clock."""
+    import urllib.error
+    import urllib.request
+    with urllib.request.urlopen(local.url + "/_local/inbox?to=nobody%40example.com", timeout=120) as resp:
+        html = resp.read().decode()
+    assert resp.status == 200 and "Outbox: 0 message(s)" in html and "virtual clock" in html
+    before = local.request("GET", "/_local/clock")[1]["now"]
+    req = urllib.request.Request(local.url + "/_local/inbox/advance", data=b"hours=1", method="POST",
+                                 headers={"Origin": "https://evil.example",
+                                          "Content-Type": "application/x-www-form-urlencoded"})
+    try:
+        urllib.request.urlopen(req, timeout=120)
+        raise AssertionError("a foreign origin moved the clock")
+    except urllib.error.HTTPError as exc:
+        assert exc.code == 400
+    after = local.request("GET", "/_local/clock")[1]["now"]
+    from retention.core import clock
+    assert (clock.parse_iso(after) - clock.parse_iso(before)).total_seconds() < 600  # not moved by an hour
