@@ -35,7 +35,7 @@ def run(log: Any = print) -> dict[str, Any]:
     import retention.core.config as rconfig
     from retention.core import clock, ddb
     from retention.customers.profile import compute_kpis
-    from retention.customers.store import ProfileRepo, from_item
+    from retention.customers.store import PROFILE_SK, ProfileRepo, from_item, profile_pk
     from retention.ingestion import ingestor as ing_mod
     from retention.ingestion import wire
     from retention.ingestion.ingestor import definitions
@@ -71,7 +71,7 @@ def run(log: Any = print) -> dict[str, Any]:
                 sp.profile.orders = _orders(n)
                 sp.profile.kpis = compute_kpis(sp.profile, clock.now())
                 repo.save(sp, clock.now())
-                raw = ddb.get(d.dynamodb, d.env.profiles_table, f"C#{uid}", "P")
+                raw = ddb.get(d.dynamodb, d.env.profiles_table, profile_pk(uid), PROFILE_SK)
                 size = item_size(ddb.serialize(raw or {}))
                 row: dict[str, Any] = {"orders": n, "profile_item_bytes": size}
                 # one event settles the segments the new order history moves the customer into
@@ -100,7 +100,7 @@ def run(log: Any = print) -> dict[str, Any]:
                     fb.handle(note)
                     row["feedback"] = _per(meter.snapshot(), 1)
                 # CPU of the profile work of one plain event, AWS excluded
-                raw = ddb.get(d.dynamodb, d.env.profiles_table, f"C#{uid}", "P")
+                raw = ddb.get(d.dynamodb, d.env.profiles_table, profile_pk(uid), PROFILE_SK)
                 msgs = wire.parse_request("batch", ing_mod.json.dumps({"batch": [_track(
                     uid, "Store Visited", "g-cpu", store="moscow-1")]}).encode(), clock.now()).messages
                 samples = []

@@ -352,15 +352,19 @@ def mutation_section(doc: dict[str, Any] | None) -> str:
     it runs the test subsets once per mutant)."""
     if not doc:
         return f"{MUTATION_HEADING}\n\nnot run (`make mutate` writes bench/results/mutation.json)\n"
-    rows = [[t["module"].split("retention/")[-1], t["listed"], t["killed"] + t["timeout"] + t["survived"],
-             t["killed"] + t["timeout"], t["survived"], f"{_f(t['survival_rate_percent'], 1)} %"]
+    rows = [[t["module"].split("retention/")[-1], t.get("commit", "?"), t["listed"],
+             t["killed"] + t["timeout"] + t["survived"], t["killed"] + t["timeout"], t["survived"],
+             t.get("equivalent", 0), f"{_f(t['survival_rate_percent'], 1)} %"]
             for t in doc["targets"]]
+    behaviour = doc.get("survived_behaviour", doc["survived"])
     return "\n".join([
         MUTATION_HEADING, "",
-        f"{doc['tool']}, {doc['date']}: **survival rate {_f(doc['survival_rate_percent'], 1)} %** "
-        f"({doc['survived']} of {doc['mutants_run']} mutants run survived; sample size per module: "
-        f"{doc['budget_per_module']}; seed {doc['seed']}).", "",
-        _table(["module", "mutants listed", "run", "killed", "survived", "survival"], rows), "",
+        f"{doc['tool']}, latest {doc['date']}: **survival rate {_f(doc['survival_rate_percent'], 1)} %** "
+        f"({doc['survived']} of {doc['mutants_run']} mutants run survived, {behaviour} of them not listed as "
+        f"equivalent in bench/mutate.py; sample size per module: {doc['budget_per_module']}; seed {doc['seed']}).",
+        "",
+        _table(["module", "measured at", "mutants listed", "run", "killed", "survived", "equivalent", "survival"],
+               rows), "",
         "Each module runs against its own fast test subset; operators limited to visible behaviour changes "
         "(boundaries, negations, constants, arithmetic, and/or, exception types); mutants in annotations "
         "dropped. Survivors with their diffs: `bench/results/mutation.md`.", ""])

@@ -158,3 +158,167 @@ def test_trigger_properties_over_4000_characters_keep_only_their_scalars() -> No
     assert len(json.dumps(props(4000), ensure_ascii=False)) == 4000
     assert kept(props(4000)) == props(4000)
     assert kept(props(4001)) == {"total": 10}
+
+
+# ---- ids derived from content: stable across releases ------------------------------------------------
+
+
+def test_a_journey_entry_id_is_a_fixed_function_of_rule_and_trigger() -> None:
+    """Kills `hexdigest()[:16]` → `[:17]` in `entry_id`: the entry id is how a trigger seen again (a retry,
+    a replayed broadcast) is recognised, also after a deploy; it is also part of ledger ids and due refs."""
+    rule = {"id": "cart", "trigger": {"event": "Checkout Started"}, "steps": [{"wait": "1h"}]}
+    sp = stored()
+    engine(rule).process(sp, messages=[track("Checkout Started", "m1")], now=NOW)
+    assert sp.profile.journeys["cart"]["entry"] == "8d5c2169efa9df95"  # sha256("cart|m1")[:16]
+
+
+def test_segment_events_are_internal_with_an_id_derived_from_the_move() -> None:
+    """Kills `"internal": True` → False and `hexdigest()[:20]` → `[:19]` in `_segments`: a segment move
+    is written to the timeline as an internal event whose id is a pure function of (customer, group,
+    segment, kind, time), so a retried chunk writes the same item."""
+    import hashlib
+
+    from retention.language.segments import default_groups
+    eng = Engine(Definitions(rules=[], groups=default_groups(), settings=Settings()))
+    fx = eng.process(stored(), messages=[track("Order Completed", "o1", order_id="o1", revenue=10)], now=NOW)
+    assert fx.transitions and len(fx.events) == len(fx.transitions)
+    for t, ev in zip(fx.transitions, fx.events, strict=True):
+        name = "Segment Entered" if t.kind == "entered" else "Segment Exited"
+        digest = hashlib.sha256(f"c1|{t.group}|{t.segment}|{t.kind}|{clock.iso(NOW)}".encode()).hexdigest()
+        assert ev["event"] == name and ev["internal"] is True
+        assert ev["message_id"] == "seg-" + digest[:20]
+
+
+# ---- the customer's timezone ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("timezone", "default", "due"), [
+    ("Asia/Vladivostok", "UTC", datetime(2026, 11, 25, 0, 0, tzinfo=UTC)),  # 10:00 at UTC+10
+    (None, "Europe/Moscow", datetime(2026, 11, 25, 7, 0, tzinfo=UTC)),  # the shop's zone, 10:00 at UTC+3
+])
+def test_a_wait_until_an_hour_uses_the_customers_timezone_else_the_shops(
+        timezone: str | None, default: str, due: datetime) -> None:
+    """Kills `profile.traits.get("timezone") or defs.settings.default_timezone` → `and` in `customer_tz`."""
+    rule = {"id": "morning", "trigger": {"event": "Go"}, "steps": [{"wait": {"until": {"hour": 10}}},
+                                                                  {"send": {"channel": "email", "template": "t"}}]}
+    sp = stored()
+    if timezone:
+        sp.profile.traits["timezone"] = timezone
+    fx = engine(rule, default_timezone=default).process(sp, messages=[track("Go", "m1")], now=NOW)
+    assert [d.at for d in fx.due if d.kind == "JOURNEY"] == [due]
+
+
+# ---- which messages are events -------------------------------------------------------------------------
+
+
+def test_only_track_messages_start_journeys_even_if_another_type_carries_an_event_field() -> None:
+    """Kills `if msg.type == "track" and msg.event` → `or` in `process`: an identify that happens to carry
+    an `event` field is not an event."""
+    rule = {"id": "news", "trigger": {"event": "News"}, "steps": [{"send": {"channel": "email", "template": "n"}}]}
+    identify = Message(type="identify", message_id="i1", user_id="c1", event="News", properties={},
+                       traits={"first_name": "Anna"}, timestamp=NOW, received_at=NOW)
+    sp = stored()
+    fx = engine(rule).process(sp, messages=[identify], now=NOW)
+    assert "news" not in sp.profile.journeys and fx.sends == []
+
+
+# ---- attribution -----------------------------------------------------------------------------------------
+
+
+def sent(rule: str, at: datetime, step: int = 0) -> dict[str, Any]:
+    return {"rule": rule, "step": step, "variant": "default", "at": clock.iso(at), "ledger": f"L-{rule}"}
+
+
+def conversions(fx: Any) -> list[tuple[str, int, str]]:
+    return [(r, step, variant) for r, step, variant, values in fx.counters if values.get("converted")]
+
+
+def test_an_order_converts_for_a_rule_no_longer_enabled() -> None:
+    """Kills `if msg.event == GOAL_EVENT or …` → `if not msg.event == GOAL_EVENT or …`: an order is every
+    rule's default goal, also of a rule since disabled (no rule enabled here)."""
+    sp = stored()
+    sp.sends.append(sent("old", NOW - timedelta(hours=2)))
+    fx = engine().process(sp, messages=[track("Order Completed", "o1", order_id="o1", revenue=50)], now=NOW)
+    assert conversions(fx) == [("old", 0, "default")]
+
+
+def test_a_send_at_the_very_second_of_the_order_gets_the_conversion() -> None:
+    """Kills `<= clock.parse_iso(s["at"]) <= at` → `< at` in `_attribute`: the window includes its end."""
+    sp = stored()
+    sp.sends.append(sent("promo", NOW))
+    fx = engine().process(sp, messages=[track("Order Completed", "o1", order_id="o1", revenue=50)], now=NOW)
+    assert conversions(fx) == [("promo", 0, "default")]
+
+
+def test_every_journey_entered_in_the_window_converts_after_one_that_did_not() -> None:
+    """Kills `continue` → `break` in `_attribute`'s journey loop: a journey entered before the window (5
+    days) is passed over, not the end of the loop."""
+    sp = stored()
+    sp.profile.journeys["old"] = {"entry": "e-old", "state": "completed", "holdout": False,
+                                  "entered_at": clock.iso(NOW - timedelta(days=10))}
+    sp.profile.journeys["recent"] = {"entry": "e-new", "state": "active", "holdout": False,
+                                     "entered_at": clock.iso(NOW - timedelta(hours=1))}
+    fx = engine().process(sp, messages=[track("Order Completed", "o1", order_id="o1", revenue=50)], now=NOW)
+    assert conversions(fx) == [("recent", -1, "default")]
+    assert sp.profile.journeys["recent"]["converted_entry"] == "e-new"
+    assert "converted_entry" not in sp.profile.journeys["old"]
+
+
+# ---- the dry-run's trace -------------------------------------------------------------------------------
+
+
+def test_the_trace_names_labels_branch_targets_and_segment_steps() -> None:
+    """Kills, in `_advance`'s trace rows: `if step.id:` → `if not step.id:` (the label), `next="end" if nxt
+    is None else nxt` → `is not None` / `not … is None` (where a branch goes), and `… if kind ==
+    "set_segment" else …` → `if not kind == …` (the group and segment of a segment step)."""
+    rule = {"id": "sorting", "trigger": {"event": "Go"}, "steps": [
+        {"id": "buyer", "branch": {"if": {"kpi": "orders_count", "gt": 0}, "then": 2}},
+        {"set_segment": {"group": "lifecycle", "segment": "vip"}},
+        {"clear_segment": {"group": "lifecycle"}},
+        {"branch": {"if": {"kpi": "orders_count", "gt": 0}, "then": "end"}}]}
+    trace: list[dict[str, Any]] = []
+    engine(rule).process(stored(), messages=[track("Go", "m1")], now=NOW, trace=trace)
+    rows = [{k: v for k, v in row.items() if k not in ("entry", "at")} for row in trace]
+    assert rows == [
+        {"step": 0, "kind": "branch", "label": "buyer", "taken": False, "next": 1},
+        {"step": 1, "kind": "set_segment", "group": "lifecycle", "segment": "vip"},
+        {"step": 2, "kind": "clear_segment", "group": "lifecycle"},
+        {"step": 3, "kind": "branch", "taken": False, "next": "end"},
+    ]
+
+
+def test_a_journey_entered_at_the_very_second_of_the_order_converts() -> None:
+    """Kills `<= clock.parse_iso(entered) <= at` → `< at` in `_attribute`'s journey loop: the window includes
+    its end."""
+    sp = stored()
+    sp.profile.journeys["promo"] = {"entry": "e1", "state": "active", "holdout": False, "entered_at": clock.iso(NOW)}
+    fx = engine().process(sp, messages=[track("Order Completed", "o1", order_id="o1", revenue=50)], now=NOW)
+    assert conversions(fx) == [("promo", -1, "default")]
+
+
+def test_a_wait_that_ends_now_does_not_wait() -> None:
+    """Kills `if due_at > now` → `>=` in `_advance`: a wait until 09:00 reached at 09:00 sharp goes on to
+    the next step in the same advance (no due item, no tick of delay)."""
+    rule = {"id": "morning", "trigger": {"event": "Go"}, "steps": [{"wait": {"until": {"hour": 9}}},
+                                                                  {"send": {"channel": "email", "template": "t"}}]}
+    assert NOW.hour == 9 and NOW.minute == 0
+    fx = engine(rule).process(stored(), messages=[track("Go", "m1")], now=NOW)
+    assert [s.template for s in fx.sends] == ["t"]
+    assert [d for d in fx.due if d.kind == "JOURNEY"] == []
+
+
+def test_a_segment_set_by_a_journey_starts_the_journeys_it_triggers() -> None:
+    """Kills `for ev in self._segments(…)` → `for ev in []` in `_advance`: the `Segment Entered` event of a
+    segment set by one journey starts another journey triggered by it, in the same advance."""
+    from retention.language.segments import parse_group
+    tier = parse_group({"group": "tier", "mode": "multi", "segments": [{"id": "vip", "manual_only": True}]},
+                       "tier.yaml")
+    setter = {"id": "promote", "trigger": {"event": "Go"},
+              "steps": [{"set_segment": {"group": "tier", "segment": "vip"}}]}
+    welcome = {"id": "vip-welcome", "trigger": {"segment_entered": "vip"},
+               "steps": [{"send": {"channel": "email", "template": "vip"}}]}
+    eng = Engine(Definitions(rules=[parse_rule(setter), parse_rule(welcome)], groups=[tier], settings=Settings()))
+    sp = stored()
+    fx = eng.process(sp, messages=[track("Go", "m1")], now=NOW)
+    assert sp.profile.journeys["vip-welcome"]["state"] == "completed"
+    assert [(s.rule, s.template) for s in fx.sends] == [("vip-welcome", "vip")]

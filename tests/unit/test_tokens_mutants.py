@@ -46,3 +46,29 @@ def test_an_expiry_seconds_after_the_epoch_is_exact(seconds: int) -> None:
     assert verify(token, [KEY], "p", expires - timedelta(milliseconds=500)) == {"c": "u"}
     with pytest.raises(TokenExpiredError):
         verify(token, [KEY], "p", expires)
+
+
+def test_the_same_payload_gives_the_same_token_whatever_the_order_of_its_objects() -> None:
+    """Kills `json.dumps(…, sort_keys=True)` → False in `_json`: a JSON field is written with sorted keys,
+    so a payload built in another order (another code path, a retry) signs to the same bytes."""
+    one = sign({"p": {"b": 1, "a": 2}, "longer": {"y": 1, "x": 2}}, KEY, expires_at=None, purpose="p")
+    two = sign({"p": {"a": 2, "b": 1}, "longer": {"x": 2, "y": 1}}, KEY, expires_at=None, purpose="p")
+    assert one == two
+    assert verify(one, [KEY], "p", LATER) == {"p": {"a": 2, "b": 1}, "longer": {"x": 2, "y": 1}}
+
+
+@pytest.mark.parametrize("token", ["no-separator-at-all", "signed-part~", "~"])
+def test_a_token_without_a_mac_part_is_malformed(token: str) -> None:
+    """Kills `if not sep or not given_mac` → `and` in `verify`: a token with no `~` or nothing after the
+    last one is malformed (its own message), not checked as a forgery."""
+    with pytest.raises(TokenInvalidError, match="malformed"):
+        verify(token, [KEY], "p", LATER)
+
+
+def test_an_empty_webhook_secret_slot_is_skipped_not_the_end_of_the_list() -> None:
+    """Kills `if not secret: continue` → `break` in `verify_webhook`: during a rotation the old-secret slot
+    may be empty; the secrets after it still verify."""
+    from retention.core.tokens import sign_webhook, verify_webhook
+    t = int(LATER.timestamp())
+    body = b'{"event_id": "e1"}'
+    verify_webhook(sign_webhook(body, KEY, t), body, ["", KEY], LATER)

@@ -21,7 +21,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 from retention.core import clock, ddb, tokens
 from retention.core.errors import BadRequestError, ConflictError, NotFoundError, UnauthorizedError
@@ -33,6 +33,12 @@ KEY_CACHE_SECONDS = 10.0
 """Write keys and admin tokens: a revoked one keeps working at most this long in a warm container (the
 revoking process forgets it at once)."""
 CACHE_ENTRIES = 4096
+
+
+def definition_key(kind: str, def_id: str) -> str:
+    """`<KIND>#<id>`: the partition of a definition's versions, and the name its errors are reported under
+    (`SEGDEF#lifecycle: segments[0]…`)."""
+    return f"{kind}#{def_id}"
 
 
 class Cap(BaseModel):
@@ -110,6 +116,18 @@ class Settings(BaseModel):
     brake_min_sends: int = Field(default=100, ge=1)
     brake_bounce_rate: float = Field(default=0.025, gt=0, le=1)
     brake_complaint_rate: float = Field(default=0.0005, gt=0, le=1)
+    # consumable categories with the days their products last ({"Корма": 30}): bought products of these
+    # categories may be recommended again, and each order of one schedules a `Product Replenishment Due`
+    # event that many days later; a product's own `consumable_days` overrides its category's
+    consumable_categories: dict[str, int] = Field(default_factory=dict)
+
+    @field_validator("consumable_categories")
+    @classmethod
+    def _consumable_days(cls, value: dict[str, int]) -> dict[str, int]:
+        for name, days in value.items():
+            if not name.strip() or not 1 <= days <= 3650:
+                raise ValueError(f"consumable_categories[{name!r}]: a category name and 1 to 3650 days")
+        return value
 
     model_config = {"extra": "forbid"}
 
@@ -220,7 +238,7 @@ class ConfigStore:
             if ddb.is_conditional_failure(exc):
                 raise ConflictError(f"{kind.lower()} '{def_id}' was changed concurrently; retry") from exc
             raise
-        self.client.put_item(TableName=self.table, Item=ddb.serialize({**item, "pk": f"{kind}#{def_id}",
+        self.client.put_item(TableName=self.table, Item=ddb.serialize({**item, "pk": definition_key(kind, def_id),
                                                                       "sk": f"V#{version:06d}"}))
         self.invalidate()
         item["body"] = body
@@ -233,7 +251,7 @@ class ConfigStore:
 
     def versions(self, kind: str, def_id: str) -> list[dict[str, Any]]:
         out = []
-        for item in ddb.query(self.client, self.table, f"{kind}#{def_id}", sk_prefix="V#"):
+        for item in ddb.query(self.client, self.table, definition_key(kind, def_id), sk_prefix="V#"):
             item["body"] = json.loads(item.pop("doc"))
             out.append(item)
         return out

@@ -183,7 +183,9 @@ class Ingestor:
                     if m.type == "track" and m.event in PRODUCT_LEARNING_EVENTS and isinstance(m.properties, dict)]
         if relevant:
             from retention.products.events import ProductEvents
-            ProductEvents(self.ddb, self.env.products_table, self.env.messages_table).observe(relevant, now)
+            ProductEvents(self.ddb, self.env.products_table, self.env.messages_table, due_table=self.env.due_table,
+                          due_shards=self.env.due_shards,
+                          consumable_categories=self.config.settings().consumable_categories).observe(relevant, now)
 
     # ---- identity ---------------------------------------------------------------------------------
     def _aliases(self, anon_ids: list[str]) -> dict[str, str]:
@@ -297,7 +299,7 @@ class Ingestor:
                     for g, members in src.profile.segments.items() for seg in members]
             if gone:
                 done.transitions.append(gone)
-        done.add(target_id, fx)
+        done.add(target_id, fx, now)
         return after_commit(self.ddb, self.sqs, env, done, now)
 
     def _timeline(self, customer_id: str) -> list[dict[str, Any]]:
@@ -366,7 +368,7 @@ class Ingestor:
                     fresh, dups = self._store_plain(source_id, sp.profile.id, chunk, defs, now)
                     out.stored += fresh
                     out.duplicates += dups
-                    out.committed.add(sp.profile.id, fx)
+                    out.committed.add(sp.profile.id, fx, now)
                     break
                 items = self._transaction(defs, source_id, sp, chunk, fx, now, effects)
                 if len(items) > MAX_TXN_ITEMS and len(chunk) > 1:
@@ -419,7 +421,7 @@ class Ingestor:
                     break
                 sp.version += 1
                 out.stored += chunk
-                out.committed.add(sp.profile.id, fx)
+                out.committed.add(sp.profile.id, fx, now)
                 break
         out.customer = sp.profile.id
         return out

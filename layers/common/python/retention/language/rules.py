@@ -212,6 +212,9 @@ class EventTrigger(Model):
     kind: ClassVar[str] = "event"
     event: EventNames = Field(min_length=1)
     where: ConditionField | None = None
+    # what a running journey keeps of its trigger for the templates (retention.journeys.cart): the first
+    # event (default), the latest matching one, or the cart's current contents folded from cart events
+    update: Literal["first", "latest", "cart"] = "first"
 
     @model_validator(mode="before")
     @classmethod

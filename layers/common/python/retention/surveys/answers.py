@@ -26,6 +26,13 @@ from retention.surveys import nps
 NPS_SOURCE = "nps"
 # how long a webhook event_id is remembered (survey tools retry for hours, not weeks)
 REPLAY_WINDOW = timedelta(days=30)
+
+
+def answers_pk(month: datetime) -> str:
+    """The partition of one month's answers."""
+    return f"NPS#{clock.iso(month)[:7]}"
+
+
 log = logging.getLogger(__name__)
 
 
@@ -70,8 +77,7 @@ class Surveys:
         if result.duplicates:
             return False
         # one row per (customer, survey invitation) per month: a later answer replaces the earlier one
-        month = clock.iso(response.at)[:7]
-        row = {"pk": f"NPS#{month}", "sk": f"{response.customer_id}#{ref}",
+        row = {"pk": answers_pk(response.at), "sk": f"{response.customer_id}#{ref}",
                "customer_id": response.customer_id, "score": response.score, "comment": response.comment,
                "survey": response.survey, "stage": response.stage, "shop": response.shop, "ref": ref,
                "at": clock.iso(response.at), "source": response.source, "event_id": response.event_id}
@@ -164,7 +170,7 @@ class Surveys:
         rows: list[dict[str, Any]] = []
         month = start.replace(day=1)
         while month <= end:
-            for item in ddb.query(self.d.dynamodb, self.d.env.messages_table, f"NPS#{clock.iso(month)[:7]}"):
+            for item in ddb.query(self.d.dynamodb, self.d.env.messages_table, answers_pk(month)):
                 if lo <= item["at"] <= hi:
                     rows.append({"customer_id": item.get("customer_id") or item["sk"], "score": item["score"],
                                  "comment": item.get("comment"), "survey": item.get("survey", "nps"),
