@@ -158,6 +158,11 @@ RU: dict[str, str] = {
     "By shop": "По магазинам",
     "Trend": "Динамика",
     "Outbox (local)": "Исходящие (локально)",
+    "Catalogue": "Каталог",
+    "Catalogue and coupons": "Каталог и купоны",
+    "Coupon pools": "Пулы купонов",
+    "Upload codes": "Загрузить коды",
+    "Product": "Товар",
 }
 
 
