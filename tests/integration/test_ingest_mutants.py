@@ -28,3 +28,17 @@ def test_a_new_customer_is_stamped_with_the_source_that_created_it(stack: Any) -
     stack.ingest([identify("u1", "m2", first_name="Anya")], source="src_crm")
     sp = profile(stack, "u1")
     assert sp.profile.meta["created_by"] == "src_shop" and sp.profile.traits["first_name"] == "Anya"
+
+
+def test_an_identify_links_the_anonymous_history_to_the_customer(stack: Any) -> None:
+    """Kills `if not msg.user_id: continue` → `if not not msg.user_id` in `_identities`: a message carrying
+    both ids links the anonymous id to the customer and moves its history (here: a viewed product)."""
+    stack.ingest([{"type": "track", "anonymousId": "a1", "messageId": "t1", "event": "Product Viewed",
+                   "properties": {"product_id": "p1"}}])
+    stack.ingest([{"type": "identify", "userId": "u1", "anonymousId": "a1", "messageId": "i1",
+                   "traits": {"email": "u1@example.com"}}])
+    repo = ProfileRepo(stack.deps.dynamodb, stack.deps.env.profiles_table)
+    assert repo.alias_of("a1") == "u1"
+    assert profile(stack, "anon:a1").merged_into == "u1"
+    merged = profile(stack, "u1").profile
+    assert merged.anonymous_ids == ["a1"] and "p1" in merged.interests

@@ -36,3 +36,24 @@ def test_a_numeric_webhook_user_id_becomes_text_and_a_boolean_is_refused() -> No
     assert WebhookPayload.model_validate({"event_id": "e1", "userId": " u1 ", "score": 9}).userId == "u1"
     with pytest.raises(BadRequestError, match="userId must be a string"):
         WebhookPayload.model_validate({"event_id": "e1", "userId": True, "score": 9})
+
+
+def test_the_published_scale_runs_from_100_perfect_down_to_minus_100_abysmal() -> None:
+    """Kills `(-100, "abysmal", …)` → `-101` in NPS_SCALE: the report lists the scale (`scale: [{from,
+    label, label_ru}]`, DESIGN: "100 perfect … −100 abysmal"); its bands start at the seed's values, and
+    every value of a band gets its label."""
+    from retention.surveys.nps import NPS_SCALE, nps_label
+    assert [(low, label) for low, label, _ in NPS_SCALE] == [
+        (100, "perfect"), (85, "spectacular"), (70, "excellent"), (55, "very good"), (40, "good"),
+        (25, "average"), (0, "mediocre"), (-25, "poor"), (-50, "terrible"), (-100, "abysmal")]
+    assert nps_label(-100) == nps_label(-50.5) == "abysmal" and nps_label(-50) == "terrible"
+
+
+def test_of_two_answers_at_the_same_moment_the_one_seen_last_wins() -> None:
+    """Kills `answer.at >= kept.at` → `>` in `latest_answers`: on a tie (a corrected answer stored in the
+    same second) the later one in storage order is the answer kept."""
+    from retention.surveys.nps import latest_answers
+    first = {"customer_id": "c1", "score": 3, "at": AT, "source": "link"}
+    again = {**first, "score": 9}
+    [kept] = latest_answers([first, again])
+    assert kept.score == 9
