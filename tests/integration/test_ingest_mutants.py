@@ -31,8 +31,9 @@ def test_a_new_customer_is_stamped_with_the_source_that_created_it(stack: Any) -
 
 
 def test_an_identify_links_the_anonymous_history_to_the_customer(stack: Any) -> None:
-    """Kills `if not msg.user_id: continue` → `if not not msg.user_id` in `_identities`: a message carrying
-    both ids links the anonymous id to the customer and moves its history (here: a viewed product)."""
+    """Kills `if not msg.user_id: continue` → `if not not msg.user_id` in `_identities`, and `while True` →
+    `while not True` in `_timeline`: a message carrying both ids links the anonymous id to the customer and
+    moves its history (a viewed product: the interest, and the raw event on the customer's timeline)."""
     stack.ingest([{"type": "track", "anonymousId": "a1", "messageId": "t1", "event": "Product Viewed",
                    "properties": {"product_id": "p1"}}])
     stack.ingest([{"type": "identify", "userId": "u1", "anonymousId": "a1", "messageId": "i1",
@@ -42,3 +43,55 @@ def test_an_identify_links_the_anonymous_history_to_the_customer(stack: Any) -> 
     assert profile(stack, "anon:a1").merged_into == "u1"
     merged = profile(stack, "u1").profile
     assert merged.anonymous_ids == ["a1"] and "p1" in merged.interests
+    from retention.core import ddb
+    from retention.customers.store import profile_pk
+    timeline = ddb.query(stack.deps.dynamodb, stack.deps.env.events_table, profile_pk("u1"))
+    assert "Product Viewed" in {e.get("event") or e.get("name") for e in timeline}
+
+
+class ConflictOnce:
+    """The moto client; the first TransactWriteItems raises a transaction conflict."""
+
+    def __init__(self, real: Any) -> None:
+        self.real, self.failed = real, False
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self.real, name)
+        if name != "transact_write_items":
+            return attr
+
+        def once(*args: Any, **kwargs: Any) -> Any:
+            if not self.failed:
+                from botocore.exceptions import ClientError
+                self.failed = True
+                response: Any = {"Error": {"Code": "TransactionConflictException", "Message": "conflict"},
+                                 "ResponseMetadata": {"HTTPStatusCode": 400}}
+                raise ClientError(response, "TransactWriteItems")
+            return attr(*args, **kwargs)
+        return once
+
+
+def test_a_merge_that_collides_backs_off_briefly_and_retries(stack: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Kills `ddb.backoff(attempt + 1)` → `attempt + 0` / `attempt + 2` in `_join`: a merge transaction that
+    collides is read again and retried after a full-jitter pause of at most 0.1 s (the first retry's
+    bound: 0.05 s × 2); sleeps are recorded, not slept."""
+    import random
+    import time
+
+    from retention.ingestion.ingestor import Ingestor
+    stack.ingest([{"type": "track", "anonymousId": "a2", "messageId": "t2", "event": "Product Viewed",
+                   "properties": {"product_id": "p2"}}])
+    stack.ingest([identify("u2", "i2", email="u2@example.com")])
+    bounds: list[float] = []
+
+    def uniform(low: float, high: float) -> float:
+        bounds.append(high)
+        return high
+    monkeypatch.delenv("RETENTION_NO_SLEEP", raising=False)
+    monkeypatch.setattr(random, "uniform", uniform)
+    monkeypatch.setattr(time, "sleep", lambda seconds: None)
+    d = stack.deps
+    client = ConflictOnce(d.dynamodb)
+    assert Ingestor(ddb_client=client, sqs=d.sqs, env=d.env, config=d.config).link("a2", "u2", clock.now())
+    assert client.failed and bounds == pytest.approx([0.1])
+    assert profile(stack, "anon:a2").merged_into == "u2"

@@ -57,3 +57,12 @@ def test_of_two_answers_at_the_same_moment_the_one_seen_last_wins() -> None:
     again = {**first, "score": 9}
     [kept] = latest_answers([first, again])
     assert kept.score == 9
+
+
+def test_a_webhook_email_of_254_characters_is_accepted_and_255_refused() -> None:
+    """Kills `_clean_name(value, "email", limit=254)` → 255 in `_email`: the longest address SMTP allows."""
+    address = "a" * 64 + "@" + "b" * 185 + ".com"
+    assert len(address) == 254
+    assert WebhookPayload.model_validate({"event_id": "e1", "email": address, "score": 9}).email == address
+    with pytest.raises(BadRequestError, match="email is too long"):
+        WebhookPayload.model_validate({"event_id": "e1", "email": "a" + address, "score": 9})
