@@ -3,12 +3,15 @@ FILE` (admin API: PUT /admin/catalog, DELETE /admin/catalog/{product_id}, POST /
 
 Catalogue formats (by extension, or `--format`):
 - `csv`: a header row; columns product_id (or id, sku), name, url, image_url, price, currency, category,
-  brand, in_stock, accessories (ids separated by `,` or `;`), consumable.
+  brand, in_stock, accessories (ids separated by `,` or `;`), consumable, consumable_days (days until a
+  bought one runs out: a `Product Replenishment Due` event that many days after each order).
 - `jsonl`: one product object per line, the fields of `PUT /admin/catalog`.
 - `yml`: a Yandex Market YML feed (`<yml_catalog><shop><categories>…<offers><offer id available>` with
-  url, price, currencyId, categoryId, picture, name or model, vendor); categories by name.
+  url, price, currencyId, categoryId, picture, name or model, vendor); categories by name;
+  `<param name="consumable_days">30</param>` (or `replenish_days`) sets the replenishment days.
 - `rss`: a Google Merchant feed (RSS 2.0 `<item>` or Atom `<entry>` with `g:id`, `g:title`, `g:link`,
-  `g:image_link`, `g:price` "1500.00 RUB", `g:availability`, `g:product_type`, `g:brand`).
+  `g:image_link`, `g:price` "1500.00 RUB", `g:availability`, `g:product_type`, `g:brand`); a custom label
+  `g:custom_label_0`…`4` of `consumable_days:30` sets the replenishment days.
 
 A bad row is reported with its line (`FILE:LINE: why`) and skipped; the good rows are imported. Products
 go in batches (500 per request); `FILE.progress` holds the last line of the last accepted batch, so
@@ -35,6 +38,7 @@ from cli.output import table
 BATCH = 500
 CODES_PER_REQUEST = 5000
 G = "http://base.google.com/ns/1.0"
+DAYS_NAMES = ("consumable_days", "replenish_days")  # a YML <param name> or a Merchant custom label
 
 
 @dataclass
@@ -58,7 +62,8 @@ def _validated(line: int, raw: dict[str, Any]) -> FeedRow:
         first = errors()[0] if callable(errors) and errors() else {}
         where = ".".join(str(p) for p in first.get("loc", ()))
         return FeedRow(line, error=f"{where}: {first.get('msg', exc)}" if where else str(exc))
-    return FeedRow(line, product=product.model_dump(exclude={"consumable"} if not product.consumable else None))
+    unset = {k for k in ("consumable", "consumable_days") if not getattr(product, k)}
+    return FeedRow(line, product=product.model_dump(exclude=unset or None))
 
 
 def csv_rows(path: Path) -> Iterator[FeedRow]:
@@ -71,8 +76,9 @@ def csv_rows(path: Path) -> Iterator[FeedRow]:
             raw.setdefault("product_id", raw.get("id") or raw.get("sku") or "")
             if not raw.get("in_stock"):
                 raw.pop("in_stock", None)
-            if not raw.get("consumable"):
-                raw.pop("consumable", None)
+            for optional in ("consumable", "consumable_days"):
+                if not raw.get(optional):
+                    raw.pop(optional, None)
             yield _validated(reader.line_num, raw)
 
 
@@ -92,6 +98,7 @@ class _Feed(xml.sax.handler.ContentHandler):
         self._current: tuple[int, dict[str, str], dict[str, list[str]]] | None = None
         self._text: list[str] = []
         self._category: str | None = None
+        self._param: str | None = None
         self._locator: Any = None
 
     def setDocumentLocator(self, locator: Any) -> None:
@@ -103,6 +110,8 @@ class _Feed(xml.sax.handler.ContentHandler):
         line = self._locator.getLineNumber() if self._locator else 0
         if local in self.record_tags and self._current is None:
             self._current = (line, attributes, {})
+        elif local == "param" and self._current is not None:
+            self._param = attributes.get("name")
         elif local == "category" and self._current is None:
             self._category = attributes.get("id")
         self._text = []
@@ -119,6 +128,9 @@ class _Feed(xml.sax.handler.ContentHandler):
                 self._current = None
             else:
                 key = f"g:{local}" if ns == G else local
+                if local == "param" and self._param:  # YML: <param name="…">value</param>
+                    key = f"param:{self._param.strip().lower()}"
+                    self._param = None
                 self._current[2].setdefault(key, []).append(text)
         elif local == "category" and self._category is not None:
             self.categories[self._category] = text
@@ -165,6 +177,9 @@ def yml_rows(path: Path) -> Iterator[FeedRow]:
                "brand": _first(fields, "vendor")}
         if available is not None:
             raw["in_stock"] = available
+        days = _first(fields, *(f"param:{name}" for name in DAYS_NAMES))
+        if days:
+            raw["consumable_days"] = days
         if not raw["product_id"]:
             yield FeedRow(line, error="an offer without id")
             continue
@@ -188,6 +203,10 @@ def merchant_rows(path: Path) -> Iterator[FeedRow]:
         availability = _first(fields, "g:availability")
         if availability:
             raw["in_stock"] = availability
+        for label in (_first(fields, f"g:custom_label_{i}") for i in range(5)):
+            name, sep, value = label.replace("=", ":").partition(":")
+            if sep and name.strip().lower() in DAYS_NAMES:
+                raw["consumable_days"] = value.strip()
         if not raw["product_id"]:
             yield FeedRow(line, error="an item without g:id")
             continue
@@ -312,7 +331,7 @@ def pool_stats(ctx: Ctx, pool: str | None, days: int | None = None) -> int:
         return 0
     span = f"{(pools[0].get('window') or {}).get('days', days or 30)}d" if pools else "window"
     headers = ["pool", "discount", "issued", "redeemed", "revenue", "left", "fallback issued", "fallback redeemed",
-               f"{span} issued", f"{span} redeemed", f"{span} revenue", f"{span} fallback"]
+               f"{span} issued", f"{span} redeemed", f"{span} revenue", f"{span} fallback issued/redeemed"]
     rows = []
     for p in pools:
         fb = p.get("fallback") or {}

@@ -4,6 +4,7 @@ pool, fallback), redemption with revenue on the issuing rule, and the sender put
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -16,6 +17,7 @@ try:  # the counters' reader is moving from messaging.requests to analytics.coun
 except ImportError:
     from retention.messaging.requests import read_counters  # type: ignore[attr-defined,no-redef,unused-ignore]
 from retention.admin.people import create_admin_token
+from retention.customers.store import profile_pk
 from retention.products.catalog import Catalog
 from retention.products.coupons import Coupons, PoolEmptyError, fallback_code, verify_fallback
 from retention.products.recommend import Recommendations, Recommender
@@ -348,6 +350,93 @@ def test_fallback_codes_are_counted_redeemed_and_windowed(api: Any) -> None:
     assert (wide["issued"], wide["fallback"]["issued"], wide["fallback"]["revenue"]) == (1, 3, 1000.0)
     assert call("GET", "/admin/coupons/welcome", query={"days": "0"})[0] == 400
     assert call("GET", "/admin/coupons", query={"days": "x"})[0] == 400
+
+
+T_REFILL = {"id": "t-refill", "category": "marketing", "default_locale": "en", "locales": {"en": {
+    "subject": "Time to refill",
+    "html": '<p>Your <a href="{{ trigger.url }}">{{ trigger.name }}</a> ran out after {{ trigger.days }} days</p>'
+            + UNSUB}}}
+R_REFILL = {"id": "refill", "trigger": {"event": "Product Replenishment Due"},
+            "steps": [{"send": {"channel": "email", "template": "t-refill"}}]}
+PET = [{"product_id": "f1", "name": "Cat food 2 kg", "url": "https://shop.test/p/f1", "price": 900,
+        "category": "Pet food", "in_stock": True},                       # the category's 30 days
+       {"product_id": "f2", "name": "Cat food 10 kg", "url": "https://shop.test/p/f2", "price": 3500,
+        "category": "Pet food", "in_stock": True, "consumable_days": 75},  # its own days win
+       {"product_id": "t1", "name": "Toy mouse", "url": "https://shop.test/p/t1", "price": 200,
+        "category": "Toys", "in_stock": True}]
+
+
+def _due(stack: Any, kind: str = "EVENT") -> list[Any]:
+    from retention.schedule import due
+    items = [due.DueItem.from_item(i) for i in _scan(stack, stack.deps.env.due_table) if "kind" in i]
+    return sorted((i for i in items if i.kind == kind), key=lambda i: i.at)
+
+
+def _scan(stack: Any, table: str) -> list[dict[str, Any]]:
+    resp = stack.deps.dynamodb.scan(TableName=table)
+    return [ddb.deserialize(raw) or {} for raw in resp.get("Items", [])]
+
+
+def test_replenishment_reminders_per_product_and_per_category(api: Any) -> None:
+    from datetime import timedelta
+    cfg = api.deps.config
+    cfg.put_settings({"consumable_categories": {"pet food": 30}})
+    cfg.apply("TEMPLATE", "t-refill", T_REFILL)
+    cfg.apply("RULE", "refill", R_REFILL)
+    status, body = call("PUT", "/admin/catalog", {"products": PET})
+    assert status == 200, body
+    assert call("GET", "/admin/catalog/f2")[1]["consumable_days"] == 75
+    assert call("PUT", "/admin/catalog", {"products": [{"product_id": "x", "consumable_days": "often"}]})[0] == 400
+    start = clock.now()
+    api.ingest([identify("u1", "u1@example.com"),
+                track("u1", "Order Completed", "o1", order_id="o1", revenue=4600,
+                      products=[{"product_id": p, "price": 1, "quantity": 1} for p in ("f1", "f2", "t1")])])
+    reminders = _due(api)
+    assert [(i.ref, i.at) for i in reminders] == [("replenish|f1", start + timedelta(days=30)),
+                                                  ("replenish|f2", start + timedelta(days=75))]
+    # bought again 10 days later: the pending reminder of f1 moves, it is not doubled
+    clock.set_now(start + timedelta(days=10))
+    api.ingest([track("u1", "Order Completed", "o2", order_id="o2", revenue=900,
+                      products=[{"product_id": "f1", "price": 900, "quantity": 1}])])
+    assert [(i.ref, i.at) for i in _due(api)] == [("replenish|f1", start + timedelta(days=40)),
+                                                  ("replenish|f2", start + timedelta(days=75))]
+    # what was bought comes again when consumable: by its category (f1) or by its own days (f2)
+    r = Recommender(_recs(api), customer_id="u1", consumable_categories={"Pet food": 30})
+    assert _ids(r.recommend("bought_together", product="t1")) == ["f1", "f2"]
+    assert _ids(Recommender(_recs(api), customer_id="u1").recommend("bought_together", product="t1")) == ["f2"]
+    # day 40: the tick records the event and the rule sends the reminder with the product
+    api.queued_sends()
+    clock.set_now(start + timedelta(days=40, minutes=1))
+    api.ticker().tick()
+    reqs = api.queued_sends()
+    assert [q.rule for q in reqs] == ["refill"]
+    out = [api.sender().send(q) for q in reqs]
+    assert [o.status for o in out] == ["sent"]
+    html = _emails(api)[-1]["html"]
+    assert "Cat food 2 kg" in html and "https://shop.test/p/f1" in html and "after 30 days" in html
+    assert [i.ref for i in _due(api)] == ["replenish|f2"]
+    events = [e for e in ddb.query(api.deps.dynamodb, api.deps.env.events_table, profile_pk("u1"))
+              if e.get("event") == "Product Replenishment Due"]
+    assert [json.loads(e["properties"])["order_id"] for e in events] == ["o2"]
+
+
+def test_no_reminder_for_a_refunded_order_or_an_old_one(api: Any) -> None:
+    from datetime import timedelta
+    api.deps.config.apply("TEMPLATE", "t-refill", T_REFILL)
+    api.deps.config.apply("RULE", "refill", R_REFILL)
+    call("PUT", "/admin/catalog", {"products": [{**PET[1], "consumable_days": 5}]})
+    start = clock.now()
+    api.ingest([identify("u1", "u1@example.com"),
+                track("u1", "Order Completed", "o1", order_id="o1", revenue=3500,
+                      products=[{"product_id": "f2", "price": 3500, "quantity": 1}]),
+                track("u1", "Order Completed", "o0", start - timedelta(days=9), order_id="o0", revenue=3500,
+                      products=[{"product_id": "f2", "price": 3500, "quantity": 1}])])
+    assert [i.at for i in _due(api)] == [start + timedelta(days=5)]  # the 9-day-old order's is past
+    api.ingest([track("u1", "Order Refunded", "r1", order_id="o1", revenue=3500)])
+    api.queued_sends()
+    clock.set_now(start + timedelta(days=5, minutes=1))
+    api.ticker().tick()
+    assert api.queued_sends() == [] and _due(api) == []
 
 
 def test_unknown_kind_fails_template_validation() -> None:

@@ -21,7 +21,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 from retention.core import clock, ddb, tokens
 from retention.core.errors import BadRequestError, ConflictError, NotFoundError, UnauthorizedError
@@ -116,6 +116,18 @@ class Settings(BaseModel):
     brake_min_sends: int = Field(default=100, ge=1)
     brake_bounce_rate: float = Field(default=0.025, gt=0, le=1)
     brake_complaint_rate: float = Field(default=0.0005, gt=0, le=1)
+    # consumable categories with the days their products last ({"Корма": 30}): bought products of these
+    # categories may be recommended again, and each order of one schedules a `Product Replenishment Due`
+    # event that many days later; a product's own `consumable_days` overrides its category's
+    consumable_categories: dict[str, int] = Field(default_factory=dict)
+
+    @field_validator("consumable_categories")
+    @classmethod
+    def _consumable_days(cls, value: dict[str, int]) -> dict[str, int]:
+        for name, days in value.items():
+            if not name.strip() or not 1 <= days <= 3650:
+                raise ValueError(f"consumable_categories[{name!r}]: a category name and 1 to 3650 days")
+        return value
 
     model_config = {"extra": "forbid"}
 

@@ -183,7 +183,9 @@ class Ingestor:
                     if m.type == "track" and m.event in PRODUCT_LEARNING_EVENTS and isinstance(m.properties, dict)]
         if relevant:
             from retention.products.events import ProductEvents
-            ProductEvents(self.ddb, self.env.products_table, self.env.messages_table).observe(relevant, now)
+            ProductEvents(self.ddb, self.env.products_table, self.env.messages_table, due_table=self.env.due_table,
+                          due_shards=self.env.due_shards,
+                          consumable_categories=self.config.settings().consumable_categories).observe(relevant, now)
 
     # ---- identity ---------------------------------------------------------------------------------
     def _aliases(self, anon_ids: list[str]) -> dict[str, str]:

@@ -148,6 +148,8 @@ class Engine:
                 fx.sends.append(SendRequest.model_validate(item.payload))
             elif item.kind == "TRIGGER":
                 self._on_scheduled_trigger(sp, item, fx, now)
+            elif item.kind == "EVENT":
+                self._on_due_event(sp, item, fx, now)
         return fx
 
     def replay_event(self, sp: StoredProfile, ev: dict[str, Any], *, now: datetime,
@@ -234,6 +236,22 @@ class Engine:
                 fx.due.append(DueItem(at=at, kind="TRIGGER", customer_id=profile.id, ref=f"{rule.id}|{iso}",
                                       payload={"rule": rule.id, "name": rule.trigger.date_attribute,
                                                "properties": {"date": value}, "date": iso}))
+
+    def _on_due_event(self, sp: StoredProfile, item: DueItem, fx: Effects, now: datetime) -> None:
+        """An event written ahead of time (a replenishment reminder): recorded in the customer's timeline now
+        and run through the journeys like any event. An order refunded or cancelled since runs nothing."""
+        props = dict(item.payload.get("properties") or {})
+        order = sp.profile.orders.get(str(props.get("order_id") or ""))
+        if order is not None and order.status in ("refunded", "cancelled"):
+            return
+        name = str(item.payload.get("name") or "")
+        if not name:
+            return
+        mid = str(item.payload.get("message_id") or f"due-{item.ref}")
+        fx.events.append({"type": "track", "event": name, "properties": props, "timestamp": clock.iso(now),
+                          "message_id": mid, "internal": True})
+        fx.changed = True
+        self._on_event(sp, {"name": name, "properties": props, "timestamp": now, "message_id": mid}, fx, now)
 
     def _on_scheduled_trigger(self, sp: StoredProfile, item: DueItem, fx: Effects, now: datetime) -> None:
         rule = self.rules.get(item.payload.get("rule", ""))

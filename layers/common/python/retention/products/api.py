@@ -127,6 +127,7 @@ def customer_recommendations(customer_id: str) -> dict[str, Any]:
     interests = sp.profile.interests
     product = _query("product") or (max(interests.items(), key=lambda x: x[1])[0] if interests else None)
     recommender = Recommender(Recommendations(d.dynamodb, d.env.products_table), customer_id=cid,
-                              interests=interests, now=now)
+                              interests=interests, now=now,
+                              consumable_categories=d.config.settings().consumable_categories)
     products = recommender.recommend(kind, product=product, limit=limit, category=_query("category"))
     return {"customer_id": cid, "kind": kind, "product": product, "products": products}
