@@ -66,3 +66,19 @@ def test_a_webhook_email_of_254_characters_is_accepted_and_255_refused() -> None
     assert WebhookPayload.model_validate({"event_id": "e1", "email": address, "score": 9}).email == address
     with pytest.raises(BadRequestError, match="email is too long"):
         WebhookPayload.model_validate({"event_id": "e1", "email": "a" + address, "score": 9})
+
+
+@pytest.mark.parametrize("field", ["survey", "stage", "shop"])
+def test_a_webhook_name_too_long_names_its_field(field: str) -> None:
+    """Kills `_clean_name(value, info.field_name or "value")` → `and` in the webhook's `_names`: the 400 says
+    which field is wrong."""
+    with pytest.raises(BadRequestError, match=f"^{field} is too long"):
+        WebhookPayload.model_validate({"event_id": "e1", "userId": "u1", "score": 9, field: "x" * 101})
+
+
+@pytest.mark.parametrize("counts", [(-1, 0, 0), (0, -1, 0), (0, 0, -1), (5, 3, -1)])
+def test_nps_of_a_negative_group_count_is_refused(counts: tuple[int, int, int]) -> None:
+    """Kills `if min(promoters, passives, detractors) < 0` → `< -1` in `nps_value`."""
+    from retention.surveys.nps import nps_value
+    with pytest.raises(BadRequestError, match="cannot be negative"):
+        nps_value(*counts)
