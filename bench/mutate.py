@@ -96,10 +96,6 @@ EQUIVALENTS: list[tuple[str, str, str, str, str]] = [
      "return bool(address) and address is not _INVALID and sms_country_allowed(str(address), countries)",
      "return bool(address) and address is not _INVALID or sms_country_allowed(str(address), countries)",
      "an empty or invalid address has no country code: sms_country_allowed is False for it anyway"),
-    ("engine", "replay_event",
-     "def replay_event(self, sp: StoredProfile, ev: dict[str, Any], *, now: datetime,",
-     "def replay_event(self, sp: StoredProfile, ev: dict[str, Any], /, now: datetime,",
-     "keyword-only → positional-or-keyword: the one caller (admin.previews) passes now= by keyword"),
     ("engine", "_can_enter", "cooldown = re_entry.cooldown or timedelta(0)",
      "cooldown = re_entry.cooldown or timedelta(-1)",
      "entered_at is an earlier processing time, never after now (the dry-run drops journeys entered from its "
@@ -269,10 +265,19 @@ def _norm(line: str) -> str:
     return re.sub(r"\s+", "", line)  # cosmic-ray re-spaces what it mutates (`[: 9]`, `- 1`, `base= 1.1`)
 
 
+SIGNATURE_STAR = ("`*` → `/` in a def is cosmic-ray's Mul_Div on the keyword-only marker: the earlier parameters "
+                  "become positional-only, the later ones stay accepted by keyword; no call passes the earlier "
+                  "ones by name (grep), so no call behaves differently")
+
+
 def equivalent_of(target: str, function: str | None, diff: str) -> str | None:
-    """The justification of a survivor listed in EQUIVALENTS, None otherwise."""
+    """The justification of a survivor listed in EQUIVALENTS (or a keyword-only marker turned into `/`),
+    None otherwise."""
     minus = [_norm(x[1:]) for x in diff.splitlines() if x.startswith("-") and not x.startswith("---")]
     plus = [_norm(x[1:]) for x in diff.splitlines() if x.startswith("+") and not x.startswith("+++")]
+    if len(minus) == len(plus) == 1 and re.search(r"(^|[,(])\*,", minus[0]) and \
+            plus[0] == re.sub(r"(^|[,(])\*,", r"\1/,", minus[0], count=1):
+        return SIGNATURE_STAR  # a bare `*,` only exists in a parameter list
     for name, func, old, new, why in EQUIVALENTS:
         if (name == target and str(function).split(".")[-1] == func and minus == [_norm(old)]
                 and plus == [_norm(new)]):

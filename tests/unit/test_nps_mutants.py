@@ -82,3 +82,22 @@ def test_nps_of_a_negative_group_count_is_refused(counts: tuple[int, int, int]) 
     from retention.surveys.nps import nps_value
     with pytest.raises(BadRequestError, match="cannot be negative"):
         nps_value(*counts)
+
+
+def test_a_trigger_event_names_its_stage() -> None:
+    """Kills `EVENT_STAGES.get(event) if isinstance(event, str) else None` → `if not isinstance(…)` in
+    `stage_for_event`."""
+    from retention.surveys.nps import stage_for_event
+    assert stage_for_event("Order Picked Up") == "pickup" and stage_for_event("Order Shipped") == "delivery"
+    assert stage_for_event("Page Viewed") is None and stage_for_event(None) is None
+
+
+def test_an_answer_without_a_stage_counts_for_its_surveys_stage() -> None:
+    """Kills `answer.stage or stage_for_survey(answer.survey)` → `and` in `aggregate`: the delivery survey's
+    answers without a stage of their own are the delivery stage's."""
+    from retention.surveys.nps import aggregate
+    answers = [{"customer_id": "c1", "score": 10, "at": AT, "source": "link", "survey": "nps-delivery"},
+               {"customer_id": "c2", "score": 2, "at": AT, "source": "link", "survey": "nps", "stage": "order"}]
+    report = aggregate(answers)
+    assert sorted(report["by_stage"]) == ["delivery", "order"]
+    assert report["by_stage"]["delivery"]["promoters"] == 1 and report["by_stage"]["order"]["detractors"] == 1
