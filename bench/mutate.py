@@ -15,6 +15,7 @@ behaviour; it is still counted as a survivor, and reported apart with its justif
 
     python -m bench.mutate                 # every target, default budget
     python -m bench.mutate --only engine,tokens --budget 0     # budget 0 = every kept mutant
+    python -m bench.mutate --only feedback --recheck   # only the last run's survivors, against today's tests
 """
 
 from __future__ import annotations
@@ -340,6 +341,46 @@ def run_target(target: Target, budget: int, seed: int, log: Any, stamp: str) -> 
             "seconds": round(seconds), "survival_rate_percent": rate, **res}
 
 
+def recheck_target(target: Target, log: Any, stamp: str) -> dict[str, Any]:
+    """Run again only the survivors of the target's last session, against the current test subset: the
+    module must be byte-identical to the session's copy (else the mutants would not be the same). The
+    earlier kills are kept (tests were added, not weakened: an assumption the full run does not need)."""
+    import sqlite3
+    root = REPO / "build" / "mutate" / target.name
+    session = root / "session.sqlite"
+    prev_json = json.loads((RESULTS / "mutation.json").read_text())
+    prev = next(t for t in prev_json["targets"] if t["target"] == target.name)
+    if not session.exists() or (root / target.module).read_bytes() != (REPO / target.module).read_bytes():
+        raise SystemExit(f"{target.name}: no session, or the module changed since it: run the target again")
+    keep = session.read_bytes()
+    copy_tree(root)
+    session.write_bytes(keep)
+    (root / "STAMP").write_text(stamp + "\n")
+    env = env_for(root)
+    cmd = test_command(target)
+    (root / "mutate.toml").write_text(
+        "[cosmic-ray]\n"
+        f'module-path = "{target.module}"\n'
+        f"timeout = {max(30.0, 4 * float(prev.get('baseline_seconds') or 30)):.0f}\n"
+        "excluded-modules = []\n"
+        f"test-command = {json.dumps(cmd)}\n\n"
+        '[cosmic-ray.distributor]\nname = "local"\n')
+    with sqlite3.connect(session) as db:
+        n = db.execute("DELETE FROM work_results WHERE test_outcome = 'SURVIVED'").rowcount
+    log(f"{target.name}: re-running {n} survivors against {', '.join(target.tests)}")
+    cr = Path(sys.executable).with_name("cosmic-ray")
+    t0 = time.monotonic()
+    subprocess.run([str(cr), "exec", "mutate.toml", str(session)], cwd=root, env=env, check=True,
+                   capture_output=True)
+    res = collect(session, target)
+    ran = res["killed"] + res["timeout"] + res["survived"]
+    rate = round(100 * res["survived"] / ran, 1) if ran else None
+    log(f"{target.name}: {n} survivors re-run, {res['survived']} still survive → survival {rate} %")
+    return {**prev, "tests": target.tests, "commit": stamp, "seconds": round(time.monotonic() - t0),
+            "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), "survival_rate_percent": rate,
+            "rechecked": f"{n} survivors of the run of {prev.get('date')} ({prev.get('commit')}) re-run", **res}
+
+
 def merged_targets(fresh: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The targets just run, and for the others their last result from mutation.json (in TARGETS order)."""
     path = RESULTS / "mutation.json"
@@ -431,6 +472,8 @@ def main() -> None:
     parser.add_argument("--budget", type=int, default=int(os.environ.get("MUTATE_BUDGET", "60")),
                         help="mutants run per module, sampled (0 = all)")
     parser.add_argument("--seed", type=int, default=21)
+    parser.add_argument("--recheck", action="store_true",
+                        help="re-run only the last session's survivors against the current tests")
     parser.add_argument("--collect", action="store_true",
                         help="run nothing: write the results of the sessions already in build/mutate/")
     parser.add_argument("--jobs", type=int, default=int(os.environ.get("MUTATE_JOBS", "2")),
@@ -441,6 +484,11 @@ def main() -> None:
     def log(msg: str) -> None:
         print(msg, flush=True)
 
+    if args.recheck:
+        stamp = code_stamp()
+        doc = write_results([recheck_target(t, log, stamp) for t in chosen], args.budget, args.seed)
+        log(f"survival rate {doc['survival_rate_percent']} % over {doc['mutants_run']} mutants (rechecked)")
+        return
     if args.collect:
         done = []
         for t in chosen:
