@@ -95,3 +95,21 @@ def test_a_merge_that_collides_backs_off_briefly_and_retries(stack: Any, monkeyp
     assert Ingestor(ddb_client=client, sqs=d.sqs, env=d.env, config=d.config).link("a2", "u2", clock.now())
     assert client.failed and bounds == pytest.approx([0.1])
     assert profile(stack, "anon:a2").merged_into == "u2"
+
+
+def test_an_anonymous_id_linked_by_someone_else_in_between_is_left_to_them(stack: Any) -> None:
+    """Kills `len(reasons) >= 2` → `>= 3` in `_join`: an anonymous id with no profile of its own (the
+    transaction is the link and the tombstone: two items) that another writer linked between our check and
+    our transaction is theirs: the merge gives up (0 sends), it does not retry until ContentionError."""
+    from retention.core import ddb
+    from retention.customers.store import alias_key
+    from retention.ingestion.ingestor import Ingestor
+    stack.ingest([identify("u3", "i3", email="u3@example.com")])
+    d = stack.deps
+    pk, sk = alias_key("a3")
+    d.dynamodb.put_item(TableName=d.env.profiles_table, Item=ddb.serialize(
+        {"pk": pk, "sk": sk, "customer_id": "someone-else", "at": clock.iso(clock.now())}))
+    ingestor = Ingestor(ddb_client=d.dynamodb, sqs=d.sqs, env=d.env, config=d.config)
+    assert ingestor._join("anon:a3", "u3", clock.now(), alias="a3") == 0
+    repo = ProfileRepo(d.dynamodb, d.env.profiles_table)
+    assert repo.alias_of("a3") == "someone-else"
