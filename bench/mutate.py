@@ -74,7 +74,7 @@ TARGETS = [
 # compared without whitespace (cosmic-ray re-spaces what it mutates); function "None" is module level. A test
 # cannot tell these apart from the original; each needs a reason here, not a test that cannot fail.
 # (cosmic-ray's `# pragma: no mutate` would skip every mutant of the line, and would go into the module itself.)
-EQUIVALENTS: list[tuple[str, str, str, str, str]] = [
+EQUIVALENTS: list[tuple[str, str, str, str, str] | tuple[str, str, str, str, str, str]] = [
     ("engine", "rule_of", 'return slot.split("#", 1)[0]', 'return slot.split("#", 2)[0]',
      "the part before the first `#` is the same whatever the split limit"),
     ("engine", "in_global_control", "if percent <= 0:", "if percent <= -1:",
@@ -135,6 +135,9 @@ EQUIVALENTS: list[tuple[str, str, str, str, str]] = [
     ("ingestion", "_customer", "break  # a retried delivery: everything was stored before",
      "continue  # a retried delivery: everything was stored before",
      "the chunk is empty there: `continue` ends `while chunk:` just as `break` does, and the queue is empty"),
+    ("ingestion", "_customer", "break", "continue",
+     "the chunk is empty there (`if not chunk:`): `continue` ends `while chunk:` just as `break` does",
+     "if not chunk:"),  # 6th: the line above the mutated one (other bare breaks of _customer are not this)
     ("nps", "_clear_error", "for item in error.errors(include_url=False):",
      "for item in error.errors(include_url=True):",
      "the message reads only `loc`, `type` and `msg` of each error; the URL is a key of its own, never shown"),
@@ -246,7 +249,8 @@ def collect(session: Path, target: Target) -> dict[str, Any]:
                 diff = _short_diff(result.diff or "")
                 out["survivors"].append({"line": m.start_pos[0], "function": m.definition_name,
                                          "operator": m.operator_name, "diff": diff,
-                                         "equivalent": equivalent_of(target.name, m.definition_name, diff)})
+                                         "equivalent": equivalent_of(target.name, m.definition_name, diff,
+                                                                     m.start_pos[0])})
             elif result.test_outcome == TestOutcome.KILLED:
                 out["timeout" if (result.output or "").strip() == "timeout" else "killed"] += 1
             else:
@@ -279,7 +283,15 @@ SIGNATURE_STAR = ("`*` → `/` in a def is cosmic-ray's Mul_Div on the keyword-o
                   "ones by name (grep), so no call behaves differently")
 
 
-def equivalent_of(target: str, function: str | None, diff: str) -> str | None:
+def _line_above(target: str, line: int | None) -> str:
+    module = next((REPO / t.module for t in TARGETS if t.name == target), None)
+    if module is None or not line or not module.exists():
+        return ""
+    lines = module.read_text().splitlines()
+    return lines[line - 2].strip() if 2 <= line <= len(lines) + 1 else ""
+
+
+def equivalent_of(target: str, function: str | None, diff: str, line: int | None = None) -> str | None:
     """The justification of a survivor listed in EQUIVALENTS (or a keyword-only marker turned into `/`),
     None otherwise."""
     minus = [_norm(x[1:]) for x in diff.splitlines() if x.startswith("-") and not x.startswith("---")]
@@ -287,9 +299,9 @@ def equivalent_of(target: str, function: str | None, diff: str) -> str | None:
     if len(minus) == len(plus) == 1 and re.search(r"(^|[,(])\*,", minus[0]) and \
             plus[0] == re.sub(r"(^|[,(])\*,", r"\1/,", minus[0], count=1):
         return SIGNATURE_STAR  # a bare `*,` only exists in a parameter list
-    for name, func, old, new, why in EQUIVALENTS:
+    for name, func, old, new, why, *above in EQUIVALENTS:
         if (name == target and str(function).split(".")[-1] == func and minus == [_norm(old)]
-                and plus == [_norm(new)]):
+                and plus == [_norm(new)] and (not above or _line_above(target, line) == above[0])):
             return why
     return None
 
@@ -410,7 +422,7 @@ def write_results(fresh: list[dict[str, Any]], budget: int, seed: int) -> dict[s
     targets = merged_targets(fresh)
     for t in targets:  # equivalence judged with the current list, also for targets kept from a previous run
         for s in t["survivors"]:
-            s["equivalent"] = equivalent_of(t["target"], s["function"], s["diff"])
+            s["equivalent"] = equivalent_of(t["target"], s["function"], s["diff"], s.get("line"))
         t["equivalent"] = sum(1 for s in t["survivors"] if s["equivalent"])
         t["survived_behaviour"] = t["survived"] - t["equivalent"]
     ran = sum(t["killed"] + t["timeout"] + t["survived"] for t in targets)

@@ -113,3 +113,29 @@ def test_an_anonymous_id_linked_by_someone_else_in_between_is_left_to_them(stack
     assert ingestor._join("anon:a3", "u3", clock.now(), alias="a3") == 0
     repo = ProfileRepo(d.dynamodb, d.env.profiles_table)
     assert repo.alias_of("a3") == "someone-else"
+
+
+def test_a_retry_after_the_event_passed_its_retention_does_not_rewrite_it_without_expiry(stack: Any) -> None:
+    """Kills `if event_at and expires:` → `or` in `_store_plain`: a plain event 89 days old is stored with
+    its expiry; the same message retried two days later (its marker still there, the event now past the
+    90-day retention) must not write the raw event again without an expiry (it would never expire)."""
+    from datetime import timedelta
+
+    from retention.core import ddb
+    from retention.customers.store import profile_pk
+    first = {**identify("u4", "i4", email="u4@example.com"), "timestamp": clock.iso(clock.now() - timedelta(days=120))}
+    stack.ingest([first])  # a customer seen first long ago: the old event below changes nothing (plain path)
+    event = {"type": "track", "userId": "u4", "messageId": "old-1", "event": "Page Viewed",
+             "timestamp": clock.iso(clock.now() - timedelta(days=89))}
+
+    def stored_event() -> dict[str, Any]:
+        [row] = [e for e in ddb.query(stack.deps.dynamodb, stack.deps.env.events_table, profile_pk("u4"))
+                 if e.get("message_id") == "old-1"]
+        return row
+    stack.ingest([event])
+    ttl = stored_event()["ttl"]
+    assert isinstance(ttl, int) and ttl > clock.now().timestamp()
+    clock.set_now(clock.now() + timedelta(days=2))
+    result = stack.ingest([event])
+    assert result.duplicates == 1
+    assert stored_event().get("ttl") == ttl

@@ -244,3 +244,26 @@ def test_a_render_gets_only_the_time_left_in_the_invocation(note: Any) -> None:
     out = sender.send(req)
     assert (out.status, out.reason) == ("failed", "render_error")
     assert "took longer" in _ledger(note, req).get("detail", "")
+
+
+def test_a_journey_wide_pooled_code_is_issued_under_a_key_stable_across_releases(stack: Any) -> None:
+    """Kills `hexdigest()[:32]` → `[:33]` in `_coupon`: the journey-wide code is issued once under
+    sha256(customer|rule|entry|pool:<pool>)[:32]; a step after a deploy must find the code issued before it,
+    not draw a second one from the pool."""
+    import hashlib
+
+    from retention.products.coupons import Coupons
+    cfg = stack.deps.config
+    cfg.apply("TEMPLATE", "t-gift", GIFT)
+    coupon = {"pool": "gift", "per": "journey"}
+    cfg.apply("RULE", "gift", {"id": "gift", "trigger": {"event": "Gift"}, "steps": [
+        {"send": {"channel": "email", "template": "t-gift", "coupon": coupon}}]})
+    stack.ingest([{"type": "identify", "userId": "u1", "messageId": "id-u1",
+                   "traits": {"email": "u1@example.com", "email_consent": True}}])
+    coupons = Coupons(stack.deps.dynamodb, stack.deps.env.products_table)
+    coupons.upload("gift", ["G-1", "G-2"], "15%", 7)
+    req = SendRequest(customer_id="u1", rule="gift", entry="e1", step=0, channel="email", template="t-gift")
+    assert stack.sender().send(req).status == "sent"
+    key = hashlib.sha256(b"u1|gift|e1|pool:gift").hexdigest()[:32]
+    issued = coupons.issued_for(key)
+    assert issued is not None and _code(sent_emails()[0]) == issued.code

@@ -322,3 +322,20 @@ def test_a_segment_set_by_a_journey_starts_the_journeys_it_triggers() -> None:
     fx = eng.process(sp, messages=[track("Go", "m1")], now=NOW)
     assert sp.profile.journeys["vip-welcome"]["state"] == "completed"
     assert [(s.rule, s.template) for s in fx.sends] == [("vip-welcome", "vip")]
+
+
+def test_an_event_due_now_keeps_its_properties_for_the_journey_it_starts() -> None:
+    """Kills `dict(item.payload.get("properties") or {})` → `and {}` in `_on_due_event`: an event written ahead
+    of time (a replenishment reminder) starts its journey with its properties (the product for the
+    template), and is written to the timeline with them."""
+    from retention.schedule.due import DueItem
+    rule = {"id": "refill", "trigger": {"event": "Replenishment Due"},
+            "steps": [{"send": {"channel": "email", "template": "refill"}}]}
+    item = DueItem(at=NOW, kind="EVENT", customer_id="c1", ref="o1|p1",
+                   payload={"name": "Replenishment Due", "properties": {"product_id": "p1", "order_id": "o1"}})
+    sp = stored()
+    fx = engine(rule).process(sp, due_items=[item], now=NOW)
+    props = {"product_id": "p1", "order_id": "o1"}
+    assert sp.profile.journeys["refill"]["trigger"]["properties"] == props
+    assert [s.event for s in fx.sends] == [{"name": "Replenishment Due", "properties": props}]
+    assert [e["properties"] for e in fx.events] == [props]
