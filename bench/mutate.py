@@ -107,6 +107,20 @@ EQUIVALENTS: list[tuple[str, str, str, str, str] | tuple[str, str, str, str, str
      'holdout = in_holdout(profile.id, rule.id, float(getattr(rule, "holdout_percent", 0) or 0)) or \\',
      'holdout = in_holdout(profile.id, rule.id, float(getattr(rule, "holdout_percent", 1) or 0)) or \\',
      "the Rule model always has holdout_percent (default 0): getattr's default is never used"),
+    ("engine", "_on_event", "fx.changed = True", "fx.changed = False",
+     "every caller of _on_event has set fx.changed already (process's message loop, _advance, _on_due_event, "
+     "_segments' transitions) except replay_event, whose caller (the dry-run) never reads it"),
+    ("engine", "_refresh_trigger", "return True", "return False",
+     "after the trigger was updated (not the emptied-cart return, which the line above tells apart): falling "
+     "through, the trigger check reaches _start, which refuses a running journey",
+     'journey["trigger"] = {"name": name, "properties": _small(folded)}'),
+    ("engine", "_refresh_trigger", "return False", "return True",
+     "not a cart event: `continue` skips the trigger check, which for this running journey would reach "
+     "_start and be refused; fx.changed is already set by the message",
+     "if not cart.is_cart_event(name):"),
+    ("engine", "_refresh_trigger", "return False", "return True",
+     "the event does not match the trigger: `continue` skips a trigger check that fails anyway; fx.changed is "
+     "already set by the message", "if not rule.trigger_matches_event(name, props):"),
     ("engine", "_start", "fx.changed = True", "fx.changed = False",
      "_advance, called at the end of _start, sets fx.changed = True on its first turn"),
     ("engine", "_advance", "fx.changed = True", "fx.changed = False",

@@ -339,3 +339,39 @@ def test_an_event_due_now_keeps_its_properties_for_the_journey_it_starts() -> No
     assert sp.profile.journeys["refill"]["trigger"]["properties"] == props
     assert [s.event for s in fx.sends] == [{"name": "Replenishment Due", "properties": props}]
     assert [e["properties"] for e in fx.events] == [props]
+
+
+def test_a_checkout_with_an_empty_cart_ends_the_cart_journey_without_starting_another() -> None:
+    """Kills `return True` → `return False` after `_end(…, "cart_emptied")` in `_refresh_trigger`: a
+    `Checkout Started` is both a cart event and the rule's trigger; with an empty product list it ends the
+    journey, and must not then start a new one with an empty cart."""
+    rule = {"id": "cart", "trigger": {"events": ["Checkout Started", "Product Added"], "update": "cart"},
+            "re_entry": {"cooldown": "7d"},
+            "steps": [{"wait": "4h"}, {"send": {"channel": "email", "template": "cart-reminder"}}]}
+    eng, sp = engine(rule), stored()
+    eng.process(sp, messages=[track("Product Added", "m1", product_id="a")], now=NOW)
+    later = NOW + timedelta(minutes=5)
+    empty = Message(type="track", message_id="m2", user_id="c1", event="Checkout Started",
+                    properties={"products": []}, timestamp=later, received_at=later)
+    fx = eng.process(sp, messages=[empty], now=later)
+    journey = sp.profile.journeys["cart"]
+    assert (journey["state"], journey["exit_reason"], journey["entries"]) == ("exited", "cart_emptied", 1)
+    assert [d for d in fx.due if d.kind == "JOURNEY"] == []
+
+
+def test_a_segment_entered_by_an_event_exactly_at_the_history_horizon_starts_its_journeys() -> None:
+    """Kills `any(m.timestamp >= live_after …)` → `>` in `process`: an event exactly 24 h old (the history
+    horizon) is live, so the segment it moves the customer into starts that segment's journeys."""
+    from retention.language.segments import parse_group
+    buyers = parse_group({"group": "buyers", "mode": "multi", "segments": [
+        {"id": "buyer", "when": {"kpi": "orders_count", "gte": 1}}]}, "buyers.yaml")
+    welcome = {"id": "buyer-welcome", "trigger": {"segment_entered": "buyer"},
+               "steps": [{"send": {"channel": "email", "template": "thanks"}}]}
+    eng = Engine(Definitions(rules=[parse_rule(welcome)], groups=[buyers], settings=Settings()))
+    horizon = NOW - timedelta(hours=24)
+    order = Message(type="track", message_id="o1", user_id="c1", event="Order Completed",
+                    properties={"order_id": "o1", "revenue": 10}, timestamp=horizon, received_at=NOW)
+    sp = stored()
+    fx = eng.process(sp, messages=[order], now=NOW)
+    assert [t.segment for t in fx.transitions if t.kind == "entered"] == ["buyer"]
+    assert [s.rule for s in fx.sends] == ["buyer-welcome"]
