@@ -254,12 +254,13 @@ def test_every_journey_entered_in_the_window_converts_after_one_that_did_not() -
     """Kills `continue` → `break` in `_attribute`'s journey loop: a journey entered before the window (5
     days) is passed over, not the end of the loop."""
     sp = stored()
-    sp.profile.journeys["old"] = {"entry": "e-old", "state": "completed", "holdout": False,
+    # held-out journeys (they convert on their entry row without any send: the uplift's control group)
+    sp.profile.journeys["old"] = {"entry": "e-old", "state": "control", "holdout": True,
                                   "entered_at": clock.iso(NOW - timedelta(days=10))}
-    sp.profile.journeys["recent"] = {"entry": "e-new", "state": "active", "holdout": False,
+    sp.profile.journeys["recent"] = {"entry": "e-new", "state": "control", "holdout": True,
                                      "entered_at": clock.iso(NOW - timedelta(hours=1))}
     fx = engine().process(sp, messages=[track("Order Completed", "o1", order_id="o1", revenue=50)], now=NOW)
-    assert conversions(fx) == [("recent", -1, "default")]
+    assert conversions(fx) == [("recent", -1, "holdout")]
     assert sp.profile.journeys["recent"]["converted_entry"] == "e-new"
     assert "converted_entry" not in sp.profile.journeys["old"]
 
@@ -291,9 +292,9 @@ def test_a_journey_entered_at_the_very_second_of_the_order_converts() -> None:
     """Kills `<= clock.parse_iso(entered) <= at` → `< at` in `_attribute`'s journey loop: the window includes
     its end."""
     sp = stored()
-    sp.profile.journeys["promo"] = {"entry": "e1", "state": "active", "holdout": False, "entered_at": clock.iso(NOW)}
+    sp.profile.journeys["promo"] = {"entry": "e1", "state": "control", "holdout": True, "entered_at": clock.iso(NOW)}
     fx = engine().process(sp, messages=[track("Order Completed", "o1", order_id="o1", revenue=50)], now=NOW)
-    assert conversions(fx) == [("promo", -1, "default")]
+    assert conversions(fx) == [("promo", -1, "holdout")]
 
 
 def test_a_wait_that_ends_now_does_not_wait() -> None:
