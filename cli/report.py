@@ -39,7 +39,8 @@ def uplift_line(stats: dict[str, Any]) -> str:
     line = (f"holdout: {hold['customers']} customers, {hold.get('converted', 0)} converted "
             f"({pct(up.get('holdout_rate'))}) vs treated {pct(up.get('treated_rate'))}")
     if up.get("insufficient_data") or up.get("absolute_uplift") is None:
-        return line + " · uplift: not enough data"
+        n = int(hold.get("customers") or 0) + int((stats.get("totals") or {}).get("entered") or 0)
+        return line + " · uplift: " + str(up.get("summary") or f"not enough data yet (n = {n})")
     ci = up.get("ci95")
     ci_text = f", 95% CI {_pp(ci[0])} … {_pp(ci[1])}" if isinstance(ci, list | tuple) and len(ci) == 2 else ""
     verdict = "significant" if up.get("significant") else "not significant"
@@ -163,7 +164,9 @@ def print_funnel(funnel: dict[str, Any], out: TextIO) -> None:
     if not any(s.get("count") for s in stages):
         out.write("funnel: no data for this period\n")
         return
-    out.write(f"funnel (CJM) as of {funnel.get('as_of') or funnel.get('to')}:\n")
+    title = funnel.get("title") or ("Relationship funnel" if funnel.get("kind") == "funnel"
+                                     else "Customers per relationship step (stage sizes, not a funnel)")
+    out.write(f"{title} as of {funnel.get('as_of') or funnel.get('to')}:\n")
     width = max(len(str(s["step"])) for s in stages)
     top = max(int(s.get("count") or 0) for s in stages) or 1
     for s in stages:
@@ -184,7 +187,8 @@ def funnel_chart(funnel: dict[str, Any], path: Path) -> Path | None:
     fig, ax = plt.subplots(figsize=(8, 3.2), dpi=100)
     names = [str(s["step"]) for s in stages]
     ax.barh(names[::-1], [int(s.get("count") or 0) for s in stages][::-1], color="#34a853")
-    ax.set_title("Customer relationship steps (seed 000 CJM)")
+    ax.set_title("Relationship funnel (seed 000 CJM)" if funnel.get("kind") == "funnel"
+                 else "Customers per relationship step: stage sizes (seed 000 CJM)")
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
@@ -209,7 +213,9 @@ def html_page(period: str, rules: list[dict[str, Any]], charts: dict[str, list[P
               coupons: list[dict[str, Any]] | None = None) -> str:
     parts = [f"<h1>Retention report</h1><p>{html.escape(period)}</p>"]
     if funnel is not None:
-        parts.append("<h2>Funnel (CJM)</h2>")
+        title = funnel.get("title") or ("Relationship funnel" if funnel.get("kind") == "funnel"
+                                         else "Customers per relationship step (stage sizes, not a funnel)")
+        parts.append(f"<h2>{html.escape(str(title))}</h2>")
         stages = funnel.get("stages") or []
         parts.append(_html_table(["step", "segments", "customers"],
                                  [[s["step"], ", ".join(s.get("segments") or []), s.get("count", 0)] for s in stages]))

@@ -41,8 +41,12 @@ ROUTES: tuple[RouteSpec, ...] = (
     RouteSpec("POST", "/v1/webhooks/nps", "nps_webhook"),
     RouteSpec("GET", "/nps/{token}", "nps_webhook"),
     RouteSpec("POST", "/nps/{token}", "nps_webhook"),
+    RouteSpec("GET", "/survey/{token}", "nps_webhook"),
+    RouteSpec("POST", "/survey/{token}", "nps_webhook"),
     RouteSpec("GET", "/u/{token}", "preferences"),
     RouteSpec("POST", "/u/{token}", "preferences"),
+    RouteSpec("GET", "/optin/{token}", "preferences"),
+    RouteSpec("POST", "/optin/{token}", "preferences"),
     RouteSpec("ANY", "/admin", "admin_api"),
     RouteSpec("ANY", "/admin/{proxy+}", "admin_api"),
     # the web console: same function and permissions as the admin API, a session cookie instead of Bearer

@@ -14,8 +14,12 @@ EXPECTED_ROUTES = {
     Route("POST", "/v1/webhooks/nps", "nps_webhook"),
     Route("GET", "/nps/{token}", "nps_webhook"),
     Route("POST", "/nps/{token}", "nps_webhook"),
+    Route("GET", "/survey/{token}", "nps_webhook"),
+    Route("POST", "/survey/{token}", "nps_webhook"),
     Route("GET", "/u/{token}", "preferences"),
     Route("POST", "/u/{token}", "preferences"),
+    Route("GET", "/optin/{token}", "preferences"),
+    Route("POST", "/optin/{token}", "preferences"),
     Route("ANY", "/admin", "admin_api"),
     Route("ANY", "/admin/{proxy+}", "admin_api"),
     Route("GET", "/console", "admin_api"),  # the web console is served by the admin API's function
@@ -59,7 +63,8 @@ def test_token_routes_validate_path_parameters(synth):
         for m in synth.resources("AWS::ApiGateway::Method").values()
         if m["Properties"].get("RequestParameters")
     ]
-    assert len(with_params) == 6  # GET/POST /nps/{token}, GET/POST /u/{token}, ANY /admin/{proxy+} and /console/…
+    # GET/POST /nps/{token}, /survey/{token}, /u/{token}, /optin/{token}; ANY /admin/{proxy+} and /console/…
+    assert len(with_params) == 10
     for props in with_params:
         assert props["RequestValidatorId"] == {"Ref": validator_lid}
 

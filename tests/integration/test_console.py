@@ -356,3 +356,23 @@ def test_templates_and_segment_groups_have_the_same_editor(tokens: dict[str, str
     status, _, html = b.get("/console/segments/flags/edit")
     assert status == 200 and "prefers_email" in html
     assert b.get("/console/people/x/edit")[0] == 404
+
+
+def test_catalogue_and_coupons(tokens: dict[str, str], library_stack: Any) -> None:
+    b = Browser()
+    b.sign_in(tokens["editor"])
+    csrf = b.csrf("/console/catalogue")
+    status, _, _ = b.post("/console/catalogue/coupons", {"csrf": csrf, "pool": "welcome", "discount": "10%",
+                                                         "valid_days": "7", "codes": "W-1\nW-2, W-3"})
+    assert status == 303
+    status, _, html = b.get("/console/catalogue?product=nope")
+    assert status == 200 and "<td>welcome</td>" in html and "Not found: nope" in html
+    status, _, html = b.post("/console/catalogue/coupons", {"csrf": csrf, "pool": "welcome", "discount": "lots",
+                                                            "codes": "W-4"})
+    assert status == 400 and 'class="error"' in html
+    entry = People(library_stack.deps.config).audit_log(kind="coupon_pool")[0]
+    assert (entry["who"], entry["id"]) == ("editor-person", "welcome")
+    viewer = Browser()
+    viewer.sign_in(tokens["viewer"])
+    assert viewer.post("/console/catalogue/coupons", {"csrf": viewer.csrf("/console/catalogue"), "pool": "x",
+                                                      "codes": "A"})[0] == 403

@@ -246,7 +246,10 @@ def expected_story_kpis(base: datetime) -> dict[str, Any]:
         "unclaimed_orders_percent": 33.33,  # o3 of o1, o3, o5
         "distinct_shops_count": 2,  # A and B (C was cancelled)
         "contacts_30d": 0,
+        "contacts_90d": 0,
         "last_contact_at": None,
+        "messages_received_30d": 0,
+        "last_message_at": None,
         "open_rate": None,
         "click_rate": None,
         "last_seen_at": iso(base + timedelta(days=46)),

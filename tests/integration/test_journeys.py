@@ -36,7 +36,7 @@ def test_abandoned_cart_reminds_then_stops_on_order(library_stack: Any) -> None:
     c1 = treated("abandoned-cart", "c1-")
     s.ingest([identify(c1, "cart@example.com", first_name="Ира"),
               track(c1, "Checkout Started", "cs1", cart_id="k1", products=[{"product_id": "p1", "price": 990}])])
-    advance(s, hours=5)
+    advance(s, hours=9)  # the first reminder 8 h after the cart (seed 001 "Корзина 8-24 часа")
     assert "abandoned-cart" in rules_sent("cart@example.com")
     reminders = rules_sent("cart@example.com").count("abandoned-cart")
     s.ingest([track(c1, "Order Completed", "o1", order_id="o1", revenue=990)])
@@ -51,7 +51,7 @@ def test_double_tick_sends_once(library_stack: Any) -> None:
     c2 = treated("abandoned-cart", "c2-")
     s.ingest([identify(c2, "twice@example.com"), track(c2, "Checkout Started", "cs2")])
     from datetime import timedelta
-    clock.set_now(clock.now() + timedelta(hours=5))
+    clock.set_now(clock.now() + timedelta(hours=9))  # past the 8-hour wait
     t = s.ticker()
     first = t.tick()
     second = t.tick()

@@ -108,39 +108,38 @@ def ledger_reasons(s: Stack, template: str) -> dict[str, str]:
 # ---- welcome ---------------------------------------------------------------------------------------------
 
 
-def test_welcome_confirmation_offer_forgot_us_and_exit_on_order(library_stack: Stack, now: datetime) -> None:
-    """Seed 001: the confirmation at 0 h (a service message: also without marketing consent), the offer the
-    next day and "forgot us?" on day 30 only with consent; an order ends the chain."""
+def test_welcome_thanks_offer_forgot_us_and_exit_on_order(library_stack: Stack, now: datetime) -> None:
+    """Seed 001: thanks at 0 h, the offer the next day and "forgot us?" on day 30, all marketing: only with
+    email consent (issue 14; without it the double opt-in asks, tests/integration/test_library_consent.py);
+    an order ends the chain."""
     s = library_stack
-    # Thursday 09:00 UTC, after the newsletter: day 30 is then a Saturday, not a newsletter morning (a letter
-    # two hours after the newsletter would be skipped by the 16-hour frequency cap)
+    # Thursday 09:00 UTC: day 30 is then a Saturday, not a newsletter morning (a letter two hours after the
+    # newsletter would be skipped by the 16-hour frequency cap)
     clock.set_now(now + timedelta(days=2))
     s.ingest([identify("w-yes", "w.yes@example.com", first_name="Вера"), track("w-yes", "Signed Up", "w1"),
               identify("w-no", "w.no@example.com", consent=False), track("w-no", "Signed Up", "w2"),
               identify("w-buy", "w.buy@example.com"), track("w-buy", "Signed Up", "w3")])
     forward(s, hours=1)
-    for to in ("w.yes@example.com", "w.no@example.com", "w.buy@example.com"):
-        assert mails(to, "welcome") == [("welcome", 0)], to
+    for to in ("w.yes@example.com", "w.buy@example.com"):
+        assert mails(to, "welcome") == [("welcome", 1)], to
+    assert mails("w.no@example.com") == []  # refused: no welcome (marketing), no opt-in request
+    assert "welcome" not in s.profile("w-no").journeys
     assert "Вера" in subjects("w.yes@example.com", "welcome")[0]
     forward(s, hours=23, minutes=30)  # the offer is due 24 h after the sign-up
-    assert mails("w.yes@example.com", "welcome") == [("welcome", 0), ("welcome", 2)]
-    assert mails("w.no@example.com", "welcome") == [("welcome", 0)]  # marketing: no consent, skipped
-    assert ledger_reasons(s, "welcome-offer") == {"w-no": "no_consent"}
+    assert mails("w.yes@example.com", "welcome") == [("welcome", 1), ("welcome", 3)]
     s.ingest([track("w-buy", "Order Completed", "w-o1", order_id="w-o1", revenue=1500)])
     forward(s, days=28)
-    assert mails("w.yes@example.com", "welcome") == [("welcome", 0), ("welcome", 2)]  # day 29: not yet
+    assert mails("w.yes@example.com", "welcome") == [("welcome", 1), ("welcome", 3)]  # day 29: not yet
     forward(s, days=2)
-    assert mails("w.yes@example.com", "welcome") == [("welcome", 0), ("welcome", 2), ("welcome", 4)]
-    assert mails("w.no@example.com", "welcome") == [("welcome", 0)]
-    assert mails("w.buy@example.com", "welcome") == [("welcome", 0), ("welcome", 2)]  # no "forgot us?"
+    assert mails("w.yes@example.com", "welcome") == [("welcome", 1), ("welcome", 3), ("welcome", 5)]
+    assert mails("w.buy@example.com", "welcome") == [("welcome", 1), ("welcome", 3)]  # no "forgot us?"
     assert journey(s, "w-yes", "welcome")["state"] == "completed"
-    assert journey(s, "w-no", "welcome")["state"] == "completed"
     bought = journey(s, "w-buy", "welcome")
     assert bought["state"] == "exited" and bought["exit_reason"] == "goal:Order Completed"
     # re_entry: allowed false — signing up again starts nothing
     s.ingest([track("w-yes", "Signed Up", "w4")])
     forward(s, days=2)
-    assert mails("w.yes@example.com", "welcome") == [("welcome", 0), ("welcome", 2), ("welcome", 4)]
+    assert mails("w.yes@example.com", "welcome") == [("welcome", 1), ("welcome", 3), ("welcome", 5)]
     no_duplicates()
 
 
@@ -179,6 +178,9 @@ def test_browse_abandonment_reminds_after_a_day_and_stops_on_product_added(libra
     similar = [m["html"] for m in sent_emails() if "look@example.com" in m["to"]
                and m["headers"]["X-Retention-Step"] == "4"]
     assert "Чайник стеклянный" in similar[0] and "Чайник со свистком" not in similar[0]  # in stock only
+    forward(s, days=3)  # still no click: the one-click survey (issue 14)
+    assert mails("look@example.com", "browse-abandonment") == [("browse-abandonment", 1), ("browse-abandonment", 4),
+                                                               ("browse-abandonment", 7)]
     assert journey(s, looker, "browse-abandonment")["state"] == "completed"
     # the clicker took the branch to the end: no second letter
     assert mails("click@example.com", "browse-abandonment") == [("browse-abandonment", 1)]
@@ -195,7 +197,9 @@ def test_browse_abandonment_reminds_after_a_day_and_stops_on_product_added(libra
 # ---- post purchase ---------------------------------------------------------------------------------------
 
 
-def test_post_purchase_thanks_at_once_then_accessories(library_stack: Stack) -> None:
+def test_order_confirmation_at_once_then_accessories(library_stack: Stack) -> None:
+    """The confirmation is the transactional `order-confirmation` (issue 14), the accessories the marketing
+    `post-purchase` three days later."""
     s = library_stack
     _catalog(s, [{"product_id": "p9", "name": "Кофемолка", "price": 2490, "category": "grinders",
                   "accessories": ["p10"]},
@@ -205,17 +209,17 @@ def test_post_purchase_thanks_at_once_then_accessories(library_stack: Stack) -> 
               track(buyer, "Order Completed", "pp1", order_id="A-17", revenue=2490,
                     products=[{"product_id": "p9", "name": "Кофемолка", "price": 2490}])])
     forward(s, minutes=5)
-    assert mails("buyer@example.com") == [("post-purchase", 0)]
+    assert mails("buyer@example.com") == [("order-confirmation", 0)]
     assert any("A-17" in (m["html"] or "") for m in sent_emails())
-    forward(s, days=2, hours=23)  # (Thursday's newsletter goes out meanwhile)
-    assert mails("buyer@example.com", "post-purchase") == [("post-purchase", 0)]
+    forward(s, days=2, hours=23)
+    assert mails("buyer@example.com", "post-purchase") == []
     forward(s, hours=2)
-    assert mails("buyer@example.com", "post-purchase") == [("post-purchase", 0), ("post-purchase", 2)]
+    assert mails("buyer@example.com", "post-purchase") == [("post-purchase", 1)]
     assert any("Кофемолка" in (m["html"] or "") and "Щёточка для кофемолки" in (m["html"] or "")
-               for m in sent_emails() if m["headers"]["X-Retention-Step"] == "2")
+               for m in sent_emails() if m["headers"].get("X-Retention-Rule") == "post-purchase")
     assert journey(s, buyer, "post-purchase")["state"] == "completed"
     forward(s, days=5)
-    assert len(mails("buyer@example.com", "post-purchase")) == 2
+    assert len(mails("buyer@example.com", "post-purchase")) == 1
     no_duplicates()
 
 
@@ -384,15 +388,15 @@ def scan_segment(cid: str, total: int = 16) -> int:
 
 def test_newsletter_broadcast_once_to_consenting_customers_spread_by_rate(library_stack: Stack, now: datetime
                                                                            ) -> None:
-    """cron(0 10 ? * THU *) Europe/Moscow: Thursday 2026-11-26 07:00 UTC. The firing fans out TRIGGER due
+    """cron(0 10 1,15 * ? *) Europe/Moscow: 2026-12-01 07:00 UTC. The firing fans out TRIGGER due
     items at most `rate_per_minute` a minute; consenting customers get the letter once, the others none."""
     s = library_stack
     s.deps.config.set_enabled("RULE", "newsletter", True)  # shipped disabled
     same = [f"nl-{i}" for i in range(200) if scan_segment(f"nl-{i}") == 3][:3]  # one scan page: paced
     s.ingest([identify(cid, f"{cid}@example.com") for cid in same]
              + [identify("nl-no", "nl-no@example.com", consent=False)])
-    fired = datetime(2026, 11, 26, 7, 0, tzinfo=now.tzinfo)
-    forward(s, days=1, hours=21, minutes=59)  # Thursday 06:59 UTC
+    fired = datetime(2026, 12, 1, 7, 0, tzinfo=now.tzinfo)
+    forward(s, days=6, hours=21, minutes=59)  # December 1st, 06:59 UTC
     assert mails(f"{same[0]}@example.com") == []
     clock.set_now(fired + timedelta(milliseconds=1))
     assert s.ticker().tick().broadcasts == 1
@@ -408,8 +412,9 @@ def test_newsletter_broadcast_once_to_consenting_customers_spread_by_rate(librar
     for cid in same:
         assert mails(f"{cid}@example.com") == [("newsletter", 0)], cid
     assert mails("nl-no@example.com") == []
-    assert ledger_reasons(s, "newsletter").get("nl-no") == "no_consent"
-    # the same firing fanned out again (a retried worker) starts nobody twice; next Thursday sends again
+    # outside the audience when it fires: no journey at all (issue 14: the audience is checked at entry too)
+    assert "newsletter" not in s.profile("nl-no").journeys and "nl-no" not in ledger_reasons(s, "newsletter")
+    # the same firing fanned out again (a retried worker) starts nobody twice
     from retention.schedule.recompute import Broadcast, Recompute
     Recompute(s.deps).fan_out(broadcast=Broadcast(rule="newsletter", fired=fired))
     forward(s, days=1)
@@ -429,10 +434,10 @@ def test_virtual_time_jumping_over_the_newsletter_firing_still_sends_it(library_
     s.ingest([identify("jump-1", "jump@example.com")])
     forward(s, minutes=1)
     # any later due item (a journey wait, a segment deadline): Friday 08:00 UTC
-    due.put(s.deps.dynamodb, s.tables["due"], [due.DueItem(at=datetime(2026, 11, 27, 8, tzinfo=now.tzinfo),
+    due.put(s.deps.dynamodb, s.tables["due"], [due.DueItem(at=datetime(2026, 12, 2, 8, tzinfo=now.tzinfo),
                                                            kind="SEGMENT", customer_id="jump-1", ref="segments")],
             s.deps.env.due_shards)
-    advance(s, days=3)  # over Thursday 07:00 UTC in one jump, as /_local/clock/advance does
+    advance(s, days=8)  # over December 1st, 07:00 UTC in one jump, as /_local/clock/advance does
     assert mails("jump@example.com", "newsletter") == [("newsletter", 0)]
 
 
@@ -451,8 +456,8 @@ def test_a_late_broadcast_is_still_paced(library_stack: Stack, now: datetime) ->
     s.deps.config.set_enabled("RULE", "newsletter", True)  # shipped disabled
     same = [f"nl-{i}" for i in range(200) if scan_segment(f"nl-{i}") == 3][:3]
     s.ingest([identify(cid, f"{cid}@example.com") for cid in same])
-    forward(s, days=1, hours=21, minutes=59)  # Thursday 06:59 UTC
-    clock.set_now(datetime(2026, 11, 26, 7, 30, tzinfo=now.tzinfo))  # the tick catches up half an hour late
+    forward(s, days=6, hours=21, minutes=59)  # December 1st, 06:59 UTC
+    clock.set_now(datetime(2026, 12, 1, 7, 30, tzinfo=now.tzinfo))  # the tick catches up half an hour late
     assert s.ticker().tick().broadcasts == 1
     drain_sends(s)
     items = [ddb.deserialize(i) or {} for i in s.deps.dynamodb.scan(TableName=s.tables["due"])["Items"]]

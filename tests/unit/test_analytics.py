@@ -3,6 +3,7 @@ engagement score and the funnel."""
 
 from __future__ import annotations
 
+import itertools
 import math
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -173,6 +174,7 @@ def test_uplift_with_an_empty_holdout() -> None:
         "p_value": None,
         "significant": False,
         "insufficient_data": True,
+        "summary": "not enough data yet (n = 1000)",
     }
     assert uplift(0, 0, 200, 10)["insufficient_data"] is True
     assert uplift(0, 0, 0, 0)["treated_rate"] is None
@@ -194,6 +196,23 @@ def test_uplift_against_a_holdout() -> None:
     assert result["ci95"][0] == pytest.approx(0.033695, abs=1e-5)
     assert result["ci95"][1] == pytest.approx(0.106305, abs=1e-5)
     assert result["insufficient_data"] is False
+
+
+def test_uplift_with_zero_events_is_not_enough_data() -> None:
+    """Issue 14: nobody converted in either group — no "+0.0 pp, CI +0.0…+0.0, p = 1"."""
+    result = uplift(380, 0, 20, 0)
+    assert result["insufficient_data"] is True
+    assert result["absolute_uplift"] is None and result["ci95"] is None and result["p_value"] is None
+    assert result["summary"] == "not enough data yet (n = 400)"
+    assert "pp" in uplift(1000, 120, 200, 10)["summary"] and "p = 0.004" in uplift(1000, 120, 200, 10)["summary"]
+
+
+def test_the_report_line_says_not_enough_data_with_n() -> None:
+    from cli.report import uplift_line
+    stats = {"holdout": {"customers": 20, "converted": 0}, "totals": {"entered": 380},
+             "uplift": uplift(380, 0, 20, 0)}
+    line = uplift_line(stats)
+    assert "not enough data yet (n = 400)" in line and "+0.0" not in line and "p=1" not in line
 
 
 def test_uplift_when_the_holdout_never_converts() -> None:
@@ -565,6 +584,28 @@ def test_funnel_maps_segments_to_the_eight_steps() -> None:
     ]
     hot = result["flows"][1]
     assert (hot["from_step"], hot["to_step"]) == ("warm-up", "sale")
+
+
+def test_the_relationship_steps_are_stage_sizes_not_a_funnel() -> None:
+    """Issue 14: the steps come from exclusive and unrelated segments, so no step is a subset of the one
+    before: named and charted as stage sizes; a funnel only for nested steps."""
+    import retention.analytics.stats as stats_mod
+    result = funnel([{"date": "2026-01-01", "segment": "loyal", "count": 5},
+                     {"date": "2026-01-01", "segment": "newbie", "count": 3}], [])
+    assert result["kind"] == "stage_sizes" and "not a funnel" in result["title"]
+    nested = frozenset(itertools.pairwise(RELATIONSHIP_STEPS))
+    original = stats_mod.NESTED_STEPS
+    stats_mod.NESTED_STEPS = nested
+    try:
+        assert funnel([], [])["kind"] == "funnel"
+    finally:
+        stats_mod.NESTED_STEPS = original
+    import io
+
+    from cli.report import print_funnel
+    out = io.StringIO()
+    print_funnel(result, out)
+    assert out.getvalue().startswith("Customers per relationship step (stage sizes")
 
 
 def test_funnel_without_data() -> None:

@@ -90,6 +90,32 @@ def test_consent() -> None:
     assert check({"consent": "sms"}, consent={}) is False
 
 
+def test_consent_state_tells_never_asked_from_refused() -> None:
+    """Issue 14: the double opt-in asks those who never answered (or did not confirm), never a refusal."""
+    ask = {"consent": "email", "state": ["unknown", "pending"]}
+    assert check(ask, consent_state={"email": "unknown"}) is True
+    assert check(ask, consent_state={"email": "pending"}) is True
+    assert check(ask, consent_state={"email": "refused"}) is False
+    assert check(ask, consent_state={"email": "granted"}, consent={"email": True}) is False
+    assert check(ask) is True  # no state in the facts: never asked
+    assert check({"consent": "email", "state": "refused"}, consent_state={"email": "refused"}) is True
+    with pytest.raises(ValidationError):
+        parse_condition({"consent": "email", "state": "maybe"})
+    with pytest.raises(ValidationError):
+        parse_condition({"consent": "email", "states": ["unknown"]})
+
+
+def test_consent_states_of_a_profile() -> None:
+    from retention.customers.profile import Consent, Profile, consent_states
+    p = Profile(id="c")
+    assert consent_states(p) == {"email": "unknown", "sms": "unknown"}
+    p.consent["email"] = Consent(granted=True, double_opt_in=True, at=NOW)
+    p.consent["sms"] = Consent(granted=False, at=NOW)
+    assert consent_states(p) == {"email": "pending", "sms": "refused"}
+    p.consent["email"] = Consent(granted=True, double_opt_in=True, at=NOW, confirmed_at=NOW)
+    assert consent_states(p)["email"] == "granted"
+
+
 def test_segment_membership() -> None:
     segs = {"loyal", "lifecycle/loyal", "nps_group/passive", "passive"}
     assert check({"in_segment": "loyal"}, segments=segs) is True

@@ -92,3 +92,46 @@ def test_goal_where_narrows_the_conversion() -> None:
     assert _converting([big], "Order Completed", {"revenue": 10}) == []
     assert _converting([big], "Order Completed", {"revenue": 5000}) == [
         ("big", 0, "default", {"converted": 1, "revenue": 5000.0})]
+
+
+def _attribution_engine() -> Engine:
+    review = parse_rule({"id": "review-request", "trigger": {"event": "Order Picked Up"},
+                         "goal": {"event": "Product Reviewed"},
+                         "steps": [{"wait": "7d"}, {"send": {"channel": "email", "template": "t"}}]})
+    cart = parse_rule({"id": "cart", **BASE})
+    waiting = parse_rule({"id": "waiting", "trigger": {"event": "Checkout Started"},
+                          "steps": [{"wait": "1d"}, {"send": {"channel": "email", "template": "t"}}]})
+    return Engine(Definitions(rules=[review, cart, waiting], groups=[], settings=Settings()))
+
+
+def test_a_conversion_counts_only_for_rules_that_sent_or_held_out_and_whose_goal_it_is() -> None:
+    """Issue 14: review-request showed "sent 0, converted 1" — an order counted for a journey that had
+    sent nothing and whose goal is a review."""
+    from datetime import UTC, datetime
+
+    from retention.customers.profile import Profile
+    from retention.customers.store import StoredProfile
+    from retention.journeys.engine import Effects
+    now = datetime(2026, 3, 1, 12, tzinfo=UTC)
+    entered = "2026-03-01T00:00:00.000000Z"
+    profile = Profile(id="c1", journeys={
+        "review-request": {"entry": "r1", "state": "active", "entered_at": entered},
+        "cart": {"entry": "c1", "state": "active", "entered_at": entered},
+        "waiting": {"entry": "w1", "state": "active", "entered_at": entered},
+    })
+    sp = StoredProfile(profile=profile, version=1, sends=[
+        {"at": "2026-03-01T04:00:00.000000Z", "rule": "cart", "step": 0, "variant": "default", "ledger": "l1"}])
+    fx = Effects()
+    order = {"name": "Order Completed", "properties": {"revenue": 100}, "timestamp": now, "message_id": "o1"}
+    _attribution_engine()._attribute(sp, order, fx, now)
+    counted = {(rule, step, variant): values for rule, step, variant, values in fx.counters}
+    assert counted == {("cart", 0, "default"): {"converted": 1, "revenue": 100.0}}  # nothing for the others
+    # the review is review-request's goal, but it sent nothing yet: still nothing; held out: counted
+    fx = Effects()
+    review = {"name": "Product Reviewed", "properties": {}, "timestamp": now, "message_id": "r"}
+    _attribution_engine()._attribute(sp, review, fx, now)
+    assert fx.counters == []
+    profile.journeys["review-request"]["holdout"] = True
+    fx = Effects()
+    _attribution_engine()._attribute(sp, review, fx, now)
+    assert [(r, s, v) for r, s, v, _ in fx.counters] == [("review-request", -1, "holdout")]

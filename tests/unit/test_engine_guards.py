@@ -207,13 +207,15 @@ def test_holdout_conversions_are_counted_on_the_holdout_row_with_revenue() -> No
     assert conversions(fx, "cart") == []
 
 
-def test_treated_conversion_without_a_send_counts_on_the_default_entry_row() -> None:
+def test_treated_conversion_without_a_send_counts_nothing() -> None:
+    """Issue 14 item 12: a conversion counts only for a customer who was sent a message of the rule (or held
+    out, for the uplift); an order before the first reminder was not the rule's doing ("sent 0, converted 1")."""
     eng, sp = engine(TWO_SENDS), stored(treated("cart"))
     cid = sp.profile.id
     eng.process(sp, messages=[track("Checkout Started", "cs1", NOW, cid=cid)], now=NOW)
     at = NOW + timedelta(minutes=30)  # before the first reminder: nothing sent to credit
     fx = eng.process(sp, messages=[track("Order Completed", "o1", at, cid=cid, order_id="o1", revenue=99)], now=at)
-    assert conversions(fx, "cart") == [(-1, "default", {"converted": 1})]
+    assert conversions(fx, "cart") == []
 
 
 # ---- the history horizon --------------------------------------------------------------------------------
@@ -268,3 +270,42 @@ def test_segment_moves_of_a_history_import_start_no_journey() -> None:
     fx = eng.process(sp2, messages=[track("Order Completed", "o2", NOW - timedelta(hours=2), cid="c2",
                                           order_id="o2", revenue=500)], now=NOW)
     assert fx.transitions and "moved" in sp2.profile.journeys
+
+
+# ---- the re-order time (issue 14 item 6: second-order at the category's typical re-order time) ------------
+
+REORDER = {"id": "again", "trigger": {"event": "Order Completed"}, "exit_when": {"event": "Checkout Started"},
+           "steps": [{"wait": {"reorder": "30d"}}, {"send": {"channel": "email", "template": "again"}}]}
+
+
+@pytest.mark.parametrize(("products", "reorder_days", "days"), [
+    ([{"category": "Coffee"}], {"coffee": 14}, 14),  # the shop's setting, matched without case
+    ([{"category": "coffee"}, {"category": "kettles"}], {"Coffee": 21, "kettles": 365}, 21),  # the soonest need
+    ([{"category": "books"}], {"coffee": 14}, 30),  # not listed: the rule's own default
+    ([{"category": "coffee"}], {}, 30),  # no setting: the default
+    ([], {"coffee": 14}, 30),  # an order without categories
+])
+def test_a_reorder_wait_takes_the_categorys_typical_reorder_time(products: list[dict[str, Any]],
+                                                                 reorder_days: dict[str, int], days: int) -> None:
+    eng, sp = engine(REORDER, reorder_days=reorder_days), stored()
+    fx = eng.process(sp, messages=[track("Order Completed", "o1", NOW, order_id="o1", revenue=10,
+                                         products=products)], now=NOW)
+    assert [d.at for d in fx.due if d.kind == "JOURNEY"] == [NOW + timedelta(days=days)]
+
+
+def test_the_latest_orders_categories_count_not_a_late_arriving_older_order() -> None:
+    from retention.journeys.engine import reorder_time
+    eng, sp = engine(REORDER, reorder_days={"coffee": 14, "tea": 60}), stored()
+    eng.process(sp, messages=[track("Order Completed", "o2", NOW, order_id="o2", category="tea")], now=NOW)
+    eng.process(sp, messages=[track("Order Completed", "o1", NOW - timedelta(days=3), order_id="o1",
+                                    products=[{"category": "coffee"}])], now=NOW)
+    assert reorder_time(sp.profile, {"coffee": 14, "tea": 60}) == timedelta(days=60)
+
+
+def test_a_reorder_wait_and_its_setting_are_validated() -> None:
+    from retention.core.errors import RetentionError
+    with pytest.raises(RetentionError, match="duration or reorder"):
+        parse_rule({**REORDER, "steps": [{"wait": {"reorder": "30d", "duration": "1d"}},
+                                         {"send": {"template": "again"}}]})
+    with pytest.raises(ValueError, match="reorder_days"):
+        Settings(reorder_days={"coffee": 0})

@@ -5,7 +5,8 @@ from __future__ import annotations
 import textwrap
 from typing import Any
 
-from retention.language import lint, rules
+import pytest
+from retention.language import lint, rules, templates
 
 UNSUB = '<p><a href="{{ links.unsubscribe }}">Отписаться</a></p>'
 
@@ -190,3 +191,44 @@ def test_rule_template_categories_and_missing_templates() -> None:
     assert [(w.code, w.severity) for w in lint.lint_rule(marketing, TEMPLATES)] == [("template-category", "info")]
     # Without templates only the rule itself is judged.
     assert lint.lint_rule(marketing) == []
+
+
+# ---- message class (issue 14) ---------------------------------------------------------------------------
+
+
+def _service(html: str, text: str = "Заказ {{ event.properties.order_id }} принят.") -> dict[str, Any]:
+    return {"id": "svc", "category": "transactional", "locales": {"ru": {
+        "subject": 'Заказ принят, {{ customer.first_name|first_name_or("друг") }}', "html": html, "text": text}}}
+
+
+@pytest.mark.parametrize(("html", "found"), [
+    ("<p>Ваш промокод: {{ coupon }}</p>", "{{ coupon }}"),
+    ('{% for p in recommend("similar", limit=4) %}{{ p.name }}{% endfor %}', "{{ recommend }}"),
+    ('<a href="{{ links.offer }}">Смотреть</a>', "links.offer"),
+    ("<p>Скидка 10 % на следующий заказ!</p>", "Скидк"),
+    ("<p>Get a discount on your next order</p>", "discount"),
+    # the product blocks and the coupon pools of retention.products / retention.language.blocks
+    ("{{ product_cards(event.properties.products) }}", "{{ product_cards }}"),
+    ("{{ product_lines(event.properties.products) }}", "{{ product_lines }}"),
+    ('{{ product_cards(recommend("accessories", limit=4)) }}', "{{ recommend }}"),
+    ("{% if coupon %}<p>{{ coupon.code }}</p>{% endif %}", "{{ coupon }}"),
+])
+def test_a_transactional_template_with_promotion_fails_apply_and_lint(html: str, found: str) -> None:
+    problems = templates.validate_template(_service(html))
+    assert problems and "carries no promotion" in problems[0] and found in problems[0], problems
+    codes = [w.code for w in lint.lint_template(_service(html))]
+    assert "transactional-promotion" in codes
+
+
+def test_a_plain_service_message_and_a_marketing_offer_pass() -> None:
+    assert templates.validate_template(_service("<p>Заказ {{ event.properties.order_id }} принят.</p>")) == []
+    marketing = _service("<p>Промокод {{ coupon }}</p><a href=\"{{ links.unsubscribe }}\">x</a>",
+                         "Промокод {{ coupon }} {{ links.unsubscribe }}")
+    marketing["category"] = "marketing"
+    assert templates.promotion_problems(templates.parse_template(marketing)) == []
+
+
+def test_apply_refuses_a_transactional_template_with_a_coupon() -> None:
+    from retention.admin.previews import template_problems
+    problems = template_problems(_service("<p>Промокод {{ coupon }}</p>"), "templates/svc.yaml")
+    assert problems and "carries no promotion" in problems[0]

@@ -346,7 +346,8 @@ def test_aggregate_by_week() -> None:
         },
     }
     # shop A: c1 D, c2 P, c2/delivery P → (2 − 1) / 3 = 33.3 "average"
-    # shop B: c3 D, c4 Pa → (0 − 1) / 2 = −50 "terrible"; c5 gave no shop
+    # shop B: c3 D, c4 Pa → (0 − 1) / 2 = −50 "terrible"; c5 gave no shop: "unknown" (issue 14:
+    # every answer counts by shop, so the shops add up to overall)
     assert report["by_shop"] == {
         "A": {
             "nps": 33.3,
@@ -364,7 +365,16 @@ def test_aggregate_by_week() -> None:
             "passives": 1,
             "detractors": 1,
         },
+        "unknown": {
+            "nps": 100.0,
+            "label": "perfect",
+            "responses": 1,
+            "promoters": 1,
+            "passives": 0,
+            "detractors": 0,
+        },
     }
+    assert sum(s["responses"] for s in report["by_shop"].values()) == report["overall"]["responses"]
     # week of 05-06: c2 P, c3 D, c4 Pa → 0 "mediocre"; week of 05-13: c1 D, c5 P, c2 P → 33.3;
     # c1's replaced 10 of 05-06 and c3's stale answer of Sunday 05-05 appear nowhere
     assert report["trend"] == [

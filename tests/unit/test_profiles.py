@@ -80,6 +80,9 @@ def test_every_kpi_by_hand() -> None:
         track("Order Ready for Pickup", "2026-02-01T00:00:00", order_id="o3"),
         track("Order Unclaimed", "2026-02-08T00:00:00", order_id="o3"),
         track("Page Visit", "2026-02-20T08:00:00"),
+        # seed 000 "частота обращений": the customer's own contacts (50 and 10 days ago)
+        track("Support Requested", "2026-01-10T09:00:00"),
+        track("Complaint Opened", "2026-02-19T09:00:00"),
     )
     for days in (1, 10, 31, 59, 61):
         profiles.record_contact(p, NOW - timedelta(days=days), NOW)
@@ -100,8 +103,11 @@ def test_every_kpi_by_hand() -> None:
         "average_pickup_storage_hours": 18.0,
         "unclaimed_orders_percent": 33.33,
         "distinct_shops_count": 2,
-        "contacts_30d": 2,
-        "last_contact_at": "2026-02-28T12:00:00.000000Z",
+        "contacts_30d": 1,
+        "contacts_90d": 2,
+        "last_contact_at": "2026-02-19T09:00:00.000000Z",
+        "messages_received_30d": 2,  # the engine's sends: 1 and 10 days ago (31, 59 are out of the window)
+        "last_message_at": "2026-02-28T12:00:00.000000Z",
         "open_rate": 0.5,
         "click_rate": 0.25,
         "last_seen_at": "2026-02-20T08:00:00.000000Z",
@@ -123,12 +129,14 @@ def test_empty_profile_kpis_are_null_not_zero_division() -> None:
         "average_pickup_storage_hours",
         "unclaimed_orders_percent",
         "last_contact_at",
+        "last_message_at",
         "open_rate",
         "click_rate",
         "last_seen_at",
     ):
         assert k[key] is None, key
     assert k["repeat_orders_count"] == 0 and k["contacts_30d"] == 0 and k["distinct_shops_count"] == 0
+    assert k["contacts_90d"] == 0 and k["messages_received_30d"] == 0
 
 
 def test_one_order_has_no_average_interval() -> None:
@@ -549,7 +557,7 @@ def test_merge_anonymous_into_known() -> None:
     assert known.anonymous_ids == ["anon-1"]
     assert known.message_stats == {"delivered": 4, "opened": 1}
     assert known.kpis["open_rate"] == 0.25
-    assert known.contacts == ["2026-02-20T00:00:00.000000Z"] and known.kpis["contacts_30d"] == 1
+    assert known.contacts == ["2026-02-20T00:00:00.000000Z"] and known.kpis["messages_received_30d"] == 1
     assert known.first_seen_at == at("2026-01-01T00:00:00")
     assert known.last_seen_at == at("2026-02-02T00:00:00")
     assert known.consent["email"].granted is True
@@ -619,10 +627,15 @@ def test_doc_round_trip() -> None:
     assert "\n" not in doc and ": " not in doc
     assert isinstance(json.loads(doc), dict)
     back = Profile.from_doc(doc)
-    assert back == p
-    assert back.orders["o1"].at == at("2026-01-01T10:00:00")
-    assert back.orders["o1"].refunds and back.kpis == p.kpis
-    assert Profile.from_doc(json.loads(doc)) == p
+    # the orders are items of their own (the doc keeps their aggregates: its size does not grow with them)
+    assert "orders" not in json.loads(doc) and back.orders == {}
+    assert back.model_dump(exclude={"orders"}) == p.model_dump(exclude={"orders"})
+    assert back.order_stats == p.order_stats and back.kpis == p.kpis
+    assert not back.orders_complete() and p.orders_complete()
+    assert Profile.from_doc(json.loads(doc)).model_dump() == back.model_dump()
+    from retention.customers.store import order_from_item, order_item
+    item = order_item("u1", p.orders["o1"])
+    assert order_from_item(item) == p.orders["o1"] and order_from_item(item).refunds
 
 
 def test_suppressed_channel_is_not_consented_in_facts() -> None:
@@ -654,3 +667,47 @@ def test_one_list_of_interest_events_for_the_profile_and_the_product_index() -> 
     assert sorted(p.interests) == ["P1", "P2", "P3", "S1"]
     assert sorted((pid, kind) for pid, kind, _ in _interests(msgs)) == [
         ("P1", "carted"), ("P2", "carted"), ("P3", "carted"), ("S1", "subscribed")]
+
+
+def test_contacts_are_the_customers_own_and_the_event_list_is_a_setting() -> None:
+    """Seed 000's "частота обращений": support requests and complaints over 30/90 days, not the engine's
+    sends (those are messages_received_30d); a shop can name its own contact events."""
+    p = Profile(id="c1")
+    apply_message(p, track("Complaint Opened", "2026-02-25T10:00:00"), NOW)
+    apply_message(p, track("Complaint Opened", "2026-02-25T10:00:00"), NOW)  # the same contact again
+    apply_message(p, track("Support Requested", "2025-12-15T10:00:00"), NOW)  # 76 days ago
+    apply_message(p, track("Product Viewed", "2026-02-28T10:00:00", product_id="p1"), NOW)
+    profiles.record_contact(p, NOW - timedelta(days=2), NOW)  # a marketing email the engine sent
+    assert (p.kpis["contacts_30d"], p.kpis["contacts_90d"]) == (1, 2)
+    assert p.kpis["last_contact_at"] == "2026-02-25T10:00:00.000000Z"
+    assert p.kpis["messages_received_30d"] == 1
+    q = Profile(id="c2")
+    apply_message(q, track("Chat Started", "2026-02-27T10:00:00"), NOW, contact_events=["Chat Started"])
+    apply_message(q, track("Complaint Opened", "2026-02-27T11:00:00"), NOW, contact_events=["Chat Started"])
+    assert q.kpis["contacts_30d"] == 1 and q.kpis["last_contact_at"] == "2026-02-27T10:00:00.000000Z"
+
+
+def test_the_engines_sends_never_count_as_the_customers_contacts() -> None:
+    """Issue 14 item 9: `contacts_30d` changed meaning. The stored send list (both message classes) feeds
+    `messages_received_30d` / `last_message_at` only; `contacts_30d` / `last_contact_at` move only with the
+    customer's own contact events, and the README says which is which."""
+    from pathlib import Path
+
+    from retention.customers.store import StoredProfile as Stored
+    from retention.customers.store import encode_doc, from_item, to_item
+    p = Profile(id="c1", created_at=NOW - timedelta(days=40))
+    apply_message(p, track("Support Requested", "2026-02-20T10:00:00"), NOW)
+    sends = [{"at": "2026-02-27T10:00:00.000000Z", "rule": "abandoned-cart", "step": 1, "marketing": True},
+             {"at": "2026-02-28T10:00:00.000000Z", "rule": "order-confirmation", "step": 0, "marketing": False},
+             {"at": "2026-01-05T10:00:00.000000Z", "rule": "welcome", "step": 1, "marketing": True}]  # 55 days ago
+    item = {**to_item(Stored(profile=p, version=1), NOW), "sends": sends, "doc": encode_doc(p.to_doc())}
+    loaded = from_item("c1", item, NOW).profile
+    kpis = compute_kpis(loaded, NOW)
+    assert (kpis["contacts_30d"], kpis["contacts_90d"], kpis["last_contact_at"]) == (
+        1, 1, "2026-02-20T10:00:00.000000Z")
+    assert (kpis["messages_received_30d"], kpis["last_message_at"]) == (2, "2026-02-28T10:00:00.000000Z")
+    profiles.record_contact(loaded, NOW - timedelta(hours=1), NOW)  # the sender's bookkeeping of one more send
+    assert (loaded.kpis["contacts_30d"], loaded.kpis["messages_received_30d"]) == (1, 3)
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    assert "`contacts_30d` / `contacts_90d` / `last_contact_at` are the customer's own contacts" in readme
+    assert "never the engine's messages: those are `messages_received_30d`" in readme

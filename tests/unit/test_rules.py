@@ -387,6 +387,19 @@ def test_variant_weights_and_holdout_range() -> None:
         "rules/r.yaml:5: holdout_percent: a transactional rule cannot hold customers out of service messages"]
 
 
+def test_a_transactional_rule_carries_no_coupon_or_product_block() -> None:
+    """Issue 14 item 3: a service message goes without consent, caps or holdout, so it must not carry an
+    offer: the step-level coupon pools and recommendation blocks (issue 18) are promotion too."""
+    found = problems_of(base("- send: {template: welcome, coupon: {pool: welcome, fallback: hmac}}\n"
+                             "- send: {template: welcome, min_recommendations: 1}\n",
+                             head="category: transactional\n"))
+    assert [p.split(": ", 2)[1] for p in found] == ["steps[0].send.coupon", "steps[1].send.min_recommendations"]
+    assert all("a transactional rule carries no promotion" in p for p in found)
+    marketing = load_one(base("- send: {template: welcome, coupon: {pool: welcome, fallback: hmac}}\n"),
+                         templates=TEMPLATES, segment_groups=GROUPS)
+    assert marketing.steps[0].send.coupon is not None  # the same step in a marketing rule is fine
+
+
 def test_shape_errors_have_clear_messages() -> None:
     assert problems_of("""\
         id: r

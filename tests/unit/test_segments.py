@@ -78,7 +78,7 @@ def lifecycle(groups: list[SegmentGroup], facts: dict[str, Any], manual: Any = N
 
 def test_default_library_loads_in_dependency_order(library: list[SegmentGroup]) -> None:
     names = [g.group for g in library]
-    assert set(names) == {"lifecycle", "flags", "nps_group", "potential", "markers"}
+    assert set(names) == {"lifecycle", "flags", "nps_group", "potential", "markers", "welcome_chain"}
     # lifecycle refers to nps_group (complaint ← detractor) and markers (lost)
     assert names.index("nps_group") < names.index("lifecycle")
     assert names.index("markers") < names.index("lifecycle")
@@ -372,6 +372,7 @@ def test_membership_set_and_summary(library: list[SegmentGroup]) -> None:
         "flags": ["vip"],
         "nps_group": "passive",
         "markers": [],
+        "welcome_chain": [],
         "lifecycle": "promo_registered",
         "potential": None,
     }

@@ -626,6 +626,8 @@ def test_build_context_shape():
             "nps": {n: f"https://e.example/nps/t?score={n}" for n in range(11)},
             "nps_short": "https://e.example/nps/t",
             "shop": "https://shop.example",
+            "confirm": "",
+            "survey": {},
         },
         "message": {"rule": "abandoned-cart", "step": 2, "variant": "b"},
         "locale": "en",
@@ -670,3 +672,24 @@ def test_dates_from_the_clock_are_accepted():
     t = tpl({"ru": {"sms": "{{ when|date('datetime') }}"}})
     ctx = {**build_context(customer_id="c1"), "when": moment}
     assert render(t, "ru", ctx).sms == "24 ноября 2026, 10:00"
+
+
+def test_survey_links_sign_any_reason_the_template_names() -> None:
+    """Issue 14: one signed answer link per reason (`links.survey.<reason>`), built when the template asks."""
+    asked: list[str] = []
+
+    def url(reason: str) -> str:
+        asked.append(reason)
+        return f"https://e.example/survey/{reason}-token"
+
+    ctx = build_context(customer_id="c1", survey_url=url, confirm_url="https://e.example/optin/t")
+    template = parse_template({"id": "s", "category": "marketing", "locales": {"ru": {
+        "subject": "x", "text": "{{ links.survey.price }} {{ links.survey['not_found'] }} {{ links.confirm }}"}}})
+    out = render(template, "ru", ctx)
+    assert out.text == ("https://e.example/survey/price-token https://e.example/survey/not_found-token "
+                        "https://e.example/optin/t")
+    assert asked == ["price", "not_found"]
+    bad = parse_template({"id": "s", "category": "marketing", "locales": {"ru": {
+        "subject": "x", "text": "{{ links.survey['Bad Reason'] }}"}}})
+    with pytest.raises(TemplateRenderError):
+        render(bad, "ru", ctx)

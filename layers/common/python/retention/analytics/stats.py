@@ -45,6 +45,7 @@ same (date, step, variant): `rule_report` sums them.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
@@ -86,7 +87,9 @@ REPORT_KEYS: tuple[str, ...] = (
     "ab",
     "uplift",
     "daily",
+    "answers",
 )
+ANSWER_PREFIX = "answer:"  # a one-click survey answer on its message's row (retention.surveys.answers)
 
 Z_95 = 1.959963984540054  # the 97.5 % quantile of N(0, 1): a two-sided 95 % interval
 RATE_DIGITS = 4
@@ -219,15 +222,17 @@ def uplift(
 
     `absolute_uplift` = treated_rate − holdout_rate (with its 95 % interval and the two-sided p
     of the pooled z test), `relative_uplift` = absolute / holdout_rate (None when the holdout
-    never converted). When either group is empty, `insufficient_data` is True and every
+    never converted). When either group is empty, or nobody in either group converted yet (zero events
+    say nothing about a difference: not "+0.0 pp, p = 1"), `insufficient_data` is True and every
     comparison is None: never a division by zero, never a made-up 0. Conversions above a group's
-    size are capped at its size (see `ab_verdict`)."""
+    size are capped at its size (see `ab_verdict`). `summary` is the sentence to show a marketer:
+    "not enough data yet (n = …)" or "+1.2 pp (95 % CI …, p = …)"."""
     treated_n, holdout_n = max(0, int(treated_n)), max(0, int(holdout_n))
     treated_conv = min(treated_n, max(0, int(treated_conv)))
     holdout_conv = min(holdout_n, max(0, int(holdout_conv)))
     treated_rate = treated_conv / treated_n if treated_n else None
     holdout_rate = holdout_conv / holdout_n if holdout_n else None
-    if treated_rate is None or holdout_rate is None:
+    if treated_rate is None or holdout_rate is None or treated_conv + holdout_conv == 0:
         return {
             "treated_rate": treated_rate,
             "holdout_rate": holdout_rate,
@@ -237,9 +242,11 @@ def uplift(
             "p_value": None,
             "significant": False,
             "insufficient_data": True,
+            "summary": not_enough_data(treated_n + holdout_n),
         }
     test = two_proportion_test(treated_conv, treated_n, holdout_conv, holdout_n)
     absolute = treated_rate - holdout_rate
+    low, high = test["ci95"]
     return {
         "treated_rate": treated_rate,
         "holdout_rate": holdout_rate,
@@ -249,7 +256,13 @@ def uplift(
         "p_value": test["p_value"],
         "significant": test["p_value"] < alpha,
         "insufficient_data": False,
+        "summary": f"{absolute * 100:+.1f} pp (95 % CI {low * 100:+.1f}…{high * 100:+.1f}, p = {test['p_value']:.3f})",
     }
+
+
+def not_enough_data(n: int) -> str:
+    """What a comparison without a single event reads (uplift, A/B)."""
+    return f"not enough data yet (n = {int(n)})"
 
 
 # ---------------------------------------------------------------------------------- rule report
@@ -357,7 +370,8 @@ def rule_report(
     `suppressed_by_reason` {reason: n}, `ab` [{step, variants, verdict, winner, comparisons}] for
     every step with two or more variants, `uplift` (treated = totals.entered / totals.converted
     vs the holdout), `daily` [{date, sent, converted, revenue}] for every day from the first to the
-    last day with data (gaps filled with zeros, so a chart's x axis is even). `revenue` is
+    last day with data (gaps filled with zeros, so a chart's x axis is even), `answers` {reason: n}
+    (one-click survey answers, one per message). `revenue` is
     rounded to cents (half up) after an exact decimal sum.
     """
     start = _as_date(date_from, "from")
@@ -369,6 +383,7 @@ def rule_report(
     holdout_customers = 0
     holdout_converted = 0
     reasons: dict[str, int] = defaultdict(int)
+    answers: dict[str, int] = defaultdict(int)
     daily: dict[date, _Bucket] = defaultdict(_Bucket)
 
     for row in rows:
@@ -389,6 +404,8 @@ def rule_report(
         bucket.redeemed_revenue = _decimal(row.get("redeemed_revenue"), "redeemed_revenue")
         row_reasons = 0
         for attribute, value in row.items():
+            if isinstance(attribute, str) and attribute.startswith(ANSWER_PREFIX):
+                answers[attribute[len(ANSWER_PREFIX):]] += _as_int(value, attribute)
             if isinstance(attribute, str) and attribute.startswith(SUPPRESSED_PREFIX):
                 count = _as_int(value, attribute)
                 reasons[attribute[len(SUPPRESSED_PREFIX) :]] += count
@@ -454,6 +471,7 @@ def rule_report(
         "ab": ab,
         "uplift": uplift(t["entered"], t["converted"], holdout_customers, holdout_converted, alpha=alpha),
         "daily": daily_list,
+        "answers": {reason: answers[reason] for reason in sorted(answers)},
     }
 
 
@@ -561,6 +579,13 @@ STEP_SEGMENTS: dict[str, tuple[str, ...]] = {
     "recommendation": ("promoter",),
 }
 LOSS_SEGMENTS: tuple[str, ...] = ("unstable", "inactive", "lost", "complaint", "fraud")
+# (step, next step) pairs whose next step's customers are always among the step's own: only then is the
+# sequence a funnel. The steps above come from different segment groups (potential, lifecycle, flags, NPS)
+# and the lifecycle ones are exclusive (a loyal customer is no longer in "sale"), so none is nested: the
+# report shows stage sizes, named as such, not conversion between steps.
+NESTED_STEPS: frozenset[tuple[str, str]] = frozenset()
+FUNNEL_TITLE = "Relationship funnel (each step a subset of the previous)"
+STAGES_TITLE = "Customers per relationship step (stage sizes, not a funnel: a customer can be in several or none)"
 SEGMENT_STEP: dict[str, str] = {
     segment: step for step, segments in STEP_SEGMENTS.items() for segment in segments
 }
@@ -586,8 +611,9 @@ def funnel(daily_sizes: Iterable[Mapping[str, Any]], flows: Iterable[Mapping[str
 
     `daily_sizes`: [{date, segment, count}] (segment membership counted per day); `flows`:
     [{date, from, to, count}] (customers who moved; `from` None = entered a first segment).
-    Returns `stages` — one per relationship step, in order: {step, segments, count (on the latest
-    day), series [{date, count}]} — `losses` (the same for LOSS_SEGMENTS), `as_of` (the latest
+    Returns `kind` ("funnel" only when every step is a subset of the previous, see NESTED_STEPS, else
+    "stage_sizes") with its `title`, `stages` — one per relationship step, in order: {step, segments,
+    count (on the latest day), series [{date, count}]} — `losses` (the same for LOSS_SEGMENTS), `as_of` (the latest
     day) and `flows` — [{from, to, from_step, to_step, direction, count}] summed over the days,
     largest first; direction is forward/backward/within (between steps), loss, recovery, new or
     other. Segments mapped to no step (flags like `sms`) are left out of the stages."""
@@ -624,7 +650,10 @@ def funnel(daily_sizes: Iterable[Mapping[str, Any]], flows: Iterable[Mapping[str
         if count
     ]
     flow_list.sort(key=lambda f: (-f["count"], f["from"] or "", f["to"] or ""))
+    nested = all(pair in NESTED_STEPS for pair in itertools.pairwise(RELATIONSHIP_STEPS))
     return {
+        "kind": "funnel" if nested else "stage_sizes",
+        "title": FUNNEL_TITLE if nested else STAGES_TITLE,
         "stages": [{"step": step, **stage(STEP_SEGMENTS[step])} for step in RELATIONSHIP_STEPS],
         "losses": stage(LOSS_SEGMENTS),
         "as_of": latest.isoformat() if latest else None,

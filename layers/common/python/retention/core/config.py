@@ -131,6 +131,23 @@ class Settings(BaseModel):
                 raise ValueError(f"consumable_categories[{name!r}]: a category name and 1 to 3650 days")
         return value
 
+    # seed 000 "частота обращений": the customer's own contacts with the shop (KPIs contacts_30d / _90d)
+    contact_events: list[str] = Field(default_factory=lambda: ["Complaint Opened", "Support Requested"])
+    # seed 002 "после покупки идет потребление товара": the typical days until a product category is bought
+    # again (category → days, matched without case). A `wait: {reorder: 30d}` step waits the shortest of the
+    # customer's latest order's categories, or its own duration when none is listed (rule second-order).
+    reorder_days: dict[str, int] = Field(default_factory=dict)
+
+    @field_validator("reorder_days")
+    @classmethod
+    def _reorder_days(cls, value: dict[str, int]) -> dict[str, int]:
+        bad = {k: v for k, v in value.items() if not 1 <= v <= 3650 or not k.strip() or len(k) > 100}
+        if bad:
+            raise ValueError(f"reorder_days: a category name (1-100 characters) → 1 to 3650 days, got {bad}")
+        if len(value) > 500:
+            raise ValueError("reorder_days: at most 500 categories")
+        return {k.strip().casefold(): v for k, v in value.items()}
+
     model_config = {"extra": "forbid", "defer_build": True}
 
     def sms_allowed(self) -> set[str]:

@@ -20,8 +20,11 @@ KPIS: dict[str, KpiKind] = {
     "average_pickup_storage_hours": "number",
     "unclaimed_orders_percent": "number",
     "distinct_shops_count": "number",
-    "contacts_30d": "number",
+    "contacts_30d": "number",  # seed 000 "частота обращений": the customer's own contacts with the shop
+    "contacts_90d": "number",
     "last_contact_at": "timestamp",
+    "messages_received_30d": "number",  # the engine's sends to the customer (both classes), not contacts
+    "last_message_at": "timestamp",
     "open_rate": "number",
     "click_rate": "number",
     "last_seen_at": "timestamp",

@@ -104,6 +104,9 @@ def _can_enter(rule: Any, journey: dict[str, Any] | None, now: datetime) -> bool
     return not entered or clock.parse_iso(entered) + cooldown <= now
 
 
+ANONYMOUS_PREFIX = "anon:"  # profiles of visitors not identified yet (retention.ingestion.ingestor)
+
+
 class Engine:
     def __init__(self, defs: Definitions) -> None:
         self.defs = defs
@@ -121,7 +124,7 @@ class Engine:
         live_after = live_after or (now - timedelta(hours=self.defs.settings.history_horizon_hours))
         live_events: list[dict[str, Any]] = []
         for msg in sorted(messages, key=lambda m: m.timestamp):
-            changes = profiles.apply_message(profile, msg, now)
+            changes = profiles.apply_message(profile, msg, now, self.defs.settings.contact_events)
             profiles.note_activity(profile, msg)
             fx.changed = True
             if msg.type == "track" and msg.event:
@@ -284,6 +287,13 @@ class Engine:
             return  # the same trigger seen again (retry, double tick)
         if not _can_enter(rule, journey, now):
             return
+        if rule.audience is not None and not profile.id.startswith(ANONYMOUS_PREFIX) \
+                and not conditions.evaluate(rule.audience, profiles.facts(profile, now)):
+            # a known customer outside the audience when the trigger fires enters no journey (the sender
+            # re-checks before every send): without consent he does not use up a marketing chain, so a later
+            # consent (the double opt-in's confirmation) can still start it once. An anonymous visitor enters:
+            # he may identify himself, with consent, before the first send.
+            return
         from retention.language.rules import in_holdout
         holdout = in_holdout(profile.id, rule.id, float(getattr(rule, "holdout_percent", 0) or 0)) or \
             (not rule.is_transactional and in_global_control(profile.id, self.defs.settings.control_group_percent))
@@ -337,7 +347,8 @@ class Engine:
                     row["label"] = step.id
                 fx.trace.append(row)
             if kind == "wait":
-                due_at = rules_mod.next_wait_due(step, now, customer_tz(profile, self.defs))
+                due_at = rules_mod.next_wait_due(step, now, customer_tz(profile, self.defs),
+                                                 reorder=reorder_time(profile, self.defs.settings.reorder_days))
                 if row is not None:
                     row["until"] = clock.iso(due_at)
                 if due_at > now:
@@ -426,16 +437,18 @@ class Engine:
         return is_goal
 
     def _attribute(self, sp: StoredProfile, ev: dict[str, Any], fx: Effects, now: datetime) -> None:
-        """Last touch: the latest message within the window before the goal event gets the conversion and
-        the revenue (row conventions of retention.analytics.stats). Other journeys entered within the window
-        count one conversion each on their entry row (step -1), holdout ones on the `holdout` row, so the
-        uplift compares like with like."""
+        """Last touch: the latest message within the window before the goal event, of a rule whose goal this
+        event is, gets the conversion and the revenue (row conventions of retention.analytics.stats). Other
+        journeys of rules with this goal, entered within the window, count one conversion each on their entry
+        row (step -1) — only when the customer was sent a message of the rule in that entry (a journey still
+        waiting for its first send did nothing to convert anyone) — and holdout ones on the `holdout` row, so
+        the uplift compares like with like."""
         at = ev["timestamp"]
         revenue = _revenue(ev.get("properties") or {})
         window = self._attribution_window
         is_goal = self._goal_test(ev)
-        candidates = [s for s in sp.sends
-                      if is_goal(s["rule"]) and at - window(s["rule"]) <= clock.parse_iso(s["at"]) <= at]
+        sends = [s for s in sp.sends if s.get("rule") and clock.parse_iso(s["at"]) <= at]
+        candidates = [s for s in sends if at - window(s["rule"]) <= clock.parse_iso(s["at"]) and is_goal(s["rule"])]
         credited = None
         if candidates:
             last = max(candidates, key=lambda s: s["at"])
@@ -452,12 +465,24 @@ class Engine:
                 continue
             if not at - window(rule_id) <= clock.parse_iso(entered) <= at:
                 continue
-            journey["converted_entry"] = journey.get("entry")
             if journey.get("holdout"):
+                journey["converted_entry"] = journey.get("entry")
                 fx.count(rule_id, -1, "holdout", converted=1, revenue=revenue)
-            elif rule_id != credited:
+            elif rule_id == credited:
+                journey["converted_entry"] = journey.get("entry")
+            elif any(s["rule"] == rule_id and s["at"] >= entered for s in sends):
+                journey["converted_entry"] = journey.get("entry")
                 fx.count(rule_id, -1, "default", converted=1)
         fx.changed = True
+
+
+def reorder_time(profile: Any, reorder_days: dict[str, int]) -> timedelta | None:
+    """The shortest typical re-order time (`reorder_days` setting) of the categories of the customer's
+    latest order; None when none of them is listed (the wait's own default applies)."""
+    noted = profile.meta.get(profiles.LAST_ORDER_KEY) if reorder_days else None
+    categories = noted.get("categories") if isinstance(noted, dict) else None
+    days = [reorder_days[c] for c in categories or [] if c in reorder_days]
+    return timedelta(days=min(days)) if days else None
 
 
 def _prune_keyed(journeys: dict[str, Any], rule_id: str, now: datetime, keep: timedelta = timedelta(days=30)) -> None:

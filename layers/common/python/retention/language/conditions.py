@@ -80,6 +80,7 @@ _OPERATOR_TAGS: dict[str, str] = {
 }
 _OPERATOR_LIST = ", ".join(_OPERATOR_TAGS)
 _ALLOWED_KEYS: dict[str, frozenset[str]] = {
+    "<consent>": frozenset({"consent", "state"}),
     "<compare>": frozenset({*SUBJECTS, *COMPARISON_OPS}),
     "<since>": frozenset({"since", *DURATION_OPS}),
 }
@@ -273,12 +274,19 @@ class _NotNode(Node):
 
 
 class _ConsentNode(Node):
-    __slots__ = ("channel",)
+    __slots__ = ("channel", "states")
 
-    def __init__(self, channel: str) -> None:
+    def __init__(self, channel: str, states: frozenset[str] | None = None) -> None:
         self.channel = channel
+        self.states = states
 
     def evaluate(self, facts: Facts) -> bool:
+        if self.states is not None:
+            # what the customer said, not only whether marketing may go: `unknown` (never asked),
+            # `pending` (a double opt-in not yet confirmed), `refused`, `granted`
+            states = facts.get("consent_state")
+            state = states.get(self.channel, "unknown") if isinstance(states, Mapping) else "unknown"
+            return state in self.states
         consent = facts.get("consent")
         return isinstance(consent, Mapping) and consent.get(self.channel) is True
 
@@ -495,12 +503,24 @@ class NotCondition(ConditionBase):
         return (self.not_,)
 
 
+CONSENT_STATES = ("granted", "pending", "refused", "unknown")
+ConsentState = Literal["granted", "pending", "refused", "unknown"]
+
+
+def _state_list(value: Any) -> Any:
+    return [value] if isinstance(value, str) else value
+
+
 class ConsentCondition(ConditionBase):
+    """`{consent: email}`: marketing email may be sent. `{consent: email, state: [unknown, pending]}`: what
+    the customer said about it (never asked, an unconfirmed double opt-in, refused, granted)."""
+
     tag: ClassVar[str] = "<consent>"
     consent: Literal["email", "sms"]
+    state: Annotated[list[ConsentState] | None, BeforeValidator(_state_list)] = Field(default=None, min_length=1)
 
     def model_post_init(self, context: Any, /) -> None:
-        self._node = _ConsentNode(self.consent)
+        self._node = _ConsentNode(self.consent, frozenset(self.state) if self.state is not None else None)
 
 
 _SEGMENT_REF_RE = re.compile(r"^[a-z0-9][a-z0-9_\-]*(/[a-z0-9][a-z0-9_\-]*)?$")
@@ -759,7 +779,8 @@ def _precheck(value: Any) -> Any:
     if allowed is not None:
         for key in value:
             if key not in allowed:
-                expected = ", ".join(DURATION_OPS if tag == "<since>" else COMPARISON_OPS)
+                expected = ", ".join(DURATION_OPS if tag == "<since>" else ("state",) if tag == "<consent>"
+                                     else COMPARISON_OPS)
                 raise LocatedError(f"unknown operator {key!r} (expected one of: {expected})", (key,))
     else:
         for key in value:

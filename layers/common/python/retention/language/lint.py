@@ -109,6 +109,10 @@ def lint_template(template: templates.Template | Mapping[str, Any]) -> list[Lint
     """Seed 001's subject-line lessons, SMS length, the unsubscribe footer and preheaders, per locale."""
     parsed = _as_template(template)
     out: list[LintWarning] = []
+    for problem in templates.promotion_problems(parsed):
+        # also an apply error (templates.validate_template): the class of a message cannot drift
+        where, _, message = problem.partition(": ")
+        out.append(LintWarning("transactional-promotion", message, where.split(".")[1]))
     for locale, content in parsed.locales.items():
         if content.subject:
             out.extend(_subject_warnings(parsed, locale, content.subject))
@@ -144,7 +148,9 @@ def lint_template(template: templates.Template | Mapping[str, Any]) -> list[Lint
 def _consents(cond: conditions.ConditionBase | None) -> set[str]:
     if cond is None:
         return set()
-    return {name for kind, name in conditions.referenced_fields(cond) if kind == "consent"}
+    # a consent *state* check other than granted (the double opt-in asks those without) is not a consent check
+    return {node.consent for node in cond.walk() if isinstance(node, conditions.ConsentCondition)
+            and (node.state is None or node.state == ["granted"])}
 
 
 def _reachable(rule: rules.Rule) -> set[int]:

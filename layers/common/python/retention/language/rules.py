@@ -246,24 +246,96 @@ class DateAttributeTrigger(Model):
         return next_birthday_at(value, self.offset_days, self.at, tz, now)
 
 
+_Day = date  # the field `date` below shadows the type inside the class body
+_CALENDAR_DATE_RE = re.compile(r"^(?:(\d{4})-)?(\d{2})-(\d{2})$")
+
+
+class CalendarDate(Model):
+    """One day of a calendar trigger: `MM-DD` every year, or `YYYY-MM-DD` once; `name` reaches the
+    templates as `event.properties.occasion`."""
+
+    date: str
+    name: str = ""
+
+    @field_validator("date")
+    @classmethod
+    def _check_date(cls, value: str) -> str:
+        match = _CALENDAR_DATE_RE.match(value.strip())
+        if not match:
+            raise ValueError(f"a calendar date is MM-DD or YYYY-MM-DD, got {value!r}")
+        year, month, day = match.groups()
+        try:
+            date(int(year or 2024), int(month), int(day))  # 2024: a leap year, so 02-29 is allowed
+        except ValueError:
+            raise ValueError(f"no such day: {value!r}") from None
+        return value.strip()
+
+    def on(self, year: int) -> _Day | None:
+        fixed, month, day = _CALENDAR_DATE_RE.match(self.date).groups()  # type: ignore[union-attr]
+        if fixed and int(fixed) != year:
+            return None
+        try:
+            return date(year, int(month), int(day))
+        except ValueError:
+            return None  # 02-29 outside a leap year
+
+
 class ScheduleTrigger(Model):
-    """A broadcast: an EventBridge-style cron read in `timezone`, to the audience (optionally to the
+    """A broadcast: an EventBridge-style cron read in `timezone`, or a calendar (`dates`, at `at` local
+    time: holidays the shop fills in; an empty calendar never fires), to the audience (optionally to the
     members of one segment), at most `rate_per_minute` entries a minute."""
 
     kind: ClassVar[str] = "schedule"
-    schedule: str
+    schedule: str | None = None
+    dates: list[CalendarDate] | None = None
+    at: TimeOfDay = "10:00"
     timezone: Annotated[str, AfterValidator(_check_tz_name)] = "UTC"
     segment: str | None = None
     rate_per_minute: int = Field(default=1000, ge=1, le=1_000_000)
 
     @field_validator("schedule")
     @classmethod
-    def _check_cron(cls, value: str) -> str:
-        parse_cron(value)
+    def _check_cron(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_cron(value)
         return value
 
+    @model_validator(mode="after")
+    def _cron_or_calendar(self) -> ScheduleTrigger:
+        if (self.schedule is None) == (self.dates is None):
+            raise ValueError("a schedule trigger has either schedule (a cron) or dates (a calendar)")
+        return self
+
+    def _calendar_at(self, after: datetime) -> tuple[datetime, CalendarDate] | None:
+        zone = resolve_tz(self.timezone)
+        local_year = after.astimezone(zone).year
+        best: tuple[datetime, CalendarDate] | None = None
+        clock_time = parse_time_of_day(self.at)
+        for entry in self.dates or ():
+            for year in (local_year, local_year + 1):
+                day = entry.on(year)
+                if day is None:
+                    continue
+                moment = datetime.combine(day, clock_time, tzinfo=zone).astimezone(UTC)
+                if moment > after and (best is None or moment < best[0]):
+                    best = (moment, entry)
+                    break
+        return best
+
     def next_at(self, after: datetime) -> datetime | None:
-        return next_schedule_at(self.schedule, after, self.timezone)
+        if self.dates is not None:
+            found = self._calendar_at(after)
+            return found[0] if found else None
+        return next_schedule_at(str(self.schedule), after, self.timezone)
+
+    def occasion(self, fired: datetime) -> dict[str, Any]:
+        """What a firing celebrates (`{occasion, date}`), for the templates; {} for a cron."""
+        if self.dates is None:
+            return {}
+        found = self._calendar_at(fired - timedelta(seconds=1))
+        if found is None or found[0] != fired:
+            return {}
+        return {"occasion": found[1].name, "date": found[1].date}
 
 
 class ProductEventTrigger(Model):
@@ -283,6 +355,7 @@ _TRIGGER_KEYS: dict[str, str] = {
     "segment_exited": "<segment_exited>",
     "date_attribute": "<date_attribute>",
     "schedule": "<schedule>",
+    "dates": "<schedule>",
     "product_event": "<product_event>",
 }
 _TRIGGER_OPTIONS = "event, segment_entered, segment_exited, date_attribute, schedule, product_event"
@@ -336,11 +409,31 @@ class WaitUntil(Model):
     minute: int = Field(default=0, ge=0, le=59)
 
 
+class Daytime(Model):
+    """A window of the customer's local day (`from` inclusive, `to` exclusive), e.g. 09:00–21:00."""
+
+    from_: TimeOfDay = Field(alias="from")
+    to: TimeOfDay
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Daytime:
+        if parse_time_of_day(self.from_) >= parse_time_of_day(self.to):
+            raise ValueError("daytime: from must be before to (a window within one day)")
+        return self
+
+
 class WaitSpec(Model):
-    """`duration`, `until`, or both (the duration first, then until the next matching local time)."""
+    """`duration`, `until`, or both (the duration first, then until the next matching local time).
+    `daytime` moves an end that falls outside the window to the window's next start (a reminder 8 h
+    after a cart left at 3 a.m. goes at 11:00; one due at 23:00 waits until 09:00).
+    `reorder: 30d` instead of a duration: the typical re-order time of the categories of the customer's
+    latest order (the `reorder_days` setting, the shortest of them), else the given duration (seed 002:
+    the second purchase comes when the first one is used up)."""
 
     duration: Duration | None = None
+    reorder: Duration | None = None
     until: WaitUntil | None = None
+    daytime: Daytime | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -351,8 +444,10 @@ class WaitSpec(Model):
 
     @model_validator(mode="after")
     def _one_needed(self) -> WaitSpec:
-        if self.duration is None and self.until is None:
-            raise ValueError("a wait needs a duration (4h) or until: {weekday, hour}")
+        if self.duration is None and self.until is None and self.reorder is None:
+            raise ValueError("a wait needs a duration (4h), reorder: <default duration> or until: {weekday, hour}")
+        if self.duration is not None and self.reorder is not None:
+            raise ValueError("a wait has a duration or reorder (a duration by the order's categories), not both")
         return self
 
 
@@ -876,19 +971,29 @@ def next_wait_due(
     tz: str | tzinfo | None = None,
     *,
     entered_at: datetime | None = None,
+    reorder: timedelta | None = None,
 ) -> datetime:
     """When a wait reached at `now` ends (UTC). A duration counts from `now`; `until` is the first moment
     at or after that whose clock in the customer's timezone shows the hour (on an allowed weekday).
     `entered_at` (the journey's start) is accepted for the engine's call and does not change the result:
-    waits are relative to the step, not to the entry."""
+    waits are relative to the step, not to the entry. `reorder`: the customer's re-order time for a
+    `reorder` wait (the engine's, from the settings); without it the wait's own default."""
     del entered_at
     spec = wait_step.wait if isinstance(wait_step, WaitStep) else wait_step
     due = now.astimezone(UTC)
     if spec.duration is not None:
         due = due + spec.duration
+    if spec.reorder is not None:
+        due = due + (reorder if reorder is not None else spec.reorder)
     if spec.until is not None:
         weekdays = None if spec.until.weekday is None else {WEEKDAYS[d] for d in spec.until.weekday}
         due = _first_local_at_or_after(due, spec.until.hour, spec.until.minute, weekdays, resolve_tz(tz))
+    if spec.daytime is not None:
+        zone = resolve_tz(tz)
+        start, end = parse_time_of_day(spec.daytime.from_), parse_time_of_day(spec.daytime.to)
+        local = due.astimezone(zone).time()
+        if not start <= local < end:
+            due = _first_local_at_or_after(due, start.hour, start.minute, None, zone)
     return due
 
 
@@ -1223,7 +1328,7 @@ def _consent_exclusions(audience: conditions.ConditionBase | None) -> set[str]:
             out |= _consent_exclusions(item)
     elif isinstance(audience, conditions.NotCondition):
         inner = audience.not_
-        if isinstance(inner, conditions.ConsentCondition):
+        if isinstance(inner, conditions.ConsentCondition) and inner.state is None:
             out.add(inner.consent)
     return out
 
@@ -1336,6 +1441,12 @@ def rule_problems(
         if isinstance(step, SendStep):
             seen_send = True
             spec = step.send
+            if rule.is_transactional and (spec.coupon is not None or spec.min_recommendations is not None):
+                # a service message carries no promotion (DESIGN §5): no coupon, no product block
+                what = "coupon" if spec.coupon is not None else "min_recommendations"
+                problems.append(Problem(("steps", index, "send", what),
+                                        f"a transactional rule carries no promotion: no {what} (move the offer "
+                                        "to a marketing rule: consent, caps and holdout apply)"))
             if spec.channel in excluded or (spec.channel == "preferred" and {"email", "sms"} <= excluded):
                 what = "email or SMS" if spec.channel == "preferred" else spec.channel
                 problems.append(Problem(

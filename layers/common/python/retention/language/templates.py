@@ -955,6 +955,8 @@ def build_context(
     preferences_url: str = "",
     nps_urls: Mapping[int | str, str] | None = None,
     nps_short_url: str = "",
+    confirm_url: str = "",
+    survey_url: Callable[[str], str] | None = None,
     coupon: str | Mapping[str, Any] | None = None,
     recommend: Callable[..., Any] | None = None,
     rule: str | None = None,
@@ -974,7 +976,9 @@ def build_context(
     event:    {name, properties}                         (the triggering event; name may be None)
     shop:     {name, url, url_patterns, brand}
     links:    {unsubscribe, preferences, nps: {0..10: url}, nps_short, shop,
-               cart, order, product, review}       (deep links: None when the event cannot back them)
+               cart, order, product, review,   (deep links: None when the event cannot back them)
+               confirm,                        (the double opt-in's signed link)
+               survey: {<reason>: url}}        (any reason id: a signed one-click answer link per reason)
     trigger:  the triggering event's properties (`trigger.product_id`)
     coupon:   {code, discount, expires_at} | None   (`{{ coupon }}` prints the code)
     recommend(kind, product=…, limit=4, category=…) → [{product_id, name, url, image_url, image, price,
@@ -1007,6 +1011,8 @@ def build_context(
             "nps": {int(score): url for score, url in (nps_urls or {}).items()},
             "nps_short": nps_short_url,
             "shop": shop_url,
+            "confirm": confirm_url,
+            "survey": SurveyLinks(survey_url),
         },
         "trigger": dict(event_properties or {}),
         "coupon": coupon_value(coupon),
@@ -1045,8 +1051,6 @@ def _no_recommendations(kind: str, product: Any = None, limit: int = 4, category
     return []
 
 
-
-
 def recommend_problems(template: Template) -> list[str]:
     """`recommend("<kind>", …)` calls naming an unknown kind, found in the source (every branch, not only
     the one the sample data takes)."""
@@ -1071,6 +1075,23 @@ def recommend_problems(template: Template) -> list[str]:
                 elif kind is None:
                     problems.append(f"locales.{locale}.{part}: line {call.lineno}: recommend() needs a kind")
     return problems
+
+
+SURVEY_REASON_RE = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
+
+
+class SurveyLinks(dict[str, str]):
+    """`links.survey.<reason>`: a signed answer link for any reason id the template names (the reasons
+    belong to the template, not to the engine). Looks empty, so a context dump stays small."""
+
+    def __init__(self, factory: Callable[[str], str] | None) -> None:
+        super().__init__()
+        self._factory = factory
+
+    def __missing__(self, reason: str) -> str:
+        if not isinstance(reason, str) or not SURVEY_REASON_RE.match(reason):
+            raise KeyError(f"survey reason {reason!r}: lower-case letters, digits and _ (at most 40)")
+        return self._factory(reason) if self._factory is not None else ""
 
 
 SAMPLE_BASE_URL = "https://shop.example"
@@ -1170,8 +1191,11 @@ def sample_context(locale: str = "ru") -> dict[str, Any]:
         "average_pickup_storage_hours": 26.5,
         "unclaimed_orders_percent": 0,
         "distinct_shops_count": 2,
-        "contacts_30d": 4,
+        "contacts_30d": 1,
+        "contacts_90d": 2,
         "last_contact_at": "2026-11-21T10:00:00.000000Z",
+        "messages_received_30d": 4,
+        "last_message_at": "2026-11-22T10:00:00.000000Z",
         "open_rate": 0.42,
         "click_rate": 0.12,
         "last_seen_at": "2026-11-23T20:05:00.000000Z",
@@ -1203,6 +1227,8 @@ def sample_context(locale: str = "ru") -> dict[str, Any]:
         preferences_url=f"{engine}/preferences/sample-token",
         nps_urls={score: f"{engine}/nps/sample-token?score={score}" for score in range(11)},
         nps_short_url=f"{engine}/nps/sample-token",
+        confirm_url=f"{engine}/optin/sample-token",
+        survey_url=lambda reason: f"{engine}/survey/sample-token-{reason}",
         coupon={"code": "WELCOME-7Q2X", "discount": "10%", "expires_at": "2026-12-01T09:00:00.000000Z"},
         recommend=_sample_recommend(locale),
         rule="sample",
@@ -1215,6 +1241,53 @@ def sample_context(locale: str = "ru") -> dict[str, Any]:
 def _sample_recommend(locale: str) -> Callable[..., Any]:
     from retention.products.kinds import SampleRecommender
     return SampleRecommender(_language(locale)).recommend
+
+
+# --- message class: no promotion in a transactional template (DESIGN §5) ----------------------------
+
+# what a service message must not carry: a coupon, a discount, a product block, an offer link
+# (`product_cards` / `product_lines` are the product blocks of retention.language.blocks; `recommend` fills them)
+PROMO_VARIABLES = frozenset({"coupon", "recommend", "recommendations", "product_cards", "product_lines",
+                             "products_block", "offer", "offers"})
+PROMO_LINKS = frozenset({"offer", "offers", "sale", "catalog"})
+PROMO_WORDS = re.compile(
+    r"промокод|купон|скидк|распродаж|\bакци[яиюей]\b|спецпредложени|выгодн\w* предложени|персональн\w* предложени"
+    r"|подарок к|в подарок|\bcoupon|promo ?code|\bdiscount|\bsale\b|\d+\s?% off|special offer|personal offer"
+    r"|\bdeal of", re.I)
+_JINJA_TAG_RE = re.compile(r"\{\{.*?\}\}|\{%.*?%\}|\{#.*?#\}", re.S)
+
+
+def promotion_problems(template: Template) -> list[str]:
+    """Promotional content in a transactional template, as `locales.<locale>.<part>: …` messages (empty for
+    a marketing template): a coupon or recommendation variable, an offer link, or promotional wording."""
+    if template.category != "transactional":
+        return []
+    env = _environment(False)
+    out: list[str] = []
+    for locale, content in template.locales.items():
+        for part in PARTS:
+            source = getattr(content, part)
+            if not source:
+                continue
+            found: list[str] = []
+            try:
+                tree = env.parse(source)
+            except jinja2.TemplateSyntaxError:
+                tree = None
+            if tree is not None:
+                names = {n.name for n in tree.find_all(nodes.Name) if n.ctx == "load"} & PROMO_VARIABLES
+                found += [f"{{{{ {name} }}}}" for name in sorted(names)]
+                found += [f"links.{node.attr}" for node in tree.find_all(nodes.Getattr)
+                          if isinstance(node.node, nodes.Name) and node.node.name == "links"
+                          and node.attr in PROMO_LINKS]
+            match = PROMO_WORDS.search(_JINJA_TAG_RE.sub(" ", source))
+            if match:
+                found.append(f"the words {match.group(0)!r}")
+            if found:
+                out.append(f"locales.{locale}.{part}: a transactional template carries no promotion (no coupon, "
+                           f"discount, product block or offer link); found {', '.join(dict.fromkeys(found))}. "
+                           "Move it to a marketing template (consent, caps and holdout apply)")
+    return out
 
 
 # --- validation -----------------------------------------------------------------------------------
@@ -1234,7 +1307,7 @@ def validate_template(template: Template | Mapping[str, Any], context: Mapping[s
             template = parse_template(template)
         except ValidationError as exc:
             return [exc.message]
-    errors: list[str] = recommend_problems(template)
+    errors: list[str] = recommend_problems(template) + promotion_problems(template)
     for locale, content in template.locales.items():
         ctx = dict(context) if context is not None else sample_context(locale)
         ctx["locale"] = locale

@@ -1,5 +1,6 @@
-"""The signed links a message carries: one-click unsubscribe / preferences (`/u/<token>`) and the NPS score
-links (`/nps/<token>?score=N`). Signed with the `links` secret (rotation keeps the previous one valid);
+"""The signed links a message carries: one-click unsubscribe / preferences (`/u/<token>`), the NPS score
+links (`/nps/<token>?score=N`), the double opt-in confirmation (`/optin/<token>`) and one-click survey
+answers (`/survey/<token>`). Signed with the `links` secret (rotation keeps the previous one valid);
 built here and verified here, so the claims a link carries have one definition."""
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from retention.core import tokens
 
 UNSUBSCRIBE_TTL = timedelta(days=365)
 NPS_TTL = timedelta(days=30)
+OPTIN_TTL = timedelta(days=30)  # a confirmation weeks later is still the customer's own
 
 
 def unsubscribe_url(base: str, secrets: list[bytes], customer_id: str, channel: str, ledger: str,
@@ -28,6 +30,22 @@ def nps_urls(base: str, secrets: list[bytes], customer_id: str, survey: str, led
     return {n: f"{root}?score={n}" for n in range(11)}, root
 
 
+def optin_url(base: str, secrets: list[bytes], customer_id: str, ledger: str, via: str | None,
+              now: datetime) -> str:
+    """The double opt-in link: GET shows a confirm page, its POST records the consent (retention.surveys)."""
+    token = tokens.sign({"c": customer_id, "l": ledger, "v": via or ""}, secrets[0],
+                        expires_at=now + OPTIN_TTL, purpose="optin")
+    return f"{base.rstrip('/')}/optin/{token}"
+
+
+def survey_url(base: str, secrets: list[bytes], customer_id: str, survey: str, ledger: str, reason: str,
+               now: datetime) -> str:
+    """A one-click survey answer (one signed link per reason): GET confirms, POST records."""
+    token = tokens.sign({"c": customer_id, "s": survey, "l": ledger, "r": reason}, secrets[0],
+                        expires_at=now + NPS_TTL, purpose="survey")
+    return f"{base.rstrip('/')}/survey/{token}"
+
+
 def verify_unsubscribe(token: str, secrets: list[bytes], now: datetime) -> dict[str, Any]:
     """The claims of an unsubscribe link (`c` customer, `ch` channel, `l` ledger id)."""
     return tokens.verify(token, secrets, "unsub", now)
@@ -36,3 +54,16 @@ def verify_unsubscribe(token: str, secrets: list[bytes], now: datetime) -> dict[
 def verify_nps(token: str, secrets: list[bytes], now: datetime) -> dict[str, Any]:
     """The claims of an NPS link (`c` customer, `s` survey rule, `l` ledger id)."""
     return tokens.verify(token, secrets, "nps", now)
+
+
+def verify_optin(token: str, secrets: list[bytes], now: datetime) -> dict[str, Any]:
+    """The claims of a double opt-in link (`c` customer, `l` ledger id, `v` the event that asked)."""
+    return tokens.verify(token, secrets, "optin", now)
+
+
+def verify_survey(token: str, secrets: list[bytes], now: datetime) -> dict[str, Any]:
+    """The claims of a one-click survey answer (`c` customer, `s` survey rule, `l` ledger id, `r` reason)."""
+    claims = tokens.verify(token, secrets, "survey", now)
+    if not claims.get("r") or not claims.get("s"):
+        raise tokens.TokenError("not a survey answer link")
+    return claims

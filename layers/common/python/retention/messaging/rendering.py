@@ -87,7 +87,7 @@ class Renderer:
         coupon and any other step the legacy per-entry code. `recommender`: a
         retention.products.recommend.Recommender (one per message)."""
         from retention.language.templates import build_context
-        from retention.messaging.links import nps_urls, unsubscribe_url
+        from retention.messaging.links import nps_urls, optin_url, survey_url, unsubscribe_url
         settings = self.config.settings()
         secrets = self.config.secrets("links")
         base = self.env.public_base_url
@@ -95,12 +95,17 @@ class Renderer:
         unsubscribe = unsubscribe_url(base, secrets, profile.id, channel, req.ledger_id, now)
         event = req.event or {}
         properties = event.get("properties")
+        confirm = optin_url(base, secrets, profile.id, req.ledger_id, event.get("name"), now)
+
+        def survey(reason: str) -> str:
+            return survey_url(base, secrets, profile.id, req.rule, req.ledger_id, reason, now)
         return build_context(
             customer_id=profile.id, traits=profile.traits, kpis=profile.kpis,
             event_name=event.get("name"), event_properties=properties if isinstance(properties, dict) else {},
             shop_name=settings.shop_name, shop_url=settings.shop_url,
-            unsubscribe_url=unsubscribe, preferences_url=unsubscribe, nps_urls=dict[int | str, str](nps.items()),
-            nps_short_url=nps_short,
+            unsubscribe_url=unsubscribe, preferences_url=f"{unsubscribe}?view=preferences",
+            nps_urls=dict[int | str, str](nps.items()),
+            nps_short_url=nps_short, confirm_url=confirm, survey_url=survey,
             coupon=(coupon or req.coupon or self.preview_coupon(req, now)
                     or coupon_code(profile.id, req.rule, req.entry)),
             recommend=(recommender or self.recommender(req, profile, channel, now)).recommend,

@@ -1,8 +1,10 @@
-"""NPS answers (score links and the signed webhook), fed through the same ingestion path as shop events:
-profile, segments and journeys react in one place (unsubscribe / preferences: retention.surveys.preferences).
+"""NPS answers (score links and the signed webhook), the double opt-in confirmation and one-click survey
+answers, fed through the same ingestion path as shop events: profile, segments and journeys react in one
+place (unsubscribe / preferences: retention.surveys.preferences).
 
 Keys owned here: `NPS#<YYYY-MM>` / `<customer>#<survey ref>` (messages table, one answer per invitation
-and month) and `W#<event_id>` / `W` (idempotency table, webhook replay protection)."""
+and month), `W#<event_id>` / `W` (idempotency table, webhook replay protection) and `SV#<ledger>` / `SV`
+(idempotency table, one survey answer per message in the rule's stats)."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ import logging
 from datetime import datetime, timedelta
 from typing import Any
 
+from retention.analytics.stats import ANSWER_PREFIX
 from retention.core import clock, ddb, tokens
 from retention.core.errors import BadRequestError, ConflictError, NotFoundError
 from retention.core.runtime import Deps
@@ -20,10 +23,14 @@ from retention.customers.store import ProfileRepo
 from retention.ingestion.ingestor import Ingestor
 from retention.ingestion.wire import internal_message
 from retention.messaging import links
-from retention.messaging.requests import SendRequest
+from retention.messaging.requests import SendRequest, ledger_key
 from retention.surveys import nps
 
 NPS_SOURCE = "nps"
+OPTIN_SOURCE = "double_opt_in"
+SURVEY_SOURCE = "survey"
+SUBSCRIPTION_CONFIRMED = "Subscription Confirmed"  # starts the welcome chains (scenarios/rules/welcome.yaml)
+SURVEY_ANSWERED = "Survey Answered"
 # how long a webhook event_id is remembered (survey tools retry for hours, not weeks)
 REPLAY_WINDOW = timedelta(days=30)
 
@@ -186,3 +193,66 @@ class Surveys:
         report["from"] = clock.iso(start)[:10]
         report["to"] = clock.iso(end)[:10]
         return report
+
+    # ---- double opt-in ---------------------------------------------------------------------------
+    def verify_optin_token(self, token: str) -> dict[str, Any]:
+        return links.verify_optin(token, self.d.config.secrets("links"), clock.now())
+
+    def confirm_optin(self, token: str, evidence: dict[str, Any]) -> dict[str, Any]:
+        """The POST of the double opt-in page: email consent granted and confirmed (source, time, evidence:
+        the link's ledger id and the request's address and agent), and `Subscription Confirmed` {via}, which
+        starts the welcome chain of the sign-up or subscription that asked. Idempotent per link: a second
+        POST changes nothing and starts nothing."""
+        claims = self.verify_optin_token(token)
+        customer = str(claims["c"])
+        now = clock.now()
+        profile = self._existing(customer)
+        already = bool(profile.consent.get("email") and profile.consent["email"].effective)
+        proof = {"ledger": claims.get("l"), **{k: v for k, v in evidence.items() if v}}
+        digest = hashlib.sha256(token.encode()).hexdigest()[:24]
+        messages = [internal_message(customer, type_="identify", message_id=f"optin-{digest}", traits={
+            "email_consent": {"granted": True, "confirmed": True, "source": OPTIN_SOURCE, "at": clock.iso(now),
+                              "evidence": proof}})]
+        messages.append(internal_message(customer, event=SUBSCRIPTION_CONFIRMED, message_id=f"optin-ev-{digest}",
+                                         properties={"via": str(claims.get("v") or ""), "ref": claims.get("l")}))
+        result = self._ingestor().ingest(messages, OPTIN_SOURCE, now=now)
+        return {"customer_id": customer, "confirmed": True, "already": already or bool(result.duplicates)}
+
+    # ---- one-click surveys (reactivation "why did you leave?", browse abandonment) ------------------
+    def verify_survey_token(self, token: str) -> dict[str, Any]:
+        return links.verify_survey(token, self.d.config.secrets("links"), clock.now())
+
+    def answer_survey(self, token: str) -> dict[str, Any]:
+        """The POST of a survey answer link: the reason goes on the profile (trait `survey_<rule>`, the latest
+        answer wins, and a `Survey Answered` event) and, once per message, on the rule's stats
+        (`answer:<reason>` on the message's step/variant row and send day)."""
+        claims = self.verify_survey_token(token)
+        customer, survey, reason = str(claims["c"]), str(claims["s"]), str(claims["r"])
+        ledger = str(claims["l"]) if claims.get("l") else None
+        now = clock.now()
+        self._existing(customer)
+        trait = "survey_" + survey.replace("-", "_")
+        digest = hashlib.sha256(f"{token}".encode()).hexdigest()[:24]
+        self._ingestor().ingest([
+            internal_message(customer, type_="identify", message_id=f"survey-{digest}",
+                             traits={trait: reason, f"{trait}_at": clock.iso(now)}),
+            internal_message(customer, event=SURVEY_ANSWERED, message_id=f"survey-ev-{digest}",
+                             properties={"survey": survey, "reason": reason, "ref": ledger})], SURVEY_SOURCE, now=now)
+        counted = False
+        item = ddb.get(self.d.dynamodb, self.d.env.messages_table, *ledger_key(ledger)) if ledger else None
+        if item and item.get("rule"):
+            try:  # one answer per message in the stats, however often the button is pressed
+                self.d.dynamodb.put_item(TableName=self.d.env.idempotency_table, Item=ddb.serialize(
+                    {"pk": f"SV#{ledger}", "sk": "SV", "at": clock.iso(now), "reason": reason,
+                     "ttl": int((now + REPLAY_WINDOW * 13).timestamp())}),
+                    ConditionExpression="attribute_not_exists(pk)")
+                counted = True
+            except Exception as exc:
+                if not ddb.is_conditional_failure(exc):
+                    raise
+            if counted:
+                from retention.analytics.counters import add_counters
+                day = clock.parse_iso(str(item["sent_at"])) if item.get("sent_at") else now
+                add_counters(self.d.dynamodb, self.d.env.messages_table, str(item["rule"]), int(item.get("step", 0)),
+                             str(item.get("variant") or "default"), {f"{ANSWER_PREFIX}{reason}": 1}, day, str(ledger))
+        return {"customer_id": customer, "survey": survey, "reason": reason, "counted": counted}

@@ -432,6 +432,9 @@ def latest_answers(responses: Iterable[dict[str, Any] | NpsResponse]) -> list[Np
     return sorted(latest.values(), key=lambda a: a.at)
 
 
+UNKNOWN_SHOP = "unknown"  # by_shop's key for answers that name no shop
+
+
 def aggregate(
     responses: Iterable[dict[str, Any] | NpsResponse], *, period: Period = "week"
 ) -> dict[str, Any]:
@@ -440,8 +443,8 @@ def aggregate(
     `overall`, every `by_stage[stage]` and `by_shop[shop]` hold {nps, label, responses, promoters,
     passives, detractors}; `trend` is [{period_start, nps, label, responses}] in time order, one
     entry per period that has answers (a period without answers has no NPS to plot). Only the
-    latest answer of each (customer, survey, ref) counts, in the period it was given. Answers without
-    a shop are in `overall` and `by_stage` only."""
+    latest answer of each (customer, survey, ref) counts, in the period it was given. Every answer counts
+    in `by_shop` too: one without a shop under UNKNOWN_SHOP ("unknown"), so the shops add up to overall."""
     if period not in ("day", "week", "month"):
         raise BadRequestError(f"period must be day, week or month, got {period!r}")
     overall = _Counts()
@@ -452,8 +455,7 @@ def aggregate(
         group = answer.group
         overall.add(group)
         stages[answer.stage or stage_for_survey(answer.survey)].add(group)
-        if answer.shop:
-            shops[answer.shop].add(group)
+        shops[answer.shop or UNKNOWN_SHOP].add(group)
         periods[period_start(answer.at, period)].add(group)
     trend = []
     for start in sorted(periods):
