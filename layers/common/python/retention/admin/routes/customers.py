@@ -2,17 +2,26 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.event_handler.router import Router
 
-from retention.admin.previews import Previews
 from retention.admin.routes.bodies import AssignBody
 from retention.admin.routes.common import body, query
 from retention.admin.views import Admin
 from retention.core.errors import BadRequestError
 from retention.core.http import json_response, path_id
 from retention.core.runtime import deps
+
+if TYPE_CHECKING:
+    from retention.admin.previews import Previews
+
+
+def _previews() -> Previews:
+    """Loaded at the first request that needs it (lint, apply, previews, dry runs), not at cold start."""
+    from retention.admin.previews import Previews
+    return Previews(deps())
+
 
 router = Router()
 
@@ -44,11 +53,11 @@ def forget(customer_id: str) -> Any:
 def assign_segment(customer_id: str) -> Any:
     customer_id = path_id(customer_id)  # REST API Gateway hands the path over percent-encoded
     b = body(router, AssignBody)
-    return json_response(200, Previews(deps()).assign(customer_id, b.group, b.segment, reason=b.reason,
+    return json_response(200, _previews().assign(customer_id, b.group, b.segment, reason=b.reason,
                                                       until=b.until))
 
 
 @router.delete("/admin/customers/<customer_id>/segments/<group>")
 def unassign_segment(customer_id: str, group: str) -> Any:
     customer_id = path_id(customer_id)  # REST API Gateway hands the path over percent-encoded
-    return json_response(200, Previews(deps()).unassign(customer_id, group))
+    return json_response(200, _previews().unassign(customer_id, group))

@@ -3,17 +3,26 @@ errors, or JSON), rollback, enable, disable."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
 from aws_lambda_powertools.event_handler.router import Router
 
-from retention.admin.previews import Previews
 from retention.admin.routes.common import author, json_object, kind, query
 from retention.admin.views import Admin
 from retention.core.errors import BadRequestError, NotFoundError
 from retention.core.http import header, json_response
 from retention.core.runtime import deps
+
+if TYPE_CHECKING:
+    from retention.admin.previews import Previews
+
+
+def _previews() -> Previews:
+    """Loaded at the first request that needs it (lint, apply, previews, dry runs), not at cold start."""
+    from retention.admin.previews import Previews
+    return Previews(deps())
+
 
 router = Router()
 SOURCE_HEADER = "X-Retention-Source"  # the client's file name (percent-encoded), so errors read file:line
@@ -41,7 +50,7 @@ def versions(collection: str, def_id: str) -> Any:
 
 @router.get("/admin/<collection>/<def_id>/lint")
 def lint_definition(collection: str, def_id: str) -> Any:
-    return json_response(200, Previews(deps()).lint(kind(collection), def_id))
+    return json_response(200, _previews().lint(kind(collection), def_id))
 
 
 @router.put("/admin/<collection>/<def_id>")
@@ -56,7 +65,7 @@ def put_definition(collection: str, def_id: str) -> Any:
         definition, linemap = parse_definition_text(text, source)
     else:
         definition = json_object(router)
-    return json_response(200, Previews(deps()).apply(what, def_id, definition, source=source,
+    return json_response(200, _previews().apply(what, def_id, definition, source=source,
                                                      linemap=linemap, text=text, author=author(router)))
 
 
@@ -65,7 +74,7 @@ def rollback(collection: str, def_id: str) -> Any:
     version = query(router, "version")
     if version is not None and not version.isdigit():
         raise BadRequestError("version is a whole number")
-    return json_response(200, Previews(deps()).rollback(kind(collection), def_id, int(version) if version else None))
+    return json_response(200, _previews().rollback(kind(collection), def_id, int(version) if version else None))
 
 
 @router.post("/admin/<collection>/<def_id>/enable")
