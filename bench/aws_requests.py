@@ -195,10 +195,13 @@ def run(log: Any = print) -> dict[str, Any]:
                     "samples": len(skipped), "reasons": sorted({str(x[1].reason) for x in skipped})}
 
             # stored sizes of what a send leaves (ledger) and of a profile after a few events, for storage
+            from retention.customers.store import profile_pk
+            from retention.messaging.requests import LEDGER_PREFIX
+
             from bench.meter import item_size
             mtable = moto_backend().get_table(d.env.messages_table)
             ledgers = [it.to_json()["Attributes"] for part in mtable.items.values() for it in part.values()
-                       if next(iter(it.to_json()["Attributes"]["pk"].values())).startswith("L#")]
+                       if next(iter(it.to_json()["Attributes"]["pk"].values())).startswith(LEDGER_PREFIX)]
             stored_bytes = {"ledger": sum(item_size(x) for x in ledgers) / max(1, len(ledgers))}
             ptable = moto_backend().get_table(d.env.profiles_table)
             per_customer: dict[str, int] = {}
@@ -206,7 +209,7 @@ def run(log: Any = print) -> dict[str, Any]:
                 for it in part.values():
                     attrs = it.to_json()["Attributes"]
                     pk = attrs["pk"]["S"]
-                    if pk.startswith("C#w"):  # the welcome customers: profile, journey, history rows
+                    if pk.startswith(profile_pk("w")):  # the welcome customers: profile, journey, history rows
                         per_customer[pk] = per_customer.get(pk, 0) + item_size(attrs)
             stored_bytes["customer_rows"] = sum(per_customer.values()) / max(1, len(per_customer))
 

@@ -11,6 +11,7 @@ from typing import Any
 PRICES_AS_OF = "2025 (model's knowledge of the public pricing pages; re-check before quoting)"
 PRICES = {
     "apigw_rest_per_million": 3.50,           # REST API, first 333 M requests/month
+    "apigw_http_per_million": 1.00,           # HTTP API, first 300 M requests/month (evaluated, not deployed)
     "lambda_arm_gb_s": 0.0000133334,          # arm64, first 7.5 B GB-s tier
     "lambda_per_million_requests": 0.20,
     "ddb_wru_per_million": 0.625,             # on-demand, after the November 2024 price cut
@@ -38,7 +39,8 @@ ASSUMPTIONS: dict[str, Any] = {
     "segment_rechecks_per_customer_month": 4,
     "ses_events_per_email": {"Delivery": 1.0, "Open": 0.25, "Click": 0.03},
     "warm_containers": 5,  # each refreshes the configuration every 30 s
-    "retention_days": 400,  # raw events (settings.event_retention_days)
+    "retention_days": None,  # raw events: settings.event_retention_days' default (filled in by model())
+    "pitr_tables": "all but the raw events (infra/constructs/storage.py NO_PITR)",
     "dedupe_days": 30,  # messageId markers (settings.dedupe_window_days)
     "ledger_months_kept": 13,  # the send ledger has no TTL: storage grows; priced at 13 months
     "index_overhead_bytes": 100,  # DynamoDB storage overhead per item
@@ -48,7 +50,7 @@ ASSUMPTIONS: dict[str, Any] = {
     "cold_starts_per_month": 8 * 24 * 30,  # ~1 per function per hour (INIT is billed since August 2025)
     "cold_start_s": 1.0,
     "custom_metrics": 24, "alarms": 10,
-    "xray_sampling": {"reservoir_per_s": 1, "rate": 0.05},
+    "xray_sampling": {"reservoir_per_s": 0, "rate": 0.01},  # infra/stack.py TraceSampling
 }
 COMPETITORS = {
     "Klaviyo": {"monthly_usd": 1380, "sms_usd": 750,
@@ -88,9 +90,15 @@ def _op(rows: dict[str, Any], row: str, op: str) -> float:
     return float(rows[row]["by_operation"].get(op, 0))
 
 
+def _retention_days() -> int:
+    from retention.core.config import Settings
+    return int(Settings().event_retention_days)
+
+
 def model(requests: dict[str, Any], cpu: dict[str, Any] | None, logs: dict[str, Any] | None) -> dict[str, Any]:
     rows = requests["rows"]
-    p, a, shop = PRICES, ASSUMPTIONS, SHOP
+    p, shop = PRICES, SHOP
+    a = {**ASSUMPTIONS, "retention_days": ASSUMPTIONS["retention_days"] or _retention_days()}
     b = a["events_per_request"]
     lat = a["latency_ms"]
     mem = a["lambda_memory_gb"]
@@ -143,12 +151,13 @@ def model(requests: dict[str, Any], cpu: dict[str, Any] | None, logs: dict[str, 
     months = a["retention_days"] / 30.4
     gb = 1024 ** 3
     storage_gb = {
-        "events (raw, 400 days)": events * months * (sizes.get("events", 300) + ov) / gb,
+        f"events (raw, {a['retention_days']} days)": events * months * (sizes.get("events", 300) + ov) / gb,
         "messageId markers (30 days)": events * (a["dedupe_days"] / 30.4) * (sizes.get("idempotency", 80) + ov) / gb,
         "profiles, journeys, history": customers * (stored.get("customer_rows", 3000) + 2 * ov) / gb,
         "send ledger + GSI (13 months)": messages * a["ledger_months_kept"] * 2 * (stored.get("ledger", 500) + ov) / gb,
     }
     storage_total = sum(storage_gb.values())
+    pitr_gb = storage_total - next(v for k, v in storage_gb.items() if k.startswith("events (raw"))
 
     # ---- Lambda: duration = CPU (scaled to the memory's CPU share) + AWS round trips
     def cpu_ms(kind: str) -> float:
@@ -219,7 +228,7 @@ def model(requests: dict[str, Any], cpu: dict[str, Any] | None, logs: dict[str, 
         log_bytes += sum(ses_events.values()) * inv_bytes("evaluate_triggers (tick)")  # feedback: one line + EMF
     log_gb = log_bytes / gb
 
-    # ---- X-Ray (active tracing, default rule: 1 trace a second + 5 % of the rest)
+    # ---- X-Ray (active tracing, the stack's sampling rule: 1 % of requests, no reservoir)
     roots = api_requests + messages / 10 + ticks + sum(ses_events.values()) + 30 * 16
     seconds = 30 * 86400
     reservoir = min(roots, a["xray_sampling"]["reservoir_per_s"] * seconds)
@@ -232,7 +241,7 @@ def model(requests: dict[str, Any], cpu: dict[str, Any] | None, logs: dict[str, 
         "DynamoDB writes (WRU)": wru / 1e6 * p["ddb_wru_per_million"],
         "DynamoDB reads (RRU)": rru / 1e6 * p["ddb_rru_per_million"],
         "DynamoDB storage": storage_total * p["ddb_storage_gb_month"],
-        "DynamoDB PITR": storage_total * p["ddb_pitr_gb_month"],
+        "DynamoDB PITR (all tables but the raw events)": pitr_gb * p["ddb_pitr_gb_month"],
         "SQS": sqs_requests / 1e6 * p["sqs_per_million"],
         "SES email": emails / 1000 * p["ses_per_thousand"],
         "SMS (US)": sms * p["sms_us_per_message"],
@@ -245,6 +254,9 @@ def model(requests: dict[str, Any], cpu: dict[str, Any] | None, logs: dict[str, 
     }
     total = sum(lines.values())
     without_sms = total - lines["SMS (US)"]
+    # DESIGN §10: the engine's overhead = the AWS bill minus the SES and SMS delivery fees, per $ of SES fee
+    overhead = total - lines["SES email"] - lines["SMS (US)"]
+    http_api_saving = api_requests / 1e6 * (p["apigw_rest_per_million"] - p["apigw_http_per_million"])
 
     # ---- per 1 M events and per 1 M emails (variable costs attributed to each)
     per_event_wru = ddb["ingest"]["wru"] / events
@@ -256,10 +268,10 @@ def model(requests: dict[str, Any], cpu: dict[str, Any] | None, logs: dict[str, 
         "Lambda": (1e6 / b / 1e6 * p["lambda_per_million_requests"]
                    + 1e6 / b * ingest_ms / 1000 * mem["track_event"] * p["lambda_arm_gb_s"]),
         "DynamoDB requests": per_event_wru * p["ddb_wru_per_million"] + per_event_rru * p["ddb_rru_per_million"],
-        "DynamoDB storage + PITR (events 400 days, markers 30)": 1e6 * (
-            months * (sizes.get("events", 300) + ov)
-            + a["dedupe_days"] / 30.4 * (sizes.get("idempotency", 80) + ov)) / gb
-        * (p["ddb_storage_gb_month"] + p["ddb_pitr_gb_month"]),
+        f"DynamoDB storage (events {a['retention_days']} days, no PITR; markers 30 days + PITR)": 1e6 * (
+            months * (sizes.get("events", 300) + ov) * p["ddb_storage_gb_month"]
+            + a["dedupe_days"] / 30.4 * (sizes.get("idempotency", 80) + ov)
+            * (p["ddb_storage_gb_month"] + p["ddb_pitr_gb_month"])) / gb,
         "logs + traces": 1e6 / b * (per_request_log_bytes / gb * log_price
                                     + traces / max(1.0, roots) * p["xray_per_million_traces"] / 1e6),
     }
@@ -286,7 +298,10 @@ def model(requests: dict[str, Any], cpu: dict[str, Any] | None, logs: dict[str, 
                       "ours_cheaper_by_x_without_sms": c["monthly_usd"] / without_sms,
                       "ours_cheaper_by_x_with_sms": (c["monthly_usd"] + c["sms_usd"]) / total}
     return {
-        "prices": PRICES, "prices_as_of": PRICES_AS_OF, "shop": SHOP, "assumptions": ASSUMPTIONS,
+        "prices": PRICES, "prices_as_of": PRICES_AS_OF, "shop": SHOP, "assumptions": a,
+        "engine_overhead_usd": round(overhead, 2),
+        "engine_overhead_vs_ses": round(overhead / lines["SES email"], 3),
+        "http_api_would_save_usd": round(http_api_saving, 2),
         "lines": {k: round(v, 2) for k, v in lines.items()}, "total": round(total, 2),
         "total_without_sms": round(without_sms, 2),
         "units": {"api_requests": api_requests, "wru": wru, "rru": rru, "sqs_requests": sqs_requests,

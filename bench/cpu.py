@@ -173,7 +173,7 @@ def run(log: Any = print, scale: float = 1.0) -> dict[str, Any]:
     from retention.core import clock
     from retention.core.config import ConfigStore
     from retention.core.settings import Env
-    from retention.customers.store import ProfileRepo
+    from retention.customers.store import PROFILE_SK, ProfileRepo, profile_pk
     from retention.ingestion import wire
     from retention.ingestion.ingestor import Ingestor
     from retention.journeys.catalogue import Catalogue
@@ -263,9 +263,13 @@ def run(log: Any = print, scale: float = 1.0) -> dict[str, Any]:
             sp = repo.load(req.customer_id, NOW)
             out = renderer.render(req, sp.profile, "email", NOW)
             body = req.model_dump_json()
-            profile_item = fake._get(env.profiles_table, {"pk": {"S": f"C#{req.customer_id}"}, "sk": {"S": "P"}})
+            profile_item = fake._get(env.profiles_table,
+                                     {"pk": {"S": profile_pk(req.customer_id)}, "sk": {"S": PROFILE_SK}})
             assert profile_item is not None
-            bare_payload = json.dumps({"request": json.loads(body), "profile": json.loads(profile_item["doc"]["S"])})
+            from retention.customers.store import decode_doc
+            doc = profile_item["doc"]
+            bare_payload = json.dumps({"request": json.loads(body),
+                                       "profile": json.loads(doc["S"] if "S" in doc else decode_doc(doc["B"]))})
             r = measure(lambda req=req, sp=sp: renderer.render(req, sp.profile, "email", NOW), n_render)
             bare = measure(lambda raw=bare_payload: BareSend.model_validate_json(raw), n_render * 5)
             send = measure(lambda req=req: sender.send(req), max(30, n_render // 3))

@@ -5,7 +5,8 @@
     python -m bench.run --readme              # also rewrite README.md's `## Benchmarks and cost` section
     python -m bench.run --report-only --readme  # no measurement: cost model, bars and tables from latest.json
 
-Sections: requests (AWS requests and capacity units, moto in process), logs (log bytes per invocation),
+Sections: requests (AWS requests and capacity units, moto in process), growth (the same per plain event, sent
+email and feedback at 0 / 100 / 500 / 2,000 orders), logs (log bytes per invocation),
 cpu (AWS stubbed), coldstart (handler imports vs boto3), tick (1k/10k/100k profiles), throughput (the
 local stack under a Segment client's load), then the cost model and the DESIGN §10 bars."""
 
@@ -25,7 +26,7 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results"
-SECTIONS = ("requests", "logs", "cpu", "coldstart", "tick", "throughput", "hostile")
+SECTIONS = ("requests", "growth", "logs", "cpu", "coldstart", "tick", "throughput", "hostile")
 
 
 def _log(msg: str) -> None:
@@ -58,6 +59,9 @@ def run_section(name: str, results: dict[str, Any]) -> Any:
     if name == "requests":
         from bench import aws_requests
         return aws_requests.run(log=_log)
+    if name == "growth":
+        from bench import growth
+        return growth.run(log=_log)
     if name == "logs":
         from bench import logs
         return logs.run(log=_log)
@@ -114,6 +118,8 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.perf_counter()
         try:
             results[name] = run_section(name, results)
+            if isinstance(results[name], dict):  # which code measured it (a reused section keeps its own)
+                results[name]["measured_at_commit"] = results["meta"]["commit"]
         except Exception as exc:  # one broken section still leaves the others' results
             results[name] = {"error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()[-4000:]}
             _log(f"[bench] {name} FAILED: {type(exc).__name__}: {exc}")

@@ -22,6 +22,7 @@ SIZES = (1_000, 10_000, 100_000)
 def run(log: Any = print, sizes: tuple[int, ...] = SIZES) -> dict[str, Any]:
     import retention.core.config as rconfig
     from retention.core import clock, ddb
+    from retention.customers.store import PROFILE_SK, profile_pk
     from retention.ingestion import wire
     from retention.ingestion.ingestor import Ingestor
     from retention.schedule import due
@@ -48,9 +49,11 @@ def run(log: Any = print, sizes: tuple[int, ...] = SIZES) -> dict[str, Any]:
                      "properties": {"order_id": "o1", "revenue": 2580, "currency": "RUB",
                                     "products": [{"product_id": "p1", "price": 1290}]}}]
             ing.ingest(wire.parse_request("batch", json.dumps({"batch": msgs}).encode(), T0).messages, "src")
-            tmpl = ddb.get(d.dynamodb, d.env.profiles_table, "C#tmpl", "P", consistent=True)
+            tmpl = ddb.get(d.dynamodb, d.env.profiles_table, profile_pk("tmpl"), PROFILE_SK, consistent=True)
             assert tmpl
-            doc = str(tmpl["doc"]).replace('"tmpl"', '"__ID__"').replace("tmpl@example.com", "__ID__@example.com")
+            from retention.customers.store import decode_doc
+            doc = decode_doc(tmpl["doc"]).replace('"tmpl"', '"__ID__"').replace("tmpl@example.com",
+                                                                                 "__ID__@example.com")
             out["profile_item_bytes"] = len(doc) + 60
             for client in (d.dynamodb, d.sqs):
                 meter.attach(client)
@@ -60,8 +63,9 @@ def run(log: Any = print, sizes: tuple[int, ...] = SIZES) -> dict[str, Any]:
             ticker = s.ticker()
             for n in sizes:
                 t_seed = time.perf_counter()
-                items = [{"pk": f"C#c{i}", "sk": "P", "version": 1, "doc": doc.replace("__ID__", f"c{i}"),
-                          "sends": [], "updated_at": clock.iso(T0)} for i in range(seeded, n)]
+                items = [{"pk": profile_pk(f"c{i}"), "sk": PROFILE_SK, "version": 1,
+                          "doc": doc.replace("__ID__", f"c{i}"), "sends": [],
+                          "updated_at": clock.iso(T0)} for i in range(seeded, n)]
                 ddb.batch_write(d.dynamodb, d.env.profiles_table, puts=items)
                 seeded = n
                 seed_s = time.perf_counter() - t_seed

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any, TextIO
 
 import yaml
@@ -29,18 +30,25 @@ def sources_create(ctx: Ctx, name: str, scopes: str | None = None) -> int:
 
 
 def sources_list(ctx: Ctx) -> int:
-    data = ctx.client.get("/sources")
+    return _listing(ctx, "/sources", "sources", "no sources: create one with `retention sources create NAME`",
+                    ["source", "name", "key", "created", "state"],
+                    lambda s: [s["source_id"], s.get("name"), s.get("key_hint"), (s.get("created_at") or "")[:19],
+                               f"revoked {(s.get('revoked_at') or '')[:10]}".strip() if s.get("revoked")
+                               else "active"])
+
+
+def _listing(ctx: Ctx, path: str, key: str, empty: str, headers: list[str],
+             row: Callable[[dict[str, Any]], list[Any]], **params: Any) -> int:
+    """A list answer of the admin API: JSON as is with --json, else a table (or `empty` when there is none)."""
+    data = ctx.client.get(path, **params)
     if ctx.json_output:
         ctx.dump(data)
         return 0
-    rows = data.get("sources", [])
+    rows = data.get(key, [])
     if not rows:
-        ctx.echo("no sources: create one with `retention sources create NAME`")
+        ctx.echo(empty)
         return 0
-    table(["source", "name", "key", "created", "state"],
-          [[s["source_id"], s.get("name"), s.get("key_hint"), (s.get("created_at") or "")[:19],
-            f"revoked {(s.get('revoked_at') or '')[:10]}".strip() if s.get("revoked") else "active"] for s in rows],
-          ctx.out)
+    table(headers, [row(r) for r in rows], ctx.out)
     return 0
 
 
@@ -67,18 +75,11 @@ def tokens_create(ctx: Ctx, name: str, role: str, expires: str | None) -> int:
 
 
 def tokens_list(ctx: Ctx) -> int:
-    data = ctx.client.get("/tokens")
-    if ctx.json_output:
-        ctx.dump(data)
-        return 0
-    rows = data.get("tokens", [])
-    if not rows:
-        ctx.echo("no tokens")
-        return 0
-    table(["token", "name", "role", "state", "expires", "created", "by"],
-          [[t["token_id"], t.get("name"), t.get("role"), t.get("state"), (t.get("expires_at") or "never")[:16],
-            (t.get("created_at") or "")[:16], t.get("created_by")] for t in rows], ctx.out)
-    return 0
+    return _listing(ctx, "/tokens", "tokens", "no tokens",
+                    ["token", "name", "role", "state", "expires", "created", "by"],
+                    lambda t: [t["token_id"], t.get("name"), t.get("role"), t.get("state"),
+                               (t.get("expires_at") or "never")[:16], (t.get("created_at") or "")[:16],
+                               t.get("created_by")])
 
 
 def tokens_revoke(ctx: Ctx, token_id: str) -> int:
@@ -88,18 +89,12 @@ def tokens_revoke(ctx: Ctx, token_id: str) -> int:
 
 
 def audit(ctx: Ctx, since: str | None, kind: str | None, who: str | None, limit: int) -> int:
-    data = ctx.client.get("/audit", since=since, kind=kind, who=who, limit=limit)
-    if ctx.json_output:
-        ctx.dump(data)
-        return 0
-    rows = data.get("entries", [])
-    if not rows:
-        ctx.echo("no changes recorded" + (" for this filter" if since or kind or who else ""))
-        return 0
-    table(["when", "who", "action", "kind", "id", "version"],
-          [[(e.get("when") or "")[:19], e.get("who"), e.get("action"), e.get("kind"), e.get("id"),
-            e.get("version") if e.get("version") is not None else "-"] for e in rows], ctx.out)
-    return 0
+    empty = "no changes recorded" + (" for this filter" if since or kind or who else "")
+    return _listing(ctx, "/audit", "entries", empty,
+                    ["when", "who", "action", "kind", "id", "version"],
+                    lambda e: [(e.get("when") or "")[:19], e.get("who"), e.get("action"), e.get("kind"), e.get("id"),
+                               e.get("version") if e.get("version") is not None else "-"],
+                    since=since, kind=kind, who=who, limit=limit)
 
 
 # ---- customers -------------------------------------------------------------------------------------------

@@ -32,6 +32,7 @@ from typing import Any
 
 from cli.client import ApiError, CliError
 from cli.context import Ctx
+from cli.files import json_lines
 
 CSV_HELP = """CSV columns (a header row; UTF-8; any order; empty cells are ignored):
   user_id       required: the shop's customer id (the userId of every event)
@@ -171,22 +172,15 @@ def csv_rows(path: Path) -> Iterator[Row]:
 
 
 def jsonl_rows(path: Path) -> Iterator[Row]:
-    with path.open(encoding="utf-8-sig") as handle:
-        for number, text in enumerate(handle, start=1):
-            if not text.strip():
-                continue
-            try:
-                message = json.loads(text)
-            except ValueError as exc:
-                yield Row(number, error=f"not JSON: {exc}")
-                continue
-            if not isinstance(message, dict):
-                yield Row(number, error="a line is one message (a JSON object)")
-                continue
-            message.pop("sentAt", None)  # keep the message's own timestamp (history import)
-            if not message.get("messageId"):
-                message["messageId"] = "import-" + hashlib.sha256(text.strip().encode()).hexdigest()[:24]
-            yield Row(number, [message])
+    for line in json_lines(path, "a line is one message (a JSON object)"):
+        if line.value is None:
+            yield Row(line.number, error=line.error)
+            continue
+        message = line.value
+        message.pop("sentAt", None)  # keep the message's own timestamp (history import)
+        if not message.get("messageId"):
+            message["messageId"] = "import-" + hashlib.sha256(line.text.strip().encode()).hexdigest()[:24]
+        yield Row(line.number, [message])
 
 
 class Importer:

@@ -243,6 +243,9 @@ def build_parser(stdin: TextIO | None = None) -> argparse.ArgumentParser:
     p.add_argument("--format", choices=("csv", "jsonl", "yml", "rss"), help="default: from the file")
     p.add_argument("--batch", type=int, default=products.BATCH, help=f"products per request (default {products.BATCH})")
     p.add_argument("--resume", action="store_true", help="continue after the line in FILE.progress")
+    p = b.leaf(sub, "delete", "delete a product: out of the catalogue and every recommendation (audited)",
+               lambda c, a: products.delete_product(c, a.product_id))
+    p.add_argument("product_id")
 
     sub = b.group("coupons", "personal coupon pools")
     p = b.leaf(sub, "upload", "add codes (one per line, or the first CSV column) to a pool",
@@ -251,9 +254,10 @@ def build_parser(stdin: TextIO | None = None) -> argparse.ArgumentParser:
     p.add_argument("file")
     p.add_argument("--discount", required=True, help='"10%%" or "500 RUB"')
     p.add_argument("--valid-days", dest="valid_days", type=int, required=True, help="days a code is valid once issued")
-    p = b.leaf(sub, "stats", "issued, redeemed, revenue and codes left, per pool",
-               lambda c, a: products.pool_stats(c, a.pool))
+    p = b.leaf(sub, "stats", "issued, redeemed, revenue and codes left, per pool; fallback codes; the last days",
+               lambda c, a: products.pool_stats(c, a.pool, a.days))
     p.add_argument("pool", nargs="?")
+    p.add_argument("--days", type=int, help="the recent window in days (default 30)")
 
     sub = b.group("nps", "Net Promoter Score")
     p = b.leaf(sub, "report", "NPS with its label, by stage and shop, and the trend",

@@ -1,14 +1,17 @@
-"""`retention catalog import FILE` and `retention coupons upload POOL FILE` (admin API: PUT /admin/catalog,
-POST /admin/coupons/{pool}).
+"""`retention catalog import FILE`, `retention catalog delete PRODUCT_ID` and `retention coupons upload POOL
+FILE` (admin API: PUT /admin/catalog, DELETE /admin/catalog/{product_id}, POST /admin/coupons/{pool}).
 
 Catalogue formats (by extension, or `--format`):
 - `csv`: a header row; columns product_id (or id, sku), name, url, image_url, price, currency, category,
-  brand, in_stock, accessories (ids separated by `,` or `;`), consumable.
+  brand, in_stock, accessories (ids separated by `,` or `;`), consumable, consumable_days (days until a
+  bought one runs out: a `Product Replenishment Due` event that many days after each order).
 - `jsonl`: one product object per line, the fields of `PUT /admin/catalog`.
 - `yml`: a Yandex Market YML feed (`<yml_catalog><shop><categories>…<offers><offer id available>` with
-  url, price, currencyId, categoryId, picture, name or model, vendor); categories by name.
+  url, price, currencyId, categoryId, picture, name or model, vendor); categories by name;
+  `<param name="consumable_days">30</param>` (or `replenish_days`) sets the replenishment days.
 - `rss`: a Google Merchant feed (RSS 2.0 `<item>` or Atom `<entry>` with `g:id`, `g:title`, `g:link`,
-  `g:image_link`, `g:price` "1500.00 RUB", `g:availability`, `g:product_type`, `g:brand`).
+  `g:image_link`, `g:price` "1500.00 RUB", `g:availability`, `g:product_type`, `g:brand`); a custom label
+  `g:custom_label_0`…`4` of `consumable_days:30` sets the replenishment days.
 
 A bad row is reported with its line (`FILE:LINE: why`) and skipped; the good rows are imported. Products
 go in batches (500 per request); `FILE.progress` holds the last line of the last accepted batch, so
@@ -18,7 +21,6 @@ go in batches (500 per request); `FILE.progress` holds the last line of the last
 from __future__ import annotations
 
 import csv
-import json
 import xml.sax
 import xml.sax.handler
 from collections.abc import Iterator
@@ -30,10 +32,13 @@ from retention.products.catalog import Product
 
 from cli.client import CliError, path_part
 from cli.context import Ctx
+from cli.files import json_lines
+from cli.output import table
 
 BATCH = 500
 CODES_PER_REQUEST = 5000
 G = "http://base.google.com/ns/1.0"
+DAYS_NAMES = ("consumable_days", "replenish_days")  # a YML <param name> or a Merchant custom label
 
 
 @dataclass
@@ -57,7 +62,8 @@ def _validated(line: int, raw: dict[str, Any]) -> FeedRow:
         first = errors()[0] if callable(errors) and errors() else {}
         where = ".".join(str(p) for p in first.get("loc", ()))
         return FeedRow(line, error=f"{where}: {first.get('msg', exc)}" if where else str(exc))
-    return FeedRow(line, product=product.model_dump(exclude={"consumable"} if not product.consumable else None))
+    unset = {k for k in ("consumable", "consumable_days") if not getattr(product, k)}
+    return FeedRow(line, product=product.model_dump(exclude=unset or None))
 
 
 def csv_rows(path: Path) -> Iterator[FeedRow]:
@@ -70,25 +76,15 @@ def csv_rows(path: Path) -> Iterator[FeedRow]:
             raw.setdefault("product_id", raw.get("id") or raw.get("sku") or "")
             if not raw.get("in_stock"):
                 raw.pop("in_stock", None)
-            if not raw.get("consumable"):
-                raw.pop("consumable", None)
+            for optional in ("consumable", "consumable_days"):
+                if not raw.get(optional):
+                    raw.pop(optional, None)
             yield _validated(reader.line_num, raw)
 
 
 def jsonl_rows(path: Path) -> Iterator[FeedRow]:
-    with path.open(encoding="utf-8") as fh:
-        for number, text in enumerate(fh, start=1):
-            if not text.strip():
-                continue
-            try:
-                raw = json.loads(text)
-            except ValueError as exc:
-                yield FeedRow(number, error=f"not JSON: {exc}")
-                continue
-            if not isinstance(raw, dict):
-                yield FeedRow(number, error="a product is a JSON object")
-                continue
-            yield _validated(number, raw)
+    for line in json_lines(path, "a product is a JSON object"):
+        yield FeedRow(line.number, error=line.error) if line.value is None else _validated(line.number, line.value)
 
 
 class _Feed(xml.sax.handler.ContentHandler):
@@ -102,6 +98,7 @@ class _Feed(xml.sax.handler.ContentHandler):
         self._current: tuple[int, dict[str, str], dict[str, list[str]]] | None = None
         self._text: list[str] = []
         self._category: str | None = None
+        self._param: str | None = None
         self._locator: Any = None
 
     def setDocumentLocator(self, locator: Any) -> None:
@@ -113,6 +110,8 @@ class _Feed(xml.sax.handler.ContentHandler):
         line = self._locator.getLineNumber() if self._locator else 0
         if local in self.record_tags and self._current is None:
             self._current = (line, attributes, {})
+        elif local == "param" and self._current is not None:
+            self._param = attributes.get("name")
         elif local == "category" and self._current is None:
             self._category = attributes.get("id")
         self._text = []
@@ -129,6 +128,9 @@ class _Feed(xml.sax.handler.ContentHandler):
                 self._current = None
             else:
                 key = f"g:{local}" if ns == G else local
+                if local == "param" and self._param:  # YML: <param name="…">value</param>
+                    key = f"param:{self._param.strip().lower()}"
+                    self._param = None
                 self._current[2].setdefault(key, []).append(text)
         elif local == "category" and self._category is not None:
             self.categories[self._category] = text
@@ -175,6 +177,9 @@ def yml_rows(path: Path) -> Iterator[FeedRow]:
                "brand": _first(fields, "vendor")}
         if available is not None:
             raw["in_stock"] = available
+        days = _first(fields, *(f"param:{name}" for name in DAYS_NAMES))
+        if days:
+            raw["consumable_days"] = days
         if not raw["product_id"]:
             yield FeedRow(line, error="an offer without id")
             continue
@@ -198,6 +203,10 @@ def merchant_rows(path: Path) -> Iterator[FeedRow]:
         availability = _first(fields, "g:availability")
         if availability:
             raw["in_stock"] = availability
+        for label in (_first(fields, f"g:custom_label_{i}") for i in range(5)):
+            name, sep, value = label.replace("=", ":").partition(":")
+            if sep and name.strip().lower() in DAYS_NAMES:
+                raw["consumable_days"] = value.strip()
         if not raw["product_id"]:
             yield FeedRow(line, error="an item without g:id")
             continue
@@ -271,6 +280,17 @@ def import_catalog(ctx: Ctx, file: str, fmt: str | None = None, batch: int = BAT
     return 1 if outcome.bad else 0
 
 
+def delete_product(ctx: Ctx, product_id: str) -> int:
+    res = ctx.client.delete(f"/catalog/{path_part(product_id)}")
+    if ctx.json_output:
+        ctx.dump(res)
+        return 0
+    ctx.echo(f"product {res['product_id']} deleted: no longer recommended "
+             f"({res.get('co_purchase_rows', 0)} co-purchase rows, {res.get('popular_days', 0)} popularity days "
+             "removed)")
+    return 0
+
+
 def upload_coupons(ctx: Ctx, pool: str, file: str, discount: str, valid_days: int) -> int:
     path = Path(file)
     if not path.is_file():
@@ -302,14 +322,23 @@ def upload_coupons(ctx: Ctx, pool: str, file: str, discount: str, valid_days: in
     return 1 if rejected else 0
 
 
-def pool_stats(ctx: Ctx, pool: str | None) -> int:
-    data = ctx.client.get(f"/coupons/{path_part(pool)}") if pool else ctx.client.get("/coupons")
+def pool_stats(ctx: Ctx, pool: str | None, days: int | None = None) -> int:
+    """All time (codes of the pool, then the signed fallback codes) and the last `days` days (default 30)."""
+    data = ctx.client.get(f"/coupons/{path_part(pool)}", days=days) if pool else ctx.client.get("/coupons", days=days)
     pools = [data] if pool else data["pools"]
     if ctx.json_output:
         ctx.dump(data)
         return 0
-    ctx.echo(f"{'pool':<20} {'discount':>10} {'issued':>8} {'redeemed':>9} {'revenue':>12} {'left':>8}")
+    span = f"{(pools[0].get('window') or {}).get('days', days or 30)}d" if pools else "window"
+    headers = ["pool", "discount", "issued", "redeemed", "revenue", "left", "fallback issued", "fallback redeemed",
+               f"{span} issued", f"{span} redeemed", f"{span} revenue", f"{span} fallback issued/redeemed"]
+    rows = []
     for p in pools:
-        ctx.echo(f"{p['pool']:<20} {p.get('discount') or '-':>10} {p['issued']:>8} {p['redeemed']:>9} "
-                 f"{p['revenue']:>12} {p['left']:>8}")
+        fb = p.get("fallback") or {}
+        win = p.get("window") or {}
+        wfb = win.get("fallback") or {}
+        rows.append([p["pool"], p.get("discount") or "-", p["issued"], p["redeemed"], p["revenue"], p["left"],
+                     fb.get("issued", 0), fb.get("redeemed", 0), win.get("issued", 0), win.get("redeemed", 0),
+                     win.get("revenue", 0), f"{wfb.get('issued', 0)}/{wfb.get('redeemed', 0)}"])
+    table(headers, rows, ctx.out)
     return 0

@@ -59,7 +59,7 @@ FALLBACK_REQUIREMENTS = (
     "pyyaml>=6,<7",
 )
 RETRY_AFTER_SECONDS = 3600
-BUILD_RECIPE = 3  # bump when the way the layer is assembled changes, to invalidate old builds
+BUILD_RECIPE = 4  # bump when the way the layer is assembled changes, to invalidate old builds
 _IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", "*.pyo", ".pytest_cache", ".mypy_cache")
 
 
@@ -244,7 +244,8 @@ def build_layer(force: bool = False) -> LayerBuild:
         # Hash what is copied (not the source tree), so the hash always describes the content.
         shutil.copytree(LIBRARY_DIR, tmp / "retention", ignore=_IGNORED)
         key = json.dumps(
-            [BUILD_RECIPE, deps_hash(reqs), info["complete"], info["installed"], _tree_hash(tmp / "retention")]
+            [BUILD_RECIPE, deps_hash(reqs), info["complete"], info["installed"], _tree_hash(tmp / "retention"),
+             target_python() is not None]
         )
         asset_hash = hashlib.sha256(key.encode()).hexdigest()
         final = LAYER_DIR / asset_hash[:24]
@@ -252,6 +253,7 @@ def build_layer(force: bool = False) -> LayerBuild:
             staging = tmp / "asset"
             shutil.copytree(deps_dir, staging / "python", copy_function=_link_or_copy)
             (tmp / "retention").rename(staging / "python" / "retention")
+            _compile(staging / "python")
             shutil.rmtree(final, ignore_errors=True)
             LAYER_DIR.mkdir(parents=True, exist_ok=True)
             staging.rename(final)
@@ -259,6 +261,55 @@ def build_layer(force: bool = False) -> LayerBuild:
         shutil.rmtree(tmp, ignore_errors=True)
         _prune(keep=final)
         return LayerBuild(path=final, asset_hash=asset_hash, complete=bool(info["complete"]))
+
+
+def target_python() -> str | None:
+    """An interpreter of the Lambda runtime's version (its .pyc magic number must match): on PATH, in
+    pyenv, or RETENTION_LAYER_PYTHON."""
+    explicit = os.environ.get("RETENTION_LAYER_PYTHON")
+    if explicit:
+        return explicit
+    if sys.version_info[:2] == tuple(int(x) for x in PYTHON_VERSION.split(".")):
+        return sys.executable
+    pyenv = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv")) / "versions"
+    candidates = [str(p) for p in sorted(pyenv.glob(f"{PYTHON_VERSION}.*/bin/python{PYTHON_VERSION}"), reverse=True)]
+    found = shutil.which(f"python{PYTHON_VERSION}")
+    for candidate in [*candidates, *([found] if found else [])]:
+        try:  # a pyenv shim on PATH may name a version that is not selected: ask it
+            ok = subprocess.run([candidate, "-c", "import sys; print(sys.version_info[:2])"],  # noqa: S603
+                                capture_output=True, text=True, timeout=30, check=False)
+        except (OSError, subprocess.TimeoutExpired):
+            continue
+        if ok.returncode == 0 and ok.stdout.strip() == str(tuple(int(x) for x in PYTHON_VERSION.split("."))):
+            return candidate
+    return None
+
+
+def _compile(root: Path) -> bool:
+    """Byte-compile the layer for the runtime: a layer is read-only under /opt, so without these files
+    every module is compiled from source at every cold start. `unchecked-hash` .pyc are used without
+    looking at the source's mtime (zip timestamps do not matter) and never go stale: the asset is
+    immutable."""
+    python = target_python()
+    if python is None:
+        _warn_only(f"no python{PYTHON_VERSION} found (set RETENTION_LAYER_PYTHON): the layer ships sources only")
+        return False
+    try:
+        proc = subprocess.run(  # noqa: S603 (fixed argv: an interpreter path and compileall options)
+            [python, "-m", "compileall", "-q", "-j", "0", "--invalidation-mode", "unchecked-hash",
+             "-s", str(root), "-p", "/opt/python", str(root)],
+            capture_output=True, text=True, timeout=600, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        _warn_only(f"compileall could not run ({exc}): the layer ships sources only")
+        return False
+    if proc.returncode != 0:  # a file that does not compile for 3.12 (vendored py2 tests, …) is skipped
+        print(f"[infra.layer] compileall: {(proc.stdout + proc.stderr).strip()[-400:]}", file=sys.stderr)
+    return True
+
+
+def _warn_only(message: str) -> None:
+    warnings.warn(f"[infra.layer] {message}", stacklevel=3)
+    print(f"[infra.layer] {message}", file=sys.stderr)
 
 
 def _prune(keep: Path) -> None:

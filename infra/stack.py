@@ -16,6 +16,7 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_event_sources as event_sources
 from aws_cdk import aws_sns_subscriptions as subscriptions
 from aws_cdk import aws_sqs as sqs
+from aws_cdk import aws_xray as xray
 from constructs import Construct
 
 from infra.config import StackConfig
@@ -135,6 +136,13 @@ class RetentionStack(Stack):
             "POWERTOOLS_LOG_LEVEL": "INFO",
         }
         self.functions = Functions(self, "Functions", environment=environment, removal_policy=removal)
+        # X-Ray samples instead of tracing every request: the default rule keeps one trace a second per
+        # function (≈ 2.6 M traces, ≈ $13 a month for the reference shop); 1 % of this stack's requests
+        # is enough to see where time goes. CloudFormation names the functions `<stack>-…`.
+        xray.CfnSamplingRule(self, "TraceSampling", sampling_rule=xray.CfnSamplingRule.SamplingRuleProperty(
+            rule_name=f"{self.stack_name}-sampling"[:32], priority=100, fixed_rate=0.01, reservoir_size=0,
+            service_name=f"{self.stack_name}*", service_type="*", host="*", http_method="*", url_path="*",
+            resource_arn="*", version=1))
         fns = self.functions.functions
 
         if config.ingest_concurrency:

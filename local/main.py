@@ -41,6 +41,7 @@ def main() -> None:
 Retention engine running at {url}
   write key    : {cfg.write_key}     (HTTP Basic user name; POST {url}/v1/batch)
   admin token  : {cfg.admin_token}   (Authorization: Bearer …; GET {url}/admin/customers/<id>)
+  console      : {url}/console/   (sign in with the admin token above)
   outbox       : GET {url}/_local/outbox
   virtual clock: GET {url}/_local/clock, POST {url}/_local/clock/advance {{"seconds": N}}
   feedback     : POST {url}/_local/feedback {{"to": "<email>", "type": "Open|Click|Bounce|Complaint|Delivery"}}

@@ -448,10 +448,11 @@ class LocalStack:
         from retention.core import ddb
         from retention.core.runtime import deps
         from retention.messaging.mime import parse_email
+        from retention.messaging.requests import LEDGER_PREFIX
         d = deps()
         ledgers: dict[str, dict[str, Any]] = {}
         kwargs: dict[str, Any] = {"TableName": d.env.messages_table, "FilterExpression": "begins_with(pk, :l)",
-                                  "ExpressionAttributeValues": {":l": {"S": "L#"}}}
+                                  "ExpressionAttributeValues": {":l": {"S": LEDGER_PREFIX}}}
         client = d.dynamodb
         while True:
             resp = client.scan(**kwargs)

@@ -1,5 +1,7 @@
 """Admin API (Bearer admin token, stored hashed): customers, definitions, previews and dry-runs, segment
-counts and assignments, sources, stats, NPS, settings — one Router per resource in retention.admin.routes."""
+counts and assignments, sources, stats, NPS, settings — one Router per resource in retention.admin.routes.
+Also the web console (/console/…, retention.console: session cookie instead of the Bearer token), which
+needs exactly this function's permissions."""
 
 from __future__ import annotations
 
@@ -20,4 +22,7 @@ for router in ROUTERS:  # in order: specific dynamic routes before the generic d
 
 @entry("admin_api")
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    if str(event.get("path") or "").startswith("/console"):
+        from retention.console.app import app as console  # loaded on the console's first request
+        return console.resolve(event, context)
     return app.resolve(event, context)

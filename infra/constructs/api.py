@@ -23,6 +23,7 @@ METHOD_THROTTLES: dict[str, tuple[int, int]] = {
     **{f"/v1/{call}/POST": (200, 400) for call in ("track", "identify", "page", "screen", "alias", "group")},
     "/v1/webhooks/nps/POST": (50, 100),
     "/admin/{proxy+}/*": (50, 100),
+    "/console/{proxy+}/*": (20, 40),
 }
 
 
@@ -48,6 +49,9 @@ ROUTES: tuple[RouteSpec, ...] = (
     RouteSpec("POST", "/optin/{token}", "preferences"),
     RouteSpec("ANY", "/admin", "admin_api"),
     RouteSpec("ANY", "/admin/{proxy+}", "admin_api"),
+    # the web console: same function and permissions as the admin API, a session cookie instead of Bearer
+    RouteSpec("GET", "/console", "admin_api"),
+    RouteSpec("ANY", "/console/{proxy+}", "admin_api"),
 )
 
 
@@ -140,7 +144,8 @@ class Api(Construct):
         reason = (
             "Authorization is enforced inside the functions: Segment write key (HTTP Basic) "
             "for /v1, HMAC-SHA256 signature for /v1/webhooks/nps, signed tokens for /nps and "
-            "/u, admin bearer token (stored hashed) for /admin. Clients are the shop's "
+            "/u, admin bearer token (stored hashed) for /admin, a session cookie from that token for "
+            "/console. Clients are the shop's "
             "servers and Segment/Rudder SDKs, which cannot use Cognito or IAM signing."
         )
         acknowledge(self, "AwsSolutions-APIG4", reason)

@@ -6,16 +6,20 @@ from aws_cdk import RemovalPolicy
 from aws_cdk import aws_dynamodb as dynamodb
 from constructs import Construct
 
-from infra.constructs.common import set_role
+from infra.constructs.common import acknowledge, set_role
 
 # role -> construct id; the environment variable is `<ROLE>_TABLE`.
 TABLE_ROLES = ("profiles", "events", "config", "due", "messages", "idempotency", "products")
 TTL_ATTRIBUTE = "ttl"
+# Continuous backups cost $0.20 per GB-month, nearly what the storage costs. The raw events are the bulk of
+# the stored bytes and are an append-only log that expires (90 days by default): a restore would bring back
+# little that matters; profiles, configuration, the due index, the ledger and the markers keep PITR.
+NO_PITR = ("events",)
 
 
 class Storage(Construct):
-    """Seven on-demand tables (products: catalogue, recommendation counters, coupon pools),
-    all keyed `pk`/`sk` (S), with TTL on `ttl`, PITR, AWS-managed SSE."""
+    """Seven on-demand tables (products: catalogue, recommendation counters, coupon pools), all keyed
+    `pk`/`sk` (S), with TTL on `ttl`, PITR (but the raw events), AWS-managed SSE."""
 
     def __init__(self, scope: Construct, construct_id: str, *, removal_policy: RemovalPolicy) -> None:
         super().__init__(scope, construct_id)
@@ -28,13 +32,16 @@ class Storage(Construct):
                 sort_key=dynamodb.Attribute(name="sk", type=dynamodb.AttributeType.STRING),
                 billing_mode=dynamodb.BillingMode.PAY_PER_REQUEST,
                 point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
-                    point_in_time_recovery_enabled=True
+                    point_in_time_recovery_enabled=role not in NO_PITR
                 ),
                 encryption=dynamodb.TableEncryption.AWS_MANAGED,
                 time_to_live_attribute=TTL_ATTRIBUTE,
                 removal_policy=removal_policy,
             )
             set_role(table, f"table:{role}")
+            if role in NO_PITR:
+                acknowledge(table, "AwsSolutions-DDB3", "raw events: an expiring append-only log; PITR would "
+                            "double its storage bill (the profiles and configuration tables keep PITR)")
             self.tables[role] = table
 
         # The send ledger by customer, for the admin API's "messages" of a customer.

@@ -22,6 +22,8 @@ EXPECTED_ROUTES = {
     Route("POST", "/optin/{token}", "preferences"),
     Route("ANY", "/admin", "admin_api"),
     Route("ANY", "/admin/{proxy+}", "admin_api"),
+    Route("GET", "/console", "admin_api"),  # the web console is served by the admin API's function
+    Route("ANY", "/console/{proxy+}", "admin_api"),
 }
 
 
@@ -61,8 +63,8 @@ def test_token_routes_validate_path_parameters(synth):
         for m in synth.resources("AWS::ApiGateway::Method").values()
         if m["Properties"].get("RequestParameters")
     ]
-    # GET/POST /nps/{token}, /survey/{token}, /u/{token}, /optin/{token}; ANY /admin/{proxy+}
-    assert len(with_params) == 9
+    # GET/POST /nps/{token}, /survey/{token}, /u/{token}, /optin/{token}; ANY /admin/{proxy+} and /console/…
+    assert len(with_params) == 10
     for props in with_params:
         assert props["RequestValidatorId"] == {"Ref": validator_lid}
 

@@ -43,7 +43,11 @@ def test_pip_arguments_target_lambda_arm64():
 def test_cached_build_library_change_and_runtime_packages_dropped(build_dir, monkeypatch):
     calls = []
 
+    real_run = layer.subprocess.run
+
     def fake_pip(args, **kwargs):
+        if "pip" not in args:  # the byte-compilation (and its interpreter probe) run for real
+            return real_run(args, **kwargs)
         target = layer.Path(args[args.index("--target") + 1])
         for name in ("pydantic", "pydantic-2.0.dist-info", "botocore", "botocore-1.0.dist-info"):
             (target / name).mkdir()
@@ -58,7 +62,7 @@ def test_cached_build_library_change_and_runtime_packages_dropped(build_dir, mon
     assert (python / "retention" / "__init__.py").is_file()
     assert (python / "pydantic").is_dir()
     assert not (python / "botocore").exists() and not (python / "six.py").exists()
-    assert not list(python.rglob("__pycache__"))
+    assert not list(python.rglob("junk.pyc"))  # the developer's bytecode is never shipped
 
     second = layer.build_layer()  # nothing changed: no pip, same directory and hash
     assert len(calls) == 1 and second == first
@@ -76,6 +80,7 @@ def test_pip_failure_gives_library_only_layer_and_never_raises(build_dir, monkey
         return layer.subprocess.CompletedProcess(args, 1, "", "Could not find a version (offline)")
 
     monkeypatch.setattr(layer.subprocess, "run", failing_pip)
+    monkeypatch.setattr(layer, "target_python", lambda: None)  # no byte-compilation here: pip is the subject
     with pytest.warns(UserWarning, match="only the retention library"):
         result = layer.build_layer()
     assert not result.complete
@@ -112,3 +117,16 @@ def test_the_layer_ships_the_library_s_non_python_files(build_dir, monkeypatch):
     assert [t for t in templates if not (shipped / t).is_file()] == []
     assert (shipped / "surveys" / "templates" / "preferences.html").read_text() == (
         build_dir / "surveys" / "templates" / "preferences.html").read_text()
+
+
+@pytest.mark.skipif(layer.target_python() is None, reason=f"no python{layer.PYTHON_VERSION} on this machine")
+def test_the_layer_ships_unchecked_hash_bytecode_for_the_runtime(build_dir, monkeypatch):
+    monkeypatch.setenv("RETENTION_LAYER_SKIP_PIP", "1")
+    python = layer.build_layer().path / "python"
+    tag = "cpython-" + layer.PYTHON_VERSION.replace(".", "")
+    sources = sorted(python.rglob("*.py"))
+    compiled = {p.name.split(".")[0] for p in python.rglob(f"*.{tag}.pyc")}
+    assert sources and {p.stem for p in sources} <= compiled
+    header = next(python.rglob(f"ingestor.{tag}.pyc")).read_bytes()[4:8]
+    # PEP 552 flags: bit 0 hash-based, bit 1 check_source; unchecked-hash = 0b01 (the zip's mtimes do not matter)
+    assert int.from_bytes(header, "little") == 0b01

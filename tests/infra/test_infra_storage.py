@@ -18,7 +18,8 @@ def test_six_tables_with_pk_sk_on_demand_pitr_sse_ttl(synth):
         assert {"AttributeName": "pk", "AttributeType": "S"} in props["AttributeDefinitions"]
         assert {"AttributeName": "sk", "AttributeType": "S"} in props["AttributeDefinitions"]
         assert props["BillingMode"] == "PAY_PER_REQUEST"
-        assert props["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
+        # PITR everywhere but on the raw events (an expiring log; PITR would double its storage bill)
+        assert props["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": role != "events"}
         assert props["SSESpecification"] == {"SSEEnabled": True}  # AWS-managed KMS key, no CMK
         assert "KMSMasterKeyId" not in props["SSESpecification"]
         assert props["TimeToLiveSpecification"] == {"AttributeName": "ttl", "Enabled": True}

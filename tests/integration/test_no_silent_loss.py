@@ -113,3 +113,61 @@ def test_a_render_gets_only_the_time_left_in_the_invocation(library_stack: Any, 
     assert (out.status, out.reason) == ("failed", "render_error")
     row = ddb.get(s.deps.dynamodb, s.tables["messages"], *ledger_key(req.ledger_id))
     assert row and "took longer" in row.get("detail", "")
+
+
+# ---- counters and segment flows of a request that died after its commit (issue 15, item 5) -------------------
+
+
+def _entered(s: Any, rule: str) -> float:
+    from retention.analytics.counters import read_counters
+    return sum(float(r.get("entered", 0)) for r in read_counters(s.deps.dynamodb, s.tables["messages"], rule))
+
+
+def _segment_sizes(s: Any) -> dict[str, int]:
+    from retention.analytics import segstats
+    sizes: dict[str, int] = {}
+    for group in ("lifecycle",):
+        daily, _ = segstats.history(s.deps.dynamodb, s.tables["messages"], group, clock.now().date(),
+                                    clock.now().date())
+        sizes.update({f"{group}/{r['segment']}": r["count"] for r in daily})
+    return sizes
+
+
+SUBSCRIBER = [{"type": "identify", "userId": "c-stats", "messageId": "id-stats",
+               "traits": {"email": "stats@example.com", "email_consent": True, "first_name": "Olga"}},
+              {"type": "track", "userId": "c-stats", "messageId": "su-stats", "event": "Signed Up"}]
+
+
+def test_counters_of_a_request_that_died_after_its_commit_are_replayed_once(
+        library_stack: Any, now: datetime, monkeypatch: pytest.MonkeyPatch) -> None:
+    import retention.ingestion.ingestor as ingestor_module
+    s = library_stack
+    real = ingestor_module.after_commit
+
+    def dies(*a: Any, **kw: Any) -> int:
+        raise TimeoutError("the Lambda timed out after the transaction")
+
+    monkeypatch.setattr(ingestor_module, "after_commit", dies)
+    with pytest.raises(TimeoutError):
+        s.ingest(SUBSCRIBER)
+    monkeypatch.setattr(ingestor_module, "after_commit", real)
+    assert s.ingest(SUBSCRIBER).duplicates == 2  # the client's retry: a duplicate, which adds nothing
+    assert _entered(s, "welcome") == 0 and _segment_sizes(s) == {}  # lost for good here before
+    [stats] = [r for r in due_rows(s) if r["kind"] == "STATS"]
+    assert stats["customer_id"] == "c-stats"
+    clock.set_now(now + timedelta(minutes=6))
+    first, second = s.ticker().tick(), s.ticker().tick()
+    assert (first.stats_replayed, second.stats_replayed) == (1, 0)  # claimed once, never added twice
+    assert _entered(s, "welcome") == 1
+    assert sum(_segment_sizes(s).values()) >= 1  # the lifecycle move is counted too
+    assert not [r for r in due_rows(s) if r["kind"] == "STATS"]
+
+
+def test_a_finished_request_leaves_no_stats_item_and_counts_once(library_stack: Any, now: datetime) -> None:
+    s = library_stack
+    s.ingest(SUBSCRIBER)
+    assert _entered(s, "welcome") == 1
+    assert not [r for r in due_rows(s) if r["kind"] == "STATS"]
+    clock.set_now(now + timedelta(minutes=6))
+    assert s.ticker().tick().stats_replayed == 0
+    assert _entered(s, "welcome") == 1

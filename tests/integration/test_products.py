@@ -4,6 +4,8 @@ pool, fallback), redemption with revenue on the issuing rule, and the sender put
 
 from __future__ import annotations
 
+import json
+import re
 from typing import Any
 
 import pytest
@@ -15,6 +17,7 @@ try:  # the counters' reader is moving from messaging.requests to analytics.coun
 except ImportError:
     from retention.messaging.requests import read_counters  # type: ignore[attr-defined,no-redef,unused-ignore]
 from retention.admin.people import create_admin_token
+from retention.customers.store import profile_pk
 from retention.products.catalog import Catalog
 from retention.products.coupons import Coupons, PoolEmptyError, fallback_code, verify_fallback
 from retention.products.recommend import Recommendations, Recommender
@@ -89,6 +92,45 @@ def test_events_teach_stock_and_price(api: Any) -> None:
     assert {r["product_id"] for r in cat.in_category("Shoes", price_band=(4000, 5000))} == {"s1", "s2", "s5"}
 
 
+def test_delete_removes_the_product_from_every_recommendation_and_is_audited(api: Any) -> None:
+    call("PUT", "/admin/catalog", {"products": [*SHOES, {**SHOES[1], "product_id": "shop/42", "price": 4600}]})
+    for n, items in enumerate([["s1", "s2", "a1"], ["s1", "s2"], ["s1", "shop/42"]]):
+        api.ingest([track(f"b{n}", "Order Completed", f"d{n}", order_id=f"d{n}", revenue=100,
+                          products=[{"product_id": p, "price": 10, "quantity": 1} for p in items])])
+    recs = _recs(api)
+    r = Recommender(recs, customer_id="new", now=clock.now())
+    assert "s2" in _ids(r.recommend("similar", product="s1"))
+    assert "s2" in _ids(r.recommend("bought_together", product="s1"))
+    assert "s2" in _ids(r.recommend("popular", category="Shoes"))
+    call("PUT", "/admin/catalog", {"products": [{**SHOES[0], "accessories": ["s2", "a1"]}]})
+    assert _ids(r.recommend("accessories", product="s1")) == ["s2", "a1"]
+    viewer = create_admin_token(api.deps.config, "v", token="viewer-token", role="viewer")
+    assert call("DELETE", "/admin/catalog/s2", token=viewer)[0] == 403
+
+    status, body = call("DELETE", "/admin/catalog/s2")
+    assert status == 200, body
+    assert body["product_id"] == "s2" and body["deleted"] is True
+    assert call("GET", "/admin/catalog/s2")[0] == 404
+    r = Recommender(recs, customer_id="new", now=clock.now())
+    for kind, args in (("similar", {"product": "s1"}), ("bought_together", {"product": "s1"}),
+                       ("accessories", {"product": "s1"}), ("popular", {"category": "Shoes"}),
+                       ("personal", {})):
+        assert "s2" not in _ids(r.recommend(kind, limit=12, **args)), kind
+    assert _ids(r.recommend("accessories", product="s1")) == ["a1"]
+    # its co-purchase rows go both ways, its popularity goes from its category's days
+    assert [p for p, _ in recs.co_purchased("s1")] == ["a1", "shop/42"]
+    assert recs.co_purchased("s2") == []
+    assert "s2" not in recs.popular_ids("Shoes", clock.now())
+    assert call("DELETE", "/admin/catalog/s2")[0] == 404
+
+    status, body = call("DELETE", "/admin/catalog/shop%2F42")  # ids URL-encoded, as customer ids
+    assert status == 200 and body["product_id"] == "shop/42"
+    assert Catalog(api.deps.dynamodb, api.deps.env.products_table).get("shop/42") is None
+    entries = call("GET", "/admin/audit", query={"kind": "catalog"})[1]["entries"]
+    assert [(e["action"], e["id"]) for e in entries if e["action"] == "delete"] == [("delete", "shop/42"),
+                                                                                     ("delete", "s2")]
+
+
 # ---- recommendations -------------------------------------------------------------------------------
 
 
@@ -149,8 +191,12 @@ def test_upload_rejects_duplicates_by_name_and_reports_stats(api: Any) -> None:
                                                         "valid_days": 3})
     assert body["accepted"] == 1 and body["rejected"] == [{"code": "W-1", "reason": "already in pool 'welcome'"}]
     status, stats = call("GET", "/admin/coupons/welcome")
+    today = clock.iso(clock.now())[:10]
+    start = (clock.now() - __import__("datetime").timedelta(days=29)).date().isoformat()
+    zero = {"issued": 0, "redeemed": 0, "revenue": 0.0}
     assert stats == {"pool": "welcome", "discount": "10%", "valid_days": 7, "uploaded": 2, "issued": 0,
-                     "redeemed": 0, "revenue": 0.0, "left": 2}
+                     "redeemed": 0, "revenue": 0.0, "left": 2, "fallback": zero,
+                     "window": {"days": 30, "from": start, "to": today, **zero, "fallback": zero}}
     assert call("GET", "/admin/coupons/losing-customer")[1]["left"] == 0  # a default pool, empty
     assert call("GET", "/admin/coupons/nope")[0] == 404
     assert call("POST", "/admin/coupons/welcome", {"codes": ["X"], "discount": "ten", "valid_days": 7})[0] == 400
@@ -263,6 +309,134 @@ def test_hmac_fallback_when_the_step_allows_it(api: Any) -> None:
     assert [o.status for o in out] == ["sent"]
     html = _emails(api)[-1]["html"]
     assert "WELC-300RUB-" in html and "300 RUB off" in html
+
+
+def test_fallback_codes_are_counted_redeemed_and_windowed(api: Any) -> None:
+    from datetime import timedelta
+    _setup(api)
+    rule = {**RULE, "steps": [{"send": {"channel": "email", "template": "t-offer",
+                                        "coupon": {"pool": "welcome", "fallback": "hmac", "discount": "300 RUB"}}}]}
+    api.deps.config.apply("RULE", "offer", rule)
+    coupons = Coupons(api.deps.dynamodb, api.deps.env.products_table)
+    coupons.upload("welcome", ["W-1"], "300 RUB", 7)
+    outs = [_send(api, uid, "s1")[0] for uid in ("u1", "u2", "u3")]  # W-1, then two fallback codes
+    assert [o.status for out in outs for o in out] == ["sent", "sent", "sent"]
+    codes = [re.search(r"Code ([A-Z0-9-]+):", m["html"]).group(1) for m in _emails(api)]  # type: ignore[union-attr]
+    assert codes[0] == "W-1" and all(c.startswith("WELC-300RUB-") for c in codes[1:])
+    # the same send once more (a retry that got past the ledger): the same code, counted once
+    again = coupons.issue_fallback(api.deps.config.secrets("coupons")[0], "welcome", discount="300 RUB",
+                                   expires_at=clock.now() + timedelta(days=7), customer_id="u2", rule="offer",
+                                   entry="x", step=0, code_step=0, variant="default", ledger_id="L")
+    coupons.issue_fallback(api.deps.config.secrets("coupons")[0], "welcome", discount="300 RUB",
+                           expires_at=clock.now() + timedelta(days=7), customer_id="u2", rule="offer",
+                           entry="x", step=0, code_step=0, variant="default", ledger_id="L")
+    assert again.fallback and verify_fallback(api.deps.config.secrets("coupons")[0], again.code)
+    # an order with a fallback code: redeemed, its revenue on the pool's fallback counters and on the rule
+    api.ingest([track("u2", "Order Completed", "o-u2", order_id="o-u2", revenue=1000, coupon=codes[1])])
+    api.ingest([track("u2", "Order Completed", "o-u2b", order_id="o-u2", revenue=1000, coupon=codes[1])])
+    status, stats = call("GET", "/admin/coupons/welcome")
+    assert status == 200, stats
+    assert (stats["issued"], stats["redeemed"], stats["revenue"], stats["left"]) == (1, 0, 0.0, 0)
+    assert stats["fallback"] == {"issued": 3, "redeemed": 1, "revenue": 1000.0}
+    assert stats["window"]["issued"] == 1 and stats["window"]["fallback"] == stats["fallback"]
+    rows = read_counters(api.deps.dynamodb, api.deps.env.messages_table, "offer")
+    assert sum(float(r.get("redeemed_revenue") or 0) for r in rows) == 1000
+    # 31 days on: all time stays, the 30-day window is empty, a 40-day window still holds it all
+    clock.set_now(clock.now() + timedelta(days=31))
+    stats = call("GET", "/admin/coupons/welcome")[1]
+    assert stats["fallback"]["issued"] == 3 and stats["window"]["fallback"]["issued"] == 0
+    assert stats["window"]["issued"] == 0 and stats["window"]["days"] == 30
+    wide = call("GET", "/admin/coupons/welcome", query={"days": "40"})[1]["window"]
+    assert (wide["issued"], wide["fallback"]["issued"], wide["fallback"]["revenue"]) == (1, 3, 1000.0)
+    assert call("GET", "/admin/coupons/welcome", query={"days": "0"})[0] == 400
+    assert call("GET", "/admin/coupons", query={"days": "x"})[0] == 400
+
+
+T_REFILL = {"id": "t-refill", "category": "marketing", "default_locale": "en", "locales": {"en": {
+    "subject": "Time to refill",
+    "html": '<p>Your <a href="{{ trigger.url }}">{{ trigger.name }}</a> ran out after {{ trigger.days }} days</p>'
+            + UNSUB}}}
+R_REFILL = {"id": "refill", "trigger": {"event": "Product Replenishment Due"},
+            "steps": [{"send": {"channel": "email", "template": "t-refill"}}]}
+PET = [{"product_id": "f1", "name": "Cat food 2 kg", "url": "https://shop.test/p/f1", "price": 900,
+        "category": "Pet food", "in_stock": True},                       # the category's 30 days
+       {"product_id": "f2", "name": "Cat food 10 kg", "url": "https://shop.test/p/f2", "price": 3500,
+        "category": "Pet food", "in_stock": True, "consumable_days": 75},  # its own days win
+       {"product_id": "t1", "name": "Toy mouse", "url": "https://shop.test/p/t1", "price": 200,
+        "category": "Toys", "in_stock": True}]
+
+
+def _due(stack: Any, kind: str = "EVENT") -> list[Any]:
+    from retention.schedule import due
+    items = [due.DueItem.from_item(i) for i in _scan(stack, stack.deps.env.due_table) if "kind" in i]
+    return sorted((i for i in items if i.kind == kind), key=lambda i: i.at)
+
+
+def _scan(stack: Any, table: str) -> list[dict[str, Any]]:
+    resp = stack.deps.dynamodb.scan(TableName=table)
+    return [ddb.deserialize(raw) or {} for raw in resp.get("Items", [])]
+
+
+def test_replenishment_reminders_per_product_and_per_category(api: Any) -> None:
+    from datetime import timedelta
+    cfg = api.deps.config
+    cfg.put_settings({"consumable_categories": {"pet food": 30}})
+    cfg.apply("TEMPLATE", "t-refill", T_REFILL)
+    cfg.apply("RULE", "refill", R_REFILL)
+    status, body = call("PUT", "/admin/catalog", {"products": PET})
+    assert status == 200, body
+    assert call("GET", "/admin/catalog/f2")[1]["consumable_days"] == 75
+    assert call("PUT", "/admin/catalog", {"products": [{"product_id": "x", "consumable_days": "often"}]})[0] == 400
+    start = clock.now()
+    api.ingest([identify("u1", "u1@example.com"),
+                track("u1", "Order Completed", "o1", order_id="o1", revenue=4600,
+                      products=[{"product_id": p, "price": 1, "quantity": 1} for p in ("f1", "f2", "t1")])])
+    reminders = _due(api)
+    assert [(i.ref, i.at) for i in reminders] == [("replenish|f1", start + timedelta(days=30)),
+                                                  ("replenish|f2", start + timedelta(days=75))]
+    # bought again 10 days later: the pending reminder of f1 moves, it is not doubled
+    clock.set_now(start + timedelta(days=10))
+    api.ingest([track("u1", "Order Completed", "o2", order_id="o2", revenue=900,
+                      products=[{"product_id": "f1", "price": 900, "quantity": 1}])])
+    assert [(i.ref, i.at) for i in _due(api)] == [("replenish|f1", start + timedelta(days=40)),
+                                                  ("replenish|f2", start + timedelta(days=75))]
+    # what was bought comes again when consumable: by its category (f1) or by its own days (f2)
+    r = Recommender(_recs(api), customer_id="u1", consumable_categories={"Pet food": 30})
+    assert _ids(r.recommend("bought_together", product="t1")) == ["f1", "f2"]
+    assert _ids(Recommender(_recs(api), customer_id="u1").recommend("bought_together", product="t1")) == ["f2"]
+    # day 40: the tick records the event and the rule sends the reminder with the product
+    api.queued_sends()
+    clock.set_now(start + timedelta(days=40, minutes=1))
+    api.ticker().tick()
+    reqs = api.queued_sends()
+    assert [q.rule for q in reqs] == ["refill"]
+    out = [api.sender().send(q) for q in reqs]
+    assert [o.status for o in out] == ["sent"]
+    html = _emails(api)[-1]["html"]
+    assert "Cat food 2 kg" in html and "https://shop.test/p/f1" in html and "after 30 days" in html
+    assert [i.ref for i in _due(api)] == ["replenish|f2"]
+    events = [e for e in ddb.query(api.deps.dynamodb, api.deps.env.events_table, profile_pk("u1"))
+              if e.get("event") == "Product Replenishment Due"]
+    assert [json.loads(e["properties"])["order_id"] for e in events] == ["o2"]
+
+
+def test_no_reminder_for_a_refunded_order_or_an_old_one(api: Any) -> None:
+    from datetime import timedelta
+    api.deps.config.apply("TEMPLATE", "t-refill", T_REFILL)
+    api.deps.config.apply("RULE", "refill", R_REFILL)
+    call("PUT", "/admin/catalog", {"products": [{**PET[1], "consumable_days": 5}]})
+    start = clock.now()
+    api.ingest([identify("u1", "u1@example.com"),
+                track("u1", "Order Completed", "o1", order_id="o1", revenue=3500,
+                      products=[{"product_id": "f2", "price": 3500, "quantity": 1}]),
+                track("u1", "Order Completed", "o0", start - timedelta(days=9), order_id="o0", revenue=3500,
+                      products=[{"product_id": "f2", "price": 3500, "quantity": 1}])])
+    assert [i.at for i in _due(api)] == [start + timedelta(days=5)]  # the 9-day-old order's is past
+    api.ingest([track("u1", "Order Refunded", "r1", order_id="o1", revenue=3500)])
+    api.queued_sends()
+    clock.set_now(start + timedelta(days=5, minutes=1))
+    api.ticker().tick()
+    assert api.queued_sends() == [] and _due(api) == []
 
 
 def test_unknown_kind_fails_template_validation() -> None:

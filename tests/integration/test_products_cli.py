@@ -54,6 +54,50 @@ def test_resume_continues_after_the_last_accepted_batch(cli: Cli, tmp_path: Path
     assert cat.get("p4") is None and cat.get("p5") is not None and cat.get("p6") is not None
 
 
+def test_catalog_delete(cli: Cli, tmp_path: Path) -> None:
+    f = tmp_path / "catalog.jsonl"
+    f.write_text("\n".join(json.dumps({"product_id": pid, "name": pid, "price": 10, "category": "C"})
+                           for pid in ("p1", "shop/42")) + "\n", encoding="utf-8")
+    assert cli("catalog", "import", str(f))[0] == 0
+    code, out, _ = cli("catalog", "delete", "shop/42")
+    assert code == 0 and "product shop/42 deleted" in out
+    assert _catalog(cli).get("shop/42") is None and _catalog(cli).get("p1") is not None
+    code, _, err = cli("catalog", "delete", "shop/42")
+    assert code != 0 and "no product 'shop/42'" in err
+
+
+def test_every_format_carries_the_replenishment_days(cli: Cli, tmp_path: Path) -> None:
+    csv_file = tmp_path / "c.csv"
+    csv_file.write_text("product_id,name,category,consumable_days\nc1,Food,Pet,30\nc2,Toy,Pet,\nc3,Bad,Pet,soon\n",
+                        encoding="utf-8")
+    jsonl = tmp_path / "c.jsonl"
+    jsonl.write_text(json.dumps({"product_id": "j1", "consumable_days": 45}) + "\n", encoding="utf-8")
+    yml = tmp_path / "c.yml"
+    yml.write_text("""<?xml version="1.0" encoding="UTF-8"?>
+<yml_catalog><shop><categories><category id="1">Корма</category></categories><offers>
+<offer id="y1" available="true"><name>Корм</name><price>900</price><categoryId>1</categoryId>
+<param name="Вес" unit="кг">2</param><param name="consumable_days">21</param></offer>
+<offer id="y2" available="true"><name>Миска</name><price>300</price><categoryId>1</categoryId>
+<param name="Цвет">синий</param></offer>
+</offers></shop></yml_catalog>
+""", encoding="utf-8")
+    rss = tmp_path / "c.rss"
+    rss.write_text("""<?xml version="1.0"?>
+<rss xmlns:g="http://base.google.com/ns/1.0" version="2.0"><channel>
+<item><g:id>g1</g:id><g:title>Filter</g:title><g:price>500.00 RUB</g:price>
+<g:custom_label_0>summer</g:custom_label_0><g:custom_label_1>consumable_days:90</g:custom_label_1></item>
+</channel></rss>
+""", encoding="utf-8")
+    code, _, err = cli("catalog", "import", str(csv_file))
+    assert code == 1 and f"{csv_file}:4: consumable_days" in err
+    for f in (jsonl, yml, rss):
+        assert cli("catalog", "import", str(f))[0] == 0
+    cat = _catalog(cli)
+    days = {pid: (cat.get(pid) or {}).get("consumable_days") for pid in ("c1", "c2", "j1", "y1", "y2", "g1")}
+    assert days == {"c1": 30, "c2": None, "j1": 45, "y1": 21, "y2": None, "g1": 90}
+    assert cat.get("c1")["consumable"] is True and cat.get("c2")["consumable"] is False
+
+
 def test_yandex_market_yml_feed(cli: Cli, tmp_path: Path) -> None:
     f = tmp_path / "market.yml"
     f.write_text("""<?xml version="1.0" encoding="UTF-8"?>
@@ -139,8 +183,11 @@ def test_coupons_upload_names_duplicates_and_stats(cli: Cli, tmp_path: Path) -> 
     assert code == 1 and "rejected W-1: already in pool 'welcome'" in err
     data = cli.json("coupons", "stats", "welcome")
     assert (data["issued"], data["redeemed"], data["left"], data["discount"]) == (0, 0, 2, "10%")
+    assert data["fallback"] == {"issued": 0, "redeemed": 0, "revenue": 0.0} and data["window"]["days"] == 30
+    assert cli.json("coupons", "stats", "welcome", "--days", "7")["window"]["days"] == 7
     code, out, _ = cli("coupons", "stats")
     assert code == 0 and "welcome" in out and "reactivation" in out
+    assert "fallback issued" in out and "30d redeemed" in out
 
 
 def test_report_shows_the_coupon_pools(cli: Cli, tmp_path: Path) -> None:

@@ -25,6 +25,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
+from urllib.parse import unquote
 
 from retention.core import clock, ddb
 from retention.core.config import ConfigStore
@@ -244,7 +245,10 @@ def audit_entry_for(method: str, path: str, body: Any) -> tuple[str, str, str | 
     if m == "DELETE":
         action = "erase" if area == "customers" and tail is None else ("revoke" if area in ("tokens", "sources")
                                                                      else "delete")
-        return action, kind, "/".join(parts[1:]) or None, version, None
+        ident = "/".join(parts[1:]) or None
+        if area == "catalog" and ident:
+            ident = unquote(ident)  # a product id as the shop knows it (`shop/42`, not `shop%2F42`)
+        return action, kind, ident, version, None
     if tail in ("rollback", "enable", "disable"):
         return tail, kind, item_id, version, None
     if m == "PUT" and item_id is not None:

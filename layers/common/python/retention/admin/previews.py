@@ -24,9 +24,10 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from retention.core import clock, ddb, yamlio
+from retention.core.config import definition_key
 from retention.core.errors import BadRequestError, NotFoundError, RetentionError, ValidationError
 from retention.core.runtime import Deps
-from retention.customers.store import ProfileRepo, from_item, profile_pk
+from retention.customers.store import ProfileRepo, customer_of_pk, from_item, profile_pk
 from retention.journeys.catalogue import Catalogue
 from retention.language import conditions
 
@@ -291,7 +292,7 @@ class Previews:
         if kind == "SEGDEF":
             from retention.language.segments import load_groups
             group = body.get("group")
-            current = {f"SEGDEF#{k}": v["body"] for k, v in self.d.config.current("SEGDEF").items() if k != group}
+            current = {definition_key(kind, k): v["body"] for k, v in self.d.config.current(kind).items() if k != group}
             groups = load_groups({**current, source: text if text is not None else body})
             return next(g for g in groups if g.group == group)
         raise BadRequestError(f"unknown kind {kind}")
@@ -490,7 +491,7 @@ class Previews:
                 if item.get("timestamp", "") >= clock.iso(since):
                     by_customer.setdefault(pk, []).append(item)
             next_key = ddb.key(pk, last_sk)
-        customers = [pk[2:] for pk in by_customer if pk.startswith("C#")]
+        customers = [c for c in map(customer_of_pk, by_customer) if c]
         profiles = self.repo.load_many(customers, now) if customers else {}
         settings = self.d.config.settings()
         entries: list[dict[str, Any]] = []

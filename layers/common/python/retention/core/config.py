@@ -35,6 +35,12 @@ revoking process forgets it at once)."""
 CACHE_ENTRIES = 4096
 
 
+def definition_key(kind: str, def_id: str) -> str:
+    """`<KIND>#<id>`: the partition of a definition's versions, and the name its errors are reported under
+    (`SEGDEF#lifecycle: segments[0]…`)."""
+    return f"{kind}#{def_id}"
+
+
 class Cap(BaseModel):
     count: int = Field(ge=1)
     hours: float = Field(gt=0)
@@ -88,7 +94,7 @@ class Settings(BaseModel):
         "sms": QuietHours(start="21:00", end="09:00"), "email": None})
     control_group_percent: float = Field(default=0, ge=0, le=100)
     history_horizon_hours: float = Field(default=24, gt=0)
-    event_retention_days: int = Field(default=400, ge=1)
+    event_retention_days: int = Field(default=90, ge=1)  # raw events (DESIGN §10 cost)
     attribution_window_days: float = Field(default=5, gt=0)
     default_timezone: str = "UTC"
     default_locale: str = "ru"
@@ -112,20 +118,21 @@ class Settings(BaseModel):
     brake_complaint_rate: float = Field(default=0.0005, gt=0, le=1)
     # seed 000 "частота обращений": the customer's own contacts with the shop (KPIs contacts_30d / _90d)
     contact_events: list[str] = Field(default_factory=lambda: ["Complaint Opened", "Support Requested"])
-    # seed 002 "после покупки идет потребление товара": the typical days until a product category is bought
-    # again (category → days, matched without case). A `wait: {reorder: 30d}` step waits the shortest of the
-    # customer's latest order's categories, or its own duration when none is listed (rule second-order).
-    reorder_days: dict[str, int] = Field(default_factory=dict)
+    # consumable categories with the days their products last ({"Корма": 30}): bought products of these
+    # categories may be recommended again, and each order of one schedules a `Product Replenishment Due`
+    # event that many days later; a product's own `consumable_days` overrides its category's. A
+    # `wait: {reorder: 30d}` step (rule second-order) waits the shortest of these for the categories of the
+    # customer's latest order, or its own duration when none is listed (seed 002: the second purchase comes
+    # when the first one is used up)
+    consumable_categories: dict[str, int] = Field(default_factory=dict)
 
-    @field_validator("reorder_days")
+    @field_validator("consumable_categories")
     @classmethod
-    def _reorder_days(cls, value: dict[str, int]) -> dict[str, int]:
-        bad = {k: v for k, v in value.items() if not 1 <= v <= 3650 or not k.strip() or len(k) > 100}
-        if bad:
-            raise ValueError(f"reorder_days: a category name (1-100 characters) → 1 to 3650 days, got {bad}")
-        if len(value) > 500:
-            raise ValueError("reorder_days: at most 500 categories")
-        return {k.strip().casefold(): v for k, v in value.items()}
+    def _consumable_days(cls, value: dict[str, int]) -> dict[str, int]:
+        for name, days in value.items():
+            if not name.strip() or not 1 <= days <= 3650:
+                raise ValueError(f"consumable_categories[{name!r}]: a category name and 1 to 3650 days")
+        return value
 
     model_config = {"extra": "forbid"}
 
@@ -236,7 +243,7 @@ class ConfigStore:
             if ddb.is_conditional_failure(exc):
                 raise ConflictError(f"{kind.lower()} '{def_id}' was changed concurrently; retry") from exc
             raise
-        self.client.put_item(TableName=self.table, Item=ddb.serialize({**item, "pk": f"{kind}#{def_id}",
+        self.client.put_item(TableName=self.table, Item=ddb.serialize({**item, "pk": definition_key(kind, def_id),
                                                                       "sk": f"V#{version:06d}"}))
         self.invalidate()
         item["body"] = body
@@ -249,7 +256,7 @@ class ConfigStore:
 
     def versions(self, kind: str, def_id: str) -> list[dict[str, Any]]:
         out = []
-        for item in ddb.query(self.client, self.table, f"{kind}#{def_id}", sk_prefix="V#"):
+        for item in ddb.query(self.client, self.table, definition_key(kind, def_id), sk_prefix="V#"):
             item["body"] = json.loads(item.pop("doc"))
             out.append(item)
         return out

@@ -11,10 +11,12 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path as FsPath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pydantic
-import yaml
+
+if TYPE_CHECKING:  # PyYAML is imported where a document is read: the hot handlers never read YAML
+    import yaml
 
 from retention.core.errors import ValidationError
 
@@ -98,6 +100,8 @@ def _walk_data(data: Any, path: Path, lines: dict[Path, int | None]) -> None:
 
 
 def _walk_node(node: yaml.Node, path: Path, lines: dict[Path, int | None], source: str) -> None:
+    import yaml
+
     if isinstance(node, yaml.MappingNode):
         seen: set[str] = set()
         for key_node, value_node in node.value:
@@ -133,6 +137,8 @@ def _too_deep(data: Any) -> bool:
 def _expanded_size(root: yaml.Node) -> int:
     """The number of nodes the document stands for with every alias expanded, computed without expanding
     (each node's size once, memoized; an alias cycle counts as over the cap)."""
+    import yaml
+
     sizes: dict[int, int] = {}
     visiting: set[int] = set()
 
@@ -176,6 +182,8 @@ def load_yaml_documents(text: str, source: str) -> list[tuple[Any, LineMap]]:
     """
     if len(text) > MAX_YAML_CHARS:
         raise ValidationError(f"{source}: the document is larger than {MAX_YAML_CHARS // 1024} KB")
+    import yaml
+
     loader = yaml.SafeLoader(text)
     documents: list[tuple[Any, LineMap]] = []
     try:

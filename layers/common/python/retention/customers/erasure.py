@@ -104,10 +104,11 @@ class Eraser:
         """Each answer's row is replaced by one under an opaque key with the score and its context only."""
         start = max(since or now - timedelta(days=31 * NPS_MONTHS_BACK), now - timedelta(days=31 * NPS_MONTHS_BACK))
         month = start.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+        from retention.surveys.answers import answers_pk  # the surveys own their keys (and import customers)
         done = 0
         table = self.env.messages_table
         while month <= now:
-            pk = f"NPS#{clock.iso(month)[:7]}"
+            pk = answers_pk(month)
             for cid in ids:
                 for row in ddb.query(self.client, table, pk, sk_prefix=f"{cid}#"):
                     opaque = "erased#" + hashlib.sha256(f"{row['pk']}|{row['sk']}".encode()).hexdigest()[:24]

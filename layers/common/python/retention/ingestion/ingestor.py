@@ -1,10 +1,20 @@
 """track_event's library: exactly-once storage of Segment messages, identity, profiles, segments and
 journey starts, in the ingestion path.
 
-Per customer one TransactWriteItems holds the messageId markers (conditional puts: a retried or
-concurrent message loses there), the raw events, the profile (conditional on its version) and the
-due items of what the events started. Either all of it lands or none, so a crash never leaves a
-marker without its effect. Events of one customer inside a batch update the profile once.
+Two ways to store a customer's chunk of messages, chosen after the (pure) engine has folded them in:
+
+- **plain** (nothing that matters changed: no effect items, no sends, the profile unchanged but for
+  `last_seen_at` moving by less than an hour, an existing non-anonymous profile): per message the messageId
+  marker (a conditional put that records the event's timestamp), then the raw events (BatchWrite at the
+  keys the markers recorded). 2 write units per event, the profile is not written. A crash between the
+  marker and the raw event is completed by the retry: a marker that exists makes the message a duplicate
+  whose raw event is written again at the recorded key (the same item).
+- **transaction** (anything else): ONE TransactWriteItems holds the messageId markers (conditional puts: a
+  retried or concurrent message loses there), the raw events, the effects, the profile (conditional on its
+  version). Either all of it lands or none, so a crash never leaves a marker without its effect.
+
+A message whose effect matters is thus taken in exactly once by the transaction; a plain one has no effect
+to take in twice. Events of one customer inside a batch update the profile at most once per chunk.
 """
 
 from __future__ import annotations
@@ -173,7 +183,9 @@ class Ingestor:
                     if m.type == "track" and m.event in PRODUCT_LEARNING_EVENTS and isinstance(m.properties, dict)]
         if relevant:
             from retention.products.events import ProductEvents
-            ProductEvents(self.ddb, self.env.products_table, self.env.messages_table).observe(relevant, now)
+            ProductEvents(self.ddb, self.env.products_table, self.env.messages_table, due_table=self.env.due_table,
+                          due_shards=self.env.due_shards,
+                          consumable_categories=self.config.settings().consumable_categories).observe(relevant, now)
 
     # ---- identity ---------------------------------------------------------------------------------
     def _aliases(self, anon_ids: list[str]) -> dict[str, str]:
@@ -287,7 +299,7 @@ class Ingestor:
                     for g, members in src.profile.segments.items() for seg in members]
             if gone:
                 done.transitions.append(gone)
-        done.add(target_id, fx)
+        done.add(target_id, fx, now)
         return after_commit(self.ddb, self.sqs, env, done, now)
 
     def _timeline(self, customer_id: str) -> list[dict[str, Any]]:
@@ -347,8 +359,18 @@ class Ingestor:
             while chunk:
                 if not sp.exists:
                     sp.profile.meta.setdefault(CREATED_BY, source_id)  # whose customer it is (key scopes)
+                before = sp.profile.to_doc()
+                seen_before = sp.profile.last_seen_at
                 fx = engine.process(sp, messages=chunk, now=now)
-                items = self._transaction(defs, source_id, sp, chunk, fx, now)
+                effects = self._effect_items(defs, sp, chunk, fx, now)
+                if self._is_plain(sp, fx, effects, before, seen_before):
+                    _set_seen(sp.profile, seen_before)  # as stored: the next chunk compares with that
+                    fresh, dups = self._store_plain(source_id, sp.profile.id, chunk, defs, now)
+                    out.stored += fresh
+                    out.duplicates += dups
+                    out.committed.add(sp.profile.id, fx, now)
+                    break
+                items = self._transaction(defs, source_id, sp, chunk, fx, now, effects)
                 if len(items) > MAX_TXN_ITEMS and len(chunk) > 1:
                     # many products or transitions: commit the chunk in two halves (process() changed the
                     # in-memory profile, so read it again)
@@ -399,7 +421,7 @@ class Ingestor:
                     break
                 sp.version += 1
                 out.stored += chunk
-                out.committed.add(sp.profile.id, fx)
+                out.committed.add(sp.profile.id, fx, now)
                 break
         out.customer = sp.profile.id
         return out
@@ -413,44 +435,92 @@ class Ingestor:
         return sp
 
     def _transaction(self, defs: Definitions, source_id: str, sp: StoredProfile, chunk: list[Message],
-                     fx: Effects, now: datetime) -> list[dict[str, Any]]:
+                     fx: Effects, now: datetime, effects: list[dict[str, Any]] | None = None
+                     ) -> list[dict[str, Any]]:
         env = self.env
         settings = defs.settings
-        retention_s = event_retention_seconds(settings)
-        # clients retry within minutes and imports resume within days: a month of markers is plenty, and
-        # keeping them as long as the events would cost as much storage as the events themselves
-        marker_ttl = int(now.timestamp()) + int(timedelta(days=settings.dedupe_window_days).total_seconds())
         cid = sp.profile.id
         items: list[dict[str, Any]] = []
         # markers first: their positions identify duplicates in CancellationReasons
         for msg in chunk:
-            pk, sk = marker_key(source_id, msg.message_id)
-            items.append({"Put": {"TableName": env.idempotency_table, "Item": ddb.serialize(
-                {"pk": pk, "sk": sk, "at": clock.iso(now), "ttl": marker_ttl}),  # no customer id: erasure-proof
-                "ConditionExpression": "attribute_not_exists(pk)"}})
+            items.append({"Put": {"TableName": env.idempotency_table,
+                                  "Item": ddb.serialize(marker_item(source_id, msg, settings, now)),
+                                  "ConditionExpression": "attribute_not_exists(pk)"}})
         for msg in chunk:
-            expires = int(msg.timestamp.timestamp()) + retention_s
-            if expires <= int(now.timestamp()):
+            expires = event_expiry(msg, settings, now)
+            if expires is None:
                 continue  # older than the retention: counts in the KPIs, the raw event expires at once
             items.append({"Put": {"TableName": env.events_table, "Item": ddb.serialize(
                 event_item(cid, msg, source_id, expires))}})
-        items += transaction_items(env, cid, fx, now, retention_s)
-        for msg in chunk:
-            if _fans_out(msg, defs, now):
-                items.append({"Put": {"TableName": env.due_table,
-                                      "Item": ddb.serialize(fanout_item(msg, cid, now).to_item(env.due_shards))}})
-        self._email_changes(sp, items, now)
-        interests = self._interest_updates(sp, chunk, settings, now)
-        room = MAX_TXN_ITEMS - len(items) - 1
-        if len(chunk) == 1 and len(interests) > room:
-            # one message naming more products than a transaction holds: the most recent ones are indexed
-            interests = interests[:max(0, room)]
-        items += interests
+        if effects is None:
+            effects = self._effect_items(defs, sp, chunk, fx, now)
+        items += effects
         items.append({"Put": {"TableName": env.profiles_table, "Item": ddb.serialize(to_item(sp, now)),
                               **version_condition(sp)}})
         if len(items) > MAX_TXN_ITEMS and len(chunk) <= 1:
             raise RuntimeError(f"transaction for {cid} has {len(items)} items")
         return items  # more than MAX_TXN_ITEMS only for several messages: the caller splits the chunk
+
+    def _effect_items(self, defs: Definitions, sp: StoredProfile, chunk: list[Message], fx: Effects,
+                      now: datetime) -> list[dict[str, Any]]:
+        """What goes with the profile write: internal events, history, due and safety items, fan-out
+        promises, the email index, the product-interest rows (the room left for markers and events is the
+        caller's: a chunk over the transaction's size is split)."""
+        env = self.env
+        cid = sp.profile.id
+        items = transaction_items(env, cid, fx, now, event_retention_seconds(defs.settings))
+        for msg in chunk:
+            if _fans_out(msg, defs, now):
+                items.append({"Put": {"TableName": env.due_table,
+                                      "Item": ddb.serialize(fanout_item(msg, cid, now).to_item(env.due_shards))}})
+        self._email_changes(sp, items, now)
+        interests = self._interest_updates(sp, chunk, defs.settings, now)
+        # one message naming more products than a transaction holds: the most recent ones are indexed
+        room = MAX_TXN_ITEMS - len(items) - 1 - 2 * len(chunk)
+        if len(chunk) == 1 and len(interests) > room:
+            interests = interests[:max(0, room)]
+        return items + interests
+
+    @staticmethod
+    def _is_plain(sp: StoredProfile, fx: Effects, effects: list[dict[str, Any]], before: str,
+                  seen_before: datetime | None) -> bool:
+        """Whether the chunk changed nothing that matters (then the profile is not written). An anonymous
+        profile is always written: a merge leaves a tombstone there, and only the version condition tells
+        this writer to follow it (its events would be orphaned otherwise)."""
+        if effects or fx.sends or fx.counters or fx.transitions or fx.due or fx.events or fx.history:
+            return False
+        if not sp.exists or sp.profile.id.startswith("anon:"):
+            return False
+        return not _matters(sp.profile, before, seen_before)
+
+    def _store_plain(self, source_id: str, cid: str, chunk: list[Message], defs: Definitions,
+                     now: datetime) -> tuple[list[Message], int]:
+        """Markers one by one (conditional puts), then the raw events in one BatchWrite at the keys the
+        markers recorded. A marker that exists already is a duplicate: DynamoDB hands the old marker back
+        with the failure (no read) and its raw event is written again where it was (a crash between the
+        marker and the raw event is completed so; otherwise the same item is written over)."""
+        settings = defs.settings
+        fresh: list[Message] = []
+        puts: list[dict[str, Any]] = []
+        for msg in chunk:
+            item = marker_item(source_id, msg, settings, now)
+            try:
+                self.ddb.put_item(TableName=self.env.idempotency_table, Item=ddb.serialize(item),
+                                  ConditionExpression="attribute_not_exists(pk)",
+                                  ReturnValuesOnConditionCheckFailure="ALL_OLD")
+                fresh.append(msg)
+                event_at = item.get("event_at")
+            except Exception as exc:
+                if ddb.error_code(exc) != "ConditionalCheckFailedException":
+                    raise
+                old = ddb.deserialize(getattr(exc, "response", {}).get("Item")) or {}
+                event_at = old.get("event_at")
+            expires = event_expiry(msg, settings, now)
+            if event_at and expires:
+                puts.append(event_item(cid, msg, source_id, expires, timestamp=str(event_at)))
+        if puts:
+            ddb.batch_write(self.ddb, self.env.events_table, puts=puts)
+        return fresh, len(chunk) - len(fresh)
 
     def _interest_updates(self, sp: StoredProfile, chunk: list[Message], settings: Any,
                           now: datetime) -> list[dict[str, Any]]:
@@ -558,8 +628,52 @@ def _with_page_url(msg: Message) -> dict[str, Any]:
     return {**props, "_page_url": url} if isinstance(url, str) and "rtm_lid=" in url else props
 
 
-def event_item(cid: str, msg: Message, source_id: str, ttl: int) -> dict[str, Any]:
-    ts = clock.iso(msg.timestamp)
+def event_expiry(msg: Message, settings: Any, now: datetime) -> int | None:
+    """When the raw event expires; None when it is older than the retention already (not stored)."""
+    expires = int(msg.timestamp.timestamp()) + event_retention_seconds(settings)
+    return expires if expires > int(now.timestamp()) else None
+
+
+def marker_item(source_id: str, msg: Message, settings: Any, now: datetime) -> dict[str, Any]:
+    """The messageId marker: no customer id and a hashed messageId (erasure-proof); `event_at`, the raw
+    event's timestamp, so a retry whose corrected timestamp moved (a new `sentAt`) writes the raw event at
+    the same key. Clients retry within minutes and imports resume within days: a month of markers is
+    plenty, and keeping them as long as the events would cost as much storage as the events themselves."""
+    pk, sk = marker_key(source_id, msg.message_id)
+    ttl = int(now.timestamp()) + int(timedelta(days=settings.dedupe_window_days).total_seconds())
+    item: dict[str, Any] = {"pk": pk, "sk": sk, "at": clock.iso(now), "ttl": ttl}
+    if event_expiry(msg, settings, now):
+        item["event_at"] = clock.iso(msg.timestamp)
+    return item
+
+
+SEEN_EVERY = timedelta(hours=1)
+"""`last_seen_at` is stored when it moves by this much (no segment rule reads it finer than days: the
+`last_seen_at` KPI, `days_since_last_seen`; the raw events keep the exact times)."""
+
+
+def _matters(profile: Any, before: str, seen_before: datetime | None) -> bool:
+    """Whether the profile must be written: anything changed but `last_seen_at` moving by < SEEN_EVERY."""
+    seen_after = profile.last_seen_at
+    if seen_before is None or seen_after is None or seen_after - seen_before >= SEEN_EVERY:
+        return bool(profile.to_doc() != before)
+    _set_seen(profile, seen_before)
+    try:
+        return bool(profile.to_doc() != before)
+    finally:
+        _set_seen(profile, seen_after)
+
+
+def _set_seen(profile: Any, at: datetime | None) -> None:
+    profile.last_seen_at = at
+    if "last_seen_at" in profile.kpis:
+        profile.kpis["last_seen_at"] = clock.iso(at) if at else None
+
+
+def event_item(cid: str, msg: Message, source_id: str, ttl: int, *, timestamp: str | None = None
+               ) -> dict[str, Any]:
+    """The raw event; `timestamp` (the marker's `event_at`) keeps a retried message at its first key."""
+    ts = timestamp or clock.iso(msg.timestamp)
     pk, sk = timeline_key(cid, ts, msg.message_id)
     return {"pk": pk, "sk": sk, "customer_id": cid, "type": msg.type,
             "event": msg.event or msg.name, "message_id": msg.message_id, "timestamp": ts,

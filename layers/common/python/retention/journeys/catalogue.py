@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from retention.core.config import ConfigStore
+from retention.core.config import ConfigStore, definition_key
 from retention.journeys.engine import Definitions
 
 
@@ -54,7 +54,7 @@ class Catalogue:
         hit = self._parsed.get("SEGDEF")
         if hit and hit[0] == stamp:
             return list(hit[1])
-        groups = load_groups({f"SEGDEF#{k}": v["body"] for k, v in current.items()}) if current else []
+        groups = load_groups({definition_key("SEGDEF", k): v["body"] for k, v in current.items()}) if current else []
         self._parsed["SEGDEF"] = (stamp, groups)
         return list(groups)
 

@@ -7,10 +7,18 @@ in two halves, the same for ingestion, identity merges and the minute tick.
 2. After the commit (`after_commit`), ONE sequence: segment sizes and flows, enqueue the sends, delete
    their safety items, then the daily counters. A crash in between leaves the safety items for the tick,
    and the send ledger stops a second send.
+
+The counters and segment flows of a commit have a safety item of their own (`STATS`, one per customer
+commit, written in the same transaction): a request that dies after its commit (a timeout, a crash) would
+otherwise lose them for good, since its retry finds every message a duplicate. `after_commit` deletes the
+item once the counters are added; the tick replays an item left behind (claimed by a conditional delete,
+so two ticks never add it twice). The one window left is a crash between the counter writes and the
+item's delete (milliseconds): the tick then adds them a second time — at least once, never silently lost.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -36,6 +44,18 @@ def safety_items(sends: list[SendRequest], now: datetime) -> list[due.DueItem]:
                         payload=json.loads(s.model_dump_json())) for s in sends]
 
 
+def stats_item(cid: str, fx: Effects, now: datetime) -> due.DueItem | None:
+    """The safety item of a commit's counters and segment transitions (None when it has none); the same
+    item, key included, for the same (customer, effects, time), so `after_commit` can delete it."""
+    if not fx.counters and not fx.transitions:
+        return None
+    payload = {"at": now.isoformat(),
+               "counters": [[rule, step, variant, values] for rule, step, variant, values in fx.counters],
+               "transitions": [[t.group, t.segment, t.kind] for t in fx.transitions]}
+    ref = hashlib.sha256(json.dumps([cid, payload], sort_keys=True, default=str).encode()).hexdigest()[:20]
+    return due.DueItem(at=now + SAFETY_DELAY, kind="STATS", customer_id=cid, ref=ref, payload=payload)
+
+
 def transaction_items(env: Env, cid: str, fx: Effects, now: datetime, retention_s: int) -> list[dict[str, Any]]:
     """What the engine decided for one customer, as transaction items: internal events (segment
     transitions) on the timeline, history rows, due items and the sends' safety items."""
@@ -51,7 +71,8 @@ def transaction_items(env: Env, cid: str, fx: Effects, now: datetime, retention_
         pk, sk = history_key(cid, h["at"], h["group"], h["segment"], h["kind"])
         items.append({"Put": {"TableName": env.profiles_table, "Item": ddb.serialize(
             {"pk": pk, "sk": sk, **h, "ttl": expires})}})
-    for d in [*fx.due, *safety_items(fx.sends, now)]:
+    stats = stats_item(cid, fx, now)
+    for d in [*fx.due, *safety_items(fx.sends, now), *([stats] if stats else [])]:
         items.append({"Put": {"TableName": env.due_table, "Item": ddb.serialize(d.to_item(env.due_shards))}})
     return items
 
@@ -81,17 +102,22 @@ class Committed:
     sends: list[SendRequest] = field(default_factory=list)
     counters: list[tuple[str, int, str, dict[str, float], str]] = field(default_factory=list)
     transitions: list[list[Any]] = field(default_factory=list)  # per customer (flows pair within one)
+    stats: list[due.DueItem] = field(default_factory=list)  # the safety items of the counters above
 
-    def add(self, customer_id: str, fx: Effects) -> None:
+    def add(self, customer_id: str, fx: Effects, now: datetime) -> None:
         self.sends += fx.sends
         self.counters += [(*c, customer_id) for c in fx.counters]
         if fx.transitions:
             self.transitions.append(list(fx.transitions))
+        stats = stats_item(customer_id, fx, now)
+        if stats:
+            self.stats.append(stats)
 
     def extend(self, other: Committed) -> None:
         self.sends += other.sends
         self.counters += other.counters
         self.transitions += other.transitions
+        self.stats += other.stats
 
 
 def after_commit(client: Any, sqs: Any, env: Env, done: Committed, now: datetime) -> int:
@@ -104,7 +130,29 @@ def after_commit(client: Any, sqs: Any, env: Env, done: Committed, now: datetime
         due.delete(client, env.due_table, safety_items(done.sends, now), env.due_shards)
     for rule, step, variant, values, hint in done.counters:
         add_counters(client, env.messages_table, rule, step, variant, values, now, hint)
+    due.delete(client, env.due_table, done.stats, env.due_shards)
     return len(done.sends)
+
+
+def replay_stats(client: Any, env: Env, item: due.DueItem) -> bool:
+    """A STATS safety item a dead request left behind: claim it (a conditional delete: a second tick, or a
+    request that finished late, finds it gone) and add its counters and flows on the day they happened."""
+    from retention.language.segments import Transition
+    pk, sk = item.keys(env.due_shards)
+    try:
+        client.delete_item(TableName=env.due_table, Key=ddb.key(pk, sk), ConditionExpression="attribute_exists(pk)")
+    except Exception as exc:
+        if ddb.error_code(exc) == "ConditionalCheckFailedException":
+            return False
+        raise
+    at = datetime.fromisoformat(str(item.payload["at"]))
+    transitions = [Transition(group=g, segment=s, kind=k, at=at, reason="replayed")
+                   for g, s, k in item.payload.get("transitions") or []]
+    if transitions:
+        segstats.record(client, env.messages_table, [transitions], at)
+    for rule, step, variant, values in item.payload.get("counters") or []:
+        add_counters(client, env.messages_table, rule, int(step), variant, values, at, item.customer_id)
+    return True
 
 
 def event_retention_seconds(settings: Any) -> int:

@@ -13,6 +13,7 @@ from typing import Any
 from retention.core import clock
 from retention.customers import profile as profiles
 from retention.customers.store import StoredProfile
+from retention.journeys import cart
 from retention.language import conditions, segments
 from retention.messaging.requests import SendRequest
 from retention.schedule.due import DueItem
@@ -93,6 +94,8 @@ def _can_enter(rule: Any, journey: dict[str, Any] | None, now: datetime) -> bool
         return True
     if running(journey):
         return False
+    if journey.get("exit_reason") == "cart_emptied" and "last_send_step" not in journey:
+        return True  # a cart cleared before any reminder: the next cart is a new abandonment, not a repeat
     re_entry = rule.re_entry
     if not re_entry.allowed:
         return False
@@ -148,6 +151,8 @@ class Engine:
                 fx.sends.append(SendRequest.model_validate(item.payload))
             elif item.kind == "TRIGGER":
                 self._on_scheduled_trigger(sp, item, fx, now)
+            elif item.kind == "EVENT":
+                self._on_due_event(sp, item, fx, now)
         return fx
 
     def replay_event(self, sp: StoredProfile, ev: dict[str, Any], *, now: datetime,
@@ -208,6 +213,10 @@ class Engine:
                 _end(journey, "exited", now, f"goal:{name}")  # type: ignore[arg-type]
                 fx.changed = True
                 continue
+            update = getattr(rule.trigger, "update", "first")
+            if running(journey) and update != "first" and _refresh_trigger(rule, journey, name, props, now):  # type: ignore[arg-type]
+                fx.changed = True
+                continue
             if rule.trigger.kind != "product_event" and rule.trigger_matches_event(name, props):
                 self._start(sp, rule, trigger_key=ev["message_id"], trigger=ev, fx=fx, now=now, slot=slot)
 
@@ -230,6 +239,22 @@ class Engine:
                 fx.due.append(DueItem(at=at, kind="TRIGGER", customer_id=profile.id, ref=f"{rule.id}|{iso}",
                                       payload={"rule": rule.id, "name": rule.trigger.date_attribute,
                                                "properties": {"date": value}, "date": iso}))
+
+    def _on_due_event(self, sp: StoredProfile, item: DueItem, fx: Effects, now: datetime) -> None:
+        """An event written ahead of time (a replenishment reminder): recorded in the customer's timeline now
+        and run through the journeys like any event. An order refunded or cancelled since runs nothing."""
+        props = dict(item.payload.get("properties") or {})
+        order = sp.profile.orders.get(str(props.get("order_id") or ""))
+        if order is not None and order.status in ("refunded", "cancelled"):
+            return
+        name = str(item.payload.get("name") or "")
+        if not name:
+            return
+        mid = str(item.payload.get("message_id") or f"due-{item.ref}")
+        fx.events.append({"type": "track", "event": name, "properties": props, "timestamp": clock.iso(now),
+                          "message_id": mid, "internal": True})
+        fx.changed = True
+        self._on_event(sp, {"name": name, "properties": props, "timestamp": now, "message_id": mid}, fx, now)
 
     def _on_scheduled_trigger(self, sp: StoredProfile, item: DueItem, fx: Effects, now: datetime) -> None:
         rule = self.rules.get(item.payload.get("rule", ""))
@@ -277,6 +302,9 @@ class Engine:
                "holdout": holdout, "entered_at": clock.iso(now), "next_due": None, "exit_reason": None,
                "ended_at": None, "entries": entries,
                "trigger": {"name": trigger.get("name"), "properties": _small(trigger.get("properties") or {})}}
+        if getattr(rule.trigger, "update", "first") == "cart":
+            new["trigger"] = {"name": trigger.get("name"), "properties": _small(
+                cart.fold(None, str(trigger.get("name") or ""), trigger.get("properties") or {}))}
         if slot != rule.id:
             new["slot"] = slot
             _prune_keyed(profile.journeys, rule.id, now)
@@ -319,8 +347,8 @@ class Engine:
                     row["label"] = step.id
                 fx.trace.append(row)
             if kind == "wait":
-                due_at = rules_mod.next_wait_due(step, now, customer_tz(profile, self.defs),
-                                                 reorder=reorder_time(profile, self.defs.settings.reorder_days))
+                lasts = reorder_time(profile, self.defs.settings.consumable_categories)
+                due_at = rules_mod.next_wait_due(step, now, customer_tz(profile, self.defs), reorder=lasts)
                 if row is not None:
                     row["until"] = clock.iso(due_at)
                 if due_at > now:
@@ -448,12 +476,15 @@ class Engine:
         fx.changed = True
 
 
-def reorder_time(profile: Any, reorder_days: dict[str, int]) -> timedelta | None:
-    """The shortest typical re-order time (`reorder_days` setting) of the categories of the customer's
-    latest order; None when none of them is listed (the wait's own default applies)."""
-    noted = profile.meta.get(profiles.LAST_ORDER_KEY) if reorder_days else None
+def reorder_time(profile: Any, consumable_categories: dict[str, int]) -> timedelta | None:
+    """How long the customer's latest order lasts: the shortest `consumable_categories` days (the setting,
+    {category: days}) of its categories; None when none of them is listed (the wait's own default)."""
+    if not consumable_categories:
+        return None
+    known = {profiles.category_key(name): int(days) for name, days in consumable_categories.items()}
+    noted = profile.meta.get(profiles.LAST_ORDER_KEY)
     categories = noted.get("categories") if isinstance(noted, dict) else None
-    days = [reorder_days[c] for c in categories or [] if c in reorder_days]
+    days = [known[c] for c in categories or [] if c in known]
     return timedelta(days=min(days)) if days else None
 
 
@@ -475,6 +506,26 @@ def _revenue(props: dict[str, Any]) -> float:
         except (TypeError, ValueError):
             continue
     return 0.0
+
+
+def _refresh_trigger(rule: Any, journey: dict[str, Any], name: str, props: dict[str, Any], now: datetime) -> bool:
+    """A running journey's trigger kept current (`trigger.update`): the latest matching event, or the cart
+    folded from cart events; an emptied cart ends the journey. False when the event changes nothing."""
+    update = rule.trigger.update
+    if update == "latest":
+        if not rule.trigger_matches_event(name, props):
+            return False
+        journey["trigger"] = {"name": name, "properties": _small(props)}
+        return True
+    if not cart.is_cart_event(name):
+        return False
+    current = (journey.get("trigger") or {}).get("properties") or {}
+    folded = cart.fold(current, name, props)
+    if cart.is_empty(folded):
+        _end(journey, "exited", now, "cart_emptied")
+        return True
+    journey["trigger"] = {"name": name, "properties": _small(folded)}
+    return True
 
 
 def _small(props: dict[str, Any], limit: int = 4000) -> dict[str, Any]:

@@ -61,7 +61,8 @@ class Renderer:
         from retention.products.recommend import Recommendations, Recommender, link_params
         recs = Recommendations(self.config.client, self.env.products_table)
         return Recommender(recs, customer_id=profile.id, interests=getattr(profile, "interests", {}), now=now,
-                           link_params=link_params(req.rule, req.step, channel, req.ledger_id))
+                           link_params=link_params(req.rule, req.step, channel, req.ledger_id),
+                           consumable_categories=self.config.settings().consumable_categories)
 
     def preview_coupon(self, req: SendRequest, now: datetime) -> dict[str, Any] | None:
         """What a preview shows for a step with a coupon: the pool's discount and validity, no code issued."""

@@ -30,8 +30,12 @@ class SendRequest(BaseModel):
         return hashlib.sha256(raw.encode()).hexdigest()[:32]
 
 
+LEDGER_PREFIX = "L#"
+"""Every send-ledger item's partition key starts with it (the local outbox and the bench find them by it)."""
+
+
 def ledger_key(ledger_id: str) -> tuple[str, str]:
-    return (f"L#{ledger_id}", "L")
+    return (f"{LEDGER_PREFIX}{ledger_id}", "L")
 
 
 def suppression_key(address: str, salt: str) -> tuple[str, str]:

@@ -329,7 +329,7 @@ class Sender:
     def _coupon(self, req: SendRequest, wanted: Any, now: datetime) -> dict[str, Any] | None:
         """This send's code from the step's pool (the same one on a retry); the signed fallback code when the
         pool is empty and the step allows it; None when it is empty and it does not."""
-        from retention.products.coupons import Coupons, PoolEmptyError, fallback_code
+        from retention.products.coupons import Coupons, PoolEmptyError
         coupons = Coupons(self.ddb, self.env.products_table)
         issue_key = req.ledger_id
         if wanted.per == "journey":
@@ -346,11 +346,10 @@ class Sender:
         meta = coupons.meta(wanted.pool) or {}
         discount = str(meta.get("discount") or wanted.discount or "10%")
         expires = now + timedelta(days=int(meta.get("valid_days") or wanted.valid_days))
-        code = fallback_code(self.config.secrets("coupons")[0], pool=wanted.pool, discount=discount,
-                             expires_at=expires, customer_id=req.customer_id, rule=req.rule, entry=req.entry,
-                             step=req.step if wanted.per == "step" else -1)
-        return {"code": code, "discount": discount, "expires_at": clock.iso(expires), "pool": wanted.pool,
-                "fallback": True}
+        return coupons.issue_fallback(self.config.secrets("coupons")[0], wanted.pool, discount=discount,
+                                      expires_at=expires, customer_id=req.customer_id, rule=req.rule,
+                                      entry=req.entry, step=req.step, variant=req.variant, ledger_id=issue_key,
+                                      code_step=req.step if wanted.per == "step" else -1, now=now).context()
 
     def _load(self, req: SendRequest, settings: Settings) -> tuple[StoredProfile, dict[str, str]]:
         """One read: suppression (bounce, complaint, erased address) is mirrored on the profile.

@@ -1,9 +1,11 @@
 """The admin API's products resource (a Powertools Router the admin handler includes):
 
 - `PUT /admin/catalog` {"products": [...]} — upsert (retention.products.catalog)
-- `GET /admin/catalog/<product_id>` — one card
+- `GET /admin/catalog/<product_id>` — one card; `DELETE` — out of the catalogue and every recommendation
 - `POST /admin/coupons/<pool>` {"codes", "discount", "valid_days"} — upload codes to a pool
-- `GET /admin/coupons/<pool>` — issued, redeemed, revenue, left; `GET /admin/coupons` — every pool
+- `GET /admin/coupons/<pool>?days=30` — issued, redeemed, revenue, left (all time, codes of the pool), the
+  signed fallback codes' `fallback` {issued, redeemed, revenue}, and `window` {days, from, to, the same
+  counters} over the last `days` days; `GET /admin/coupons` — every pool
 - `GET /admin/customers/<customer_id>/recommendations?kind=&product=&limit=` — a preview
 """
 
@@ -62,9 +64,33 @@ def get_product(product_id: str) -> dict[str, Any]:
     return {k: v for k, v in item.items() if k not in ("pk", "sk")}
 
 
+@router.delete("/admin/catalog/<product_id>")
+def delete_product(product_id: str) -> dict[str, Any]:
+    """Editor role, audited (`delete` of kind `catalog`); recommendations stop naming it at once."""
+    from retention.products.catalog import Catalog
+    from retention.products.recommend import Recommendations
+    d = deps()
+    pid = unquote(product_id)
+    card = Catalog(d.dynamodb, d.env.products_table).delete(pid)
+    if card is None:
+        raise NotFoundError(f"no product {pid!r} in the catalogue")
+    removed = Recommendations(d.dynamodb, d.env.products_table).forget_product(
+        pid, str(card.get("category") or ""), clock.now())
+    return {"product_id": pid, "deleted": True, **removed}
+
+
+def _days() -> int:
+    from retention.products.coupons import WINDOW_DAYS
+    raw = _query("days")
+    try:
+        return int(raw) if raw else WINDOW_DAYS
+    except ValueError as exc:
+        raise BadRequestError(f"days is a whole number of days, got {raw!r}") from exc
+
+
 @router.get("/admin/coupons")
 def list_pools() -> dict[str, Any]:
-    return {"pools": _coupons().all_pools()}
+    return {"pools": _coupons().all_pools(days=_days())}
 
 
 @router.post("/admin/coupons/<pool>")
@@ -79,7 +105,7 @@ def upload_codes(pool: str) -> dict[str, Any]:
 
 @router.get("/admin/coupons/<pool>")
 def pool_stats(pool: str) -> dict[str, Any]:
-    return dict(_coupons().stats(unquote(pool)))
+    return dict(_coupons().stats(unquote(pool), days=_days()))
 
 
 @router.get("/admin/customers/<customer_id>/recommendations")
@@ -101,6 +127,7 @@ def customer_recommendations(customer_id: str) -> dict[str, Any]:
     interests = sp.profile.interests
     product = _query("product") or (max(interests.items(), key=lambda x: x[1])[0] if interests else None)
     recommender = Recommender(Recommendations(d.dynamodb, d.env.products_table), customer_id=cid,
-                              interests=interests, now=now)
+                              interests=interests, now=now,
+                              consumable_categories=d.config.settings().consumable_categories)
     products = recommender.recommend(kind, product=product, limit=limit, category=_query("category"))
     return {"customer_id": cid, "kind": kind, "product": product, "products": products}

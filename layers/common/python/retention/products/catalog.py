@@ -15,12 +15,14 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 
 from retention.core import clock, ddb
 from retention.core.errors import BadRequestError
+from retention.customers.profile import category_key as category_key  # one comparison of categories
 
 MAX_PRODUCTS_PER_REQUEST = 1000
+MAX_CONSUMABLE_DAYS = 3650
 CARD_FIELDS = ("product_id", "name", "url", "image_url", "price", "currency", "category", "brand", "in_stock")
 
 
@@ -38,6 +40,9 @@ class Product(BaseModel):
     in_stock: bool = True
     accessories: list[str] = Field(default_factory=list, max_length=100)
     consumable: bool = False  # bought again and again (food, cartridges): may be recommended after a purchase
+    # days until it runs out: a `Product Replenishment Due` event that many days after each order (it
+    # overrides the category's default in the `consumable_categories` setting; it makes the product consumable)
+    consumable_days: int | None = Field(default=None, ge=1, le=MAX_CONSUMABLE_DAYS)
 
     model_config = {"extra": "ignore"}
 
@@ -75,6 +80,23 @@ class Product(BaseModel):
                 return False
         return value
 
+    @field_validator("consumable_days", mode="before")
+    @classmethod
+    def _days(cls, value: Any) -> Any:
+        if value in (None, "", 0, "0"):
+            return None
+        if isinstance(value, str):
+            value = value.strip().lower().removesuffix("days").removesuffix("d").strip()
+            if not value.isdigit():
+                raise ValueError("consumable_days is a whole number of days")
+        return value
+
+    @model_validator(mode="after")
+    def _consumable(self) -> Product:
+        if self.consumable_days is not None:
+            self.consumable = True
+        return self
+
     @field_validator("accessories", mode="before")
     @classmethod
     def _ids(cls, value: Any) -> Any:
@@ -88,8 +110,25 @@ class Product(BaseModel):
         return {k: getattr(self, k) for k in CARD_FIELDS}
 
 
-def category_key(category: str) -> str:
-    return " ".join(category.lower().split())
+
+
+def replenish_days(card: Mapping[str, Any], categories: Mapping[str, int] | None = None) -> int | None:
+    """Days until a bought product runs out: the card's own `consumable_days`, else its category's default
+    (the `consumable_categories` setting, {category: days}); None when it is not consumable on a schedule."""
+    own = card.get("consumable_days")
+    if isinstance(own, int | float) and not isinstance(own, bool) and own >= 1:
+        return int(own)
+    if categories:
+        wanted = category_key(str(card.get("category") or ""))
+        for name, days in categories.items():
+            if category_key(name) == wanted and wanted:
+                return int(days)
+    return None
+
+
+def is_consumable(card: Mapping[str, Any], categories: Mapping[str, int] | None = None) -> bool:
+    """Bought again and again: the card says so, or its category is in `consumable_categories`."""
+    return bool(card.get("consumable")) or replenish_days(card, categories) is not None
 
 
 def product_key(product_id: str) -> tuple[str, str]:
@@ -183,6 +222,16 @@ class Catalog:
         if row:
             items.append({"pk": row[0], "sk": row[1], **{k: doc[k] for k in CARD_FIELDS}})
         return items
+
+    def delete(self, product_id: str) -> dict[str, Any] | None:
+        """The card and its category row go (so "similar" and every lookup by id stop finding it); returns the
+        card that was deleted, None for an unknown product."""
+        old = ddb.get(self.ddb, self.table, *product_key(product_id), consistent=True)
+        if old is None:
+            return None
+        row = _category_row(old)
+        ddb.batch_write(self.ddb, self.table, deletes=[product_key(product_id), *([row] if row else [])])
+        return old
 
     def learn(self, product_id: str, *, price: float | None = None, in_stock: bool | None = None,
               now: datetime | None = None) -> bool:

@@ -1,12 +1,15 @@
 """Personal coupons: pools of codes the shop uploads, one code per customer per journey step, redemption.
 
 Keys in PRODUCTS_TABLE (owned here):
-- `POOL#<pool>` / `META` — `discount`, `valid_days`, counters `uploaded`, `issued`, `redeemed`, `revenue`.
+- `POOL#<pool>` / `META` — `discount`, `valid_days`, counters `uploaded`, `issued`, `redeemed`, `revenue`
+  (codes of the pool) and `fallback_issued`, `fallback_redeemed`, `fallback_revenue` (signed fallback codes).
+- `POOL#<pool>` / `D#<YYYY-MM-DD>` — the same counters for one day (UTC): the stats' window is one Query.
 - `POOL#<pool>` / `A#<code>` — a code still available (deleted when it is issued).
 - `CODE#<code>` / `C` — every code ever uploaded (codes are unique across pools, so an order's `coupon`
   names one code): pool, discount, status (`available` → `issued` → `redeemed`), and once issued the
   customer, rule, entry, step, variant, ledger id, `issued_at`, `expires_at`; once redeemed the order,
-  its revenue and time.
+  its revenue and time. A fallback code gets its row (`fallback`: true) when it is first issued, so its
+  redemption is counted and attributed like a pool code's.
 - `POOLS` / `<pool>` — every pool ever uploaded to (the list of `GET /admin/coupons` and the report).
 - `ISSUE#<ledger_id>` / `I` — the code issued for one send (ledger id = customer, rule, entry, step):
   a retried send finds it and shows the same code.
@@ -43,6 +46,9 @@ CODE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 MAX_CODES_PER_UPLOAD = 10_000
 ISSUE_ATTEMPTS = 5
 CANDIDATES = 10
+WINDOW_DAYS = 30  # the stats' recent window (`?days=` changes it)
+MAX_WINDOW_DAYS = 366
+COUNTERS = ("issued", "redeemed", "revenue")
 
 
 class PoolEmptyError(Exception):
@@ -131,8 +137,12 @@ class Coupons:
     def meta(self, pool: str) -> dict[str, Any] | None:
         return ddb.get(self.ddb, self.table, f"POOL#{pool}", "META")
 
-    def stats(self, pool: str) -> dict[str, Any]:
+    def stats(self, pool: str, *, days: int = WINDOW_DAYS, now: datetime | None = None) -> dict[str, Any]:
+        """All time (pool codes at the top level, as ever; `fallback` for the signed codes) and `window`: the
+        same over the last `days` days (UTC days, today included)."""
         check_pool(pool)
+        if not 1 <= days <= MAX_WINDOW_DAYS:
+            raise BadRequestError(f"days is between 1 and {MAX_WINDOW_DAYS}, got {days}")
         meta = self.meta(pool)
         if meta is None:
             if pool in DEFAULT_POOLS:
@@ -141,21 +151,30 @@ class Coupons:
                 raise NotFoundError(f"no coupon pool {pool!r}: upload codes with POST /admin/coupons/{pool}")
         uploaded = int(meta.get("uploaded") or 0)
         issued = int(meta.get("issued") or 0)
-        revenue = meta.get("revenue") or 0
+        today = (now or clock.now()).date()
+        start = today - timedelta(days=days - 1)
+        window: dict[str, Any] = {}
+        for row in ddb.query(self.ddb, self.table, f"POOL#{pool}",
+                             sk_between=(f"D#{start.isoformat()}", f"D#{today.isoformat()}")):
+            for name in (*COUNTERS, *(f"fallback_{c}" for c in COUNTERS)):
+                window[name] = window.get(name, 0) + (row.get(name) or 0)
         return {"pool": pool, "discount": meta.get("discount"), "valid_days": meta.get("valid_days"),
                 "uploaded": uploaded, "issued": issued, "redeemed": int(meta.get("redeemed") or 0),
-                "revenue": round(float(revenue), 2), "left": max(0, uploaded - issued)}
+                "revenue": _money(meta.get("revenue")), "left": max(0, uploaded - issued),
+                "fallback": _counts(meta, "fallback_"),
+                "window": {"days": days, "from": start.isoformat(), "to": today.isoformat(), **_counts(window, ""),
+                           "fallback": _counts(window, "fallback_")}}
 
-    def all_pools(self) -> list[dict[str, Any]]:
+    def all_pools(self, days: int = WINDOW_DAYS) -> list[dict[str, Any]]:
         """The default pools and every pool ever uploaded to (`POOLS` / `<pool>`: one Query)."""
         names = dict.fromkeys([*DEFAULT_POOLS, *(i["sk"] for i in ddb.query(self.ddb, self.table, "POOLS"))])
-        return self.pools(list(names))
+        return self.pools(list(names), days=days)
 
-    def pools(self, names: list[str]) -> list[dict[str, Any]]:
+    def pools(self, names: list[str], days: int = WINDOW_DAYS) -> list[dict[str, Any]]:
         out = []
         for name in names:
             try:
-                out.append(self.stats(name))
+                out.append(self.stats(name, days=days))
             except NotFoundError:
                 continue
         return out
@@ -207,9 +226,7 @@ class Coupons:
                                     ":issued": "issued", ":available": "available", ":c": customer_id, ":r": rule,
                                     ":e": entry, ":st": step, ":v": variant, ":l": ledger_id, ":t": stamp,
                                     ":x": expires})}},
-                    {"Update": {"TableName": self.table, "Key": ddb.key(f"POOL#{pool}", "META"),
-                                "UpdateExpression": "ADD #i :one", "ExpressionAttributeNames": {"#i": "issued"},
-                                "ExpressionAttributeValues": {":one": {"N": "1"}}}},
+                    *_count_updates(self.table, pool, now, {"issued": 1}),
                 ])
             except Exception as exc:
                 if ddb.error_code(exc) not in ("TransactionCanceledException", "TransactionConflictException"):
@@ -222,6 +239,34 @@ class Coupons:
                 continue  # the code went to someone else meanwhile: take another
             return Coupon(code=code, discount=discount, expires_at=expires, pool=pool)
         raise PoolEmptyError(pool)
+
+    def issue_fallback(self, secret: bytes, pool: str, *, discount: str, expires_at: datetime, customer_id: str,
+                       rule: str, entry: str, step: int, code_step: int, variant: str, ledger_id: str,
+                       now: datetime | None = None) -> Coupon:
+        """The signed fallback code of this send (the recipe above; `code_step` -1 for one code per journey),
+        recorded the first time it is issued: its `CODE#` row (so an order naming it redeems it) and the
+        pool's `fallback_issued` counters. A retried send makes the same code and counts nothing twice."""
+        now = now or clock.now()
+        code = fallback_code(secret, pool=pool, discount=discount, expires_at=expires_at, customer_id=customer_id,
+                             rule=rule, entry=entry, step=code_step)
+        expires = clock.iso(expires_at)
+        row = {"pk": f"CODE#{code}", "sk": "C", "code": code, "pool": pool, "discount": discount, "fallback": True,
+               "status": "issued", "customer_id": customer_id, "rule": rule, "entry": entry, "step": step,
+               "variant": variant, "ledger_id": ledger_id, "issued_at": clock.iso(now), "expires_at": expires}
+        try:
+            self.ddb.transact_write_items(TransactItems=[
+                {"Put": {"TableName": self.table, "Item": ddb.serialize(row),
+                         "ConditionExpression": "attribute_not_exists(pk)"}},
+                {"Put": {"TableName": self.table, "Item": ddb.serialize({"pk": "POOLS", "sk": pool, "pool": pool})}},
+                *_count_updates(self.table, pool, now, {"fallback_issued": 1}),
+            ])
+        except Exception as exc:
+            # a retry of the same send (or of the same journey's code): issued and counted before
+            reasons = getattr(exc, "response", {}).get("CancellationReasons") or []
+            if ddb.error_code(exc) != "TransactionCanceledException" or not reasons or \
+                    reasons[0].get("Code") != "ConditionalCheckFailed":
+                raise
+        return Coupon(code=code, discount=discount, expires_at=expires, pool=pool, fallback=True)
 
     def _available(self, pool: str) -> list[str]:
         resp = self.ddb.query(TableName=self.table, KeyConditionExpression="pk = :p AND begins_with(sk, :a)",
@@ -254,11 +299,30 @@ class Coupons:
             if ddb.is_conditional_failure(exc):
                 return None
             raise
-        self.ddb.update_item(TableName=self.table, Key=ddb.key(f"POOL#{item['pool']}", "META"),
-                             UpdateExpression="ADD #r :one, #v :rev",
-                             ExpressionAttributeNames={"#r": "redeemed", "#v": "revenue"},
-                             ExpressionAttributeValues=ddb.values({":one": 1, ":rev": round(float(revenue), 2)}))
+        prefix = "fallback_" if item.get("fallback") else ""
+        for update in _count_updates(self.table, str(item["pool"]), now,
+                                     {f"{prefix}redeemed": 1, f"{prefix}revenue": round(float(revenue), 2)}):
+            self.ddb.update_item(**update["Update"])
         return item
+
+
+def _count_updates(table: str, pool: str, at: datetime, counts: dict[str, float]) -> list[dict[str, Any]]:
+    """ADD the counts to the pool's all-time row and to its row of the day (transaction items)."""
+    names = {f"#c{i}": name for i, name in enumerate(counts)}
+    values = ddb.values({f":c{i}": n for i, n in enumerate(counts.values())})
+    expression = "ADD " + ", ".join(f"#c{i} :c{i}" for i in range(len(counts)))
+    return [{"Update": {"TableName": table, "Key": ddb.key(f"POOL#{pool}", sk), "UpdateExpression": expression,
+                        "ExpressionAttributeNames": names, "ExpressionAttributeValues": values}}
+            for sk in ("META", f"D#{clock.iso(at)[:10]}")]
+
+
+def _money(value: Any) -> float:
+    return round(float(value or 0), 2)
+
+
+def _counts(row: dict[str, Any], prefix: str) -> dict[str, Any]:
+    return {"issued": int(row.get(f"{prefix}issued") or 0), "redeemed": int(row.get(f"{prefix}redeemed") or 0),
+            "revenue": _money(row.get(f"{prefix}revenue"))}
 
 
 def fallback_code(secret: bytes, *, pool: str, discount: str, expires_at: datetime, customer_id: str, rule: str,

@@ -1,7 +1,8 @@
 """What ingested events do to the catalogue, the recommendation counters and the coupons (after the
 customer's transaction committed; each stored messageId comes here once).
 
-- `Order Completed`: co-purchase counts, the day's popularity, the customer's purchases; a `coupon`
+- `Order Completed`: co-purchase counts, the day's popularity, the customer's purchases, the replenishment
+  reminders of its consumable products (retention.products.replenish); a `coupon`
   property redeems that code and attributes the order's revenue to the rule and step that issued it.
 - `Product Back in Stock` / `Product Price Dropped` (and `in_stock` / `price` on product events of a
   known product): the catalogue learns the stock and the price.
@@ -11,14 +12,15 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
 from retention.core import clock
+from retention.products import replenish
 from retention.products.catalog import Catalog
 from retention.products.coupons import Coupons
-from retention.products.recommend import Recommendations, order_products
+from retention.products.recommend import MAX_ORDER_PRODUCTS, Recommendations, order_products
 
 log = logging.getLogger(__name__)
 
@@ -51,10 +53,14 @@ def _revenue(props: dict[str, Any]) -> float:
 
 
 class ProductEvents:
-    def __init__(self, client: Any, table: str, messages_table: str) -> None:
+    def __init__(self, client: Any, table: str, messages_table: str, *, due_table: str | None = None,
+                 due_shards: int = 1, consumable_categories: Mapping[str, int] | None = None) -> None:
         self.ddb = client
         self.table = table
         self.messages_table = messages_table
+        self.due_table = due_table  # None: no replenishment reminders (a caller without the due index)
+        self.due_shards = due_shards
+        self.consumable_categories = dict(consumable_categories or {})
         self.recs = Recommendations(client, table)
         self.catalog = Catalog(client, table)
         self.coupons = Coupons(client, table)
@@ -70,9 +76,17 @@ class ProductEvents:
 
     def _one(self, customer_id: str, name: str, props: dict[str, Any], at: datetime, now: datetime) -> None:
         if name == "Order Completed":
-            products = order_products(props)
+            products = order_products(props)[:MAX_ORDER_PRODUCTS]
             if products:
-                self.recs.record_order(customer_id, products, at, now)
+                # one read of the order's cards: the categories of the counters and the reminders' days
+                cards = self.catalog.get_many([p["product_id"] for p in products])
+                reminders: dict[str, str] = {}
+                if self.due_table:
+                    reminders = replenish.schedule(
+                        self.ddb, self.table, self.due_table, self.due_shards, customer_id=customer_id,
+                        order_id=str(props.get("order_id") or ""), at=at, cards=cards,
+                        categories=self.consumable_categories, now=now)
+                self.recs.record_order(customer_id, products, at, now, cards=cards, reminders=reminders)
             code = props.get("coupon")
             if isinstance(code, str) and code.strip():
                 self.redeem(customer_id, code, props, now)

@@ -6,7 +6,8 @@ Keys in PRODUCTS_TABLE (owned here):
 - `POP#<category key>` / `<YYYY-MM-DD>` — `n:<product_id>`: units of the product ordered that day
   (ADD); `ttl` 35 days, "popular" sums the last 30 days (one Query).
 - `CB#<customer_id>` / `<product_id>` — the customer bought it (`at`, `category`): never recommended
-  again unless consumable.
+  again unless consumable (the card's `consumable`, or its category in the `consumable_categories`
+  setting); `reminder_at` — when its pending replenishment reminder is due (retention.products.replenish).
 
 Kinds: similar (same category, price within a band, in stock), accessories (the catalogue's map, else
 co-purchase), bought_together, popular (in a category over 30 days), personal (from the customer's
@@ -23,7 +24,7 @@ from typing import Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from retention.core import clock, ddb
-from retention.products.catalog import Catalog, category_key
+from retention.products.catalog import Catalog, category_key, is_consumable
 from retention.products.kinds import MAX_LIMIT, check_kind
 
 MAX_ORDER_PRODUCTS = 10  # co-purchase pairs per order: at most 10 × 9 counter updates
@@ -31,6 +32,10 @@ PRICE_BAND = (0.6, 1.5)  # "similar": from 60 % to 150 % of the anchor's price
 POPULAR_DAYS = 30
 POPULAR_TTL_DAYS = 35
 CO_PURCHASE_READ = 100
+
+
+def bought_key(customer_id: str, product_id: str) -> tuple[str, str]:
+    return (f"CB#{customer_id}", product_id)
 
 
 def _product_id(p: Mapping[str, Any]) -> str | None:
@@ -64,8 +69,11 @@ class Recommendations:
 
     # ---- incremental updates -----------------------------------------------------------------------
     def record_order(self, customer_id: str, products: list[dict[str, Any]], at: datetime,
-                     now: datetime | None = None) -> int:
-        """Co-purchase counts, the day's popularity, what the customer bought. Returns write requests made.
+                     now: datetime | None = None, *, cards: Mapping[str, Mapping[str, Any]] | None = None,
+                     reminders: Mapping[str, str] | None = None) -> int:
+        """Co-purchase counts, the day's popularity, what the customer bought (with `reminders`: {product_id:
+        reminder_at} of its pending replenishment reminders). Returns write requests made. `cards`: the
+        order's cards when the caller read them already.
 
         Safe to call once per stored `Order Completed` (ingestion dedupes messageIds before)."""
         now = now or clock.now()
@@ -73,7 +81,8 @@ class Recommendations:
         if not products:
             return 0
         missing = [p["product_id"] for p in products if not p.get("category")]
-        cards = self.catalog.get_many(missing) if missing else {}
+        if cards is None:
+            cards = self.catalog.get_many(missing) if missing else {}
         for p in products:
             if not p.get("category"):
                 p["category"] = str((cards.get(p["product_id"]) or {}).get("category") or "")
@@ -105,8 +114,11 @@ class Recommendations:
                                      ExpressionAttributeValues=vals)
                 requests += 1
         stamp = clock.iso(at)
+        reminders = reminders or {}
         requests += ddb.batch_write(self.ddb, self.table, [
-            {"pk": f"CB#{customer_id}", "sk": p["product_id"], "at": stamp, "category": p["category"]}
+            {"pk": bought_key(customer_id, p["product_id"])[0], "sk": p["product_id"], "at": stamp,
+             "category": p["category"], **({"reminder_at": reminders[p["product_id"]]}
+                                           if p["product_id"] in reminders else {})}
             for p in products])
         return requests
 
@@ -115,6 +127,28 @@ class Recommendations:
         keys = [(i["pk"], i["sk"]) for i in ddb.query(self.ddb, self.table, f"CB#{customer_id}")]
         if keys:
             ddb.batch_write(self.ddb, self.table, deletes=keys)
+
+    def forget_product(self, product_id: str, category: str, now: datetime | None = None) -> dict[str, int]:
+        """A product deleted from the catalogue: its co-purchase rows (both directions: its own partition
+        names the others) and its units in its category's popularity days. Reads its own partitions only;
+        what is left (an order naming it later, a customer's purchase) points to a card that no longer
+        exists, and every kind looks cards up by id, so it is never recommended."""
+        now = now or clock.now()
+        others = [str(i["sk"]) for i in ddb.query(self.ddb, self.table, f"CP#{product_id}")]
+        deletes = [(f"CP#{product_id}", b) for b in others] + [(f"CP#{b}", product_id) for b in others]
+        if deletes:
+            ddb.batch_write(self.ddb, self.table, deletes=deletes)
+        days = 0
+        key = category_key(category)
+        if key:
+            lo = clock.iso(now - timedelta(days=POPULAR_TTL_DAYS))[:10]
+            name = f"n:{product_id}"
+            for row in ddb.query(self.ddb, self.table, f"POP#{key}", sk_between=(lo, "9999")):
+                if name in row:
+                    self.ddb.update_item(TableName=self.table, Key=ddb.key(row["pk"], row["sk"]),
+                                         UpdateExpression="REMOVE #n", ExpressionAttributeNames={"#n": name})
+                    days += 1
+        return {"co_purchase_rows": len(deletes), "popular_days": days}
 
     # ---- reads ---------------------------------------------------------------------------------------
     def bought(self, customer_id: str) -> set[str]:
@@ -143,8 +177,10 @@ class Recommender:
     """Recommendations for one customer (one message, one preview): the bought set is read once."""
 
     def __init__(self, recs: Recommendations, *, customer_id: str | None, interests: Mapping[str, str] | None = None,
-                 now: datetime | None = None, link_params: Mapping[str, str] | None = None) -> None:
+                 now: datetime | None = None, link_params: Mapping[str, str] | None = None,
+                 consumable_categories: Mapping[str, int] | None = None) -> None:
         self.recs = recs
+        self.consumable_categories = dict(consumable_categories or {})
         self.customer_id = customer_id
         self.interests = dict(interests or {})
         self.now = now or clock.now()
@@ -223,7 +259,7 @@ class Recommender:
             pid = str(card.get("product_id") or "")
             if not pid or pid == anchor_id or pid in seen or not card.get("in_stock"):
                 continue
-            if not card.get("consumable"):
+            if not is_consumable(card, self.consumable_categories):
                 bought = self.bought if bought is None else bought
                 if pid in bought:
                     continue

@@ -15,8 +15,10 @@ from typing import Any
 
 from retention.core import clock, ddb
 
-KINDS = ("JOURNEY", "SEGMENT", "SEND", "TRIGGER", "FANOUT", "PENDING")
-"""FANOUT: a product event's fan-out not yet done; PENDING: a send-ledger claim to reconcile (the sweeper)."""
+KINDS = ("JOURNEY", "SEGMENT", "SEND", "TRIGGER", "FANOUT", "PENDING", "EVENT")
+"""FANOUT: a product event's fan-out not yet done; PENDING: a send-ledger claim to reconcile (the sweeper);
+EVENT: an event the engine records for the customer when it comes due (payload {name, properties,
+message_id}: a replenishment reminder, retention.products.replenish)."""
 
 
 def bucket(at: datetime) -> str:

@@ -21,6 +21,7 @@ from retention.journeys.effects import (
     after_commit,
     enqueue,
     event_retention_seconds,
+    replay_stats,
     transaction_items,
 )
 from retention.journeys.engine import Engine
@@ -39,6 +40,7 @@ class TickResult:
     broadcasts: int = 0
     fanouts: int = 0  # product fan-outs a dead ingestion request left to the tick
     pending_unknown: int = 0  # send claims found pending past the sender's timeout (metric + alarm)
+    stats_replayed: int = 0  # counters a dead request committed but never added (retention.journeys.effects)
     watermark: str | None = None
 
 
@@ -63,6 +65,8 @@ class Ticker:
                 result.fanouts += self._fan_out(item, now)
             elif item.kind == "PENDING":
                 result.pending_unknown += self._sweep_pending(item, now)
+            elif item.kind == "STATS":
+                result.stats_replayed += int(replay_stats(self.ddb, self.env, item))
             else:
                 by_customer[item.customer_id].append(item)
         if by_customer:
@@ -121,7 +125,7 @@ class Ticker:
                     continue
                 raise
             done = Committed()
-            done.add(cid, fx)
+            done.add(cid, fx, now)
             after_commit(self.ddb, self.sqs, self.env, done, now)
             return len(fx.sends), len(fx.transitions)
         raise RuntimeError(f"tick: profile {cid} kept changing; retried {ATTEMPTS} times")

@@ -23,7 +23,7 @@ from retention.customers.store import ProfileRepo
 from retention.ingestion.ingestor import Ingestor
 from retention.ingestion.wire import internal_message
 from retention.messaging import links
-from retention.messaging.requests import SendRequest
+from retention.messaging.requests import SendRequest, ledger_key
 from retention.surveys import nps
 
 NPS_SOURCE = "nps"
@@ -33,6 +33,13 @@ SUBSCRIPTION_CONFIRMED = "Subscription Confirmed"  # starts the welcome chains (
 SURVEY_ANSWERED = "Survey Answered"
 # how long a webhook event_id is remembered (survey tools retry for hours, not weeks)
 REPLAY_WINDOW = timedelta(days=30)
+
+
+def answers_pk(month: datetime) -> str:
+    """The partition of one month's answers."""
+    return f"NPS#{clock.iso(month)[:7]}"
+
+
 log = logging.getLogger(__name__)
 
 
@@ -77,8 +84,7 @@ class Surveys:
         if result.duplicates:
             return False
         # one row per (customer, survey invitation) per month: a later answer replaces the earlier one
-        month = clock.iso(response.at)[:7]
-        row = {"pk": f"NPS#{month}", "sk": f"{response.customer_id}#{ref}",
+        row = {"pk": answers_pk(response.at), "sk": f"{response.customer_id}#{ref}",
                "customer_id": response.customer_id, "score": response.score, "comment": response.comment,
                "survey": response.survey, "stage": response.stage, "shop": response.shop, "ref": ref,
                "at": clock.iso(response.at), "source": response.source, "event_id": response.event_id}
@@ -171,7 +177,7 @@ class Surveys:
         rows: list[dict[str, Any]] = []
         month = start.replace(day=1)
         while month <= end:
-            for item in ddb.query(self.d.dynamodb, self.d.env.messages_table, f"NPS#{clock.iso(month)[:7]}"):
+            for item in ddb.query(self.d.dynamodb, self.d.env.messages_table, answers_pk(month)):
                 if lo <= item["at"] <= hi:
                     rows.append({"customer_id": item.get("customer_id") or item["sk"], "score": item["score"],
                                  "comment": item.get("comment"), "survey": item.get("survey", "nps"),
@@ -233,7 +239,7 @@ class Surveys:
             internal_message(customer, event=SURVEY_ANSWERED, message_id=f"survey-ev-{digest}",
                              properties={"survey": survey, "reason": reason, "ref": ledger})], SURVEY_SOURCE, now=now)
         counted = False
-        item = ddb.get(self.d.dynamodb, self.d.env.messages_table, f"L#{ledger}", "L") if ledger else None
+        item = ddb.get(self.d.dynamodb, self.d.env.messages_table, *ledger_key(ledger)) if ledger else None
         if item and item.get("rule"):
             try:  # one answer per message in the stats, however often the button is pressed
                 self.d.dynamodb.put_item(TableName=self.d.env.idempotency_table, Item=ddb.serialize(

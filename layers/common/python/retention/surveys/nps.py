@@ -26,7 +26,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError, ValidationInfo, field_validator, model_validator
 
@@ -193,6 +193,38 @@ def _clear_error(error: ValidationError, what: str) -> BadRequestError:
     return BadRequestError("; ".join(messages) or f"invalid {what}")
 
 
+class _Answer(BaseModel):
+    """What the survey handlers parse: unknown fields ignored, pydantic's error list turned into one
+    BadRequestError that names the field (`what` says what the body is)."""
+
+    model_config = ConfigDict(extra="ignore")
+    what: ClassVar[str] = "the body"
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _readable_errors(cls, data: Any, handler: Any) -> Any:
+        try:
+            return handler(data)
+        except ValidationError as error:
+            raise _clear_error(error, cls.what) from None
+
+    # both answers carry a score and maybe a comment (check_fields: the fields are the subclasses')
+    @field_validator("score", mode="before", check_fields=False)
+    @classmethod
+    def _score(cls, value: object) -> int:
+        return validate_score(value)
+
+    @field_validator("comment", mode="before", check_fields=False)
+    @classmethod
+    def _comment(cls, value: object) -> str | None:
+        return _clean_comment(value)
+
+    @field_validator("at", "timestamp", check_fields=False)
+    @classmethod
+    def _utc(cls, value: datetime | None) -> datetime | None:
+        return None if value is None else _aware(value)
+
+
 def _aware(value: datetime) -> datetime:
     if value.tzinfo is None:
         return value.replace(tzinfo=UTC)
@@ -221,10 +253,10 @@ def _clean_name(value: object, field: str, *, limit: int = MAX_NAME_CHARS) -> st
     return text or None
 
 
-class NpsResponse(BaseModel):
+class NpsResponse(_Answer):
     """One recorded answer (from a survey link or the external webhook)."""
 
-    model_config = ConfigDict(extra="ignore")
+    what = "an NPS answer"
 
     customer_id: str
     score: int
@@ -237,14 +269,6 @@ class NpsResponse(BaseModel):
     event_id: str | None = None
     ref: str | None = None  # the invitation answered (see the module docstring)
 
-    @model_validator(mode="wrap")
-    @classmethod
-    def _readable_errors(cls, data: Any, handler: Any) -> Any:
-        try:
-            return handler(data)
-        except ValidationError as error:
-            raise _clear_error(error, "an NPS answer") from None
-
     @field_validator("customer_id", mode="before")
     @classmethod
     def _customer(cls, value: object) -> str:
@@ -252,16 +276,6 @@ class NpsResponse(BaseModel):
         if not text:
             raise BadRequestError("customer_id is required")
         return text
-
-    @field_validator("score", mode="before")
-    @classmethod
-    def _score(cls, value: object) -> int:
-        return validate_score(value)
-
-    @field_validator("comment", mode="before")
-    @classmethod
-    def _comment(cls, value: object) -> str | None:
-        return _clean_comment(value)
 
     @field_validator("survey", mode="before")
     @classmethod
@@ -272,11 +286,6 @@ class NpsResponse(BaseModel):
     @classmethod
     def _names(cls, value: object, info: ValidationInfo) -> str | None:
         return _clean_name(value, info.field_name or "value")
-
-    @field_validator("at")
-    @classmethod
-    def _utc(cls, value: datetime) -> datetime:
-        return _aware(value)
 
     @model_validator(mode="after")
     def _default_stage(self) -> NpsResponse:
@@ -289,12 +298,12 @@ class NpsResponse(BaseModel):
         return nps_group(self.score)
 
 
-class WebhookPayload(BaseModel):
+class WebhookPayload(_Answer):
     """Body of `POST /v1/webhooks/nps` from an external survey tool (after the signature check).
 
     Unknown fields are ignored: survey tools send more than we need."""
 
-    model_config = ConfigDict(extra="ignore")
+    what = "the webhook body"
 
     event_id: str
     userId: str | None = None  # the wire name (Segment's spelling)
@@ -305,14 +314,6 @@ class WebhookPayload(BaseModel):
     stage: str | None = None
     shop: str | None = None
     timestamp: datetime | None = None
-
-    @model_validator(mode="wrap")
-    @classmethod
-    def _readable_errors(cls, data: Any, handler: Any) -> Any:
-        try:
-            return handler(data)
-        except ValidationError as error:
-            raise _clear_error(error, "the webhook body") from None
 
     @field_validator("event_id", mode="before")
     @classmethod
@@ -344,25 +345,10 @@ class WebhookPayload(BaseModel):
             raise BadRequestError(f"email is not an email address: {text!r}")
         return text
 
-    @field_validator("score", mode="before")
-    @classmethod
-    def _score(cls, value: object) -> int:
-        return validate_score(value)
-
-    @field_validator("comment", mode="before")
-    @classmethod
-    def _comment(cls, value: object) -> str | None:
-        return _clean_comment(value)
-
     @field_validator("survey", "stage", "shop", mode="before")
     @classmethod
     def _names(cls, value: object, info: ValidationInfo) -> str | None:
         return _clean_name(value, info.field_name or "value")
-
-    @field_validator("timestamp")
-    @classmethod
-    def _utc(cls, value: datetime | None) -> datetime | None:
-        return None if value is None else _aware(value)
 
     @model_validator(mode="after")
     def _who(self) -> WebhookPayload:

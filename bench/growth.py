@@ -1,0 +1,140 @@
+"""Section: cost flat with history (DESIGN §10) — write units and CPU per plain event, per sent email and per
+SES feedback for a customer with 0, 100, 500 and 2,000 orders on record (each order with 2 products), the
+library on moto in process, the scenario library applied. The orders are written into the stored profile
+directly (ingesting 2,000 orders per size would only slow the bench); every measured step then runs through
+the same code as production (Ingestor, Sender, Feedback).
+
+CPU is the process time of the profile work of one plain event with AWS excluded: decode the stored item,
+fold the event (engine.process), and the "does it matter" comparison (two encodes)."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from datetime import timedelta
+from typing import Any
+
+from bench.aws_requests import T0, Bench, _identify, _per, _track
+from bench.meter import Meter, item_size, moto_backend, patch_moto_transactions
+
+SIZES = (0, 100, 500, 2000)
+CPU_REPS = 15
+
+
+def _orders(n: int) -> dict[str, Any]:
+    from retention.customers.profile import Order
+    out = {}
+    for i in range(n):
+        at = T0 - timedelta(days=3 * (n - i), hours=i % 7)
+        out[f"ord-{i:05d}"] = Order(order_id=f"ord-{i:05d}", at=at, revenue=2580.0, currency="RUB",
+                                    shop=f"shop-{i % 9}", status="completed")
+    return out
+
+
+def run(log: Any = print) -> dict[str, Any]:
+    import retention.core.config as rconfig
+    from retention.core import clock, ddb
+    from retention.customers.profile import compute_kpis
+    from retention.customers.store import PROFILE_SK, ProfileRepo, from_item, profile_pk
+    from retention.ingestion import ingestor as ing_mod
+    from retention.ingestion import wire
+    from retention.ingestion.ingestor import definitions
+    from retention.journeys.engine import Engine
+    from retention.messaging.feedback import Feedback
+
+    from tests.support import moto_stack
+
+    patch_moto_transactions()
+    started = time.perf_counter()
+    rows: dict[str, Any] = {}
+    clock.set_now(T0)
+    saved_cache = rconfig.CACHE_SECONDS
+    rconfig.CACHE_SECONDS = 1e9
+    try:
+        with moto_stack() as s:
+            meter = Meter(backend=moto_backend, gsi_keys={s.tables["messages"]: [("customer_id", "created_at")]})
+            d = s.deps
+            for client in (d.dynamodb, d.sqs, d.sesv2, d.sns):
+                meter.attach(client)
+            s.apply_library()
+            b = Bench(s, meter)
+            repo = ProfileRepo(d.dynamodb, d.env.profiles_table)
+            fb = Feedback(d)
+            defs = definitions(d.config)
+            engine = Engine(defs)
+            for n in SIZES:
+                uid = f"g{n}"
+                clock.set_now(T0)
+                b.ingest([_identify(uid)])
+                b.drain()
+                sp = repo.load(uid, clock.now())
+                sp.profile.orders = _orders(n)
+                sp.profile.kpis = compute_kpis(sp.profile, clock.now())
+                repo.save(sp, clock.now())
+                raw = ddb.get(d.dynamodb, d.env.profiles_table, profile_pk(uid), PROFILE_SK)
+                size = item_size(ddb.serialize(raw or {}))
+                row: dict[str, Any] = {"orders": n, "profile_item_bytes": size}
+                # one event settles the segments the new order history moves the customer into
+                clock.set_now(T0 + timedelta(minutes=1))
+                b.ingest([_track(uid, "Store Visited", f"g-settle-{n}", store="moscow-1")])
+                b.drain()
+                # a plain event within the hour of the last one stored (the common case), then one an hour later
+                clock.set_now(T0 + timedelta(minutes=10))
+                meter.reset()
+                b.ingest([_track(uid, "Store Visited", f"g-pl-{n}", store="moscow-1")])
+                row["plain_event"] = _per(meter.snapshot(), 1)
+                clock.set_now(T0 + timedelta(hours=2))
+                meter.reset()
+                b.ingest([_track(uid, "Store Visited", f"g-pl2-{n}", store="moscow-1")])
+                row["plain_event_hour_later"] = _per(meter.snapshot(), 1)
+                b.drain()
+                # a sent email (the welcome chain's first message) and its SES Delivery feedback
+                b.ingest([_track(uid, "Signed Up", f"g-su-{n}")])
+                sent = [x for x in b.drain() if x[0].channel == "email" and x[1].status == "sent"]
+                if sent:
+                    req, outcome, snap = sent[0]
+                    row["sent_email"] = _per(snap, 1)
+                    note = {"eventType": "Delivery", "mail": {"messageId": outcome.provider_id, "destination": ["x"],
+                                                              "tags": {"ledger": [req.ledger_id]}}, "delivery": {}}
+                    meter.reset()
+                    fb.handle(note)
+                    row["feedback"] = _per(meter.snapshot(), 1)
+                # CPU of the profile work of one plain event, AWS excluded
+                raw = ddb.get(d.dynamodb, d.env.profiles_table, profile_pk(uid), PROFILE_SK)
+                msgs = wire.parse_request("batch", ing_mod.json.dumps({"batch": [_track(
+                    uid, "Store Visited", "g-cpu", store="moscow-1")]}).encode(), clock.now()).messages
+                samples = []
+                for _ in range(CPU_REPS):
+                    t0 = time.process_time()
+                    sp = from_item(uid, raw, clock.now())
+                    before = sp.profile.to_doc()
+                    seen = sp.profile.last_seen_at
+                    engine.process(sp, messages=msgs, now=clock.now())
+                    ing_mod._matters(sp.profile, before, seen)
+                    samples.append(time.process_time() - t0)
+                row["plain_event_cpu_ms"] = round(statistics.median(samples) * 1000, 3)
+                rows[str(n)] = row
+                log(f"  growth {n} orders: profile {size / 1024:.1f} KB, plain {row['plain_event']['wru']:.1f} WU, "
+                    f"send {row.get('sent_email', {}).get('wru', float('nan')):.1f} WU, feedback "
+                    f"{row.get('feedback', {}).get('wru', float('nan')):.1f} WU, cpu {row['plain_event_cpu_ms']} ms")
+    finally:
+        rconfig.CACHE_SECONDS = saved_cache
+        clock.reset()
+
+    def ratio(metric: str) -> float | None:
+        one, big = rows.get("0", {}).get(metric), rows.get(str(SIZES[-1]), {}).get(metric)
+        if not one or not big:
+            return None
+        return round(big["wru"] / max(one["wru"], 1e-9), 2)
+
+    ratios = {m: ratio(m) for m in ("plain_event", "plain_event_hour_later", "sent_email", "feedback")}
+    cpu0, cpu_big = rows["0"]["plain_event_cpu_ms"], rows[str(SIZES[-1])]["plain_event_cpu_ms"]
+    return {"rows": rows, "write_unit_ratio_2000_vs_0": ratios,
+            "cpu_ratio_2000_vs_0": round(cpu_big / max(cpu0, 1e-9), 2),
+            "worst_write_unit_ratio": max(v for v in ratios.values() if v is not None),
+            "elapsed_s": round(time.perf_counter() - started, 1)}
+
+
+if __name__ == "__main__":
+    import json
+    print(json.dumps(run(), indent=1, default=str))

@@ -1,0 +1,94 @@
+"""Customers: search by id or email, the profile (traits, consent with its log, KPIs, segments, journeys,
+a timeline of events and messages) and erasure with a typed confirmation (the admin API's Admin.forget)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools.event_handler import Response
+
+from retention.console.web import ROOT, allowed, app, arg, audited, form, redirect, render, t
+from retention.core.http import path_id
+from retention.core.runtime import deps
+
+
+def find(q: str) -> str | None:
+    """A customer id from an id or an email (the profiles table's email index)."""
+    from retention.customers.store import ProfileRepo
+    d = deps()
+    repo = ProfileRepo(d.dynamodb, d.env.profiles_table)
+    if "@" in q:
+        return repo.customer_by_email(q.strip().lower())
+    from retention.core import clock
+    sp = repo.load(q, clock.now(), consistent=False)
+    return q if sp.exists and not sp.profile.erased else None
+
+
+@app.get("/console/customers")
+def search() -> Response:
+    q = (arg("q") or "").strip()
+    if q:
+        found = find(q)
+        if found:
+            from urllib.parse import quote
+            return redirect(f"{ROOT}/customers/{quote(found, safe='')}")
+        return render("customers.html", q=q, message=t("No customer {q}.", q=q), status=404)
+    erased = arg("erased")
+    return render("customers.html", q="", message=t("Customer {id} was erased.", id=erased) if erased else None)
+
+
+def timeline(customer: dict[str, Any], events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Events and messages, newest first."""
+    rows = [{"at": e.get("timestamp") or e.get("received_at") or "", "kind": "event",
+             "what": e.get("event") or e.get("type"), "detail": e.get("properties") or e.get("traits") or {}}
+            for e in events]
+    rows += [{"at": m.get("sent_at") or m.get("created_at") or "", "kind": "message",
+              "what": f"{m.get('channel')} · {m.get('rule')} · {m.get('template')}",
+              "detail": {k: m.get(k) for k in ("status", "subject", "variant", "reason") if m.get(k)}}
+             for m in customer.get("messages") or []]
+    return sorted(rows, key=lambda r: str(r["at"]), reverse=True)
+
+
+@app.get("/console/customers/<customer_id>")
+def profile(customer_id: str) -> Response:
+    from retention.admin.views import Admin
+    customer_id = path_id(customer_id)
+    admin = Admin(deps())
+    customer = admin.customer(customer_id)
+    events = admin.events(customer_id, limit=50)["events"]
+    return render("customer.html", c=customer, timeline=timeline(customer, events), error=None)
+
+
+@app.post("/console/customers/<customer_id>/erase")
+def erase(customer_id: str) -> Response:
+    from urllib.parse import quote
+
+    from retention.admin.views import Admin
+    customer_id = path_id(customer_id)
+    admin_path = f"/admin/customers/{customer_id}"
+    allowed("DELETE", admin_path)
+    if form().get("confirm", "").strip() != customer_id:
+        admin = Admin(deps())
+        customer = admin.customer(customer_id)
+        events = admin.events(customer_id, limit=50)["events"]
+        return render("customer.html", status=422, c=customer, timeline=timeline(customer, events),
+                      error=t("The confirmation does not match the customer id."))
+    answer = Admin(deps()).forget(customer_id)
+    audited("DELETE", admin_path, answer)
+    return redirect(f"{ROOT}/customers?erased={quote(customer_id, safe='')}")
+
+
+@app.post("/console/customers/<customer_id>/segments")
+def assign(customer_id: str) -> Response:
+    """A manual segment (the admin API's POST /admin/customers/{id}/segments)."""
+    from urllib.parse import quote
+
+    from retention.admin.previews import Previews
+    customer_id = path_id(customer_id)
+    admin_path = f"/admin/customers/{customer_id}/segments"
+    allowed("POST", admin_path)
+    f = form()
+    group, _, segment = (f.get("segment") or "").strip().partition("/")
+    answer = Previews(deps()).assign(customer_id, group or None, segment or None, reason=f.get("reason") or None)
+    audited("POST", admin_path, answer)
+    return redirect(f"{ROOT}/customers/{quote(customer_id, safe='')}")

@@ -1,0 +1,188 @@
+"""The console's two languages: English (the keys) and Russian (the seeds' market).
+
+`pick` chooses from the language cookie (the switch), then Accept-Language, then English. `translator`
+returns `t(text, **values)`: the Russian text when there is one, else the English, formatted with values."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+LANGS = ("en", "ru")
+
+RU: dict[str, str] = {
+    "Retention console": "Консоль удержания",
+    "Sign in": "Войти",
+    "Sign out": "Выйти",
+    "Token": "Токен",
+    "Paste your personal token (rt_…). An admin creates it with `retention tokens create`.":
+        "Вставьте ваш личный токен (rt_…). Его создаёт администратор командой `retention tokens create`.",
+    "Overview": "Обзор",
+    "Rules": "Правила",
+    "Customers": "Клиенты",
+    "Segments": "Сегменты",
+    "Templates": "Шаблоны",
+    "Audit log": "Журнал изменений",
+    "Tokens": "Токены",
+    "Signed in as {name} ({role})": "Вы вошли как {name} ({role})",
+    "The session expired: sign in again.": "Сессия истекла: войдите снова.",
+    "This token is not valid.": "Этот токен недействителен.",
+    "Last 30 days": "Последние 30 дней",
+    "Last 7 days": "Последние 7 дней",
+    "Today": "Сегодня",
+    "Entered": "Вошли",
+    "Sent": "Отправлено",
+    "Delivered": "Доставлено",
+    "Opened": "Открыто",
+    "Clicked": "Клики",
+    "Converted": "Конверсии",
+    "Revenue": "Выручка",
+    "Unsubscribed": "Отписки",
+    "Suppressed": "Подавлено",
+    "Sends by channel": "Отправки по каналам",
+    "Channel": "Канал",
+    "Lifecycle": "Жизненный цикл",
+    "Lifecycle sizes": "Размеры этапов жизненного цикла",
+    "Flows": "Переходы",
+    "Customers in the stage": "Клиентов на этапе",
+    "Sending": "Отправка",
+    "Marketing sends are active.": "Маркетинговые рассылки идут.",
+    "Marketing sends are paused since {since}: {reason}.": "Маркетинговые рассылки остановлены с {since}: {reason}.",
+    "Resume sending": "Возобновить отправку",
+    "Bounce rate": "Доля отказов",
+    "Complaint rate": "Доля жалоб",
+    "Pending sends": "Ожидающие отправки",
+    "Dead-letter queue": "Очередь недоставленных",
+    "Not exposed by the API yet.": "API пока этого не показывает.",
+    "NPS": "NPS",
+    "answers": "ответов",
+    "no answers yet": "ответов пока нет",
+    "Rule": "Правило",
+    "Title": "Название",
+    "State": "Состояние",
+    "enabled": "включено",
+    "disabled": "выключено",
+    "Enable": "Включить",
+    "Disable": "Выключить",
+    "Version": "Версия",
+    "Edit YAML": "Редактировать YAML",
+    "Save": "Сохранить",
+    "Check": "Проверить",
+    "Cancel": "Отмена",
+    "Journey": "Сценарий",
+    "Trigger": "Запуск",
+    "Audience": "Аудитория",
+    "Goal": "Цель",
+    "Holdout": "Контрольная группа",
+    "wait {what}": "ждать {what}",
+    "send {channel}: {template}": "отправить {channel}: {template}",
+    "Step": "Шаг",
+    "Variant": "Вариант",
+    "Stats per step and variant": "Статистика по шагам и вариантам",
+    "A/B tests": "A/B-тесты",
+    "Holdout uplift": "Прирост к контрольной группе",
+    "not enough data yet (n = {n})": "пока мало данных (n = {n})",
+    "{winner} wins: {diff} pp conversion, {sure} % sure":
+        "{winner} побеждает: {diff} п.п. конверсии, уверенность {sure} %",
+    "no clear winner yet ({diff} pp, p = {p})": "явного победителя пока нет ({diff} п.п., p = {p})",
+    "the journey adds {diff} pp conversion over the holdout, {sure} % sure":
+        "сценарий добавляет {diff} п.п. конверсии к контрольной группе, уверенность {sure} %",
+    "no proven effect over the holdout yet ({diff} pp, p = {p})":
+        "эффект относительно контрольной группы пока не доказан ({diff} п.п., p = {p})",
+    "The YAML has errors; nothing was saved.": "В YAML есть ошибки; ничего не сохранено.",
+    "Saved as version {version}.": "Сохранено как версия {version}.",
+    "Nothing changed.": "Ничего не изменилось.",
+    "Warnings": "Предупреждения",
+    "line": "строка",
+    "Versions": "Версии",
+    "Roll back to": "Откатить к",
+    "Search by id or email": "Поиск по id или e-mail",
+    "Search": "Найти",
+    "No customer {q}.": "Клиент {q} не найден.",
+    "Profile": "Профиль",
+    "Traits": "Атрибуты",
+    "Consent": "Согласие",
+    "KPIs": "Показатели",
+    "Journeys": "Сценарии",
+    "Messages": "Сообщения",
+    "Timeline": "Хронология",
+    "Erase": "Удалить",
+    "Erase this customer": "Удалить данные клиента",
+    "Type the customer id to confirm; everything naming the person is deleted.":
+        "Введите id клиента для подтверждения; всё, что касается человека, будет удалено.",
+    "The confirmation does not match the customer id.": "Подтверждение не совпадает с id клиента.",
+    "Customer {id} was erased.": "Данные клиента {id} удалены.",
+    "Group": "Группа",
+    "Segment": "Сегмент",
+    "Size": "Размер",
+    "Preview": "Предпросмотр",
+    "Customer for the preview (id or email)": "Клиент для предпросмотра (id или e-mail)",
+    "When": "Когда",
+    "Who": "Кто",
+    "Role": "Роль",
+    "Action": "Действие",
+    "Kind": "Тип",
+    "Name": "Имя",
+    "Expires": "Истекает",
+    "Create token": "Создать токен",
+    "Revoke": "Отозвать",
+    "The new token (shown once):": "Новый токен (показывается один раз):",
+    "Forbidden": "Запрещено",
+    "Not found": "Не найдено",
+    "Something is wrong": "Что-то пошло не так",
+    "Back": "Назад",
+    "yes": "да",
+    "no": "нет",
+    "Description": "Описание",
+    "Language": "Язык",
+    "Daily sends and conversions": "Отправки и конверсии по дням",
+    "none": "нет",
+    "Dry-run": "Пробный прогон",
+    "Replay the stored events of the last N days through this rule (nothing is sent)":
+        "Прогнать через правило сохранённые события за последние N дней (ничего не отправляется)",
+    "{entries} entries, {sends} sends for {customers} customers ({events} events examined)":
+        "{entries} входов, {sends} отправок для {customers} клиентов (просмотрено событий: {events})",
+    "first page only": "только первая страница",
+    "future": "в будущем",
+    "Settings": "Настройки",
+    "Saved.": "Сохранено.",
+    "Count matching customers": "Посчитать подходящих клиентов",
+    "Condition (YAML)": "Условие (YAML)",
+    "{matched} of {scanned} customers match (first page of about {total})":
+        "подходят {matched} из {scanned} клиентов (первая страница, всего около {total})",
+    "Assign a segment": "Назначить сегмент",
+    "Reason": "Причина",
+    "Assign": "Назначить",
+    "Score": "Индекс",
+    "By stage": "По этапам",
+    "By shop": "По магазинам",
+    "Trend": "Динамика",
+}
+
+
+def pick(cookie: str | None, accept_language: str | None) -> str:
+    if cookie in LANGS:
+        return str(cookie)
+    best, best_q = "en", -1.0
+    for part in (accept_language or "").split(","):
+        bits = part.strip().split(";")
+        code = bits[0].strip().lower()[:2]
+        q = 1.0
+        for b in bits[1:]:
+            if b.strip().startswith("q="):
+                try:
+                    q = float(b.strip()[2:])
+                except ValueError:
+                    q = 0.0
+        if code in LANGS and q > best_q:
+            best, best_q = code, q
+    return best
+
+
+def translator(lang: str) -> Callable[..., str]:
+    table = RU if lang == "ru" else {}
+
+    def t(text: str, **values: Any) -> str:
+        out = table.get(text, text)
+        return out.format(**values) if values else out
+    return t
