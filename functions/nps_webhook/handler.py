@@ -22,28 +22,28 @@ app.include_router(survey_router)  # retention.surveys.links
 
 @app.exception_handler(TokenError)
 def _bad_link(exc: TokenError) -> Any:
-    return pages.nps_link_problem(expired=isinstance(exc, TokenExpiredError))
+    return pages.for_request(app.current_event, deps()).nps_link_problem(expired=isinstance(exc, TokenExpiredError))
 
 
 @app.get("/nps/<token>")
 def confirm(token: str) -> Any:
-    Surveys(deps()).verify_nps_token(token)  # records nothing: mail scanners follow every link
-    return pages.nps_confirm(app.current_event.get_query_string_value("score"))
+    claims = Surveys(deps()).verify_nps_token(token)  # records nothing: mail scanners follow every link
+    page = pages.for_request(app.current_event, deps(), str(claims["c"]))
+    return page.nps_confirm(app.current_event.get_query_string_value("score"))
 
 
 @app.post("/nps/<token>")
 def answer(token: str) -> Any:
-    fields = form_body(app.current_event)
+    fields, surveys = form_body(app.current_event), Surveys(deps())
+    page = pages.for_request(app.current_event, surveys.d, str(surveys.verify_nps_token(token)["c"]))
     try:
-        response = Surveys(deps()).answer_link(token, fields.get("score"), fields.get("comment"))
-    except TokenError:  # the link's own page (_bad_link), not the form
-        raise
+        response = surveys.answer_link(token, fields.get("score"), fields.get("comment"))
     except NotFoundError:
-        return pages.nps_gone()
+        return page.nps_gone()
     except RetentionError as exc:
-        return pages.nps_form(None, exc.message, title="Проверьте ответ / Check your answer", status=exc.status)
+        return page.nps_form(None, exc.message, title_key="nps_check_title", status=exc.status)
     count("NpsAnswers")
-    return pages.nps_thanks(response.score)
+    return page.nps_thanks(response.score)
 
 
 @app.post("/v1/webhooks/nps")

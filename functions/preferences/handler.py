@@ -27,26 +27,30 @@ app.include_router(optin_router)  # retention.surveys.links
 
 @app.exception_handler(TokenError)
 def _bad_link(exc: TokenError) -> Any:
-    return pages.preferences_invalid()
+    return pages.for_request(app.current_event, deps()).link_invalid()
 
 
 @app.get("/u/<token>")
 def show(token: str) -> Any:
     surveys = Preferences(deps())
     claims = surveys.verify_unsub_token(token)
-    return pages.preferences_form(pages.token_channel(claims), surveys.preferences_of(str(claims["c"])))
+    page = pages.for_request(app.current_event, surveys.d, str(claims["c"]))
+    if app.current_event.get_query_string_value("view") == "preferences":  # the email's preferences link
+        return page.preferences_form(surveys.preferences_of(str(claims["c"])))
+    return page.unsubscribe_form(pages.token_channel(claims))  # the unsubscribe link
 
 
 @app.post("/u/<token>")
 def update(token: str) -> Any:
     surveys = Preferences(deps())
-    channels, source = pages.preference_change(form_body(app.current_event), surveys.verify_unsub_token(token))
-    result = surveys.set_preferences(token, channels, source=source)
-    revoked = sum(1 for v in result.get("changed", {}).values() if not v)
+    claims = surveys.verify_unsub_token(token)
+    channels, source, locale = pages.preference_change(form_body(app.current_event), claims)
+    result = surveys.set_preferences(token, channels, source=source, locale=locale)
+    revoked = [ch for ch, v in result.get("changed", {}).items() if not v]
     if revoked:
-        count("Unsubscribes", revoked)
-    logger.info("preferences", extra={"source": source, "changed": result.get("changed")})
-    return pages.preferences_saved()
+        count("Unsubscribes", len(revoked))
+    logger.info("preferences", extra={"source": source, "changed": result.get("changed"), "locale": locale})
+    return pages.for_request(app.current_event, surveys.d, str(claims["c"])).preferences_saved(revoked)
 
 
 @entry("preferences")

@@ -253,7 +253,7 @@ def test_link_shows_a_confirm_page_and_the_form_records_a_detractor(nps_stack: S
     assert admin_nps(admin_fn)["overall"]["responses"] == 0
     # the form records the score and the comment
     done = post_answer(nps_fn, token, score="3", comment="Долго ждала выдачи")
-    assert_clear_page(done, 200, "<b>3</b>")
+    assert_clear_page(done, 200, "вашу оценку: 3")
     p = s.profile("d1")
     assert p.nps["last_score"] == 3
     assert p.kpis["nps_last_score"] == 3
@@ -327,13 +327,13 @@ def test_tampered_and_expired_links_get_a_clear_page(nps_stack: Stack, nps_fn: M
     assert other_customer != token
     unsub = tokens.sign({"c": "t1"}, s.deps.config.secrets("links")[0], expires_at=None, purpose="unsub")
     for bad in (forged_mac, other_customer, "garbage", unsub):
-        assert_clear_page(open_link(nps_fn, bad, "5"), 400, "invalid")
-        assert_clear_page(post_answer(nps_fn, bad, score="5"), 400, "invalid")
+        assert_clear_page(open_link(nps_fn, bad, "5"), 400, "недействительна")
+        assert_clear_page(post_answer(nps_fn, bad, score="5"), 400, "недействительна")
     assert_nothing_recorded(s, "t1")
     # survey links live 30 days
     clock.set_now(clock.now() + timedelta(days=31))
-    assert_clear_page(open_link(nps_fn, token, "5"), 410, "expired")
-    assert_clear_page(post_answer(nps_fn, token, score="5"), 410, "expired")
+    assert_clear_page(open_link(nps_fn, token, "5"), 410, "устарела")
+    assert_clear_page(post_answer(nps_fn, token, score="5"), 410, "устарела")
     assert_nothing_recorded(s, "t1")
 
 
@@ -363,7 +363,7 @@ def test_a_link_of_an_unknown_customer_records_nothing(nps_stack: Stack, nps_fn:
     ghost = tokens.sign({"c": "ghost", "s": "nps-survey", "l": "0" * 32}, s.deps.config.secrets("links")[0],
                         expires_at=clock.now() + timedelta(days=1), purpose="nps")
     assert_clear_page(open_link(nps_fn, ghost, "9"), 200)  # the page itself records nothing
-    assert_clear_page(post_answer(nps_fn, ghost, score="9"), 404, "no longer available")
+    assert_clear_page(post_answer(nps_fn, ghost, score="9"), 404, "больше недоступен")
     assert nps_rows(s) == []
     from retention.customers.store import ProfileRepo
     assert not ProfileRepo(s.deps.dynamodb, s.deps.env.profiles_table).load("ghost", clock.now()).exists
@@ -581,3 +581,14 @@ def test_admin_nps_report_by_hand(nps_stack: Stack, nps_fn: ModuleType, admin_fn
                headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
     assert bad.status == 400 and "YYYY-MM-DD" in bad.json()["message"]
     assert call(admin_fn, "GET", "/admin/nps", "/admin/nps").status == 401
+
+
+def test_survey_pages_speak_the_customers_language(nps_stack: Stack, nps_fn: ModuleType) -> None:
+    """Issue 16 item 7: an English-speaking customer's survey pages are in English (Russian is the default)."""
+    s = nps_stack
+    token = surveyed(s, "en1")["en1"]
+    assert '<html lang="ru">' in open_link(nps_fn, token, "9").text
+    s.ingest([{"type": "identify", "userId": "en1", "messageId": "loc-en1", "traits": {"locale": "en-US"}}])
+    page = open_link(nps_fn, token, "9").text
+    assert '<html lang="en">' in page and "How likely are you to recommend us" in page and "Насколько" not in page
+    assert "We recorded your score: 9" in post_answer(nps_fn, token, score="9").text

@@ -27,14 +27,17 @@ def handler() -> Any:
 
 
 def call(handler: Any, method: str, token: str, body: str | None = None, content_type: str | None = None,
-         b64: bool = False) -> dict[str, Any]:
+         b64: bool = False, query: dict[str, str] | None = None, language: str | None = None) -> dict[str, Any]:
     headers = {"Content-Type": content_type} if content_type else {}
+    if language:
+        headers["Accept-Language"] = language
     if b64 and body is not None:
         body = base64.b64encode(body.encode()).decode()
     event = {
         "resource": "/u/{token}", "path": f"/u/{token}", "httpMethod": method, "headers": headers,
-        "multiValueHeaders": {k: [v] for k, v in headers.items()}, "queryStringParameters": None,
-        "multiValueQueryStringParameters": None, "pathParameters": {"token": token}, "stageVariables": None,
+        "multiValueHeaders": {k: [v] for k, v in headers.items()}, "queryStringParameters": query,
+        "multiValueQueryStringParameters": {k: [v] for k, v in query.items()} if query else None,
+        "pathParameters": {"token": token}, "stageVariables": None,
         "requestContext": {"resourcePath": "/u/{token}", "httpMethod": method, "path": f"/prod/u/{token}",
                            "stage": "prod", "requestId": "r-1", "identity": {"sourceIp": "203.0.113.9"}},
         "body": body, "isBase64Encoded": b64,
@@ -76,16 +79,70 @@ def mailed_token(s: Any) -> str:
     return path.rsplit("/u/", 1)[1]
 
 
-def test_get_shows_the_page_and_changes_nothing(s: Any, sent: SendRequest, handler: Any) -> None:
+PREFERENCES = {"view": "preferences"}
+
+
+def test_get_shows_the_unsubscribe_page_and_changes_nothing(s: Any, sent: SendRequest, handler: Any) -> None:
     before = stored(s, "u1").profile
     resp = call(handler, "GET", mailed_token(s))
     assert resp["statusCode"] == 200
     assert "text/html" in resp["multiValueHeaders"]["Content-Type"][0]
     body = resp["body"]
-    assert 'name="email" value="1" checked' in body  # the current consent, ticked
-    assert 'name="sms" value="1" checked' not in body  # never consented: not pre-ticked
+    assert 'name="action" value="unsubscribe"' in body and 'name="channel" value="email"' in body
+    assert 'type="checkbox"' not in body  # one question, one button: no preference boxes here
+    assert 'href="?view=preferences' in body  # the way to the preferences instead
     after = stored(s, "u1").profile
     assert after.consent == before.consent and len(after.consent_log) == len(before.consent_log)
+
+
+def test_the_emails_preferences_link_opens_the_preferences_page(s: Any, sent: SendRequest, handler: Any) -> None:
+    """Issue 20 item 3: the preferences link is a real preferences page, distinct from the unsubscribe."""
+    import re
+    html = emails()[-1]["html"]
+    links = re.findall(r'href="(https://[^"]*/u/[^"]*)"', html)
+    preferences = [u for u in links if "view=preferences" in u]
+    assert preferences and any("view=preferences" not in u for u in links)  # both links, different
+    token = urlsplit(preferences[0]).path.rsplit("/u/", 1)[1]
+    body = call(handler, "GET", token, query=PREFERENCES)["body"]
+    assert 'name="email" value="1" checked' in body  # the current consent, ticked
+    assert 'name="sms"' not in body  # never consented: no box (a link may revoke, never grant)
+    assert "Подписаться снова можно" in body  # …and it says how to subscribe
+    assert 'name="locale" value="ru" checked' in body and 'name="locale" value="en"' in body
+
+
+def test_pages_speak_the_customers_language(s: Any, handler: Any) -> None:
+    """Issue 16 item 7: the customer's `locale`, else the browser's, else the shop's default; ?lang= wins."""
+    customer(s, "u3", email="u3@example.com", locale="en-GB")
+    en = call(handler, "GET", token_for(s, "u3"))["body"]
+    assert '<html lang="en">' in en and "Unsubscribe" in en and "Отписаться" not in en
+    ru = call(handler, "GET", token_for(s, "u1"), language="en;q=0.5, ru")["body"]  # no locale on u1
+    assert '<html lang="ru">' in ru and "Отписаться" in ru and "Unsubscribe" not in ru
+    browser = call(handler, "GET", "not-a-token", language="de-DE, en-US;q=0.8")
+    assert browser["statusCode"] == 400 and '<html lang="en">' in browser["body"] and "Invalid link" in browser["body"]
+    assert '<html lang="ru">' in call(handler, "GET", "not-a-token")["body"]  # the shop's default
+    asked = call(handler, "GET", token_for(s, "u3"), query={"lang": "ru"})["body"]
+    assert '<html lang="ru">' in asked
+
+
+def test_the_preferences_page_sets_the_language_of_messages(s: Any, sent: SendRequest, handler: Any) -> None:
+    token = mailed_token(s)
+    log_before = len(stored(s, "u1").profile.consent_log)
+    resp = call(handler, "POST", token, "action=preferences&shown_email=1&email=1&locale=en", FORM)
+    assert resp["statusCode"] == 200 and '<html lang="en">' in resp["body"]  # the answer in the new language
+    profile = stored(s, "u1").profile
+    assert profile.traits["locale"] == "en" and consent(s, "u1").granted is True
+    assert len(profile.consent_log) == log_before  # a language is not a consent change
+    # the same form again changes nothing
+    call(handler, "POST", token, "action=preferences&shown_email=1&email=1&locale=en", FORM)
+    assert stored(s, "u1").profile.version == profile.version
+
+
+def test_a_box_not_shown_is_left_as_it_is(s: Any, handler: Any) -> None:
+    customer(s, "u4", email="u4@example.com", phone="+79160000004", sms_consent=True)
+    token = token_for(s, "u4")
+    # a form that drew only the email box (say, SMS was granted after the page was opened)
+    call(handler, "POST", token, "action=preferences&shown_email=1", FORM)
+    assert consent(s, "u4").granted is False and consent(s, "u4", "sms").granted is True
 
 
 def test_one_click_post_unsubscribes_at_once(s: Any, sent: SendRequest, handler: Any) -> None:

@@ -49,7 +49,7 @@ KEY_OWNERS: dict[str, set[str]] = {
     "A#": {"customers", "products"}, "BRAKE#": {"messaging"}, "C#": {"customers"}, "CAT#": {"products"},
     "CB#": {"products"}, "CODE#": {"products"}, "CP#": {"products"}, "D#": {"products"},
     "H#": {"customers", "messaging"}, "ISSUE#": {"products"}, "L#": {"messaging"}, "M#": {"ingestion"},
-    "NPS#": {"surveys"}, "P#": {"products"}, "PI#": {"customers"}, "POOL#": {"products"}, "POP#": {"products"},
+    "NPS#": {"surveys"}, "O#": {"customers"}, "P#": {"products"}, "PI#": {"customers"}, "POOL#": {"products"}, "POP#": {"products"},
     "S#": {"analytics"}, "SEGDAY#": {"analytics"}, "SEGSIZE#": {"analytics"}, "SOURCE#": {"core"},
     "SESSION#": {"console"}, "SUP#": {"messaging"}, "SV#": {"surveys"},
     "TOKEN#": {"admin"}, "V#": {"core"}, "W#": {"surveys"}, "X#": {"customers"},

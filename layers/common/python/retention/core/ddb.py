@@ -167,7 +167,8 @@ def batch_write(client: Any, table: str, puts: Iterable[dict[str, Any]] = (),
 
 def query(client: Any, table: str, pk: str, *, sk_prefix: str | None = None, sk_between: tuple[str, str] | None = None,
           sk_lte: str | None = None, limit: int | None = None, forward: bool = True,
-          index: str | None = None, pk_name: str = "pk", sk_name: str = "sk") -> Iterator[dict[str, Any]]:
+          index: str | None = None, pk_name: str = "pk", sk_name: str = "sk",
+          consistent: bool = False) -> Iterator[dict[str, Any]]:
     names = {"#p": pk_name}
     vals: dict[str, Any] = {":p": {"S": pk}}
     cond = "#p = :p"
@@ -189,6 +190,8 @@ def query(client: Any, table: str, pk: str, *, sk_prefix: str | None = None, sk_
                               "ScanIndexForward": forward}
     if index:
         kwargs["IndexName"] = index
+    if consistent:
+        kwargs["ConsistentRead"] = True
     returned = 0
     while True:
         if limit is not None:

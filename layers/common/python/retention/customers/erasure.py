@@ -2,9 +2,9 @@
 
 What names a person, and where it lives (the test scans every table after an erasure for the id, the
 email and the phone):
-- profiles: the profile and its history rows (`C#<id>`), the same for each anonymous id it absorbed
-  (`C#anon:<a>`: merge tombstones and the visitor's history), identity links (`A#<a>`), the email index
-  (`X#<hash>`), product-interest rows (`PI#<product>` / `C#<id>`);
+- profiles: the profile, its order items and its history rows (the `C#<id>` partition), the same for each
+  anonymous id it absorbed (`C#anon:<a>`: merge tombstones and the visitor's history), identity links
+  (`A#<a>`), the email index (`X#<hash>`), product-interest rows (`PI#<product>` / `C#<id>`);
 - events: the timelines of the customer and of its anonymous ids;
 - due: pending journey steps, triggers, sends and re-checks carrying the customer id. The due index is
   keyed by time, not by customer, so it is scanned with a filter: it holds only pending work, and an

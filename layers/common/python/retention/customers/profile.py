@@ -1,7 +1,11 @@
 """The customer profile: traits, consent, orders, KPIs (DESIGN §4), pure — no AWS.
 
 `apply_message` folds one normalized `wire.Message` into a profile; `compute_kpis` derives the
-seed KPIs from the orders map (so out-of-order and replayed events give the same answer);
+seed KPIs from the order aggregates (`OrderStats`), which each order event maintains by taking the order's
+old contribution out and putting its new one in (so out-of-order and replayed events give the same answer,
+and the profile's size does not grow with the customer's history: the orders themselves are items of
+their own, `retention.customers.store.order_key`; `Profile.orders` holds the ones loaded for the work at
+hand, and `orders_complete()` says whether that is all of them);
 `merge_profiles` joins an anonymous history into a known customer; `facts` is what the
 segment/rule condition language reads.
 
@@ -32,7 +36,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, PrivateAttr, model_validator
 
 from retention.core import clock
 from retention.customers.kpis import KPI_KEYS as KPI_KEYS  # the one list (retention.customers.kpis)
@@ -147,6 +151,24 @@ class Order(BaseModel):
         return max(0.0, self.revenue - self.refunded_amount)
 
 
+class OrderStats(BaseModel):
+    """The KPI aggregates over a customer's orders (each order's contribution, summed). `known`: order items
+    stored (any status). `stale`: the first or last counted order left while the other orders were not at
+    hand; the next load of all the orders recomputes (the ingestor loads them all for such events first)."""
+
+    known: int = 0
+    count: int = 0
+    revenue: float = 0.0
+    first_at: datetime | None = None
+    last_at: datetime | None = None
+    shops: dict[str, int] = Field(default_factory=dict)  # shop → counted orders from it
+    storage_hours: float = 0.0
+    storage_n: int = 0
+    pickup_n: int = 0  # orders that reached a pickup point (ready, or unclaimed)
+    unclaimed_n: int = 0
+    stale: bool = False
+
+
 class Profile(BaseModel):
     id: str
     anonymous_ids: list[str] = Field(default_factory=list)
@@ -154,7 +176,10 @@ class Profile(BaseModel):
     trait_ts: dict[str, str] = Field(default_factory=dict)
     consent: dict[str, Consent] = Field(default_factory=dict)
     consent_log: list[dict[str, Any]] = Field(default_factory=list)
+    # the orders at hand (stored as items of their own; a legacy doc still holds them all: migrated by the
+    # ingestor, kept in the doc until then); the aggregates are what the KPIs read
     orders: dict[str, Order] = Field(default_factory=dict)
+    order_stats: OrderStats = Field(default_factory=OrderStats)
     kpis: dict[str, Any] = Field(default_factory=dict)
     segments: dict[str, Any] = Field(default_factory=dict)  # owned by the segment engine
     journeys: dict[str, Any] = Field(default_factory=dict)  # owned by the journey engine
@@ -176,15 +201,54 @@ class Profile(BaseModel):
     version: int = 0
     erased: bool = False
 
+    _orders_complete: bool = PrivateAttr(default=True)  # `orders` holds every order of the customer
+    _orders_legacy: bool = PrivateAttr(default=False)  # read from a doc that held the orders (not migrated)
+    _orders_dirty: set[str] = PrivateAttr(default_factory=set)  # changed here: their items are to be written
+
+    @model_validator(mode="after")
+    def _order_bookkeeping(self) -> Profile:
+        if self.orders and "order_stats" not in self.model_fields_set:
+            # a doc from before the orders became items (or a profile built with its orders): all at hand
+            self.order_stats = stats_of(self.orders.values())
+            self._orders_legacy = True
+        self._orders_complete = self._orders_legacy or not self.order_stats.known
+        return self
+
     def to_doc(self) -> str:
-        """Compact JSON (defaults left out: profiles live in one DynamoDB item, ≤ 400 KB)."""
-        return self.model_dump_json(exclude_defaults=True)
+        """Compact JSON (defaults left out: profiles live in one DynamoDB item, ≤ 400 KB). The orders are
+        not in it (items of their own) unless the profile came from a doc that still held them."""
+        return self.model_dump_json(exclude_defaults=True, exclude=None if self._orders_legacy else {"orders"})
 
     @classmethod
     def from_doc(cls, doc: str | bytes | Mapping[str, Any]) -> Profile:
         if isinstance(doc, Mapping):
             return cls.model_validate(dict(doc))
         return cls.model_validate_json(doc)
+
+    # ---- the orders at hand ------------------------------------------------------------------------
+    def orders_complete(self) -> bool:
+        return self._orders_complete
+
+    def orders_legacy(self) -> bool:
+        return self._orders_legacy
+
+    def dirty_orders(self) -> list[Order]:
+        return [self.orders[i] for i in sorted(self._orders_dirty) if i in self.orders]
+
+    def add_loaded_orders(self, orders: Iterable[Order], *, complete: bool = False) -> None:
+        """Orders read from their items (the ones the work at hand touches, or all of them)."""
+        for order in orders:
+            self.orders.setdefault(order.order_id, order)
+        if complete:
+            self._orders_complete = True
+            if self.order_stats.stale:
+                self.order_stats = stats_of(self.orders.values())
+
+    def orders_written(self, *, migrated: bool = False) -> None:
+        """The dirty orders' items are stored (and with `migrated`, every order of a legacy doc is)."""
+        self._orders_dirty.clear()
+        if migrated:
+            self._orders_legacy = False
 
 
 # --------------------------------------------------------------------------- small helpers
@@ -533,6 +597,91 @@ def _settle(order: Order) -> None:
         order.status = "refunded"
 
 
+def _storage_hours(order: Order) -> float | None:
+    if order.ready_at is not None and order.picked_up_at is not None and order.picked_up_at >= order.ready_at:
+        return (order.picked_up_at - order.ready_at).total_seconds() / 3600
+    return None
+
+
+def _contribute(stats: OrderStats, order: Order, sign: int) -> None:
+    """Add (sign 1) or take out (sign -1) one order's share of the aggregates; first/last are the caller's."""
+    stats.known += sign
+    if order.counted:
+        stats.count += sign
+        stats.revenue = round(stats.revenue + sign * order.net_revenue, 2)
+        if order.shop:
+            left = stats.shops.get(order.shop, 0) + sign
+            if left > 0:
+                stats.shops[order.shop] = left
+            else:
+                stats.shops.pop(order.shop, None)
+    hours = _storage_hours(order)
+    if hours is not None:
+        stats.storage_n += sign
+        stats.storage_hours = 0.0 if not stats.storage_n else stats.storage_hours + sign * hours
+    if order.ready_at is not None or order.unclaimed:
+        stats.pickup_n += sign
+        if order.unclaimed:
+            stats.unclaimed_n += sign
+
+
+def stats_of(orders: Iterable[Order]) -> OrderStats:
+    """The aggregates computed from every order (a legacy doc, a merge, a heal after `stale`)."""
+    stats = OrderStats()
+    for order in orders:
+        _contribute(stats, order, 1)
+        if order.counted and order.at is not None:
+            stats.first_at = _min(stats.first_at, order.at)
+            stats.last_at = _max(stats.last_at, order.at)
+    return stats
+
+
+def _account(profile: Profile, old: Order | None, new: Order) -> None:
+    """One order changed from `old` (None: new) to `new`: the aggregates follow, incrementally."""
+    stats = profile.order_stats
+    if old is not None:
+        _contribute(stats, old, -1)
+    _contribute(stats, new, 1)
+    profile.orders[new.order_id] = new
+    profile._orders_dirty.add(new.order_id)
+    if new.counted and new.at is not None:
+        stats.first_at = _min(stats.first_at, new.at)
+        stats.last_at = _max(stats.last_at, new.at)
+    left = old is not None and old.counted and old.at is not None and old.at in (stats.first_at, stats.last_at) \
+        and not (new.counted and new.at == old.at)
+    if stats.count == 0:
+        stats.first_at = stats.last_at = None
+    elif left:
+        if profile.orders_complete():
+            times = [o.at for o in profile.orders.values() if o.counted and o.at is not None]
+            stats.first_at, stats.last_at = min(times), max(times)
+        else:
+            stats.stale = True
+
+
+def extreme_orders(profile: Profile) -> set[str]:
+    """The loaded counted orders at the first or last order time: a refund or cancellation of one of them
+    needs every order at hand to find the next first/last (`retention.ingestion.ingestor` loads them)."""
+    st = profile.order_stats
+    ends = (st.first_at, st.last_at)
+    return {i for i, o in profile.orders.items() if o.counted and o.at is not None and o.at in ends}
+
+
+def order_event_ids(messages: Iterable[Message]) -> tuple[set[str], set[str]]:
+    """(order ids the messages touch, those of them a refund or cancellation touches)."""
+    touched: set[str] = set()
+    removing: set[str] = set()
+    for msg in messages:
+        key = _key(msg.event) if msg.type == "track" else ""
+        if key in _ORDER_EVENTS and isinstance(msg.properties, Mapping):
+            order_id = _order_id(msg.properties)
+            if order_id is not None:
+                touched.add(order_id)
+                if key in (_key(ORDER_REFUNDED), _key(ORDER_CANCELLED)):
+                    removing.add(order_id)
+    return touched, removing
+
+
 LAST_ORDER_KEY = "last_order_categories"  # profile.meta: {"at", "categories"} of the latest order
 ORDER_CATEGORIES_KEEP = 5
 
@@ -567,8 +716,8 @@ def _apply_order_event(profile: Profile, msg: Message, key: str, now: datetime) 
     if order_id is None:
         _note(profile, msg, f"{msg.event} without properties.order_id ignored", now)
         return False
-    order = profile.orders.get(order_id) or Order(order_id=order_id)
-    before = order.model_dump()
+    existing = profile.orders.get(order_id)
+    order = existing.model_copy(deep=True) if existing is not None else Order(order_id=order_id)
     ts = msg.timestamp
     if key == _key(ORDER_COMPLETED):
         if order.at is None:
@@ -601,8 +750,10 @@ def _apply_order_event(profile: Profile, msg: Message, key: str, now: datetime) 
         order.picked_up_at = _min(order.picked_up_at, ts)
     elif key == _key(ORDER_UNCLAIMED):
         order.unclaimed = True
-    profile.orders[order_id] = order
-    return order.model_dump() != before
+    if existing is not None and order == existing:
+        return False
+    _account(profile, existing, order)
+    return True
 
 
 _ORDER_EVENTS = frozenset(
@@ -766,25 +917,14 @@ def _round(value: float | None, digits: int = 2) -> float | None:
 
 
 def compute_kpis(profile: Profile, now: datetime) -> dict[str, Any]:
-    """The DESIGN §4 KPIs, derived from the orders map and counters (never incremented in place)."""
-    counted = [o for o in profile.orders.values() if o.counted]
-    count = len(counted)
-    revenue = round(sum(o.net_revenue for o in counted), 2)
-    times = sorted(o.at for o in counted if o.at is not None)
-    first = times[0] if times else None
-    last = times[-1] if times else None
+    """The DESIGN §4 KPIs, derived from the order aggregates and counters (no order is read here)."""
+    st = profile.order_stats
+    count = st.count
+    revenue = round(st.revenue, 2)
+    first, last = st.first_at, st.last_at
     between = None
     if count >= 2 and first is not None and last is not None:
         between = (last - first).total_seconds() / 86400 / (count - 1)
-
-    storage = [
-        (o.picked_up_at - o.ready_at).total_seconds() / 3600
-        for o in profile.orders.values()
-        if o.ready_at is not None and o.picked_up_at is not None and o.picked_up_at >= o.ready_at
-    ]
-    reached_pickup = [o for o in profile.orders.values() if o.ready_at is not None or o.unclaimed]
-    unclaimed = sum(1 for o in reached_pickup if o.unclaimed)
-    shops = {o.shop for o in counted if o.shop}
 
     window = now - timedelta(days=30)
     message_times = [clock.parse_iso(c) for c in profile.contacts]
@@ -805,11 +945,11 @@ def compute_kpis(profile: Profile, now: datetime) -> dict[str, Any]:
         "average_days_between_orders": _round(between),
         "repeat_orders_count": max(0, count - 1),
         "nps_last_score": profile.nps.get("last_score"),
-        "average_pickup_storage_hours": _round(sum(storage) / len(storage)) if storage else None,
+        "average_pickup_storage_hours": _round(st.storage_hours / st.storage_n) if st.storage_n else None,
         "unclaimed_orders_percent": (
-            round(unclaimed * 100 / len(reached_pickup), 2) if reached_pickup else None
+            round(st.unclaimed_n * 100 / st.pickup_n, 2) if st.pickup_n else None
         ),
-        "distinct_shops_count": len(shops),
+        "distinct_shops_count": len(st.shops),
         # seed 000 "частота обращений": the customer's own contacts (support requests, complaints)
         "contacts_30d": sum(1 for t in contact_times if window <= t <= now),
         "contacts_90d": sum(1 for t in contact_times if now - timedelta(days=90) <= t <= now),
@@ -884,9 +1024,13 @@ def merge_profiles(
     log.sort(key=lambda e: e.get("at") or "")
     target.consent_log = log[-CONSENT_LOG_KEEP:]
 
+    # every order of the source and the target's of the same ids must be at hand (the ingestor loads them
+    # all for a merge); the aggregates follow each order that changes
     for order_id, order in source.orders.items():
         mine = target.orders.get(order_id)
-        target.orders[order_id] = order.model_copy(deep=True) if mine is None else _merge_order(mine, order)
+        merged = order.model_copy(deep=True) if mine is None else _merge_order(mine, order)
+        if merged != mine:
+            _account(target, mine, merged)
 
     for product_id, at in source.interests.items():
         if target.interests.get(product_id, "") < at:

@@ -3,6 +3,7 @@
 is stored about a customer (other modules call these builders, never spell the prefixes):
 
 profiles table  C#<customer> / P                          the profile (or a merge tombstone)
+                C#<customer> / O#<order id>               one order (the profile keeps the aggregates)
                 C#<customer> / H#<at>#<group>#<seg>#<kind>  segment history
                 A#<anonymous id> / ALIAS                  identity link
                 X#<sha256(email)> / EMAIL                 lookup by email
@@ -18,7 +19,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from retention.core import clock, ddb
-from retention.customers.profile import Profile
+from retention.customers.profile import Order, Profile
 
 SEND_HISTORY_DAYS = 60
 
@@ -84,6 +85,27 @@ def history_key(customer_id: str, at: str, group: str, segment: str, kind: str) 
 def timeline_key(customer_id: str, timestamp: str, message_id: str) -> tuple[str, str]:
     """An event on the customer's timeline (events table), in time order."""
     return (profile_pk(customer_id), f"{timestamp}#{message_id}")
+
+
+ORDER_PREFIX = "O#"
+ORDER_ID_KEY_BYTES = 512  # longer order ids are hashed in the sort key (a key is at most 1 KB)
+
+
+def order_key(customer_id: str, order_id: str) -> tuple[str, str]:
+    """One order of the customer (profiles table, the customer's partition: erasure deletes it with the
+    profile). The profile holds the aggregates; this item holds the order."""
+    raw = order_id.encode("utf-8", "surrogatepass")
+    sk = order_id if len(raw) <= ORDER_ID_KEY_BYTES else "~" + hashlib.sha256(raw).hexdigest()
+    return (profile_pk(customer_id), ORDER_PREFIX + sk)
+
+
+def order_item(customer_id: str, order: Order) -> dict[str, Any]:
+    pk, sk = order_key(customer_id, order.order_id)
+    return {"pk": pk, "sk": sk, "doc": order.model_dump_json(exclude_defaults=True)}
+
+
+def order_from_item(item: dict[str, Any]) -> Order:
+    return Order.model_validate_json(str(item["doc"]))
 
 
 TOMBSTONE_DAYS = 7
@@ -156,6 +178,22 @@ class ProfileRepo:
         """Strongly consistent: a stale version would only cost a failed conditional write and a re-read."""
         found = _batch_get_consistent(self.client, self.table, [(profile_pk(c), PROFILE_SK) for c in customer_ids])
         return {c: from_item(c, found.get((profile_pk(c), PROFILE_SK)), now) for c in customer_ids}
+
+    def load_orders(self, sp: StoredProfile, order_ids: set[str]) -> None:
+        """The orders of `order_ids` not at hand yet, read from their items (strongly consistent: they were
+        written with the profile version just read)."""
+        missing = [i for i in sorted(order_ids) if i not in sp.profile.orders]
+        if missing and not sp.profile.orders_complete() and sp.exists:
+            found = _batch_get_consistent(self.client, self.table, [order_key(sp.profile.id, i) for i in missing])
+            sp.profile.add_loaded_orders(order_from_item(item) for item in found.values())
+
+    def load_all_orders(self, sp: StoredProfile) -> None:
+        """Every order of the customer (a merge, or a refund of the first or last order): one Query."""
+        if sp.profile.orders_complete() or not sp.exists:
+            return
+        items = ddb.query(self.client, self.table, profile_pk(sp.profile.id), sk_prefix=ORDER_PREFIX,
+                          consistent=True)
+        sp.profile.add_loaded_orders((order_from_item(item) for item in items), complete=True)
 
     def save(self, sp: StoredProfile, now: datetime) -> None:
         """Conditional put: raises ConditionalCheckFailed when someone else wrote in between."""

@@ -30,7 +30,14 @@ from typing import Any
 from retention.core import clock, ddb
 from retention.core.config import ConfigStore
 from retention.core.settings import Env
-from retention.customers.profile import interest_kind, interest_products, merge_profiles, product_id
+from retention.customers.profile import (
+    extreme_orders,
+    interest_kind,
+    interest_products,
+    merge_profiles,
+    order_event_ids,
+    product_id,
+)
 from retention.customers.store import (
     ProfileRepo,
     StoredProfile,
@@ -40,6 +47,8 @@ from retention.customers.store import (
     email_key,
     interest_key,
     interest_pk,
+    order_item,
+    order_key,
     profile_pk,
     timeline_key,
     to_item,
@@ -66,6 +75,7 @@ PRODUCT_EVENTS = ("Product Back in Stock", "Product Price Dropped", "Product Low
 # events the products package learns from (catalogue stock and prices, co-purchases, coupon redemption)
 PRODUCT_LEARNING_EVENTS = frozenset({"Order Completed", "Product Viewed", "Product Clicked", "Product Added",
                                      *PRODUCT_EVENTS})
+MERGE_ORDERS_IN_TRANSACTION = 50
 MAX_PROFILE_ITEM_BYTES = 350 * 1024
 """A profile item above this is refused before it is written (DynamoDB's limit is 400 KB: a write over it
 fails the whole transaction, and before this guard every later event of the customer answered 500)."""
@@ -246,6 +256,10 @@ class Ingestor:
                 return 0
             items: list[dict[str, Any]] = []
             fx = Effects()
+            if src.exists and (src.profile.order_stats.known or src.profile.orders):
+                # the orders of both at hand: the merged orders and the aggregates are exact
+                self.repo.load_all_orders(src)
+                self.repo.load_all_orders(dst)
             if src.exists:
                 moved = self._timeline(source_id)
                 if moved:  # copies first: a crash after this leaves duplicates under the old key, never a loss
@@ -263,6 +277,11 @@ class Ingestor:
                     if j.get("state") == "active" and j.get("next_due"):
                         fx.due.append(due.DueItem(at=clock.parse_iso(j["next_due"]), kind="JOURNEY",
                                                   customer_id=target_id, ref=f"{rule_id}|{j['entry']}|{j['step']}"))
+                if len(dst.profile.dirty_orders()) > MERGE_ORDERS_IN_TRANSACTION:
+                    # more orders than a transaction holds: written first (a retry merges them again, the same)
+                    ddb.batch_write(self.ddb, env.profiles_table,
+                                    puts=[order_item(target_id, o) for o in dst.profile.dirty_orders()])
+                    dst.profile.orders_written()
                 items = self._transaction(defs, "merge", dst, [], fx, now)
             if alias:
                 pk, sk = alias_key(alias)
@@ -290,6 +309,10 @@ class Ingestor:
             raise ContentionError(f"merge {source_id} → {target_id}: could not commit after {ATTEMPTS} attempts")
         if moved:
             ddb.batch_write(self.ddb, env.events_table, deletes=[(e["pk"], e["sk"]) for e in moved])
+        if src is not None and src.exists and src.profile.orders and not src.profile.orders_legacy():
+            # the source's order items are the target's now
+            ddb.batch_write(self.ddb, env.profiles_table,
+                            deletes=[order_key(source_id, i) for i in src.profile.orders])
         done = Committed()
         if src is not None and src.exists:
             self._move_interests(source_id, target_id, list(src.profile.interests))
@@ -359,11 +382,17 @@ class Ingestor:
             while chunk:
                 if not sp.exists:
                     sp.profile.meta.setdefault(CREATED_BY, source_id)  # whose customer it is (key scopes)
+                migrated = self._orders_for(sp, chunk)
                 before = sp.profile.to_doc()
                 seen_before = sp.profile.last_seen_at
                 fx = engine.process(sp, messages=chunk, now=now)
+                if sp.profile.order_stats.stale and not sp.profile.orders_complete():
+                    # the first or last order left and the others were not at hand: again, with all of them
+                    sp = self._follow(self.repo.load(sp.profile.id, now), now)
+                    self.repo.load_all_orders(sp)
+                    continue
                 effects = self._effect_items(defs, sp, chunk, fx, now)
-                if self._is_plain(sp, fx, effects, before, seen_before):
+                if not migrated and self._is_plain(sp, fx, effects, before, seen_before):
                     _set_seen(sp.profile, seen_before)  # as stored: the next chunk compares with that
                     fresh, dups = self._store_plain(source_id, sp.profile.id, chunk, defs, now)
                     out.stored += fresh
@@ -420,11 +449,41 @@ class Ingestor:
                               "message: send fewer or smaller traits"))
                     break
                 sp.version += 1
+                sp.profile.orders_written()
                 out.stored += chunk
                 out.committed.add(sp.profile.id, fx, now)
                 break
         out.customer = sp.profile.id
         return out
+
+    def _orders_for(self, sp: StoredProfile, chunk: list[Message]) -> bool:
+        """The orders the chunk's order events touch, read from their items before the fold; all of them
+        when a refund or cancellation touches the first or last order (the next one is needed then). A
+        profile whose doc still holds its orders (before they became items) is migrated first: True then
+        (the profile must be written, so that the migration happens once)."""
+        migrated = False
+        if sp.profile.orders_legacy() and sp.exists:
+            self._migrate_orders(sp)
+            migrated = True
+        touched, removing = order_event_ids(chunk)
+        if touched:
+            self.repo.load_orders(sp, touched)
+            if sp.profile.order_stats.stale or removing & extreme_orders(sp.profile):
+                self.repo.load_all_orders(sp)
+        return migrated
+
+    def _migrate_orders(self, sp: StoredProfile) -> None:
+        """A legacy doc's orders become items (conditional puts: an item written since is newer); the doc
+        drops them at its next write. Idempotent: a crash before that write leaves the legacy doc."""
+        for order in sp.profile.orders.values():
+            try:
+                self.ddb.put_item(TableName=self.env.profiles_table,
+                                  Item=ddb.serialize(order_item(sp.profile.id, order)),
+                                  ConditionExpression="attribute_not_exists(pk)")
+            except Exception as exc:
+                if ddb.error_code(exc) != "ConditionalCheckFailedException":
+                    raise
+        sp.profile.orders_written(migrated=True)
 
     def _follow(self, sp: StoredProfile, now: datetime) -> StoredProfile:
         """The profile a tombstone points to (an anonymous visitor identified meanwhile)."""
@@ -469,6 +528,8 @@ class Ingestor:
         env = self.env
         cid = sp.profile.id
         items = transaction_items(env, cid, fx, now, event_retention_seconds(defs.settings))
+        for order in sp.profile.dirty_orders():  # the orders changed, with the aggregates in the profile
+            items.append({"Put": {"TableName": env.profiles_table, "Item": ddb.serialize(order_item(cid, order))}})
         for msg in chunk:
             if _fans_out(msg, defs, now):
                 items.append({"Put": {"TableName": env.due_table,
@@ -489,7 +550,7 @@ class Ingestor:
         this writer to follow it (its events would be orphaned otherwise)."""
         if effects or fx.sends or fx.counters or fx.transitions or fx.due or fx.events or fx.history:
             return False
-        if not sp.exists or sp.profile.id.startswith("anon:"):
+        if not sp.exists or sp.profile.id.startswith("anon:") or sp.profile.dirty_orders():
             return False
         return not _matters(sp.profile, before, seen_before)
 

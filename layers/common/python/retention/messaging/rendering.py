@@ -103,7 +103,8 @@ class Renderer:
             customer_id=profile.id, traits=profile.traits, kpis=profile.kpis,
             event_name=event.get("name"), event_properties=properties if isinstance(properties, dict) else {},
             shop_name=settings.shop_name, shop_url=settings.shop_url,
-            unsubscribe_url=unsubscribe, preferences_url=unsubscribe, nps_urls=dict[int | str, str](nps.items()),
+            unsubscribe_url=unsubscribe, preferences_url=f"{unsubscribe}?view=preferences",
+            nps_urls=dict[int | str, str](nps.items()),
             nps_short_url=nps_short, confirm_url=confirm, survey_url=survey,
             coupon=(coupon or req.coupon or self.preview_coupon(req, now)
                     or coupon_code(profile.id, req.rule, req.entry)),

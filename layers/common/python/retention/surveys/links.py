@@ -21,8 +21,8 @@ survey_router = Router()
 
 @optin_router.get("/optin/<token>")
 def optin_page(token: str) -> Any:
-    Surveys(deps()).verify_optin_token(token)
-    return pages.optin_confirm()
+    claims = Surveys(deps()).verify_optin_token(token)
+    return pages.for_request(optin_router.current_event, deps(), str(claims["c"])).optin_confirm()
 
 
 @optin_router.post("/optin/<token>")
@@ -34,21 +34,23 @@ def optin_confirm(token: str) -> Any:
                                                    "user_agent": header(event, "User-Agent")})
     if not result["already"]:
         count("OptInsConfirmed")
-    return pages.optin_done()
+    return pages.for_request(event, deps(), str(result.get("customer_id") or "") or None).optin_done()
 
 
 @survey_router.get("/survey/<token>")
 def survey_confirm(token: str) -> Any:
     claims = Surveys(deps()).verify_survey_token(token)
-    return pages.survey_confirm(str(claims["r"]))
+    return pages.for_request(survey_router.current_event, deps(), str(claims["c"])).survey_confirm(str(claims["r"]))
 
 
 @survey_router.post("/survey/<token>")
 def survey_answer(token: str) -> Any:
+    surveys = Surveys(deps())
+    page = pages.for_request(survey_router.current_event, surveys.d, str(surveys.verify_survey_token(token)["c"]))
     try:
-        result = Surveys(deps()).answer_survey(token)
+        result = surveys.answer_survey(token)
     except NotFoundError:
-        return pages.nps_gone()
+        return page.nps_gone()
     if result["counted"]:
         count("SurveyAnswers")
-    return pages.survey_thanks()
+    return page.survey_thanks()

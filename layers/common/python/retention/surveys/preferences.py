@@ -32,11 +32,14 @@ class Preferences:
         sp = self.repo.load(customer_id, clock.now(), consistent=False)
         return {ch: bool(c.granted) for ch, c in sp.profile.consent.items()} if sp.exists else {}
 
-    def set_preferences(self, token: str, channels: dict[str, bool], source: str) -> dict[str, Any]:
+    def set_preferences(self, token: str, channels: dict[str, bool], source: str,
+                        locale: str | None = None) -> dict[str, Any]:
         """Apply the page's choice or a one-click unsubscribe at once (through ingestion: consent log,
         segments and journeys react). Only revocations are written (the link never grants), so a repeated
-        one-click POST or an unchanged form neither logs twice nor counts twice. A customer already erased
-        stays erased."""
+        one-click POST or an unchanged form neither logs twice nor counts twice. `locale` (the language of
+        the shop's messages, from the preferences page) is written when it differs from the one in use.
+        A customer already erased stays erased."""
+        from retention.surveys.pages import normalize_locale
         claims = self.verify_unsub_token(token)
         customer = str(claims["c"])
         now = clock.now()
@@ -49,12 +52,20 @@ class Preferences:
         # Subscribing again goes through the shop's own double opt-in.
         refused = sorted(ch for ch, granted in channels.items() if granted and not current.get(ch, False))
         changed = {ch: False for ch, granted in channels.items() if not granted and current.get(ch, False)}
-        if not changed:
+        in_use = normalize_locale(sp.profile.traits.get("locale")) or \
+            normalize_locale(self.d.config.settings().default_locale)
+        new_locale = normalize_locale(locale)
+        new_locale = new_locale if new_locale and new_locale != in_use else None
+        if not changed and not new_locale:
             return {"customer_id": customer, "channels": channels, "changed": {}, "not_granted": refused}
-        traits = {f"{ch}_consent": {"granted": granted, "source": source, "at": clock.iso(now),
-                                    "evidence": {"token_ledger": claims.get("l"), "channel": claims.get("ch")}}
-                  for ch, granted in changed.items()}
-        mid = "pref-" + hashlib.sha256(f"{token}|{sorted(changed.items())}|{clock.iso(now)}".encode()).hexdigest()[:24]
+        traits: dict[str, Any] = {
+            f"{ch}_consent": {"granted": granted, "source": source, "at": clock.iso(now),
+                              "evidence": {"token_ledger": claims.get("l"), "channel": claims.get("ch")}}
+            for ch, granted in changed.items()}
+        if new_locale:
+            traits["locale"] = new_locale
+        mid = "pref-" + hashlib.sha256(
+            f"{token}|{sorted(changed.items())}|{new_locale}|{clock.iso(now)}".encode()).hexdigest()[:24]
         ingestor = Ingestor(ddb_client=self.d.dynamodb, sqs=self.d.sqs, env=self.d.env, config=self.d.config)
         ingestor.ingest([internal_message(customer, type_="identify", traits=traits, message_id=mid)],
                         PREFS_SOURCE, now=now)
@@ -66,4 +77,4 @@ class Preferences:
                 day = clock.parse_iso(str(item["sent_at"])) if item.get("sent_at") else now
                 add_counters(self.d.dynamodb, self.d.env.messages_table, str(item["rule"]), int(item.get("step", 0)),
                              str(item.get("variant") or "default"), {"unsubscribed": 1}, day, str(ledger))
-        return {"customer_id": customer, "channels": channels, "changed": changed}
+        return {"customer_id": customer, "channels": channels, "changed": changed, "locale": new_locale}
