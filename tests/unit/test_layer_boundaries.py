@@ -51,7 +51,7 @@ KEY_OWNERS: dict[str, set[str]] = {
     "H#": {"customers", "messaging"}, "ISSUE#": {"products"}, "L#": {"messaging"}, "M#": {"ingestion"},
     "NPS#": {"surveys"}, "O#": {"customers"}, "P#": {"products"}, "PI#": {"customers"}, "POOL#": {"products"}, "POP#": {"products"},
     "S#": {"analytics"}, "SEGDAY#": {"analytics"}, "SEGSIZE#": {"analytics"}, "SOURCE#": {"core"},
-    "SESSION#": {"console"}, "SUP#": {"messaging"}, "TOKEN#": {"admin"}, "V#": {"core"}, "W#": {"surveys"}, "X#": {"customers"},
+    "SESSION#": {"console"}, "SUP#": {"messaging"}, "SV#": {"surveys"}, "TOKEN#": {"admin"}, "V#": {"core"}, "W#": {"surveys"}, "X#": {"customers"},
 }
 ROOT = LIBRARY.parents[3]
 OUTSIDE = [p for d in ("local", "cli", "functions", "bench") for p in sorted((ROOT / d).rglob("*.py"))]
