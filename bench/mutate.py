@@ -15,6 +15,7 @@ behaviour; it is still counted as a survivor, and reported apart with its justif
 
     python -m bench.mutate                 # every target, default budget
     python -m bench.mutate --only engine,tokens --budget 0     # budget 0 = every kept mutant
+    python -m bench.mutate --only feedback --recheck   # only the last run's survivors, against today's tests
 """
 
 from __future__ import annotations
@@ -73,7 +74,7 @@ TARGETS = [
 # compared without whitespace (cosmic-ray re-spaces what it mutates); function "None" is module level. A test
 # cannot tell these apart from the original; each needs a reason here, not a test that cannot fail.
 # (cosmic-ray's `# pragma: no mutate` would skip every mutant of the line, and would go into the module itself.)
-EQUIVALENTS: list[tuple[str, str, str, str, str]] = [
+EQUIVALENTS: list[tuple[str, str, str, str, str] | tuple[str, str, str, str, str, str]] = [
     ("engine", "rule_of", 'return slot.split("#", 1)[0]', 'return slot.split("#", 2)[0]',
      "the part before the first `#` is the same whatever the split limit"),
     ("engine", "in_global_control", "if percent <= 0:", "if percent <= -1:",
@@ -96,10 +97,6 @@ EQUIVALENTS: list[tuple[str, str, str, str, str]] = [
      "return bool(address) and address is not _INVALID and sms_country_allowed(str(address), countries)",
      "return bool(address) and address is not _INVALID or sms_country_allowed(str(address), countries)",
      "an empty or invalid address has no country code: sms_country_allowed is False for it anyway"),
-    ("engine", "replay_event",
-     "def replay_event(self, sp: StoredProfile, ev: dict[str, Any], *, now: datetime,",
-     "def replay_event(self, sp: StoredProfile, ev: dict[str, Any], /, now: datetime,",
-     "keyword-only → positional-or-keyword: the one caller (admin.previews) passes now= by keyword"),
     ("engine", "_can_enter", "cooldown = re_entry.cooldown or timedelta(0)",
      "cooldown = re_entry.cooldown or timedelta(-1)",
      "entered_at is an earlier processing time, never after now (the dry-run drops journeys entered from its "
@@ -110,6 +107,20 @@ EQUIVALENTS: list[tuple[str, str, str, str, str]] = [
      'holdout = in_holdout(profile.id, rule.id, float(getattr(rule, "holdout_percent", 0) or 0)) or \\',
      'holdout = in_holdout(profile.id, rule.id, float(getattr(rule, "holdout_percent", 1) or 0)) or \\',
      "the Rule model always has holdout_percent (default 0): getattr's default is never used"),
+    ("engine", "_on_event", "fx.changed = True", "fx.changed = False",
+     "every caller of _on_event has set fx.changed already (process's message loop, _advance, _on_due_event, "
+     "_segments' transitions) except replay_event, whose caller (the dry-run) never reads it"),
+    ("engine", "_refresh_trigger", "return True", "return False",
+     "after the trigger was updated (not the emptied-cart return, which the line above tells apart): falling "
+     "through, the trigger check reaches _start, which refuses a running journey",
+     'journey["trigger"] = {"name": name, "properties": _small(folded)}'),
+    ("engine", "_refresh_trigger", "return False", "return True",
+     "not a cart event: `continue` skips the trigger check, which for this running journey would reach "
+     "_start and be refused; fx.changed is already set by the message",
+     "if not cart.is_cart_event(name):"),
+    ("engine", "_refresh_trigger", "return False", "return True",
+     "the event does not match the trigger: `continue` skips a trigger check that fails anyway; fx.changed is "
+     "already set by the message", "if not rule.trigger_matches_event(name, props):"),
     ("engine", "_start", "fx.changed = True", "fx.changed = False",
      "_advance, called at the end of _start, sets fx.changed = True on its first turn"),
     ("engine", "_advance", "fx.changed = True", "fx.changed = False",
@@ -130,6 +141,17 @@ EQUIVALENTS: list[tuple[str, str, str, str, str]] = [
      'add_counters(self.d.dynamodb, table, str(ledger.get("rule", "unknown")), int(ledger.get("step", 0)),',
      'add_counters(self.d.dynamodb, table, str(ledger.get("rule", "unknown")), int(ledger.get("step", -1)),',
      "every ledger item is written by the sender's claim with its step: the default is never read"),
+    ("ingestion", "_is_plain",
+     "if effects or fx.sends or fx.counters or fx.transitions or fx.due or fx.events or fx.history:",
+     "if effects or fx.sends or fx.counters or fx.transitions and fx.due or fx.events or fx.history:",
+     "every due item is an item of `effects` (transaction_items), and every transition comes with an fx.events "
+     "row: the or-chain is true whenever either is"),
+    ("ingestion", "_customer", "break  # a retried delivery: everything was stored before",
+     "continue  # a retried delivery: everything was stored before",
+     "the chunk is empty there: `continue` ends `while chunk:` just as `break` does, and the queue is empty"),
+    ("ingestion", "_customer", "break", "continue",
+     "the chunk is empty there (`if not chunk:`): `continue` ends `while chunk:` just as `break` does",
+     "if not chunk:"),  # 6th: the line above the mutated one (other bare breaks of _customer are not this)
     ("nps", "_clear_error", "for item in error.errors(include_url=False):",
      "for item in error.errors(include_url=True):",
      "the message reads only `loc`, `type` and `msg` of each error; the URL is a key of its own, never shown"),
@@ -241,7 +263,8 @@ def collect(session: Path, target: Target) -> dict[str, Any]:
                 diff = _short_diff(result.diff or "")
                 out["survivors"].append({"line": m.start_pos[0], "function": m.definition_name,
                                          "operator": m.operator_name, "diff": diff,
-                                         "equivalent": equivalent_of(target.name, m.definition_name, diff)})
+                                         "equivalent": equivalent_of(target.name, m.definition_name, diff,
+                                                                     m.start_pos[0])})
             elif result.test_outcome == TestOutcome.KILLED:
                 out["timeout" if (result.output or "").strip() == "timeout" else "killed"] += 1
             else:
@@ -269,13 +292,30 @@ def _norm(line: str) -> str:
     return re.sub(r"\s+", "", line)  # cosmic-ray re-spaces what it mutates (`[: 9]`, `- 1`, `base= 1.1`)
 
 
-def equivalent_of(target: str, function: str | None, diff: str) -> str | None:
-    """The justification of a survivor listed in EQUIVALENTS, None otherwise."""
+SIGNATURE_STAR = ("`*` → `/` in a def is cosmic-ray's Mul_Div on the keyword-only marker: the earlier parameters "
+                  "become positional-only, the later ones stay accepted by keyword; no call passes the earlier "
+                  "ones by name (grep), so no call behaves differently")
+
+
+def _line_above(target: str, line: int | None) -> str:
+    module = next((REPO / t.module for t in TARGETS if t.name == target), None)
+    if module is None or not line or not module.exists():
+        return ""
+    lines = module.read_text().splitlines()
+    return lines[line - 2].strip() if 2 <= line <= len(lines) + 1 else ""
+
+
+def equivalent_of(target: str, function: str | None, diff: str, line: int | None = None) -> str | None:
+    """The justification of a survivor listed in EQUIVALENTS (or a keyword-only marker turned into `/`),
+    None otherwise."""
     minus = [_norm(x[1:]) for x in diff.splitlines() if x.startswith("-") and not x.startswith("---")]
     plus = [_norm(x[1:]) for x in diff.splitlines() if x.startswith("+") and not x.startswith("+++")]
-    for name, func, old, new, why in EQUIVALENTS:
+    if len(minus) == len(plus) == 1 and re.search(r"(^|[,(])\*,", minus[0]) and \
+            plus[0] == re.sub(r"(^|[,(])\*,", r"\1/,", minus[0], count=1):
+        return SIGNATURE_STAR  # a bare `*,` only exists in a parameter list
+    for name, func, old, new, why, *above in EQUIVALENTS:
         if (name == target and str(function).split(".")[-1] == func and minus == [_norm(old)]
-                and plus == [_norm(new)]):
+                and plus == [_norm(new)] and (not above or _line_above(target, line) == above[0])):
             return why
     return None
 
@@ -285,7 +325,7 @@ def code_stamp() -> str:
     def git(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True)
     commit = git("rev-parse", "--short=12", "HEAD").stdout.strip() or "unknown"
-    dirty = git("status", "--porcelain", "--untracked-files=no").stdout.strip()
+    dirty = git("status", "--porcelain", "--untracked-files=no", "--", ".", ":!bench/results").stdout.strip()
     return commit + ("+dirty" if dirty else "")
 
 
@@ -335,6 +375,46 @@ def run_target(target: Target, budget: int, seed: int, log: Any, stamp: str) -> 
             "seconds": round(seconds), "survival_rate_percent": rate, **res}
 
 
+def recheck_target(target: Target, log: Any, stamp: str) -> dict[str, Any]:
+    """Run again only the survivors of the target's last session, against the current test subset: the
+    module must be byte-identical to the session's copy (else the mutants would not be the same). The
+    earlier kills are kept (tests were added, not weakened: an assumption the full run does not need)."""
+    import sqlite3
+    root = REPO / "build" / "mutate" / target.name
+    session = root / "session.sqlite"
+    prev_json = json.loads((RESULTS / "mutation.json").read_text())
+    prev = next(t for t in prev_json["targets"] if t["target"] == target.name)
+    if not session.exists() or (root / target.module).read_bytes() != (REPO / target.module).read_bytes():
+        raise SystemExit(f"{target.name}: no session, or the module changed since it: run the target again")
+    keep = session.read_bytes()
+    copy_tree(root)
+    session.write_bytes(keep)
+    (root / "STAMP").write_text(stamp + "\n")
+    env = env_for(root)
+    cmd = test_command(target)
+    (root / "mutate.toml").write_text(
+        "[cosmic-ray]\n"
+        f'module-path = "{target.module}"\n'
+        f"timeout = {max(30.0, 4 * float(prev.get('baseline_seconds') or 30)):.0f}\n"
+        "excluded-modules = []\n"
+        f"test-command = {json.dumps(cmd)}\n\n"
+        '[cosmic-ray.distributor]\nname = "local"\n')
+    with sqlite3.connect(session) as db:
+        n = db.execute("DELETE FROM work_results WHERE test_outcome = 'SURVIVED'").rowcount
+    log(f"{target.name}: re-running {n} survivors against {', '.join(target.tests)}")
+    cr = Path(sys.executable).with_name("cosmic-ray")
+    t0 = time.monotonic()
+    subprocess.run([str(cr), "exec", "mutate.toml", str(session)], cwd=root, env=env, check=True,
+                   capture_output=True)
+    res = collect(session, target)
+    ran = res["killed"] + res["timeout"] + res["survived"]
+    rate = round(100 * res["survived"] / ran, 1) if ran else None
+    log(f"{target.name}: {n} survivors re-run, {res['survived']} still survive → survival {rate} %")
+    return {**prev, "tests": target.tests, "commit": stamp, "seconds": round(time.monotonic() - t0),
+            "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), "survival_rate_percent": rate,
+            "rechecked": f"{n} survivors of the run of {prev.get('date')} ({prev.get('commit')}) re-run", **res}
+
+
 def merged_targets(fresh: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The targets just run, and for the others their last result from mutation.json (in TARGETS order)."""
     path = RESULTS / "mutation.json"
@@ -356,7 +436,7 @@ def write_results(fresh: list[dict[str, Any]], budget: int, seed: int) -> dict[s
     targets = merged_targets(fresh)
     for t in targets:  # equivalence judged with the current list, also for targets kept from a previous run
         for s in t["survivors"]:
-            s["equivalent"] = equivalent_of(t["target"], s["function"], s["diff"])
+            s["equivalent"] = equivalent_of(t["target"], s["function"], s["diff"], s.get("line"))
         t["equivalent"] = sum(1 for s in t["survivors"] if s["equivalent"])
         t["survived_behaviour"] = t["survived"] - t["equivalent"]
     ran = sum(t["killed"] + t["timeout"] + t["survived"] for t in targets)
@@ -388,7 +468,8 @@ def markdown(doc: dict[str, Any]) -> str:
              f"run survived, {doc['survived_behaviour']} of them not listed as equivalent: "
              f"{doc['behaviour_survival_rate_percent']} %; sample size per module: {doc['budget_per_module']}; "
              f"seed {doc['seed']}). Each module was measured at its own commit and date (a partial run keeps the "
-             "others' last result).", "",
+             "others' last result; `+dirty`: the work tree had uncommitted changes then — before this stamp "
+             "ignored bench/results/, those files alone made it dirty).", "",
              "| module | measured at | tests | listed | kept (operators, not annotations) | run | killed | timeout "
              "| survived | equivalent | survival | not applied (tool error) | time |",
              "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
@@ -426,6 +507,8 @@ def main() -> None:
     parser.add_argument("--budget", type=int, default=int(os.environ.get("MUTATE_BUDGET", "60")),
                         help="mutants run per module, sampled (0 = all)")
     parser.add_argument("--seed", type=int, default=21)
+    parser.add_argument("--recheck", action="store_true",
+                        help="re-run only the last session's survivors against the current tests")
     parser.add_argument("--collect", action="store_true",
                         help="run nothing: write the results of the sessions already in build/mutate/")
     parser.add_argument("--jobs", type=int, default=int(os.environ.get("MUTATE_JOBS", "2")),
@@ -436,6 +519,11 @@ def main() -> None:
     def log(msg: str) -> None:
         print(msg, flush=True)
 
+    if args.recheck:
+        stamp = code_stamp()
+        doc = write_results([recheck_target(t, log, stamp) for t in chosen], args.budget, args.seed)
+        log(f"survival rate {doc['survival_rate_percent']} % over {doc['mutants_run']} mutants (rechecked)")
+        return
     if args.collect:
         done = []
         for t in chosen:

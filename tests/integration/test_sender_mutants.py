@@ -244,3 +244,67 @@ def test_a_render_gets_only_the_time_left_in_the_invocation(note: Any) -> None:
     out = sender.send(req)
     assert (out.status, out.reason) == ("failed", "render_error")
     assert "took longer" in _ledger(note, req).get("detail", "")
+
+
+def test_a_journey_wide_pooled_code_is_issued_under_a_key_stable_across_releases(stack: Any) -> None:
+    """Kills `hexdigest()[:32]` → `[:33]` in `_coupon`: the journey-wide code is issued once under
+    sha256(customer|rule|entry|pool:<pool>)[:32]; a step after a deploy must find the code issued before it,
+    not draw a second one from the pool."""
+    import hashlib
+
+    from retention.products.coupons import Coupons
+    cfg = stack.deps.config
+    cfg.apply("TEMPLATE", "t-gift", GIFT)
+    coupon = {"pool": "gift", "per": "journey"}
+    cfg.apply("RULE", "gift", {"id": "gift", "trigger": {"event": "Gift"}, "steps": [
+        {"send": {"channel": "email", "template": "t-gift", "coupon": coupon}}]})
+    stack.ingest([{"type": "identify", "userId": "u1", "messageId": "id-u1",
+                   "traits": {"email": "u1@example.com", "email_consent": True}}])
+    coupons = Coupons(stack.deps.dynamodb, stack.deps.env.products_table)
+    coupons.upload("gift", ["G-1", "G-2"], "15%", 7)
+    req = SendRequest(customer_id="u1", rule="gift", entry="e1", step=0, channel="email", template="t-gift")
+    assert stack.sender().send(req).status == "sent"
+    key = hashlib.sha256(b"u1|gift|e1|pool:gift").hexdigest()[:32]
+    issued = coupons.issued_for(key)
+    assert issued is not None and _code(sent_emails()[0]) == issued.code
+
+
+def test_a_send_exactly_at_the_cap_horizon_still_counts() -> None:
+    """Kills `s.get("at", "") >= horizon` → `>` in `_over`: the 16-hour email cap counts a send made 16 hours
+    ago to the second."""
+    from datetime import timedelta
+
+    from retention.core import clock
+    from retention.core.config import Settings
+    from retention.messaging.sender import cap_reached
+    now = clock.now()
+    sends = [{"channel": "email", "marketing": True, "rule": "r", "at": clock.iso(now - timedelta(hours=16))}]
+    assert cap_reached(sends, "email", Settings(), now)
+    sends[0]["at"] = clock.iso(now - timedelta(hours=16, seconds=1))
+    assert not cap_reached(sends, "email", Settings(), now)
+
+
+def test_a_conflicting_sent_transaction_backs_off_briefly_and_retries(note: Any,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """Kills `ddb.backoff(attempt + 1)` → `attempt + 0` in `_mark_sent`: a transaction conflict on the write
+    that marks the message sent is retried after a pause of at most 0.1 s (0.05 s × 2), and the profile
+    gets the send. Sleeps are recorded, not slept."""
+    import random
+    import time
+    bounds: list[float] = []
+
+    def uniform(low: float, high: float) -> float:
+        bounds.append(high)
+        return high
+    monkeypatch.delenv("RETENTION_NO_SLEEP", raising=False)
+    monkeypatch.setattr(random, "uniform", uniform)
+    monkeypatch.setattr(time, "sleep", lambda seconds: None)
+    conflict = _client_error("TransactionConflictException", "conflict", "TransactWriteItems")
+    flaky = CountingDynamo(note.deps.dynamodb, conflict, fail_at=2)  # the first transaction is the claim
+    req = _request()
+    assert _sender(note, dynamodb=flaky).send(req).status == "sent"
+    assert flaky.transactions == 3 and bounds == pytest.approx([0.1])
+    from retention.core import clock
+    from retention.customers.store import ProfileRepo
+    sends = ProfileRepo(note.deps.dynamodb, note.deps.env.profiles_table).load("u1", clock.now()).sends
+    assert [s.get("rule") for s in sends] == ["note"]

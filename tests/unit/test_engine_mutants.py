@@ -254,15 +254,13 @@ def test_every_journey_entered_in_the_window_converts_after_one_that_did_not() -
     """Kills `continue` → `break` in `_attribute`'s journey loop: a journey entered before the window (5
     days) is passed over, not the end of the loop."""
     sp = stored()
-    sp.profile.journeys["old"] = {"entry": "e-old", "state": "completed", "holdout": False,
+    # held-out journeys (they convert on their entry row without any send: the uplift's control group)
+    sp.profile.journeys["old"] = {"entry": "e-old", "state": "control", "holdout": True,
                                   "entered_at": clock.iso(NOW - timedelta(days=10))}
-    sp.profile.journeys["recent"] = {"entry": "e-new", "state": "active", "holdout": False,
+    sp.profile.journeys["recent"] = {"entry": "e-new", "state": "control", "holdout": True,
                                      "entered_at": clock.iso(NOW - timedelta(hours=1))}
-    # issue 14: an entry converts only after a send of its rule; the last touch ("other") takes the step row
-    sp.sends = [{"at": clock.iso(NOW - timedelta(minutes=50)), "rule": "recent", "step": 0, "variant": "default"},
-                {"at": clock.iso(NOW - timedelta(minutes=10)), "rule": "other", "step": 0, "variant": "default"}]
     fx = engine().process(sp, messages=[track("Order Completed", "o1", order_id="o1", revenue=50)], now=NOW)
-    assert conversions(fx) == [("other", 0, "default"), ("recent", -1, "default")]
+    assert conversions(fx) == [("recent", -1, "holdout")]
     assert sp.profile.journeys["recent"]["converted_entry"] == "e-new"
     assert "converted_entry" not in sp.profile.journeys["old"]
 
@@ -294,12 +292,9 @@ def test_a_journey_entered_at_the_very_second_of_the_order_converts() -> None:
     """Kills `<= clock.parse_iso(entered) <= at` → `< at` in `_attribute`'s journey loop: the window includes
     its end."""
     sp = stored()
-    sp.profile.journeys["promo"] = {"entry": "e1", "state": "active", "holdout": False, "entered_at": clock.iso(NOW)}
-    # issue 14: an entry converts only after a send of its rule (here sent at the same second, the last touch)
-    sp.sends = [{"at": clock.iso(NOW), "rule": "promo", "step": 0, "variant": "default"}]
+    sp.profile.journeys["promo"] = {"entry": "e1", "state": "control", "holdout": True, "entered_at": clock.iso(NOW)}
     fx = engine().process(sp, messages=[track("Order Completed", "o1", order_id="o1", revenue=50)], now=NOW)
-    assert conversions(fx) == [("promo", 0, "default")]
-    assert sp.profile.journeys["promo"]["converted_entry"] == "e1"
+    assert conversions(fx) == [("promo", -1, "holdout")]
 
 
 def test_a_wait_that_ends_now_does_not_wait() -> None:
@@ -328,3 +323,56 @@ def test_a_segment_set_by_a_journey_starts_the_journeys_it_triggers() -> None:
     fx = eng.process(sp, messages=[track("Go", "m1")], now=NOW)
     assert sp.profile.journeys["vip-welcome"]["state"] == "completed"
     assert [(s.rule, s.template) for s in fx.sends] == [("vip-welcome", "vip")]
+
+
+def test_an_event_due_now_keeps_its_properties_for_the_journey_it_starts() -> None:
+    """Kills `dict(item.payload.get("properties") or {})` → `and {}` in `_on_due_event`: an event written ahead
+    of time (a replenishment reminder) starts its journey with its properties (the product for the
+    template), and is written to the timeline with them."""
+    from retention.schedule.due import DueItem
+    rule = {"id": "refill", "trigger": {"event": "Replenishment Due"},
+            "steps": [{"send": {"channel": "email", "template": "refill"}}]}
+    item = DueItem(at=NOW, kind="EVENT", customer_id="c1", ref="o1|p1",
+                   payload={"name": "Replenishment Due", "properties": {"product_id": "p1", "order_id": "o1"}})
+    sp = stored()
+    fx = engine(rule).process(sp, due_items=[item], now=NOW)
+    props = {"product_id": "p1", "order_id": "o1"}
+    assert sp.profile.journeys["refill"]["trigger"]["properties"] == props
+    assert [s.event for s in fx.sends] == [{"name": "Replenishment Due", "properties": props}]
+    assert [e["properties"] for e in fx.events] == [props]
+
+
+def test_a_checkout_with_an_empty_cart_ends_the_cart_journey_without_starting_another() -> None:
+    """Kills `return True` → `return False` after `_end(…, "cart_emptied")` in `_refresh_trigger`: a
+    `Checkout Started` is both a cart event and the rule's trigger; with an empty product list it ends the
+    journey, and must not then start a new one with an empty cart."""
+    rule = {"id": "cart", "trigger": {"events": ["Checkout Started", "Product Added"], "update": "cart"},
+            "re_entry": {"cooldown": "7d"},
+            "steps": [{"wait": "4h"}, {"send": {"channel": "email", "template": "cart-reminder"}}]}
+    eng, sp = engine(rule), stored()
+    eng.process(sp, messages=[track("Product Added", "m1", product_id="a")], now=NOW)
+    later = NOW + timedelta(minutes=5)
+    empty = Message(type="track", message_id="m2", user_id="c1", event="Checkout Started",
+                    properties={"products": []}, timestamp=later, received_at=later)
+    fx = eng.process(sp, messages=[empty], now=later)
+    journey = sp.profile.journeys["cart"]
+    assert (journey["state"], journey["exit_reason"], journey["entries"]) == ("exited", "cart_emptied", 1)
+    assert [d for d in fx.due if d.kind == "JOURNEY"] == []
+
+
+def test_a_segment_entered_by_an_event_exactly_at_the_history_horizon_starts_its_journeys() -> None:
+    """Kills `any(m.timestamp >= live_after …)` → `>` in `process`: an event exactly 24 h old (the history
+    horizon) is live, so the segment it moves the customer into starts that segment's journeys."""
+    from retention.language.segments import parse_group
+    buyers = parse_group({"group": "buyers", "mode": "multi", "segments": [
+        {"id": "buyer", "when": {"kpi": "orders_count", "gte": 1}}]}, "buyers.yaml")
+    welcome = {"id": "buyer-welcome", "trigger": {"segment_entered": "buyer"},
+               "steps": [{"send": {"channel": "email", "template": "thanks"}}]}
+    eng = Engine(Definitions(rules=[parse_rule(welcome)], groups=[buyers], settings=Settings()))
+    horizon = NOW - timedelta(hours=24)
+    order = Message(type="track", message_id="o1", user_id="c1", event="Order Completed",
+                    properties={"order_id": "o1", "revenue": 10}, timestamp=horizon, received_at=NOW)
+    sp = stored()
+    fx = eng.process(sp, messages=[order], now=NOW)
+    assert [t.segment for t in fx.transitions if t.kind == "entered"] == ["buyer"]
+    assert [s.rule for s in fx.sends] == ["buyer-welcome"]

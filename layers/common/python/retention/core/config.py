@@ -25,7 +25,7 @@ from pydantic import BaseModel, Field, field_validator
 
 from retention.core import clock, ddb, tokens
 from retention.core.errors import BadRequestError, ConflictError, NotFoundError, UnauthorizedError
-from retention.language import blocks
+from retention.language.urls import DEFAULT_URL_PATTERNS
 
 KINDS = ("RULE", "SEGDEF", "TEMPLATE")
 CACHE_SECONDS = 30.0
@@ -42,11 +42,13 @@ def definition_key(kind: str, def_id: str) -> str:
 
 
 class Cap(BaseModel):
+    model_config = {"defer_build": True}
     count: int = Field(ge=1)
     hours: float = Field(gt=0)
 
 
 class QuietHours(BaseModel):
+    model_config = {"defer_build": True}
     start: str = "21:00"
     end: str = "09:00"
 
@@ -67,20 +69,20 @@ class Brand(BaseModel):
     from_name: str | None = Field(default=None, max_length=100)  # default: the shop's name
     reply_to: str | None = Field(default=None, max_length=254)
 
-    model_config = {"extra": "forbid"}
+    model_config = {"extra": "forbid", "defer_build": True}
 
 
 class UrlPatterns(BaseModel):
     """Deep links promised by the copy. `{base}` is the shop's URL; other `{names}` come from the event's
     properties (`order_id`, `product_id`); a link whose names are missing is not offered at all."""
 
-    cart: str = blocks.DEFAULT_URL_PATTERNS["cart"]
-    order: str = blocks.DEFAULT_URL_PATTERNS["order"]
-    product: str = blocks.DEFAULT_URL_PATTERNS["product"]
-    review: str = blocks.DEFAULT_URL_PATTERNS["review"]
-    shop_review: str = blocks.DEFAULT_URL_PATTERNS["shop_review"]
+    cart: str = DEFAULT_URL_PATTERNS["cart"]
+    order: str = DEFAULT_URL_PATTERNS["order"]
+    product: str = DEFAULT_URL_PATTERNS["product"]
+    review: str = DEFAULT_URL_PATTERNS["review"]
+    shop_review: str = DEFAULT_URL_PATTERNS["shop_review"]
 
-    model_config = {"extra": "forbid"}
+    model_config = {"extra": "forbid", "defer_build": True}
 
 
 class Settings(BaseModel):
@@ -134,7 +136,7 @@ class Settings(BaseModel):
                 raise ValueError(f"consumable_categories[{name!r}]: a category name and 1 to 3650 days")
         return value
 
-    model_config = {"extra": "forbid"}
+    model_config = {"extra": "forbid", "defer_build": True}
 
     def sms_allowed(self) -> set[str]:
         return {c.upper() for c in (self.sms_countries or [self.shop_country])}
