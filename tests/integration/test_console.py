@@ -193,7 +193,7 @@ def test_rules_list_and_page_in_plain_words(tokens: dict[str, str]) -> None:
     status, _, html = b.get("/console/rules")
     assert status == 200 and 'data-rule="abandoned-cart"' in html and "Abandoned cart" in html
     status, _, html = b.get("/console/rules/abandoned-cart")
-    assert status == 200 and "wait 4h" in html and "send email: A: cart-discount-a / B: cart-discount-b" in html
+    assert status == 200 and "wait 8h (09:00–21:00)" in html and "send email: A: cart-discount-a / B: cart-discount-b" in html
     assert "not enough data yet (n = 0)" in html
     assert "/edit" not in html and "/disable" not in html  # a viewer sees no change buttons
     assert b.get("/console/rules/nope")[0] == 404
