@@ -153,6 +153,11 @@ EQUIVALENTS: list[tuple[str, str, str, str, str] | tuple[str, str, str, str, str
      "if effects or fx.sends or fx.counters or fx.transitions and fx.due or fx.events or fx.history:",
      "every due item is an item of `effects` (transaction_items), and every transition comes with an fx.events "
      "row: the or-chain is true whenever either is"),
+    ("ingestion", "_is_plain",
+     "if effects or fx.sends or fx.counters or fx.transitions or fx.due or fx.events or fx.history:",
+     "if effects or fx.sends or fx.counters or fx.transitions or fx.due and fx.events or fx.history:",
+     "every due item is an item of `effects` (transaction_items), and fx.events rows are too: the or-chain is "
+     "true whenever either is"),
     ("ingestion", "_customer", "break  # a retried delivery: everything was stored before",
      "continue  # a retried delivery: everything was stored before",
      "the chunk is empty there: `continue` ends `while chunk:` just as `break` does, and the queue is empty"),
