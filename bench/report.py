@@ -3,6 +3,7 @@ table per section."""
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -252,14 +253,24 @@ def cpu_tables(cpu: dict[str, Any]) -> str:
     return a + "\n\n" + b
 
 
+def _cpu_ratio(row: dict[str, Any]) -> str:
+    return f"{row['cpu_ratio_to_boto3']:.2f}" if "cpu_ratio_to_boto3" in row else "–"
+
+
 def cold_tables(c: dict[str, Any]) -> str:
     pre, lay = c["precompiled"], c["layer_as_built"]
-    rows = [["`import boto3`", _f(pre["boto3_median_ms"], 0), "1.00", _f(lay["boto3_median_ms"], 0), "1.00"]]
+    rows = [["`import boto3`", _f(pre["boto3_median_ms"], 0), "1.00", "1.00", _f(lay["boto3_median_ms"], 0), "1.00",
+             "1.00"]]
     for name, v in pre["handlers"].items():
         lv = lay["handlers"].get(name, {})
         rows.append([f"functions/{name}", _f(v["median_ms"], 0), f"{v['ratio_to_boto3']:.2f}",
-                     _f(lv.get("median_ms"), 0), f"{lv.get('ratio_to_boto3', 0):.2f}"])
-    out = _table(["module", "import ms (median)", "× boto3", "layer as built: ms", "× boto3"], rows)
+                     _cpu_ratio(v), _f(lv.get("median_ms"), 0), f"{lv.get('ratio_to_boto3', 0):.2f}", _cpu_ratio(lv)])
+    out = _table(["module", "import ms (median)", "× boto3", "× boto3 (CPU time)", "layer as built: ms", "× boto3",
+                  "× boto3 (CPU time)"], rows)
+    if pre.get("load_average_1min") is not None:
+        out += (f"\n\nLoad average (1 min) when measured: {pre['load_average_1min']:.1f} (precompiled), "
+                f"{lay.get('load_average_1min') or 0:.1f} (layer as built), on {os.cpu_count()} CPUs; "
+                "under load the wall-clock ratio is noise, the CPU-time ratio is the steadier one.")
     why = c.get("why") or {}
     if why:
         pkg: dict[str, list[float]] = {}

@@ -90,6 +90,18 @@ def bind(stack: Any) -> ThreadingHTTPServer:
                     return
                 now = stack.advance(seconds)
                 self._json(200, {"now": clock.iso(now)})
+            elif path == "/_local/inbox" and self.command in ("GET", "HEAD"):
+                from local import inbox
+                self._send(200, {"Content-Type": "text/html; charset=utf-8", "Cache-Control": "no-store"},
+                           inbox.page(stack, query))
+            elif path == "/_local/inbox/advance" and self.command == "POST":
+                from local import inbox
+                n = inbox.hours(body)
+                if not inbox.same_origin(dict(self.headers.items())) or n is None:
+                    self._json(400, {"code": "bad_request", "message": "hours between 0 and 8784, from this page"})
+                    return
+                stack.advance(n * 3600)
+                self._send(303, {"Location": "/_local/inbox"}, b"")
             elif path == "/_local/tick" and self.command == "POST":
                 with stack.lock:
                     stack.tick()

@@ -5,17 +5,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
-from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from retention.core.batch import SqsRecord, process_sqs_batch
 from retention.core.observability import count, entry, logger
 from retention.core.runtime import deps
 from retention.schedule.recompute import Recompute, WorkItem
 
-processor = BatchProcessor(event_type=EventType.SQS)
 
-
-def record_handler(record: SQSRecord) -> None:
+def record_handler(record: SqsRecord) -> None:
     result = Recompute(deps()).work(WorkItem.model_validate_json(record.body))
     count("ProfilesRechecked", result.profiles)
     count("SegmentTransitions", result.transitions)
@@ -28,4 +25,4 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> Any:
         queued = Recompute(deps()).fan_out(reason=str(event.get("reason", "nightly")))
         logger.info("fan-out", extra={"segments": queued})
         return {"queued": queued}
-    return process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)
+    return process_sqs_batch(event, record_handler)

@@ -88,6 +88,25 @@ def test_sign_in_overview_edit_a_rule_with_an_error_and_sign_out(local: Any, bro
     expect(page.locator("h1 .badge")).to_have_text("enabled")
     _shot(page, "rule")
 
+    # a customer looked up by email, then the rule's email rendered for her in a sandboxed frame
+    import base64
+    auth = {"Authorization": "Basic " + base64.b64encode(b"dev-write-key:").decode()}
+    status, _ = local.request("POST", "/v1/batch", {"batch": [
+        {"type": "identify", "userId": "console-u1", "messageId": "console-m1",
+         "traits": {"email": "olga@example.com", "first_name": "Ольга", "email_consent": True, "locale": "ru"}}]},
+        headers=auth)
+    assert status == 200
+    page.click("nav >> text=Customers")
+    page.fill("#q", "olga@example.com")
+    page.press("#q", "Enter")
+    expect(page.locator("h1")).to_contain_text("console-u1")
+    page.goto(local.url + "/console/rules/welcome?customer=olga%40example.com")
+    frame = page.frame_locator("iframe.preview").first
+    expect(frame.locator("body")).to_contain_text("Ольга")
+    page.locator("iframe.preview").first.scroll_into_view_if_needed()
+    page.locator("iframe.preview").first.screenshot(path=str(SHOTS / "preview.png"))  # a full-page shot
+    # leaves frames outside the viewport unpainted
+
     page.click("button:has-text('Sign out')")
     page.wait_for_url("**/console/login")
     page.goto(local.url + "/console/rules")
@@ -109,3 +128,24 @@ def test_a_viewer_reads_in_russian_but_cannot_edit(local: Any, browser: Any) -> 
     assert response is not None and response.status == 403
     sync_api.expect(page.locator("h1")).to_have_text("Запрещено")
     page.context.close()
+
+
+def test_local_outbox_page_and_clock(local: Any) -> None:
+    """Local stack only: /_local/inbox renders the outbox; a POST from another origin cannot move the clock."""
+    import urllib.error
+    import urllib.request
+    with urllib.request.urlopen(local.url + "/_local/inbox?to=nobody%40example.com", timeout=120) as resp:
+        html = resp.read().decode()
+    assert resp.status == 200 and "Outbox: 0 message(s)" in html and "virtual clock" in html
+    before = local.request("GET", "/_local/clock")[1]["now"]
+    req = urllib.request.Request(local.url + "/_local/inbox/advance", data=b"hours=1", method="POST",
+                                 headers={"Origin": "https://evil.example",
+                                          "Content-Type": "application/x-www-form-urlencoded"})
+    try:
+        urllib.request.urlopen(req, timeout=120)
+        raise AssertionError("a foreign origin moved the clock")
+    except urllib.error.HTTPError as exc:
+        assert exc.code == 400
+    after = local.request("GET", "/_local/clock")[1]["now"]
+    from retention.core import clock
+    assert (clock.parse_iso(after) - clock.parse_iso(before)).total_seconds() < 600  # not moved by an hour

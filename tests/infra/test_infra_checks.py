@@ -94,7 +94,7 @@ def test_template_deploys_into_moto(synth):
         apigw = boto3.client("apigateway", region_name=REGION)
         paths = {r["path"] for r in apigw.get_resources(restApiId=stack.rest_api_id, limit=500)["items"]}
         assert {route.path for route in stack.routes} <= paths
-        assert len(stack.routes) == 16  # 14 + the console (GET /console, ANY /console/{proxy+})
+        assert len(stack.routes) == 20  # 14 + the console (GET /console, ANY /console/{proxy+}) + /survey, /optin
         assert [tuple(s) for s in stack.event_sources] == [("send", "send_message", 10), ("recompute", "recompute", 1)]
         assert "AWS::ApiGateway::Stage" in stack.skipped_types
 

@@ -193,7 +193,7 @@ def test_rules_list_and_page_in_plain_words(tokens: dict[str, str]) -> None:
     status, _, html = b.get("/console/rules")
     assert status == 200 and 'data-rule="abandoned-cart"' in html and "Abandoned cart" in html
     status, _, html = b.get("/console/rules/abandoned-cart")
-    assert status == 200 and "wait 4h" in html and "send email: A: cart-discount-a / B: cart-discount-b" in html
+    assert status == 200 and "wait 8h (09:00–21:00)" in html and "send email: A: cart-discount-a / B: cart-discount-b" in html
     assert "not enough data yet (n = 0)" in html
     assert "/edit" not in html and "/disable" not in html  # a viewer sees no change buttons
     assert b.get("/console/rules/nope")[0] == 404
@@ -356,3 +356,23 @@ def test_templates_and_segment_groups_have_the_same_editor(tokens: dict[str, str
     status, _, html = b.get("/console/segments/flags/edit")
     assert status == 200 and "prefers_email" in html
     assert b.get("/console/people/x/edit")[0] == 404
+
+
+def test_catalogue_and_coupons(tokens: dict[str, str], library_stack: Any) -> None:
+    b = Browser()
+    b.sign_in(tokens["editor"])
+    csrf = b.csrf("/console/catalogue")
+    status, _, _ = b.post("/console/catalogue/coupons", {"csrf": csrf, "pool": "welcome", "discount": "10%",
+                                                         "valid_days": "7", "codes": "W-1\nW-2, W-3"})
+    assert status == 303
+    status, _, html = b.get("/console/catalogue?product=nope")
+    assert status == 200 and "<td>welcome</td>" in html and "Not found: nope" in html
+    status, _, html = b.post("/console/catalogue/coupons", {"csrf": csrf, "pool": "welcome", "discount": "lots",
+                                                            "codes": "W-4"})
+    assert status == 400 and 'class="error"' in html
+    entry = People(library_stack.deps.config).audit_log(kind="coupon_pool")[0]
+    assert (entry["who"], entry["id"]) == ("editor-person", "welcome")
+    viewer = Browser()
+    viewer.sign_in(tokens["viewer"])
+    assert viewer.post("/console/catalogue/coupons", {"csrf": viewer.csrf("/console/catalogue"), "pool": "x",
+                                                      "codes": "A"})[0] == 403

@@ -12,6 +12,7 @@ from urllib.parse import quote
 import pytest
 from retention.admin.people import create_admin_token
 from retention.core import clock
+from retention.customers.store import decode_doc
 from retention.surveys import nps
 from retention.surveys.answers import Surveys
 
@@ -38,9 +39,9 @@ def _strings(value: Any) -> list[str]:
                 out.append(str(inner))
             elif kind == "B":
                 raw = bytes(inner)
-                try:
-                    out.append(zlib.decompress(raw).decode("utf-8", "replace"))
-                except zlib.error:
+                try:  # a profile doc (zlib with the preset dictionary, or without one)
+                    out.append(decode_doc(raw))
+                except (zlib.error, KeyError, UnicodeDecodeError):
                     out.append(raw.decode("utf-8", "replace"))
             elif kind in ("SS", "NS"):
                 out += [str(v) for v in inner]

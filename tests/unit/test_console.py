@@ -58,6 +58,8 @@ def test_charts_escape_labels() -> None:
 def test_steps_and_located_errors() -> None:
     t = i18n.translator("en")
     assert describe_step({"wait": "4h"}, t)["label"] == "wait 4h"
+    assert describe_step({"wait": {"duration": "8h", "daytime": {"from": "09:00", "to": "21:00"}}}, t)["label"] == \
+        "wait 8h (09:00–21:00)"
     assert describe_step({"send": {"channel": "sms", "template": "x"}}, t)["label"] == "send sms: x"
     errors, lines = located_errors("rules/x.yaml:5: steps[0]: bad\nrules/x.yaml:9: other\nno line here")
     assert lines == {5, 9} and errors[2] == {"line": None, "text": "no line here"}

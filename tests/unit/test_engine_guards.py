@@ -278,16 +278,16 @@ REORDER = {"id": "again", "trigger": {"event": "Order Completed"}, "exit_when": 
            "steps": [{"wait": {"reorder": "30d"}}, {"send": {"channel": "email", "template": "again"}}]}
 
 
-@pytest.mark.parametrize(("products", "reorder_days", "days"), [
+@pytest.mark.parametrize(("products", "consumable", "days"), [
     ([{"category": "Coffee"}], {"coffee": 14}, 14),  # the shop's setting, matched without case
-    ([{"category": "coffee"}, {"category": "kettles"}], {"Coffee": 21, "kettles": 365}, 21),  # the soonest need
+    ([{"category": "coffee"}, {"category": "Pet  food"}], {"Coffee": 21, "pet food": 365}, 21),  # the soonest
     ([{"category": "books"}], {"coffee": 14}, 30),  # not listed: the rule's own default
     ([{"category": "coffee"}], {}, 30),  # no setting: the default
     ([], {"coffee": 14}, 30),  # an order without categories
 ])
-def test_a_reorder_wait_takes_the_categorys_typical_reorder_time(products: list[dict[str, Any]],
-                                                                 reorder_days: dict[str, int], days: int) -> None:
-    eng, sp = engine(REORDER, reorder_days=reorder_days), stored()
+def test_a_reorder_wait_takes_the_days_the_categories_last(products: list[dict[str, Any]],
+                                                           consumable: dict[str, int], days: int) -> None:
+    eng, sp = engine(REORDER, consumable_categories=consumable), stored()
     fx = eng.process(sp, messages=[track("Order Completed", "o1", NOW, order_id="o1", revenue=10,
                                          products=products)], now=NOW)
     assert [d.at for d in fx.due if d.kind == "JOURNEY"] == [NOW + timedelta(days=days)]
@@ -295,17 +295,15 @@ def test_a_reorder_wait_takes_the_categorys_typical_reorder_time(products: list[
 
 def test_the_latest_orders_categories_count_not_a_late_arriving_older_order() -> None:
     from retention.journeys.engine import reorder_time
-    eng, sp = engine(REORDER, reorder_days={"coffee": 14, "tea": 60}), stored()
-    eng.process(sp, messages=[track("Order Completed", "o2", NOW, order_id="o2", category="tea")], now=NOW)
+    eng, sp = engine(REORDER, consumable_categories={"coffee": 14, "tea": 60}), stored()
+    eng.process(sp, messages=[track("Order Completed", "o2", NOW, order_id="o2", category="Tea")], now=NOW)
     eng.process(sp, messages=[track("Order Completed", "o1", NOW - timedelta(days=3), order_id="o1",
                                     products=[{"category": "coffee"}])], now=NOW)
     assert reorder_time(sp.profile, {"coffee": 14, "tea": 60}) == timedelta(days=60)
 
 
-def test_a_reorder_wait_and_its_setting_are_validated() -> None:
+def test_a_reorder_wait_is_a_duration_or_reorder_not_both() -> None:
     from retention.core.errors import RetentionError
     with pytest.raises(RetentionError, match="duration or reorder"):
         parse_rule({**REORDER, "steps": [{"wait": {"reorder": "30d", "duration": "1d"}},
                                          {"send": {"template": "again"}}]})
-    with pytest.raises(ValueError, match="reorder_days"):
-        Settings(reorder_days={"coffee": 0})

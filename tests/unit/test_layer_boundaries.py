@@ -49,9 +49,11 @@ KEY_OWNERS: dict[str, set[str]] = {
     "A#": {"customers", "products"}, "BRAKE#": {"messaging"}, "C#": {"customers"}, "CAT#": {"products"},
     "CB#": {"products"}, "CODE#": {"products"}, "CP#": {"products"}, "D#": {"products"},
     "H#": {"customers", "messaging"}, "ISSUE#": {"products"}, "L#": {"messaging"}, "M#": {"ingestion"},
-    "NPS#": {"surveys"}, "O#": {"customers"}, "P#": {"products"}, "PI#": {"customers"}, "POOL#": {"products"}, "POP#": {"products"},
+    "NPS#": {"surveys"}, "O#": {"customers"}, "P#": {"products"}, "PI#": {"customers"}, "POOL#": {"products"},
+    "POP#": {"products"},
     "S#": {"analytics"}, "SEGDAY#": {"analytics"}, "SEGSIZE#": {"analytics"}, "SOURCE#": {"core"},
-    "SESSION#": {"console"}, "SUP#": {"messaging"}, "TOKEN#": {"admin"}, "V#": {"core"}, "W#": {"surveys"}, "X#": {"customers"},
+    "SESSION#": {"console"}, "SUP#": {"messaging"}, "SV#": {"surveys"},
+    "TOKEN#": {"admin"}, "V#": {"core"}, "W#": {"surveys"}, "X#": {"customers"},
 }
 ROOT = LIBRARY.parents[3]
 OUTSIDE = [p for d in ("local", "cli", "functions", "bench") for p in sorted((ROOT / d).rglob("*.py"))]

@@ -156,3 +156,20 @@ def test_a_merge_unites_the_orders_and_the_aggregates() -> None:
     assert known.kpis["orders_count"] == 1 and known.kpis["revenue_total"] == 60
     assert known.kpis["distinct_shops_count"] == 1
     assert {o.order_id for o in known.dirty_orders()} == {"g1", "k1"}
+
+
+def test_the_profile_doc_codec_reads_docs_with_and_without_the_preset_dictionary() -> None:
+    import zlib
+
+    from retention.customers.store import decode_doc, encode_doc
+    p = Profile(id="u1")
+    for i in range(3):
+        apply_message(p, track("Order Completed", f"c{i}", BASE + timedelta(days=i), order_id=f"o{i}",
+                               revenue=5, shop="A"), NOW)
+    p.traits = {"email": "someone@example.com", "first_name": "Анна"}
+    doc = p.to_doc()
+    stored = encode_doc(doc)
+    assert isinstance(stored, bytes) and len(stored) < len(zlib.compress(doc.encode(), 6))
+    assert decode_doc(stored) == doc
+    assert decode_doc(zlib.compress(doc.encode(), 6)) == doc  # written before the dictionary
+    assert decode_doc("{}") == "{}"

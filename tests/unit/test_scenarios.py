@@ -288,7 +288,7 @@ def test_order_confirmation_is_transactional_and_post_purchase_the_marketing_cro
 def test_second_order_for_newbies(by_id: dict[str, rules.Rule]) -> None:
     rule = by_id["second-order"]
     assert rule.trigger_matches_event("Segment Entered", {"group": "lifecycle", "segment": "newbie"})
-    # the re-order time of the first order's categories (setting reorder_days), else 30 days
+    # when the first order's categories run out (setting consumable_categories), else 30 days
     assert walk(rule) == [("wait", "reorder 30d"), ("send", "email", "second-order")]
     assert rule.exit_matches("Order Completed", {}) and rule.holdout_percent > 0
 

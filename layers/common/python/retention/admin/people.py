@@ -153,6 +153,10 @@ class People:
                         "revoked_at": item.get("revoked_at")})
         return out
 
+    def token(self, token_id: str) -> dict[str, Any] | None:
+        """One token's listing row (no secret, no hash): name, role, expires_at, revoked (console sessions)."""
+        return ddb.get(self.client, self.table, "TOKENS", token_id)
+
     def find(self, name: str, role: str | None = None) -> list[dict[str, Any]]:
         """Active tokens of a person (bootstrap: does the first admin exist already?)."""
         return [t for t in self.tokens(include_revoked=False)

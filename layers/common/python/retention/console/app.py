@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from retention.console import (  # noqa: F401 - register their routes
+    catalogue,
     customers,
     home,
     library,

@@ -50,9 +50,10 @@ def columns(series: Sequence[dict[str, Any]], keys: Sequence[str], *, width: int
     top = max((_num(p.get(k)) for p in series for k in keys), default=0.0) or 1.0
     plot_h = height - 30
     step = width / len(series)
-    bar = max(1.0, step * 0.8 / len(keys))
-    parts = [f'<svg class="chart" role="img" viewBox="0 0 {width} {height}" width="100%" '
-             f'preserveAspectRatio="none" xmlns="http://www.w3.org/2000/svg"><title>{escape(title)}</title>']
+    bar = max(1.0, min(step * 0.8 / len(keys), 28.0))
+    parts = [f'<svg class="chart wide" role="img" viewBox="0 0 {width} {height}" width="100%" '
+             f'style="max-height: {height * 1.6:.0f}px" xmlns="http://www.w3.org/2000/svg">'
+             f'<title>{escape(title)}</title>']
     for i, point in enumerate(series):
         for j, key in enumerate(keys):
             h = plot_h * _num(point.get(key)) / top

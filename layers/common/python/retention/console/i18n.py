@@ -157,6 +157,12 @@ RU: dict[str, str] = {
     "By stage": "По этапам",
     "By shop": "По магазинам",
     "Trend": "Динамика",
+    "Outbox (local)": "Исходящие (локально)",
+    "Catalogue": "Каталог",
+    "Catalogue and coupons": "Каталог и купоны",
+    "Coupon pools": "Пулы купонов",
+    "Upload codes": "Загрузить коды",
+    "Product": "Товар",
 }
 
 

@@ -26,7 +26,15 @@ def describe_step(step: Any, t: Any) -> dict[str, Any]:
     if not isinstance(step, dict):
         return {"kind": "other", "label": str(step)}
     if "wait" in step:
-        return {"kind": "wait", "label": t("wait {what}", what=step["wait"])}
+        wait = step["wait"]
+        if isinstance(wait, dict):  # {duration: 8h, daytime: {from: "09:00", to: "21:00"}} and the like
+            from retention.console.web import _flow
+            day = wait.get("daytime") if isinstance(wait.get("daytime"), dict) else None
+            rest = {k: v for k, v in wait.items() if k not in ("duration", "daytime")}
+            wait = " ".join(str(x) for x in (wait.get("duration") or "",
+                                             f"({day.get('from')}–{day.get('to')})" if day else "",
+                                             _flow(rest) if rest else "") if x)
+        return {"kind": "wait", "label": t("wait {what}", what=wait)}
     send = step.get("send")
     if isinstance(send, dict):
         if send.get("variants"):

@@ -77,7 +77,7 @@ class Sessions:
         if str(item.get("expires_at") or "") <= now:
             self.sign_out(session_id)
             raise UnauthorizedError("the session expired: sign in again", code="session_expired")
-        token = ddb.get(self.client, self.table, "TOKENS", str(item.get("token_id")))
+        token = People(self.config).token(str(item.get("token_id")))
         if not token or token.get("revoked") or (token.get("expires_at") and str(token["expires_at"]) <= now):
             self.sign_out(session_id)
             raise UnauthorizedError("the token behind this session is no longer valid", code="token_expired")

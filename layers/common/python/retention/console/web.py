@@ -46,7 +46,17 @@ def env() -> Any:
     e.filters["money"] = lambda v: "—" if v is None else f"{float(v or 0):,.2f}".replace(",", " ")
     e.filters["num"] = lambda v: "—" if v is None else f"{int(v or 0):,}".replace(",", " ")
     e.filters["q"] = lambda v: quote(str(v), safe="")
+    e.filters["flow"] = _flow
     return e
+
+
+def _flow(value: Any) -> str:
+    """A definition's fragment as one line of YAML flow style ({events: [Checkout Started]})."""
+    import yaml
+    if value is None or value == "":
+        return ""
+    return str(yaml.safe_dump(value, default_flow_style=True, allow_unicode=True, width=10_000)).strip().removesuffix(
+        "...").strip()
 
 
 # ---- request state ------------------------------------------------------------------------------------
@@ -103,7 +113,8 @@ def render(template: str, status: int = 200, cookies: list[Cookie] | None = None
     body = env().get_template(template).render(
         t=i18n.translator(lang()), lang=lang(), u=url, root=url(ROOT), path=app.current_event.path,
         person=s.person if s else None, csrf=s.csrf if s else "", htmx=url(f"{ROOT}/static/{HTMX}"),
-        can=lambda role: s is not None and _rank(s.person.role) >= _rank(role), **ctx)
+        can=lambda role: s is not None and _rank(s.person.role) >= _rank(role),
+        local=is_local(header("Host")) and not prefix(), **ctx)
     return Response(status_code=status, content_type="text/html; charset=utf-8", body=body,
                     headers=dict(SECURITY_HEADERS), cookies=cookies or [])
 

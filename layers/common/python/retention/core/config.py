@@ -25,7 +25,7 @@ from pydantic import BaseModel, Field, field_validator
 
 from retention.core import clock, ddb, tokens
 from retention.core.errors import BadRequestError, ConflictError, NotFoundError, UnauthorizedError
-from retention.language import blocks
+from retention.language.urls import DEFAULT_URL_PATTERNS
 
 KINDS = ("RULE", "SEGDEF", "TEMPLATE")
 CACHE_SECONDS = 30.0
@@ -42,11 +42,13 @@ def definition_key(kind: str, def_id: str) -> str:
 
 
 class Cap(BaseModel):
+    model_config = {"defer_build": True}
     count: int = Field(ge=1)
     hours: float = Field(gt=0)
 
 
 class QuietHours(BaseModel):
+    model_config = {"defer_build": True}
     start: str = "21:00"
     end: str = "09:00"
 
@@ -67,20 +69,20 @@ class Brand(BaseModel):
     from_name: str | None = Field(default=None, max_length=100)  # default: the shop's name
     reply_to: str | None = Field(default=None, max_length=254)
 
-    model_config = {"extra": "forbid"}
+    model_config = {"extra": "forbid", "defer_build": True}
 
 
 class UrlPatterns(BaseModel):
     """Deep links promised by the copy. `{base}` is the shop's URL; other `{names}` come from the event's
     properties (`order_id`, `product_id`); a link whose names are missing is not offered at all."""
 
-    cart: str = blocks.DEFAULT_URL_PATTERNS["cart"]
-    order: str = blocks.DEFAULT_URL_PATTERNS["order"]
-    product: str = blocks.DEFAULT_URL_PATTERNS["product"]
-    review: str = blocks.DEFAULT_URL_PATTERNS["review"]
-    shop_review: str = blocks.DEFAULT_URL_PATTERNS["shop_review"]
+    cart: str = DEFAULT_URL_PATTERNS["cart"]
+    order: str = DEFAULT_URL_PATTERNS["order"]
+    product: str = DEFAULT_URL_PATTERNS["product"]
+    review: str = DEFAULT_URL_PATTERNS["review"]
+    shop_review: str = DEFAULT_URL_PATTERNS["shop_review"]
 
-    model_config = {"extra": "forbid"}
+    model_config = {"extra": "forbid", "defer_build": True}
 
 
 class Settings(BaseModel):
@@ -116,9 +118,14 @@ class Settings(BaseModel):
     brake_min_sends: int = Field(default=100, ge=1)
     brake_bounce_rate: float = Field(default=0.025, gt=0, le=1)
     brake_complaint_rate: float = Field(default=0.0005, gt=0, le=1)
+    # seed 000 "частота обращений": the customer's own contacts with the shop (KPIs contacts_30d / _90d)
+    contact_events: list[str] = Field(default_factory=lambda: ["Complaint Opened", "Support Requested"])
     # consumable categories with the days their products last ({"Корма": 30}): bought products of these
     # categories may be recommended again, and each order of one schedules a `Product Replenishment Due`
-    # event that many days later; a product's own `consumable_days` overrides its category's
+    # event that many days later; a product's own `consumable_days` overrides its category's. A
+    # `wait: {reorder: 30d}` step (rule second-order) waits the shortest of these for the categories of the
+    # customer's latest order, or its own duration when none is listed (seed 002: the second purchase comes
+    # when the first one is used up)
     consumable_categories: dict[str, int] = Field(default_factory=dict)
 
     @field_validator("consumable_categories")
@@ -129,24 +136,7 @@ class Settings(BaseModel):
                 raise ValueError(f"consumable_categories[{name!r}]: a category name and 1 to 3650 days")
         return value
 
-    # seed 000 "частота обращений": the customer's own contacts with the shop (KPIs contacts_30d / _90d)
-    contact_events: list[str] = Field(default_factory=lambda: ["Complaint Opened", "Support Requested"])
-    # seed 002 "после покупки идет потребление товара": the typical days until a product category is bought
-    # again (category → days, matched without case). A `wait: {reorder: 30d}` step waits the shortest of the
-    # customer's latest order's categories, or its own duration when none is listed (rule second-order).
-    reorder_days: dict[str, int] = Field(default_factory=dict)
-
-    @field_validator("reorder_days")
-    @classmethod
-    def _reorder_days(cls, value: dict[str, int]) -> dict[str, int]:
-        bad = {k: v for k, v in value.items() if not 1 <= v <= 3650 or not k.strip() or len(k) > 100}
-        if bad:
-            raise ValueError(f"reorder_days: a category name (1-100 characters) → 1 to 3650 days, got {bad}")
-        if len(value) > 500:
-            raise ValueError("reorder_days: at most 500 categories")
-        return {k.strip().casefold(): v for k, v in value.items()}
-
-    model_config = {"extra": "forbid"}
+    model_config = {"extra": "forbid", "defer_build": True}
 
     def sms_allowed(self) -> set[str]:
         return {c.upper() for c in (self.sms_countries or [self.shop_country])}

@@ -686,14 +686,19 @@ LAST_ORDER_KEY = "last_order_categories"  # profile.meta: {"at", "categories"} o
 ORDER_CATEGORIES_KEEP = 5
 
 
+def category_key(category: str) -> str:
+    """A product category compared without case or extra spaces (the catalogue's and the settings' too)."""
+    return " ".join(category.lower().split())
+
+
 def order_categories(props: Mapping[str, Any]) -> list[str]:
     """The product categories an `Order Completed` names (its `products[].category`, or its own
-    `category`), lower-cased, at most ORDER_CATEGORIES_KEEP."""
+    `category`), as category_key, at most ORDER_CATEGORIES_KEEP."""
     lines = props.get("products")
     found = [p.get("category") for p in lines if isinstance(p, Mapping)] if isinstance(lines, list) else []
     found.append(props.get("category"))
-    names = (_text(c) for c in found if isinstance(c, str))
-    return list(dict.fromkeys(n.casefold()[:100] for n in names if n))[:ORDER_CATEGORIES_KEEP]
+    names = (category_key(c)[:100] for c in found if isinstance(c, str))
+    return list(dict.fromkeys(n for n in names if n))[:ORDER_CATEGORIES_KEEP]
 
 
 def _note_order_categories(profile: Profile, props: Mapping[str, Any], at: datetime) -> None:

@@ -26,18 +26,55 @@ SEND_HISTORY_DAYS = 60
 
 COMPRESS_OVER = 600  # bytes of JSON: smaller docs are stored as text (readable in the console)
 
+# A zlib preset dictionary: the keys and shapes every profile doc repeats, so that even a small doc compresses
+# (a write costs one unit per started KB). NEVER edit a dictionary in place: docs name theirs by its Adler-32
+# in the zlib header (FDICT); a new one is appended to _DICTIONARIES and becomes PROFILE_DICTIONARY.
+_PROFILE_DICTIONARY_1 = (
+    b'"granted":false,"source":"preferences","double_opt_in":true,"confirmed_at":"phone":"+7","last_name":'
+    b'"locale":"ru","birthday":"preferred_channel":"vip":true,"has_account":true,"has_mobile_app":true,'
+    b'"complaint_open":false,"sms":{"anonymous_ids":["interests":{"nps":{"last_score":"last_at":"history":'
+    b'[{"score":"comment":"survey":"ref":"notes":[{"note":"suppressed":{"reason":"bounce","at":'
+    b'"storage_hours":"storage_n":"pickup_n":"unclaimed_n":"activity":{"last_cart_at":'
+    b'"last_product_viewed_at":"last_product_subscribed_at":"opened":"clicked":'
+    b'{"id":"","traits":{"email":"@gmail.com","first_name":"","timezone":"Europe/Moscow"},"trait_ts":{"email":'
+    b'"consent":{"email":{"granted":true,"source":"identify","at":"},"consent_log":[{"channel":"email",'
+    b'"granted":true,"source":"identify","at":"","evidence":null,"message_id":"","double_opt_in":false,'
+    b'"confirmed":false}],"order_stats":{"known":1,"count":1,"revenue":0.0,"first_at":"","last_at":"",'
+    b'"shops":{"kpis":{"orders_count":0,"revenue_total":0.0,"average_order_value":null,"first_order_at":null,'
+    b'"last_order_at":null,"average_days_between_orders":null,"repeat_orders_count":0,"nps_last_score":null,'
+    b'"average_pickup_storage_hours":null,"unclaimed_orders_percent":null,"distinct_shops_count":0,'
+    b'"contacts_30d":0,"last_contact_at":null,"open_rate":null,"click_rate":null,"last_seen_at":"'
+    b'"segments":{"lifecycle":{"newbie":{"since":"","manual":false}},"potential":{"active":{"since":"",'
+    b'"manual":false}}},"journeys":{"welcome":{"entry":"","state":"active","step":1,"variant":null,'
+    b'"holdout":false,"entered_at":"","next_due":"","exit_reason":null,"ended_at":null,"entries":1,'
+    b'"trigger":{"name":"","properties":{}},"last_send_step":0}},"contacts":["],"message_stats":{"delivered":1},'
+    b'"meta":{"created_by":"src_","manual_segments":{},"date_triggers":{},"segments_due_at":"",'
+    b'"engagement":{"|0":["delivered"]}},"first_seen_at":"","last_seen_at":"","created_at":"'
+    b'T00:00:00.000000Z","2026-'
+)
+_DICTIONARIES = {zlib.adler32(d): d for d in (_PROFILE_DICTIONARY_1,)}
+PROFILE_DICTIONARY = _PROFILE_DICTIONARY_1
+
 
 def encode_doc(doc: str) -> str | bytes:
-    """The profile JSON, zlib-compressed (a binary attribute) when large: a write costs one unit per KB,
-    twice inside a transaction, and a typical profile shrinks from ~1.4 KB to well under 1 KB."""
+    """The profile JSON, zlib-compressed with the preset dictionary (a binary attribute) when large: a write
+    costs one unit per started KB, twice inside a transaction; a typical profile shrinks from ~2 KB of JSON
+    to ~0.5 KB."""
     raw = doc.encode()
-    return zlib.compress(raw, 6) if len(raw) > COMPRESS_OVER else doc
+    if len(raw) <= COMPRESS_OVER:
+        return doc
+    packer = zlib.compressobj(6, zdict=PROFILE_DICTIONARY)
+    return packer.compress(raw) + packer.flush()
 
 
 def decode_doc(value: Any) -> str:
     if isinstance(value, str):
         return value
-    return zlib.decompress(bytes(getattr(value, "value", value))).decode()
+    raw = bytes(getattr(value, "value", value))
+    if len(raw) > 6 and raw[1] & 0x20:  # FDICT: the header names the preset dictionary by its Adler-32
+        unpacker = zlib.decompressobj(zdict=_DICTIONARIES[int.from_bytes(raw[2:6], "big")])
+        return (unpacker.decompress(raw) + unpacker.flush()).decode()
+    return zlib.decompress(raw).decode()  # compressed without a dictionary (docs written before it)
 
 
 PROFILE_SK = "P"

@@ -63,6 +63,7 @@ _FRACTION = re.compile(r"(\.\d{6})\d+")
 class Message(BaseModel):
     """One normalized message: every later stage (identity, profiles, events, journeys) reads this."""
 
+    model_config = {"defer_build": True}
     type: MessageType
     message_id: str
     user_id: str | None = None
@@ -84,12 +85,14 @@ class Message(BaseModel):
 class Rejection(BaseModel):
     """One rejected message, exactly as it appears in the reply's `rejected` list."""
 
+    model_config = {"defer_build": True}
     index: int
     messageId: str | None = None  # the reply field's wire name
     error: str
 
 
 class ParsedRequest(BaseModel):
+    model_config = {"defer_build": True}
     messages: list[Message] = Field(default_factory=list)
     rejected: list[Rejection] = Field(default_factory=list)
     write_key: str | None = None
@@ -486,6 +489,7 @@ def _load_json(raw: bytes) -> Any:
 class LoadedRequest(BaseModel):
     """A request body parsed as JSON but not yet normalized: enough to find its write key and count it."""
 
+    model_config = {"defer_build": True}
     kind: str
     body: dict[str, Any]
     write_key: str | None = None

@@ -347,8 +347,8 @@ class Engine:
                     row["label"] = step.id
                 fx.trace.append(row)
             if kind == "wait":
-                due_at = rules_mod.next_wait_due(step, now, customer_tz(profile, self.defs),
-                                                 reorder=reorder_time(profile, self.defs.settings.reorder_days))
+                lasts = reorder_time(profile, self.defs.settings.consumable_categories)
+                due_at = rules_mod.next_wait_due(step, now, customer_tz(profile, self.defs), reorder=lasts)
                 if row is not None:
                     row["until"] = clock.iso(due_at)
                 if due_at > now:
@@ -476,12 +476,15 @@ class Engine:
         fx.changed = True
 
 
-def reorder_time(profile: Any, reorder_days: dict[str, int]) -> timedelta | None:
-    """The shortest typical re-order time (`reorder_days` setting) of the categories of the customer's
-    latest order; None when none of them is listed (the wait's own default applies)."""
-    noted = profile.meta.get(profiles.LAST_ORDER_KEY) if reorder_days else None
+def reorder_time(profile: Any, consumable_categories: dict[str, int]) -> timedelta | None:
+    """How long the customer's latest order lasts: the shortest `consumable_categories` days (the setting,
+    {category: days}) of its categories; None when none of them is listed (the wait's own default)."""
+    if not consumable_categories:
+        return None
+    known = {profiles.category_key(name): int(days) for name, days in consumable_categories.items()}
+    noted = profile.meta.get(profiles.LAST_ORDER_KEY)
     categories = noted.get("categories") if isinstance(noted, dict) else None
-    days = [reorder_days[c] for c in categories or [] if c in reorder_days]
+    days = [known[c] for c in categories or [] if c in known]
     return timedelta(days=min(days)) if days else None
 
 

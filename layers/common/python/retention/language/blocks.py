@@ -20,13 +20,8 @@ from typing import Any
 import jinja2
 import markupsafe
 
-DEFAULT_URL_PATTERNS = {
-    "cart": "{base}/cart",
-    "order": "{base}/orders/{order_id}",
-    "product": "{base}/products/{product_id}",
-    "review": "{base}/orders/{order_id}/review",
-    "shop_review": "{base}/reviews",  # a review of the shop itself (an NPS promoter's), not of one order
-}
+from retention.language.urls import DEFAULT_URL_PATTERNS as DEFAULT_URL_PATTERNS  # re-exported
+
 MAX_PRODUCTS = 12  # an email is not a catalogue page; more cards only push the call to action down
 _NAME = re.compile(r"\{(\w+)\}")
 

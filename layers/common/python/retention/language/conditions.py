@@ -438,7 +438,9 @@ _ZERO = timedelta(0)
 class ConditionBase(BaseModel):
     """Common interface of every condition model; `node` is its compiled evaluator."""
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    # defer_build: built at the first validation, not at import (a cold start of a function that never
+    # parses a condition, e.g. feedback, does not pay for the ten models; the others pay once, later)
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, defer_build=True)
     tag: ClassVar[str] = ""
     _node: Node = PrivateAttr(default_factory=Node)
 
@@ -644,7 +646,7 @@ class CompareCondition(ConditionBase):
 class DurationRef(BaseModel):
     """`{kpi: average_days_between_orders, times: 1.5, unit: d, min: 14d}`: a per-customer duration."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
     kpi: str
     times: float = Field(default=1.0, gt=0)
     unit: Literal["s", "m", "h", "d", "w", "mo", "y"] = "d"
@@ -803,10 +805,11 @@ Condition = Annotated[
 ]
 """A parsed condition node; use it as a pydantic field type (`when: Condition`)."""
 
-for _model in (AllCondition, AnyCondition, NotCondition):
-    _model.model_rebuild()
 
-_ADAPTER: TypeAdapter[ConditionBase] = TypeAdapter(Condition)  # type: ignore[arg-type]
+@lru_cache(maxsize=1)
+def _adapter() -> TypeAdapter[ConditionBase]:
+    """Built at the first parse (the recursive models resolve `Condition` then, from this module)."""
+    return TypeAdapter(Condition)  # type: ignore[arg-type]
 
 
 # --- API --------------------------------------------------------------------------------------------
@@ -815,7 +818,7 @@ _ADAPTER: TypeAdapter[ConditionBase] = TypeAdapter(Condition)  # type: ignore[ar
 def parse_condition(obj: Any, source: str = "condition") -> ConditionBase:
     """Validate a condition mapping. Errors → `retention.core.errors.ValidationError` naming the path."""
     try:
-        return _ADAPTER.validate_python(obj)
+        return _adapter().validate_python(obj)
     except PydanticValidationError as exc:
         raise ValidationError(format_validation_error(exc, LineMap.from_data(obj), source)) from exc
 

@@ -427,8 +427,8 @@ class WaitSpec(Model):
     `daytime` moves an end that falls outside the window to the window's next start (a reminder 8 h
     after a cart left at 3 a.m. goes at 11:00; one due at 23:00 waits until 09:00).
     `reorder: 30d` instead of a duration: the typical re-order time of the categories of the customer's
-    latest order (the `reorder_days` setting, the shortest of them), else the given duration (seed 002:
-    the second purchase comes when the first one is used up)."""
+    latest order (the days they last: the `consumable_categories` setting, the shortest of them), else the
+    given duration (seed 002: the second purchase comes when the first one is used up)."""
 
     duration: Duration | None = None
     reorder: Duration | None = None

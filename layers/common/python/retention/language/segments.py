@@ -58,7 +58,7 @@ def _check_id(value: str, what: str, path: Path) -> None:
 
 
 class SegmentDef(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     id: str
     title: str | None = None
@@ -85,7 +85,7 @@ class SegmentDef(BaseModel):
 
 
 class SegmentGroup(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     group: str
     mode: Literal["exclusive", "multi"]

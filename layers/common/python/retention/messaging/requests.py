@@ -12,6 +12,7 @@ from pydantic import BaseModel, Field
 class SendRequest(BaseModel):
     """One message to send: exactly once per (customer, rule, entry, step)."""
 
+    model_config = {"defer_build": True}
     customer_id: str
     rule: str
     entry: str

@@ -19,6 +19,7 @@ from pydantic import BaseModel, Field, field_validator, model_validator
 
 from retention.core import clock, ddb
 from retention.core.errors import BadRequestError
+from retention.customers.profile import category_key as category_key  # one comparison of categories
 
 MAX_PRODUCTS_PER_REQUEST = 1000
 MAX_CONSUMABLE_DAYS = 3650
@@ -109,8 +110,6 @@ class Product(BaseModel):
         return {k: getattr(self, k) for k in CARD_FIELDS}
 
 
-def category_key(category: str) -> str:
-    return " ".join(category.lower().split())
 
 
 def replenish_days(card: Mapping[str, Any], categories: Mapping[str, int] | None = None) -> int | None:

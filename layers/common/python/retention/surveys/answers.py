@@ -23,7 +23,7 @@ from retention.customers.store import ProfileRepo
 from retention.ingestion.ingestor import Ingestor
 from retention.ingestion.wire import internal_message
 from retention.messaging import links
-from retention.messaging.requests import SendRequest
+from retention.messaging.requests import SendRequest, ledger_key
 from retention.surveys import nps
 
 NPS_SOURCE = "nps"
@@ -239,7 +239,7 @@ class Surveys:
             internal_message(customer, event=SURVEY_ANSWERED, message_id=f"survey-ev-{digest}",
                              properties={"survey": survey, "reason": reason, "ref": ledger})], SURVEY_SOURCE, now=now)
         counted = False
-        item = ddb.get(self.d.dynamodb, self.d.env.messages_table, f"L#{ledger}", "L") if ledger else None
+        item = ddb.get(self.d.dynamodb, self.d.env.messages_table, *ledger_key(ledger)) if ledger else None
         if item and item.get("rule"):
             try:  # one answer per message in the stats, however often the button is pressed
                 self.d.dynamodb.put_item(TableName=self.d.env.idempotency_table, Item=ddb.serialize(
