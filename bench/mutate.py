@@ -91,6 +91,13 @@ EQUIVALENTS: list[tuple[str, str, str, str, str] | tuple[str, str, str, str, str
      'or int(journey.get("step", -2)) != int(step):',
      "a JOURNEY item's ref carries the step index it was written at (>= 0, by _advance): any negative default "
      "for a journey without a step reads the item as stale"),
+    ("engine", "_start",
+     'holdout = in_holdout(profile.id, rule.id, float(getattr(rule, "holdout_percent", 0) or 0)) or \\',
+     'holdout = in_holdout(profile.id, rule.id, float(getattr(rule, "holdout_percent", -1) or 0)) or \\',
+     "the Rule model always has holdout_percent (default 0): getattr's default is never used"),
+    ("engine", "_on_due_journey", 'or int(journey.get("step", -1)) != int(step):',
+     'or int(journey.get("step", -0)) != int(step):',
+     "every journey is written by _start with a step: the default is never read"),
     ("engine", "_on_due_journey", "fx.changed = True", "fx.changed = False",
      "_advance, called on the next line, sets fx.changed = True on its first turn (it always runs one)"),
     ("sender", "_sms_destination_ok",
@@ -146,6 +153,11 @@ EQUIVALENTS: list[tuple[str, str, str, str, str] | tuple[str, str, str, str, str
      "if effects or fx.sends or fx.counters or fx.transitions and fx.due or fx.events or fx.history:",
      "every due item is an item of `effects` (transaction_items), and every transition comes with an fx.events "
      "row: the or-chain is true whenever either is"),
+    ("ingestion", "_is_plain",
+     "if effects or fx.sends or fx.counters or fx.transitions or fx.due or fx.events or fx.history:",
+     "if effects or fx.sends or fx.counters or fx.transitions or fx.due and fx.events or fx.history:",
+     "every due item is an item of `effects` (transaction_items), and fx.events rows are too: the or-chain is "
+     "true whenever either is"),
     ("ingestion", "_customer", "break  # a retried delivery: everything was stored before",
      "continue  # a retried delivery: everything was stored before",
      "the chunk is empty there: `continue` ends `while chunk:` just as `break` does, and the queue is empty"),

@@ -308,3 +308,30 @@ def test_a_conflicting_sent_transaction_backs_off_briefly_and_retries(note: Any,
     from retention.customers.store import ProfileRepo
     sends = ProfileRepo(note.deps.dynamodb, note.deps.env.profiles_table).load("u1", clock.now()).sends
     assert [s.get("rule") for s in sends] == ["note"]
+
+
+def test_per_step_pooled_codes_are_one_per_step_and_a_send_bumps_the_profile_version(stack: Any) -> None:
+    """Kills `if wanted.per == "journey"` → `!=` in `_coupon` (per-step sends would share the journey's
+    code), and `":one": 1` → 0 in `_mark_sent` (the profile's version must move with the send it records,
+    or a writer that read it before would overwrite the send)."""
+    from retention.core import clock
+    from retention.customers.store import ProfileRepo
+    from retention.products.coupons import Coupons
+    cfg = stack.deps.config
+    cfg.apply("TEMPLATE", "t-gift", GIFT)
+    coupon = {"pool": "gift"}
+    cfg.apply("RULE", "gift", {"id": "gift", "trigger": {"event": "Gift"}, "steps": [
+        {"send": {"channel": "email", "template": "t-gift", "coupon": coupon}},
+        {"send": {"channel": "email", "template": "t-gift", "coupon": coupon}}]})
+    cfg.put_settings({"frequency_caps": {"email": []}})
+    stack.ingest([{"type": "identify", "userId": "u1", "messageId": "id-u1",
+                   "traits": {"email": "u1@example.com", "email_consent": True}}])
+    Coupons(stack.deps.dynamodb, stack.deps.env.products_table).upload("gift", ["G-1", "G-2"], "15%", 7)
+    repo = ProfileRepo(stack.deps.dynamodb, stack.deps.env.profiles_table)
+    before = repo.load("u1", clock.now()).version
+    sender = stack.sender()
+    for step in (0, 1):
+        req = SendRequest(customer_id="u1", rule="gift", entry="e1", step=step, channel="email", template="t-gift")
+        assert sender.send(req).status == "sent"
+    assert sorted(_code(m) for m in sent_emails()) == ["G-1", "G-2"]
+    assert repo.load("u1", clock.now()).version == before + 2

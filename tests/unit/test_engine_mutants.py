@@ -339,7 +339,7 @@ def test_an_event_due_now_keeps_its_properties_for_the_journey_it_starts() -> No
     props = {"product_id": "p1", "order_id": "o1"}
     assert sp.profile.journeys["refill"]["trigger"]["properties"] == props
     assert [s.event for s in fx.sends] == [{"name": "Replenishment Due", "properties": props}]
-    assert [e["properties"] for e in fx.events] == [props]
+    assert [(e["properties"], e["internal"]) for e in fx.events] == [(props, True)]
 
 
 def test_a_checkout_with_an_empty_cart_ends_the_cart_journey_without_starting_another() -> None:
@@ -376,3 +376,23 @@ def test_a_segment_entered_by_an_event_exactly_at_the_history_horizon_starts_its
     fx = eng.process(sp, messages=[order], now=NOW)
     assert [t.segment for t in fx.transitions if t.kind == "entered"] == ["buyer"]
     assert [s.rule for s in fx.sends] == ["buyer-welcome"]
+
+
+def test_a_goto_shows_in_the_trace_as_a_branch_always_taken() -> None:
+    """Kills `row.update(kind="branch", taken=True, …)` → `taken=False` for a goto in `_advance`."""
+    rule = {"id": "jump", "trigger": {"event": "Go"}, "steps": [{"goto": 2}, {"wait": "1d"},
+                                                               {"send": {"channel": "email", "template": "t"}}]}
+    trace: list[dict[str, Any]] = []
+    engine(rule).process(stored(), messages=[track("Go", "m1")], now=NOW, trace=trace)
+    assert {k: v for k, v in trace[0].items() if k not in ("entry", "at")} == \
+        {"step": 0, "kind": "branch", "taken": True, "next": 2}
+
+
+def test_a_journey_entered_exactly_at_the_start_of_the_window_converts() -> None:
+    """Kills `at - window(rule_id) <= clock.parse_iso(entered)` → `<` in `_attribute`: the 5-day window
+    includes its first second."""
+    sp = stored()
+    sp.profile.journeys["promo"] = {"entry": "e1", "state": "control", "holdout": True,
+                                    "entered_at": clock.iso(NOW - timedelta(days=5))}
+    fx = engine().process(sp, messages=[track("Order Completed", "o1", order_id="o1", revenue=50)], now=NOW)
+    assert conversions(fx) == [("promo", -1, "holdout")]
