@@ -183,7 +183,7 @@ def test_preview_renders_every_send_step_and_sends_nothing(api: Any) -> None:
     api.counter.reset()
     status, res = call("POST", "/admin/rules/welcome/preview", {"customer": "u1"})
     assert status == 200
-    assert [m["step"] for m in res["messages"]] == [0, 2, 4]
+    assert [m["step"] for m in res["messages"]] == [1, 3, 5]  # step 0 sets the welcome_chain segment (issue 14)
     first = res["messages"][0]
     assert first["template"] == "welcome" and first["channel"] == "email" and first["error"] is None
     assert "Анна" in first["subject"] and first["text"] and first["would_skip"] is None
