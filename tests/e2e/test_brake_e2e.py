@@ -33,7 +33,7 @@ def test_complaints_pause_marketing_transactional_flows_resume_sends_the_deferre
     assert status == 200 and sending["marketing"] == "active"
     assert set(sending) >= {"marketing", "reason", "since", "bounce_rate", "complaint_rate", "window"}
     try:
-        # 120 sign-ups: 120 welcome confirmations (the 0 h message) go out
+        # 120 sign-ups: 120 welcome emails (the 0 h message) go out
         for start in range(0, 120, 40):
             _batch(local, _signups("brk", 120)[start * 2:(start + 40) * 2])
         sent = local.request("GET", "/_local/outbox?rule=welcome&to=brk-7@brake.example")[1]
@@ -46,13 +46,15 @@ def test_complaints_pause_marketing_transactional_flows_resume_sends_the_deferre
         assert sending["marketing"] == "paused", sending
         assert sending["complaint_rate"] > 0.0005 and "complaint" in sending["reason"]
         assert sending["window"]["sent"] >= 100 and sending["since"]
-        # transactional still flows: a new sign-up's confirmation goes out at once
-        _batch(local, _signups("brk-late", 1))
-        assert local.request("GET", "/_local/outbox?to=brk-late-0@brake.example")[1][0]["rule"] == "welcome"
+        # transactional still flows: an order's confirmation goes out at once (issue 14: the welcome is marketing)
+        _batch(local, [{"type": "track", "userId": "brk-9", "event": "Order Completed", "messageId": "brk-9-o1",
+                        "properties": {"order_id": "brk-o1", "revenue": 990}}])
+        confirmations = local.request("GET", "/_local/outbox?rule=order-confirmation&to=brk-9@brake.example")[1]
+        assert len(confirmations) == 1, confirmations
         # the next day's marketing offer is deferred, not sent and not dropped
         local.advance(86400 + 600)
         offers = local.request("GET", "/_local/outbox?rule=welcome&to=brk-5@brake.example")[1]
-        assert [m["step"] for m in offers] == [0]
+        assert [m["step"] for m in offers] == [1]
         customer = local.admin("/admin/customers/brk-5")
         assert any(m["status"] == "deferred" for m in customer["messages"]), customer["messages"]
         # only an admin resumes
@@ -67,7 +69,7 @@ def test_complaints_pause_marketing_transactional_flows_resume_sends_the_deferre
         assert sending["marketing"] == "active" and sending["window"]["sent"] == 0  # a fresh window
         local.advance(31 * 60)
         offers = local.request("GET", "/_local/outbox?rule=welcome&to=brk-5@brake.example")[1]
-        assert [m["step"] for m in offers] == [0, 2]
+        assert [m["step"] for m in offers] == [1, 3]
         audit = local.admin("/admin/audit?kind=sending")["entries"]
         assert [(e["who"], e["action"]) for e in reversed(audit)][-2:] == [("brake", "pause"), ("local", "resume")]
     finally:

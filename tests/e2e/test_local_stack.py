@@ -29,7 +29,7 @@ def test_segment_client_signed_up_gets_the_welcome_email(local: Any) -> None:
         return [m for m in local.outbox() if m["to"] == "anna.e2e@example.com" and m["rule"] == "welcome"]
 
     mails = local.expect(welcome)
-    assert mails[0]["step"] == 0 and mails[0]["channel"] == "email"
+    assert mails[0]["step"] == 1 and mails[0]["channel"] == "email"  # step 0 sets the welcome_chain segment
     assert "Анна" in mails[0]["subject"]
     assert mails[0]["headers"]["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     profile = local.admin("/admin/customers/e2e-anna")
@@ -39,7 +39,7 @@ def test_segment_client_signed_up_gets_the_welcome_email(local: Any) -> None:
     # a day later the offer goes out, on the virtual clock
     local.advance(2 * 86400)
     steps = sorted(m["step"] for m in welcome())
-    assert steps[:2] == [0, 2]
+    assert steps[:2] == [1, 3]
 
 
 def test_rudder_client_gzip_and_order_kpis(local: Any) -> None:
@@ -93,7 +93,7 @@ def test_one_click_unsubscribe_stops_the_next_marketing_email(local: Any) -> Non
     assert _post_form(local, https.group(1), "List-Unsubscribe=One-Click") == 200
     assert local.admin("/admin/customers/e2e-unsub")["consent"]["email"] is False
     local.advance(3 * 86400)  # the first-order offer would go out after a day
-    assert [m["step"] for m in mails()] == [0]
+    assert [m["step"] for m in mails()] == [1]
 
 
 def test_transactional_sms_in_the_outbox(local: Any) -> None:

@@ -78,7 +78,7 @@ def test_catalogue_browse_similar_welcome_coupons_and_redemption(local: Any) -> 
 
     offers = {}
     for uid in newcomers:
-        mails = [m for m in outbox if m["to"] == f"{uid}@example.com" and m["rule"] == "welcome" and m["step"] == 2]
+        mails = [m for m in outbox if m["to"] == f"{uid}@example.com" and m["rule"] == "welcome" and m["step"] == 3]
         assert len(mails) == 1, [(m["rule"], m["step"]) for m in outbox if m["to"] == f"{uid}@example.com"]
         mail = mails[0]
         code = next(c for c in codes if c in mail["text"])
@@ -96,5 +96,5 @@ def test_catalogue_browse_similar_welcome_coupons_and_redemption(local: Any) -> 
     assert pool["redeemed"] >= 1 and pool["revenue"] >= 3400 and pool["issued"] >= 2
     stats = local.admin("/admin/stats/rules/welcome")
     assert stats["totals"]["redeemed"] >= 1 and stats["totals"]["redeemed_revenue"] >= 3400
-    step = next(s for s in stats["steps"] if s["step"] == 2)
+    step = next(s for s in stats["steps"] if s["step"] == 3)
     assert step["redeemed"] >= 1

@@ -26,7 +26,7 @@ def test_signed_up_sends_the_welcome_email_once(library_stack: Any) -> None:
     s = library_stack
     s.ingest([identify("u1", "anna@example.com", first_name="Анна"), track("u1", "Signed Up", "m1")])
     sends = s.queued_sends()
-    assert [(r.rule, r.step) for r in sends][:1] == [("welcome", 0)]
+    assert [(r.rule, r.step) for r in sends][:1] == [("welcome", 1)]  # step 0 sets the welcome_chain segment
     sender = s.sender()
     outcomes = [sender.send(r).status for r in sends]
     assert outcomes[0] == "sent"
@@ -40,15 +40,17 @@ def test_signed_up_sends_the_welcome_email_once(library_stack: Any) -> None:
     assert p.journeys["welcome"]["state"] == "active"
 
 
-def test_no_consent_only_the_service_confirmation(library_stack: Any) -> None:
-    """The sign-up confirmation is a service message; the marketing steps after it need consent."""
+def test_a_refused_consent_gets_no_welcome_and_no_double_opt_in(library_stack: Any) -> None:
+    """Issue 14: the welcome chain is marketing (email consent only), and a customer who refused consent gets
+    no double opt-in request either: nothing but service mail (order confirmations, statuses)."""
     from tests.support import advance
     s = library_stack
     s.ingest([identify("u2", "bob@example.com", consent=False), track("u2", "Signed Up", "m2")])
     outcomes = [s.sender().send(r) for r in s.queued_sends()]
-    assert [o.status for o in outcomes] == ["sent"]
-    advance(s, days=2)  # the first-order offer is marketing: skipped for lack of consent
+    assert [o.status for o in outcomes if o.status == "sent"] == []
+    advance(s, days=2)  # the first-order offer is marketing too: nothing
+    assert sent_emails() == []
+    s.ingest([track("u2", "Order Completed", "o2", order_id="o2", revenue=10)])
+    sent = [s.sender().send(r) for r in s.queued_sends()]
+    assert [o.status for o in sent if o.status == "sent"] == ["sent"]  # the order confirmation is service mail
     assert len(sent_emails()) == 1
-    ledger = s.deps.dynamodb.scan(TableName=s.tables["messages"])["Items"]
-    reasons = {i.get("reason", {}).get("S") for i in ledger if i.get("template", {}).get("S") == "welcome-offer"}
-    assert reasons == {"no_consent"}

@@ -109,6 +109,11 @@ class Ticker:
             sp = self.repo.load(cid, now)
             if not sp.exists:
                 return 0, 0
+            # orders live in their own items (retention.customers.store): the ones a due event names (a
+            # replenishment reminder of an order refunded since must run nothing) are read with the profile
+            named = {str(i.payload.get("properties", {}).get("order_id") or "") for i in items if i.kind == "EVENT"}
+            if named - {""}:
+                self.repo.load_orders(sp, named - {""})
             fx = engine.process(sp, due_items=items, now=now,
                                 recheck_segments=recheck or any(i.kind == "SEGMENT" for i in items))
             if not fx.changed and not fx.sends:
