@@ -187,7 +187,7 @@ def findings(r: dict[str, Any]) -> list[str]:
             f"CPU with AWS stubbed: {ing['track (plain: no rule, no product)']['batch_per_event']['cpu_ms']:.2f} ms "
             f"per plain event, up to {worst:.2f} ms ({worst_k}: KPIs, segments and journey starts); parsing the "
             "wire format is a small part of it (section 2). Rendering + MIME takes "
-            f"{rend:.2f} ms per email, well inside its 1 ms bar.")
+            f"{rend:.2f} ms per email ({'inside' if rend <= 1 else 'over'} its 1 ms bar).")
     if _ok(tick):
         rows = tick["rows"]
         out.append(f"The tick reads {rows[-1]['items_read']} items with {rows[-1]['profiles']:,} profiles and "
