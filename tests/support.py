@@ -242,3 +242,19 @@ class LambdaContext:
 
     def get_remaining_time_in_millis(self) -> int:
         return 30_000
+
+
+def record_backoff(monkeypatch: Any) -> list[float]:
+    """Backoff pauses recorded, not slept: `random.uniform` answers its upper bound (the pause's cap),
+    which is appended to the returned list, and `time.sleep` returns at once."""
+    import random
+    import time
+    bounds: list[float] = []
+
+    def uniform(low: float, high: float) -> float:
+        bounds.append(high)
+        return high
+    monkeypatch.delenv("RETENTION_NO_SLEEP", raising=False)
+    monkeypatch.setattr(random, "uniform", uniform)
+    monkeypatch.setattr(time, "sleep", lambda seconds: None)
+    return bounds

@@ -47,6 +47,7 @@ ENV_KEYS = {
     "POWERTOOLS_SERVICE_NAME",
     "POWERTOOLS_METRICS_NAMESPACE",
     "POWERTOOLS_LOG_LEVEL",
+    "PYDANTIC_DISABLE_PLUGINS",
 }
 DLQ_KEYS = {"SEND_DLQ_URL", "RECOMPUTE_DLQ_URL", "FEEDBACK_DLQ_URL"}
 
@@ -93,6 +94,7 @@ def test_function_environment(synth, name):
     assert env["POWERTOOLS_SERVICE_NAME"] == f"retention-{name}"
     assert env["POWERTOOLS_METRICS_NAMESPACE"] == "Retention"
     assert env["POWERTOOLS_LOG_LEVEL"] == "INFO"
+    assert env["PYDANTIC_DISABLE_PLUGINS"] == "__all__"  # no entry-point scan at the first model build
     # Built from the RestApi id (not the Stage) to avoid a dependency cycle.
     url = json.dumps(env["PUBLIC_BASE_URL"])
     assert synth.model.roles["api"] in url and ".execute-api." in url and '"/dev"' in url

@@ -12,7 +12,7 @@ import hashlib
 import json
 import logging
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from retention.analytics.stats import ANSWER_PREFIX
 from retention.core import clock, ddb, tokens
@@ -20,11 +20,13 @@ from retention.core.errors import BadRequestError, ConflictError, NotFoundError
 from retention.core.runtime import Deps
 from retention.customers.profile import Profile
 from retention.customers.store import ProfileRepo
-from retention.ingestion.ingestor import Ingestor
 from retention.ingestion.wire import internal_message
 from retention.messaging import links
 from retention.messaging.requests import SendRequest, ledger_key
 from retention.surveys import nps
+
+if TYPE_CHECKING:  # the ingestion pipeline (journeys, segments, rules) loads at the first answer, not at import:
+    from retention.ingestion.ingestor import Ingestor  # a link page's GET never ingests
 
 NPS_SOURCE = "nps"
 OPTIN_SOURCE = "double_opt_in"
@@ -67,6 +69,7 @@ class Surveys:
         self.repo = ProfileRepo(d.dynamodb, d.env.profiles_table)
 
     def _ingestor(self) -> Ingestor:
+        from retention.ingestion.ingestor import Ingestor
         return Ingestor(ddb_client=self.d.dynamodb, sqs=self.d.sqs, env=self.d.env, config=self.d.config)
 
     # ---- NPS ---------------------------------------------------------------------------------------
