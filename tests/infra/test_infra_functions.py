@@ -49,6 +49,7 @@ ENV_KEYS = {
     "POWERTOOLS_LOG_LEVEL",
     "PYDANTIC_DISABLE_PLUGINS",
 }
+DLQ_KEYS = {"SEND_DLQ_URL", "RECOMPUTE_DLQ_URL", "FEEDBACK_DLQ_URL"}
 
 
 def test_all_functions_present(synth):
@@ -76,7 +77,11 @@ def test_function_settings(synth, name):
 @pytest.mark.parametrize("name", NAMES)
 def test_function_environment(synth, name):
     env = synth.function(name)["Properties"]["Environment"]["Variables"]
-    assert set(env) == ENV_KEYS
+    # only the admin API watches the dead-letter queues (their depth on the console's overview)
+    assert set(env) == ENV_KEYS | (DLQ_KEYS if name == "admin_api" else set())
+    if name == "admin_api":
+        for role in ("send", "recompute", "feedback"):
+            assert env[f"{role.upper()}_DLQ_URL"] == {"Ref": synth.model.roles[f"queue:{role}_dlq"]}
     for role in ("profiles", "events", "config", "due", "messages", "idempotency", "products"):
         assert env[f"{role.upper()}_TABLE"] == {"Ref": synth.model.roles[f"table:{role}"]}
     assert env["SEND_QUEUE_URL"] == {"Ref": synth.model.roles["queue:send"]}

@@ -312,7 +312,8 @@ def test_events_of_one_customer_update_the_profile_once_per_batch(stack: Any, no
     stack.ingest(batch)
     # interest rows matter: markers, events, the profile and its interest rows in one transaction
     assert stack.counter.count("dynamodb", "TransactWriteItems") == 1
-    assert stack.counter.count("dynamodb", "PutItem", "UpdateItem", "BatchWriteItem", "DeleteItem") == 0
+    assert stack.counter.count("dynamodb", "PutItem", "BatchWriteItem", "DeleteItem") == 0
+    assert stack.counter.count("dynamodb", "UpdateItem") == 1  # the day's events counter, once per request
     item = ddb.get(stack.deps.dynamodb, stack.tables["profiles"], "C#u1", "P")
     assert item is not None and item["version"] == 1
     # past CHUNK messages, at most one conditional profile write per CHUNK (a transaction holds ≤ 100 items):
@@ -508,8 +509,9 @@ def test_cost_of_a_plain_track_event(stack: Any, now: datetime, with_library: bo
           f"(all: {dict(s.counter.calls)})")
     assert per_event <= 3
     # per customer: the messageId marker (a conditional put) and the raw event; the profile is not
-    # rewritten for an event that changes nothing but `last_seen_at` within the hour
-    assert writes == 200
+    # rewritten for an event that changes nothing but `last_seen_at` within the hour; one ADD for the request
+    # on the day's events counter (the console's "events today")
+    assert writes == 201
     assert units.units / 100 <= 3  # DESIGN §10: ≤ 3 write units per plain event
     assert s.counter.count("dynamodb", "TransactWriteItems") == 0
     after = ddb.get(s.deps.dynamodb, s.tables["profiles"], "C#c017", "P")
@@ -601,6 +603,39 @@ def test_a_crash_after_the_marker_of_a_plain_event_keeps_its_raw_event(
     events = [e for e in raw_events(stack, "u1") if e["message_id"] == "p-1"]
     assert len(events) == 1
     assert events[0]["sk"] == f"{iso(first[0].timestamp)}#p-1"
+
+
+@pytest.mark.parametrize("operation,role", [("update_item", "profiles"), ("put_item", "profiles"),
+                                             ("put_item", "idempotency"), ("batch_write_item", "events")],
+                         ids=["before the interest row", "before the profile", "before the marker",
+                              "before the raw event"])
+def test_a_product_view_needs_no_transaction_and_a_crash_anywhere_is_completed_once(
+        stack: Any, now: datetime, monkeypatch: pytest.MonkeyPatch, operation: str, role: str) -> None:
+    """A product view changes only latest times (the interest, the browsing time, last seen): its writes are
+    idempotent and all come before its marker, so the retry after a crash folds it again and completes
+    what is missing, and a third delivery changes nothing."""
+    client = stack.deps.dynamodb
+    stack.ingest([track("u1", "Page Scrolled", "p-0", now - timedelta(hours=3))])
+    view = [track("u1", "Product Viewed", "v-1", now - timedelta(minutes=20), product_id="p1")]
+    stack.counter.reset()
+    stack.ingest([track("u1", "Product Viewed", "v-0", now - timedelta(hours=2), product_id="p0")])
+    assert stack.counter.count("dynamodb", "TransactWriteItems") == 0
+    assert stack.counter.count("dynamodb", *stack.counter.DDB_WRITES) == 4  # interest row, profile, marker, event
+    crash_once(monkeypatch, client, operation, stack.tables[role])
+    with pytest.raises(Crash):
+        stack.ingest(view)
+    monkeypatch.undo()
+    assert stack.ingest(view).accepted == 1
+    version = ddb.get(client, stack.tables["profiles"], "C#u1", "P")["version"]  # type: ignore[index]
+    again = stack.ingest(view)
+    assert again.duplicates == 1
+    assert ddb.get(client, stack.tables["profiles"], "C#u1", "P")["version"] == version  # type: ignore[index]
+    p = stack.profile("u1")
+    assert p.interests == {"p0": iso(now - timedelta(hours=2)), "p1": iso(now - timedelta(minutes=20))}
+    assert p.meta["activity"]["last_product_viewed_at"] == (now - timedelta(minutes=20)).isoformat()
+    row = ddb.get(client, stack.tables["profiles"], "PI#p1", "C#u1")
+    assert row is not None and row["viewed_at"] == iso(now - timedelta(minutes=20))
+    assert sorted(e["message_id"] for e in raw_events(stack, "u1")) == ["p-0", "v-0", "v-1"]
 
 
 def test_last_seen_is_stored_when_it_moves_by_an_hour(stack: Any, now: datetime) -> None:
