@@ -1,4 +1,4 @@
-"""Customers: search by id or email, the profile (traits, consent with its log, KPIs, segments, journeys,
+"""Customers: search by id, email or phone, the profile (traits, consent with its log, KPIs, segments, journeys,
 a timeline of events and messages) and erasure with a typed confirmation (the admin API's Admin.forget)."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from retention.core.runtime import deps
 
 
 def find(q: str) -> str | None:
-    """A customer id from an id or an email (the profiles table's email index)."""
+    """A customer id from an id, an email or a phone (the profiles table's email and phone indexes)."""
     from retention.customers.store import ProfileRepo
     d = deps()
     repo = ProfileRepo(d.dynamodb, d.env.profiles_table)
@@ -21,7 +21,10 @@ def find(q: str) -> str | None:
         return repo.customer_by_email(q.strip().lower())
     from retention.core import clock
     sp = repo.load(q, clock.now(), consistent=False)
-    return q if sp.exists and not sp.profile.erased else None
+    if sp.exists and not sp.profile.erased:
+        return q
+    from retention.messaging.sms import normalize_phone
+    return repo.customer_by_phone(q) if normalize_phone(q) else None
 
 
 @app.get("/console/customers")
@@ -56,7 +59,10 @@ def profile(customer_id: str) -> Response:
     admin = Admin(deps())
     customer = admin.customer(customer_id)
     events = admin.events(customer_id, limit=50)["events"]
-    return render("customer.html", c=customer, timeline=timeline(customer, events), error=None)
+    from retention.customers.store import segment_history
+    d = deps()
+    history = segment_history(d.dynamodb, d.env.profiles_table, customer_id)
+    return render("customer.html", c=customer, timeline=timeline(customer, events), history=history, error=None)
 
 
 @app.post("/console/customers/<customer_id>/erase")
