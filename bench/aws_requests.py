@@ -51,6 +51,11 @@ def event_kinds() -> dict[str, Any]:
         "Product Viewed": (
             "pv", lambda uid, i: _track(uid, "Product Viewed", f"pv-{uid}-{i}", product_id=f"p{i % 50}",
                                         name="Кроссовки", price=5990, currency="RUB", category="shoes")),
+        # the same customers' next view, of another product: their browse-abandonment journey runs already and
+        # their potential segment (warm) stays: what most views of a browsing session are
+        "Product Viewed (repeat)": (
+            "pv", lambda uid, i: _track(uid, "Product Viewed", f"pvr-{uid}-{i}", product_id=f"p{(i + 7) % 50}",
+                                        name="Кеды", price=4990, currency="RUB", category="shoes")),
     }
 
 
@@ -135,7 +140,7 @@ def run(log: Any = print) -> dict[str, Any]:
             kinds = event_kinds()
             # customers of every group exist (identified, email consent) before the measured events
             setup = []
-            for prefix, _ in kinds.values():
+            for prefix in dict.fromkeys(prefix for prefix, _ in kinds.values()):
                 setup += [_identify(f"{prefix}{i}") for i in range(BATCH + SINGLE)]
             for start in range(0, len(setup), 100):
                 b.ingest(setup[start:start + 100])

@@ -144,7 +144,7 @@ def _snapshot() -> tuple[dict[str, dict[tuple[str, str], dict[str, Any]]], dict[
             ing = Ingestor(ddb_client=d.dynamodb, sqs=d.sqs, env=d.env, config=d.config, workers=1)
             from retention.ingestion import wire
             msgs = []
-            for prefix, _ in event_kinds().values():
+            for prefix in dict.fromkeys(prefix for prefix, _ in event_kinds().values()):
                 msgs += [_identify(f"{prefix}{i}") for i in range(BATCH)]
             for start in range(0, len(msgs), 100):
                 parsed = wire.parse_request("batch", json.dumps({"batch": msgs[start:start + 100]}).encode(), NOW)

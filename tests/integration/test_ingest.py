@@ -605,6 +605,40 @@ def test_a_crash_after_the_marker_of_a_plain_event_keeps_its_raw_event(
     assert events[0]["sk"] == f"{iso(first[0].timestamp)}#p-1"
 
 
+@pytest.mark.parametrize("operation,role", [("update_item", "profiles"), ("put_item", "profiles"),
+                                             ("put_item", "idempotency"), ("batch_write_item", "events")],
+                         ids=["before the interest row", "before the profile", "before the marker",
+                              "before the raw event"])
+def test_a_product_view_needs_no_transaction_and_a_crash_anywhere_is_completed_once(
+        stack: Any, now: datetime, monkeypatch: pytest.MonkeyPatch, operation: str, role: str) -> None:
+    """A product view changes only latest times (the interest, the browsing time, last seen): its writes are
+    idempotent and all come before its marker, so the retry after a crash folds it again and completes
+    what is missing, and a third delivery changes nothing."""
+    client = stack.deps.dynamodb
+    stack.ingest([track("u1", "Page Scrolled", "p-0", now - timedelta(hours=3))])
+    view = [track("u1", "Product Viewed", "v-1", now - timedelta(minutes=20), product_id="p1")]
+    stack.counter.reset()
+    stack.ingest([track("u1", "Product Viewed", "v-0", now - timedelta(hours=2), product_id="p0")])
+    assert stack.counter.count("dynamodb", "TransactWriteItems") == 0
+    # interest row, profile, marker, event, and the day's events counter (one ADD per request)
+    assert stack.counter.count("dynamodb", *stack.counter.DDB_WRITES) == 5
+    crash_once(monkeypatch, client, operation, stack.tables[role])
+    with pytest.raises(Crash):
+        stack.ingest(view)
+    monkeypatch.undo()
+    assert stack.ingest(view).accepted == 1
+    version = ddb.get(client, stack.tables["profiles"], "C#u1", "P")["version"]  # type: ignore[index]
+    again = stack.ingest(view)
+    assert again.duplicates == 1
+    assert ddb.get(client, stack.tables["profiles"], "C#u1", "P")["version"] == version  # type: ignore[index]
+    p = stack.profile("u1")
+    assert p.interests == {"p0": iso(now - timedelta(hours=2)), "p1": iso(now - timedelta(minutes=20))}
+    assert p.meta["activity"]["last_product_viewed_at"] == (now - timedelta(minutes=20)).isoformat()
+    row = ddb.get(client, stack.tables["profiles"], "PI#p1", "C#u1")
+    assert row is not None and row["viewed_at"] == iso(now - timedelta(minutes=20))
+    assert sorted(e["message_id"] for e in raw_events(stack, "u1")) == ["p-0", "v-0", "v-1"]
+
+
 def test_last_seen_is_stored_when_it_moves_by_an_hour(stack: Any, now: datetime) -> None:
     t0 = now - timedelta(hours=5)
     stack.ingest([track("u1", "Page Scrolled", "s0", t0)])

@@ -1,12 +1,14 @@
 """The effects writer: what the engine decided for a customer (retention.journeys.engine.Effects), written
 in two halves, the same for ingestion, identity merges and the minute tick.
 
-1. Inside the caller's transaction (`transaction_items`): the internal events on the timeline, the segment
-   history rows, the due items, and one SEND safety item per send (so a send stays durable in the due index
-   until the queue has it).
+1. Inside the caller's transaction (`transaction_items`): the internal events on the timeline (a segment
+   move's `Segment Entered` / `Segment Exited` event is its history: the admin view and the CLI show it),
+   the due items, and one SEND safety item per send (so a send stays durable in the due index until the
+   queue has it).
 2. After the commit (`after_commit`), ONE sequence: segment sizes and flows, enqueue the sends, delete
-   their safety items, then the daily counters. A crash in between leaves the safety items for the tick,
-   and the send ledger stops a second send.
+   their safety items, then the daily counters, summed over the whole request (one ADD per rule, step and
+   variant, not one per customer). A crash in between leaves the safety items for the tick, and the send
+   ledger stops a second send.
 
 The counters and segment flows of a commit have a safety item of their own (`STATS`, one per customer
 commit, written in the same transaction): a request that dies after its commit (a timeout, a crash) would
@@ -28,7 +30,7 @@ from retention.analytics import segstats
 from retention.analytics.counters import add_counters
 from retention.core import ddb
 from retention.core.settings import Env
-from retention.customers.store import history_key, timeline_key
+from retention.customers.store import timeline_key
 from retention.journeys.engine import Effects
 from retention.messaging.requests import SendRequest
 from retention.schedule import due
@@ -58,7 +60,9 @@ def stats_item(cid: str, fx: Effects, now: datetime) -> due.DueItem | None:
 
 def transaction_items(env: Env, cid: str, fx: Effects, now: datetime, retention_s: int) -> list[dict[str, Any]]:
     """What the engine decided for one customer, as transaction items: internal events (segment
-    transitions) on the timeline, history rows, due items and the sends' safety items."""
+    transitions) on the timeline, due items and the sends' safety items. `fx.history` is not written on its
+    own: it said what the internal events say (group, segment, entered/exited, reason, time) with the same
+    expiry, and nothing read it (2 write units per segment move inside the transaction)."""
     expires = int(now.timestamp()) + retention_s
     items: list[dict[str, Any]] = []
     for ev in fx.events:
@@ -67,10 +71,6 @@ def transaction_items(env: Env, cid: str, fx: Effects, now: datetime, retention_
             {"pk": pk, "sk": sk, "customer_id": cid,
              "type": "track", "event": ev["event"], "properties": json.dumps(ev["properties"]),
              "message_id": ev["message_id"], "timestamp": ev["timestamp"], "internal": True, "ttl": expires})}})
-    for h in fx.history:
-        pk, sk = history_key(cid, h["at"], h["group"], h["segment"], h["kind"])
-        items.append({"Put": {"TableName": env.profiles_table, "Item": ddb.serialize(
-            {"pk": pk, "sk": sk, **h, "ttl": expires})}})
     stats = stats_item(cid, fx, now)
     for d in [*fx.due, *safety_items(fx.sends, now), *([stats] if stats else [])]:
         items.append({"Put": {"TableName": env.due_table, "Item": ddb.serialize(d.to_item(env.due_shards))}})
@@ -128,10 +128,24 @@ def after_commit(client: Any, sqs: Any, env: Env, done: Committed, now: datetime
     if done.sends:
         enqueue(sqs, env.send_queue_url, done.sends)
         due.delete(client, env.due_table, safety_items(done.sends, now), env.due_shards)
-    for rule, step, variant, values, hint in done.counters:
+    for (rule, step, variant), (values, hint) in summed_counters(done.counters).items():
         add_counters(client, env.messages_table, rule, step, variant, values, now, hint)
     due.delete(client, env.due_table, done.stats, env.due_shards)
     return len(done.sends)
+
+
+def summed_counters(counters: list[tuple[str, int, str, dict[str, float], str]]
+                    ) -> dict[tuple[str, int, str], tuple[dict[str, float], str]]:
+    """The counters of a request summed per (rule, step, variant): one ADD each (a batch of 100 customers
+    entering one rule was 100 updates of the same daily item, one write unit each). The shard is the first
+    contributor's: a request's sum is one write whichever shard takes it."""
+    out: dict[tuple[str, int, str], tuple[dict[str, float], str]] = {}
+    for rule, step, variant, values, hint in counters:
+        summed, first = out.get((rule, step, variant), ({}, hint))
+        for name, amount in values.items():
+            summed[name] = summed.get(name, 0) + amount
+        out[(rule, step, variant)] = (summed, first)
+    return out
 
 
 def replay_stats(client: Any, env: Env, item: due.DueItem) -> bool:

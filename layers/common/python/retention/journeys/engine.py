@@ -195,6 +195,11 @@ class Engine:
         nxt = evaluation.next_change_at
         stored = profile.meta.get("segments_due_at")
         nxt_iso = clock.iso(nxt) if nxt else None
+        if stored and stored > clock.iso(now) and (nxt_iso is None or nxt_iso >= stored):
+            # a re-check is due already, no later than the next change: it re-evaluates then and schedules
+            # what follows. A browsing customer's next change moves with every view (warm for 30 days after
+            # the last one): a SEGMENT item per view cost 2 write units each and fired as a no-op re-check.
+            return internal
         if nxt_iso != stored:
             profile.meta["segments_due_at"] = nxt_iso
             fx.changed = True
