@@ -11,6 +11,8 @@ from retention.console.web import ROOT, allowed, app, arg, audited, form, redire
 from retention.core.http import path_id
 from retention.core.runtime import deps
 
+TIMELINE_EVENTS = 100  # the latest events on the profile page (the segment history is read from them)
+
 
 def find(q: str) -> str | None:
     """A customer id from an id, an email or a phone (the profiles table's email and phone indexes)."""
@@ -58,11 +60,22 @@ def profile(customer_id: str) -> Response:
     customer_id = path_id(customer_id)
     admin = Admin(deps())
     customer = admin.customer(customer_id)
-    events = admin.events(customer_id, limit=50)["events"]
-    from retention.customers.store import segment_history
-    d = deps()
-    history = segment_history(d.dynamodb, d.env.profiles_table, customer_id)
-    return render("customer.html", c=customer, timeline=timeline(customer, events), history=history, error=None)
+    events = admin.events(customer_id, limit=TIMELINE_EVENTS)["events"]
+    return render("customer.html", c=customer, timeline=timeline(customer, events),
+                  history=segment_history(events), error=None)
+
+
+def segment_history(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The segment moves among the timeline's events, newest first: each move is an internal `Segment
+    Entered` / `Segment Exited` event (its history; no rows of its own)."""
+    moves = []
+    for e in events:
+        if e.get("internal") and e.get("event") in ("Segment Entered", "Segment Exited"):
+            p = e.get("properties") or {}
+            moves.append({"at": e.get("timestamp"), "group": p.get("group"), "segment": p.get("segment"),
+                          "kind": "entered" if e["event"] == "Segment Entered" else "exited",
+                          "reason": p.get("reason")})
+    return sorted(moves, key=lambda m: str(m["at"]), reverse=True)
 
 
 @app.post("/console/customers/<customer_id>/erase")

@@ -67,7 +67,6 @@ RU: dict[str, str] = {
     "Recent comments": "Последние комментарии",
     "Daily sizes": "Размеры по дням",
     "Segment history": "История сегментов",
-    "until": "до",
     "Daily sizes and flows": "Размеры по дням и переходы",
     "{n} days": "{n} дн.",
     "Or build it: field, operator, value": "Или соберите его: поле, оператор, значение",

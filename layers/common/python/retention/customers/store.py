@@ -125,12 +125,6 @@ def history_key(customer_id: str, at: str, group: str, segment: str, kind: str) 
     return (profile_pk(customer_id), f"H#{at}#{group}#{segment}#{kind}")
 
 
-def segment_history(client: Any, table: str, customer_id: str, limit: int = 50) -> list[dict[str, Any]]:
-    """The customer's segment changes, newest first (one Query of his partition's `H#` rows)."""
-    rows = ddb.query(client, table, profile_pk(customer_id), sk_prefix="H#", forward=False, limit=limit)
-    return [{k: v for k, v in row.items() if k not in ("pk", "sk", "ttl")} for row in rows]
-
-
 def timeline_key(customer_id: str, timestamp: str, message_id: str) -> tuple[str, str]:
     """An event on the customer's timeline (events table), in time order."""
     return (profile_pk(customer_id), f"{timestamp}#{message_id}")
