@@ -229,6 +229,28 @@ def test_dry_run_ab_verdict_brake_pause_and_resume_then_sign_out(local: Any, bro
         local.request("POST", "/admin/rules/console-ab/disable", {}, headers=admin)
 
 
+def test_condition_builder_counts_as_you_choose_and_writes_the_yaml(local: Any, browser: Any) -> None:
+    """Progressive enhancement with htmx: choosing a field, an operator and a value counts at once and puts
+    the YAML the rows make into the YAML box (out-of-band swap), without a page load."""
+    expect = sync_api.expect
+    _batch(local, [{"type": "identify", "userId": "cb-1", "messageId": "cb-1-id",
+                    "traits": {"email": "cb-1@cb.example", "email_consent": True, "vip": True}}])
+    page = _page(browser)
+    page.goto(local.url + "/console/segments")
+    page.fill("#token", ADMIN)
+    page.click("button[type=submit]")
+    page.wait_for_url(local.url + "/console/segments")
+    page.select_option("select[name=field0]", "trait:vip")
+    page.select_option("select[name=op0]", "eq")
+    page.fill("input[name=value0]", "true")
+    expect(page.locator("#condition")).to_have_value("{trait: vip, eq: true}")
+    expect(page.locator("#count .big")).to_be_visible()
+    assert int(page.locator("#count .big").inner_text()) >= 1
+    assert page.url == local.url + "/console/segments"  # swapped in place, no navigation
+    _shot(page, "segments-builder")
+    page.context.close()
+
+
 def test_local_outbox_page_and_clock(local: Any) -> None:
     """Local stack only: /_local/inbox renders the outbox; a POST from another origin cannot move the clock."""
     import urllib.error
