@@ -32,6 +32,7 @@ def test_events_are_counted_per_day_once_per_messageid_without_a_scan(api: Any) 
     api.ingest([track("u1", "Button Clicked", "old", now - timedelta(days=3))])
     clock.set_now(now)
     api.counter.reset()
+    assert call("GET", "/admin/health", token=None)[0] == 401
     status, body = call("GET", "/admin/health")
     assert status == 200, body
     assert body["events"]["today"] == 6 and body["events"]["last_30_days"] == 7

@@ -50,6 +50,7 @@ from retention.customers.store import (
     interest_pk,
     order_item,
     order_key,
+    phone_index_key,
     profile_pk,
     timeline_key,
     to_item,
@@ -699,6 +700,9 @@ class Ingestor:
             salt = salt or self.config.secrets("suppression-salt")[0].decode()
             self._check_address(profile, "sms", str(phone), salt)
             profile.meta["phone_checked"] = phone
+            pk, sk = phone_index_key(str(phone))  # with the profile that now holds the number
+            items.append({"Put": {"TableName": self.env.profiles_table, "Item": ddb.serialize(
+                {"pk": pk, "sk": sk, "customer_id": profile.id})}})
 
     def _check_address(self, profile: Any, channel: str, address: str, salt: str) -> None:
         sup = ddb.get(self.ddb, self.env.messages_table, *suppression_key(address, salt))
