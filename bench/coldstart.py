@@ -63,6 +63,7 @@ def lambda_env(name: str) -> dict[str, str]:
         "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "512", "AWS_XRAY_CONTEXT_MISSING": "IGNORE_ERROR",
         "POWERTOOLS_SERVICE_NAME": f"retention-{name}", "POWERTOOLS_METRICS_NAMESPACE": "Retention",
         "POWERTOOLS_LOG_LEVEL": "INFO",
+        "PYDANTIC_DISABLE_PLUGINS": "__all__",  # as infra/stack.py sets it for every function
         "PROFILES_TABLE": "profiles", "EVENTS_TABLE": "events", "CONFIG_TABLE": "config", "DUE_TABLE": "due",
         "MESSAGES_TABLE": "messages", "IDEMPOTENCY_TABLE": "idempotency",
         "SEND_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/000000000000/send",

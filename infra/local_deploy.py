@@ -164,9 +164,13 @@ class DeployedStack:
 
     @property
     def environment(self) -> dict[str, str]:
-        """The environment shared by every function (without POWERTOOLS_SERVICE_NAME)."""
-        first = next(iter(self.functions.values()))
-        return {k: v for k, v in first.environment.items() if k != "POWERTOOLS_SERVICE_NAME"}
+        """The environment of every function in one (without POWERTOOLS_SERVICE_NAME): the local runtime runs
+        them all in one process. Most of it is shared; a few variables are one function's (the admin API's
+        dead-letter queue URLs)."""
+        merged: dict[str, str] = {}
+        for info in self.functions.values():
+            merged.update({k: v for k, v in info.environment.items() if k != "POWERTOOLS_SERVICE_NAME"})
+        return merged
 
 
 # -- synth -----------------------------------------------------------------------------------------

@@ -139,11 +139,14 @@ def moto_stack(sender: str = "Shop <news@example.com>") -> Iterator[Stack]:
         tables = create_tables(ddb)
         send_q = sqs.create_queue(QueueName="send")["QueueUrl"]
         rec_q = sqs.create_queue(QueueName="recompute")["QueueUrl"]
+        dlqs = {name: sqs.create_queue(QueueName=name)["QueueUrl"] for name in ("send-dlq", "recompute-dlq",
+                                                                                 "feedback-dlq")}
         ses.create_email_identity(EmailIdentity="example.com")
         env = Env(PROFILES_TABLE=tables["profiles"], EVENTS_TABLE=tables["events"], CONFIG_TABLE=tables["config"],
                   DUE_TABLE=tables["due"], MESSAGES_TABLE=tables["messages"],
                   IDEMPOTENCY_TABLE=tables["idempotency"], PRODUCTS_TABLE=tables["products"],
-                  SEND_QUEUE_URL=send_q, RECOMPUTE_QUEUE_URL=rec_q,
+                  SEND_QUEUE_URL=send_q, RECOMPUTE_QUEUE_URL=rec_q, SEND_DLQ_URL=dlqs["send-dlq"],
+                  RECOMPUTE_DLQ_URL=dlqs["recompute-dlq"], FEEDBACK_DLQ_URL=dlqs["feedback-dlq"],
                   SENDER_EMAIL=sender, PUBLIC_BASE_URL="https://shop.test/api")
         counter = RequestCounter()
         for c in (ddb, sqs, ses, sns):
@@ -239,3 +242,19 @@ class LambdaContext:
 
     def get_remaining_time_in_millis(self) -> int:
         return 30_000
+
+
+def record_backoff(monkeypatch: Any) -> list[float]:
+    """Backoff pauses recorded, not slept: `random.uniform` answers its upper bound (the pause's cap),
+    which is appended to the returned list, and `time.sleep` returns at once."""
+    import random
+    import time
+    bounds: list[float] = []
+
+    def uniform(low: float, high: float) -> float:
+        bounds.append(high)
+        return high
+    monkeypatch.delenv("RETENTION_NO_SLEEP", raising=False)
+    monkeypatch.setattr(random, "uniform", uniform)
+    monkeypatch.setattr(time, "sleep", lambda seconds: None)
+    return bounds

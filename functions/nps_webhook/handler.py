@@ -15,7 +15,7 @@ from retention.surveys import nps, pages
 from retention.surveys.answers import Surveys
 from retention.surveys.links import survey_router
 
-app = APIGatewayRestResolver(enable_validation=True)
+app = APIGatewayRestResolver()  # no OpenAPI validation: the routes take a str token and return Responses
 register_errors(app, logger)
 app.include_router(survey_router)  # retention.surveys.links
 

@@ -20,7 +20,7 @@ from retention.surveys import pages
 from retention.surveys.links import optin_router
 from retention.surveys.preferences import Preferences
 
-app = APIGatewayRestResolver(enable_validation=True)
+app = APIGatewayRestResolver()  # no OpenAPI validation: the routes take a str token and return Responses
 register_errors(app, logger)
 app.include_router(optin_router)  # retention.surveys.links
 

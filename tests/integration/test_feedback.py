@@ -15,7 +15,6 @@ from retention.messaging.requests import SendRequest, suppression_key
 
 from tests.integration.test_sender import (
     FaultyDynamo,
-    apply,
     customer,
     emails,
     ledger,
@@ -63,20 +62,6 @@ def feedback(stack: Any) -> Any:
 def suppressed_on_list(stack: Any, address: str) -> Any:
     salt = stack.deps.config.secrets("suppression-salt")[0].decode()
     return ddb.get(stack.deps.dynamodb, stack.deps.env.messages_table, *suppression_key(address, salt))
-
-
-@pytest.fixture
-def s(stack: Any) -> Any:
-    customer(stack, "u1")
-    apply(stack)
-    return stack
-
-
-@pytest.fixture
-def sent(s: Any) -> SendRequest:
-    req = request()
-    assert sender(s).send(req).status == "sent"
-    return req
 
 
 def test_delivery_open_click_update_status_counters_and_rates_once(s: Any, sent: SendRequest, handler: Any) -> None:

@@ -13,7 +13,7 @@ from retention.analytics.counters import read_counters
 from retention.messaging.requests import SendRequest
 
 from tests.integration.test_feedback import feedback, ses_event, suppressed_on_list
-from tests.integration.test_sender import FaultyDynamo, apply, customer, ledger, request, sender, stored
+from tests.integration.test_sender import FaultyDynamo, ledger, request, sender, stored
 
 pytestmark = pytest.mark.filterwarnings("ignore:No application metrics")
 
@@ -22,20 +22,6 @@ def conflict(op: str) -> ClientError:
     response: Any = {"Error": {"Code": "ConditionalCheckFailedException", "Message": "The conditional request failed"},
                      "ResponseMetadata": {"HTTPStatusCode": 400}}
     return ClientError(response, op)
-
-
-@pytest.fixture
-def s(stack: Any) -> Any:
-    customer(stack, "u1")
-    apply(stack)
-    return stack
-
-
-@pytest.fixture
-def sent(s: Any) -> SendRequest:
-    req = request()
-    assert sender(s).send(req).status == "sent"
-    return req
 
 
 def flaky_feedback(stack: Any, client: Any) -> Any:

@@ -9,6 +9,8 @@ import pytest
 from retention.core import clock
 from retention.customers.store import ProfileRepo
 
+from tests.support import record_backoff
+
 pytestmark = pytest.mark.filterwarnings("ignore:No application metrics")
 
 
@@ -75,21 +77,11 @@ def test_a_merge_that_collides_backs_off_briefly_and_retries(stack: Any, monkeyp
     """Kills `ddb.backoff(attempt + 1)` → `attempt + 0` / `attempt + 2` in `_join`: a merge transaction that
     collides is read again and retried after a full-jitter pause of at most 0.1 s (the first retry's
     bound: 0.05 s × 2); sleeps are recorded, not slept."""
-    import random
-    import time
-
     from retention.ingestion.ingestor import Ingestor
     stack.ingest([{"type": "track", "anonymousId": "a2", "messageId": "t2", "event": "Product Viewed",
                    "properties": {"product_id": "p2"}}])
     stack.ingest([identify("u2", "i2", email="u2@example.com")])
-    bounds: list[float] = []
-
-    def uniform(low: float, high: float) -> float:
-        bounds.append(high)
-        return high
-    monkeypatch.delenv("RETENTION_NO_SLEEP", raising=False)
-    monkeypatch.setattr(random, "uniform", uniform)
-    monkeypatch.setattr(time, "sleep", lambda seconds: None)
+    bounds = record_backoff(monkeypatch)
     d = stack.deps
     client = ConflictOnce(d.dynamodb)
     assert Ingestor(ddb_client=client, sqs=d.sqs, env=d.env, config=d.config).link("a2", "u2", clock.now())

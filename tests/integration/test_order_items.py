@@ -141,4 +141,4 @@ def test_an_event_costs_the_same_with_400_orders_as_with_one(stack: Any, now: da
         assert stack.profile(uid).kpis["orders_count"] == n + 1
     print(f"write units (plain, plain an hour later, order, refund): {units}")
     assert units[1] == units[400], units
-    assert units[1][0] == 2  # a plain event: the marker and the raw event
+    assert units[1][0] == 3  # a plain event alone in its request: the marker, the raw event, the day's events counter

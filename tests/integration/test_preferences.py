@@ -63,13 +63,6 @@ def s(stack: Any) -> Any:
     return stack
 
 
-@pytest.fixture
-def sent(s: Any) -> SendRequest:
-    req = request()
-    assert sender(s).send(req).status == "sent"
-    return req
-
-
 def mailed_token(s: Any) -> str:
     """The token of the List-Unsubscribe URL of the last email (what a mailbox provider POSTs to)."""
     header = emails()[-1]["headers"]["List-Unsubscribe"]

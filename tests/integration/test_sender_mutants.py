@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from retention.messaging.requests import SendRequest
 
-from tests.support import sent_emails
+from tests.support import record_backoff, sent_emails
 
 pytestmark = pytest.mark.filterwarnings("ignore:No application metrics")
 
@@ -205,16 +205,7 @@ def test_provider_throttling_backs_off_for_fractions_of_a_second(note: Any,
     """Kills `ddb.backoff(attempt, base=0.1)` → `base=1.1` / `-0.9` in `_deliver`: two throttled SES calls
     then a success wait at most 0.2 s and 0.4 s (full jitter: each sleep is drawn below its bound), far
     inside the few seconds a send's Lambda has left. Sleeps are recorded, not slept."""
-    import random
-    import time
-    bounds: list[float] = []
-    monkeypatch.delenv("RETENTION_NO_SLEEP", raising=False)
-
-    def uniform(low: float, high: float) -> float:
-        bounds.append(high)
-        return high
-    monkeypatch.setattr(random, "uniform", uniform)
-    monkeypatch.setattr(time, "sleep", lambda seconds: None)
+    bounds = record_backoff(monkeypatch)
     slow = _client_error("TooManyRequestsException", "slow down", "SendEmail")
     ses = FailingClient(note.deps.sesv2, "send_email", slow, slow)
     assert _sender(note, ses=ses).send(_request()).status == "sent"
@@ -289,16 +280,7 @@ def test_a_conflicting_sent_transaction_backs_off_briefly_and_retries(note: Any,
     """Kills `ddb.backoff(attempt + 1)` → `attempt + 0` in `_mark_sent`: a transaction conflict on the write
     that marks the message sent is retried after a pause of at most 0.1 s (0.05 s × 2), and the profile
     gets the send. Sleeps are recorded, not slept."""
-    import random
-    import time
-    bounds: list[float] = []
-
-    def uniform(low: float, high: float) -> float:
-        bounds.append(high)
-        return high
-    monkeypatch.delenv("RETENTION_NO_SLEEP", raising=False)
-    monkeypatch.setattr(random, "uniform", uniform)
-    monkeypatch.setattr(time, "sleep", lambda seconds: None)
+    bounds = record_backoff(monkeypatch)
     conflict = _client_error("TransactionConflictException", "conflict", "TransactWriteItems")
     flaky = CountingDynamo(note.deps.dynamodb, conflict, fail_at=1)  # the claim is a plain put: the first transaction marks it sent
     req = _request()

@@ -63,3 +63,30 @@ def test_steps_and_located_errors() -> None:
     assert describe_step({"send": {"channel": "sms", "template": "x"}}, t)["label"] == "send sms: x"
     errors, lines = located_errors("rules/x.yaml:5: steps[0]: bad\nrules/x.yaml:9: other\nno line here")
     assert lines == {5, 9} and errors[2] == {"line": None, "text": "no line here"}
+
+
+def test_the_condition_builder_makes_the_rule_languages_conditions() -> None:
+    import pytest
+    from retention.console import builder
+    from retention.language.conditions import parse_condition
+    form = {"field0": "kpi:orders_count", "op0": "gte", "value0": "2", "field1": "since:last_order_at", "op1": "gt",
+            "value1": "180 d", "field2": "", "op2": "eq", "value2": "ignored", "field3": "trait:vip", "op3": "eq",
+            "value3": "true", "field4": "consent:email", "op4": "ne", "value4": "refused",
+            "field5": "segment", "op5": "not_in", "value5": "lifecycle/fraud", "field6": "trait:email", "op6": "missing"}
+    rows = builder.rows_from_form(form)
+    assert len(rows) == 6  # the row without a field is left out
+    cond = builder.build(rows)
+    assert cond == {"all": [{"kpi": "orders_count", "gte": 2}, {"since": "last_order_at", "gt": "180d"},
+                            {"trait": "vip", "eq": True}, {"not": {"consent": "email", "state": ["refused"]}},
+                            {"not_in_segment": "lifecycle/fraud"}, {"trait": "email", "exists": False}]}
+    parse_condition(cond, source="condition")  # the language takes it as it is
+    assert builder.build(rows[:1], "any") == {"kpi": "orders_count", "gte": 2}
+    assert "any" in builder.build(rows[:2], "any")
+    for bad, message in ((("kpi:orders_count", "gte", "many"), "is a number"),
+                         (("kpi:orders_count", "contains", "1"), "operator is one of"),
+                         (("consent:sms", "eq", "maybe"), "granted, pending"),
+                         (("kpi:nope", "eq", "1"), "unknown field"), (("trait:vip", "eq", ""), "value is missing")):
+        with pytest.raises(builder.BuilderError, match=message):
+            builder.build([bad])
+    with pytest.raises(builder.BuilderError):
+        builder.build([])

@@ -378,9 +378,10 @@ class Previews:
         return {"name": names[0] if names else sample["name"], "properties": sample["properties"]}, "sample"
 
     def preview(self, rule_id: str, customer_id: str, *, definition: Any = None,
-                event: Mapping[str, Any] | None = None) -> dict[str, Any]:
+                event: Mapping[str, Any] | None = None, locale: str | None = None) -> dict[str, Any]:
         """Every send step (every variant) rendered for the customer, with the checks the sender would
-        make; no ledger, no send, no write."""
+        make; no ledger, no send, no write. `locale` renders in that language instead of the customer's (the
+        console's template page shows both)."""
         from retention.customers.profile import consent_flags
         from retention.customers.profile import facts as profile_facts
         from retention.language.rules import choose_variant
@@ -389,6 +390,8 @@ class Previews:
         now = clock.now()
         rule = self.rule(rule_id, definition)
         profile = self._customer(customer_id, now).profile
+        if locale:
+            profile.traits = {**profile.traits, "locale": locale}  # this copy only: nothing is written
         if event is not None:
             if not isinstance(event, Mapping) or not isinstance(event.get("properties", {}), Mapping):
                 raise BadRequestError("event is {name, properties}")

@@ -5,14 +5,17 @@ from __future__ import annotations
 
 import json
 from datetime import timedelta
-from typing import Any
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
 
 from retention.analytics.counters import read_counters
 from retention.core import clock, ddb
 from retention.core.errors import NotFoundError
 from retention.core.runtime import Deps
 from retention.customers.store import ProfileRepo, profile_pk
-from retention.journeys.catalogue import Catalogue
+
+if TYPE_CHECKING:
+    from retention.journeys.catalogue import Catalogue
 
 KIND_OF = {"rules": "RULE", "segments": "SEGDEF", "templates": "TEMPLATE"}
 
@@ -36,7 +39,13 @@ class Admin:
     def __init__(self, d: Deps) -> None:
         self.d = d
         self.repo = ProfileRepo(d.dynamodb, d.env.profiles_table)
-        self.library = Catalogue(d.config)
+
+    @cached_property
+    def library(self) -> Catalogue:
+        """The definitions (journeys engine, segment language): loaded by the routes that read them, not at
+        the admin API's cold start."""
+        from retention.journeys.catalogue import Catalogue
+        return Catalogue(self.d.config)
 
     # ---- customers ---------------------------------------------------------------------------------
     def customer(self, customer_id: str) -> dict[str, Any]:

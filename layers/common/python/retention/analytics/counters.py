@@ -48,3 +48,33 @@ def read_counters(client: Any, table: str, rule: str, date_from: str | None = No
     for shard in range(COUNTER_SHARDS):
         rows.extend(ddb.query(client, table, f"S#{rule}#{shard}", sk_between=(lo, hi)))
     return rows
+
+
+# ---- events received per day: what the console's overview shows as "events today / last 30 days" --------
+#   EV#<shard> / <YYYY-MM-DD>   n (ADD), ttl
+# One ADD per ingestion request (not per message): a Segment client's batch of 100 costs one write unit more,
+# a single-message request one more. The day is the day the engine stored the events (not their timestamps:
+# an imported history counts on the day it was imported).
+EVENT_COUNT_DAYS = 400
+
+
+def add_event_count(client: Any, table: str, count: int, at: datetime, shard_hint: str) -> None:
+    if count <= 0:
+        return
+    shard = zlib.crc32(shard_hint.encode()) % COUNTER_SHARDS
+    day = clock.iso(at)[:10]
+    client.update_item(
+        TableName=table, Key=ddb.key(f"EV#{shard}", day),
+        UpdateExpression="SET #d = :d, #t = if_not_exists(#t, :t) ADD #n :n",
+        ExpressionAttributeNames={"#d": "date", "#n": "n", "#t": "ttl"},
+        ExpressionAttributeValues={":d": {"S": day}, ":n": {"N": str(int(count))},
+                                   ":t": {"N": str(int(at.timestamp()) + EVENT_COUNT_DAYS * 86400)}})
+
+
+def read_event_counts(client: Any, table: str, date_from: str, date_to: str) -> dict[str, int]:
+    """Events stored per day (YYYY-MM-DD → n) between two dates, both included: one Query per shard."""
+    out: dict[str, int] = {}
+    for shard in range(COUNTER_SHARDS):
+        for row in ddb.query(client, table, f"EV#{shard}", sk_between=(date_from, date_to)):
+            out[str(row["sk"])] = out.get(str(row["sk"]), 0) + int(row.get("n") or 0)
+    return dict(sorted(out.items()))

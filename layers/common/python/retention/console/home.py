@@ -134,13 +134,19 @@ def overview() -> Response:
     funnel = funnel_report(d.dynamodb, d.env.messages_table, None, None)
     nps = Surveys(d).report((clock.now() - timedelta(days=30)).date().isoformat(), None, "month")["overall"]
     return render("overview.html", totals=totals, today=today, rules=rules, nps=nps, funnel=funnel,
-                  brake=_brake_status(),
+                  brake=_brake_status(), health=_health(),
                   channel_chart=charts.bars(sorted(channels.items()), title=t("Sends by channel")),
                   stage_chart=charts.bars([(s["step"], s["count"]) for s in funnel.get("stages", [])]
                                           + [("losses", (funnel.get("losses") or {}).get("count", 0))],
                                           title=t("Lifecycle sizes")),
                   daily_chart=charts.columns(sorted(daily.values(), key=lambda p: p["date"]), ("sent", "converted"),
                                              title=t("Daily sends and conversions")))
+
+
+def _health() -> dict[str, Any]:
+    """Events today / 30 days, pending sends and dead letters (GET /admin/health's answer)."""
+    from retention.admin.health import health
+    return health(deps())
 
 
 def _brake() -> Any:

@@ -14,8 +14,7 @@ from retention.core.http import path_id
 from retention.core.runtime import deps
 
 
-@app.get("/console/segments")
-def segments() -> Response:
+def _groups() -> list[dict[str, Any]]:
     from retention.analytics.segstats import history
     from retention.core import clock
     from retention.journeys.catalogue import Catalogue
@@ -28,30 +27,65 @@ def segments() -> Response:
         rows = [{"id": s.id, "title": getattr(s, "title", None), "count": count.get(s.id, 0)} for s in g.segments]
         groups.append({"group": g.group, "title": g.title, "mode": g.mode, "description": g.description,
                        "segments": rows, "chart": charts.bars([(r["id"], r["count"]) for r in rows], title=g.group)})
-    return render("segments.html", groups=groups, condition="", count=None, count_error=None)
+    return groups
+
+
+def _segments_page(**ctx: Any) -> Response:
+    """The page: the count preview (YAML box and the builder), then every group with today's sizes."""
+    from retention.console import builder
+    groups = _groups()
+    refs = [f"{g['group']}/{s['id']}" for g in groups for s in g["segments"]]
+    page = {"condition": "", "count": None, "count_error": None, "rows": [], "match": "all", **ctx}
+    shown = min(builder.MAX_ROWS, max(3, len(page["rows"]) + 1))
+    page["rows"] = list(page["rows"]) + [("", "", "")] * (shown - len(page["rows"]))
+    return render("segments.html", groups=groups, fields=builder.fields(), ops=builder.OPS,
+                  suggestions=[*refs, *builder.CONSENT_VALUES, "30d", "180d", "true", "false"], **page)
+
+
+@app.get("/console/segments")
+def segments() -> Response:
+    return _segments_page()
 
 
 @app.post("/console/segments/count")
 def count() -> Response:
     """The count preview (read-only): how many customers a condition matches, on the first page of the
-    profiles (the admin API's POST /admin/segments/count). With htmx, only the result is sent back."""
+    profiles (the admin API's POST /admin/segments/count). The condition is the YAML box's, or the builder's
+    rows (`builder=1`), which become YAML in the box. With htmx, only the result (and the box) is sent back."""
     from retention.admin.previews import Previews
+    from retention.console import builder
     from retention.console.web import allowed, form, header
     from retention.core import yamlio
     allowed("POST", "/admin/segments/count")
-    condition = form().get("condition", "")
+    f = form()
+    condition = f.get("condition", "")
+    rows = builder.rows_from_form(f) if f.get("builder") else []
+    match = "any" if f.get("match") == "any" else "all"
+    if f.get("builder") and f.get("add_row"):
+        return _segments_page(condition=condition, rows=[*rows, ("", "", "")], match=match)
     result, error = None, None
     try:
-        docs = yamlio.load_yaml_documents(condition, "condition")
-        parsed = docs[0][0] if docs else None
+        if f.get("builder"):
+            parsed: Any = builder.build(rows, match)
+            condition = builder.to_yaml(parsed)
+        else:
+            docs = yamlio.load_yaml_documents(condition, "condition")
+            parsed = docs[0][0] if docs else None
         if not isinstance(parsed, dict):
             raise BadRequestError("a condition is a mapping, e.g. {kpi: orders_count, gte: 2}")
         result = Previews(deps()).count(condition=parsed)
+    except builder.BuilderError as exc:
+        error = str(exc)
     except RetentionError as exc:
         error = exc.message
     if header("HX-Request"):
+        if f.get("builder"):  # the result, and the YAML it made in the box (out of band)
+            return render("count.html", count=result, count_error=error, condition=condition, oob=True)
         return render("count.html", count=result, count_error=error)
-    return render("segments.html", groups=[], condition=condition, count=result, count_error=error)
+    return _segments_page(condition=condition, count=result, count_error=error, rows=rows, match=match)
+
+
+LOCALES = ("ru", "en")  # the template page previews every message in both
 
 
 def _rules_sending(template_id: str) -> list[str]:
@@ -91,10 +125,12 @@ def template(template_id: str) -> Response:
     customer, rule = (arg("customer") or "").strip(), arg("rule") or (rules[0] if rules else "")
     messages: list[dict[str, Any]] = []
     error = None
-    if customer and rule:
+    if customer and rule:  # in both languages, side by side (the customer's data, each locale's text)
         try:
-            preview = Previews(d).preview(rule, _customer_ref(customer))
-            messages = [m for m in preview["messages"] if m["template"] == template_id]
+            ref = _customer_ref(customer)
+            for locale in LOCALES:
+                preview = Previews(d).preview(rule, ref, locale=locale)
+                messages += [{**m, "locale": locale} for m in preview["messages"] if m["template"] == template_id]
         except RetentionError as exc:
             error = exc.message
     text = item.get("text")

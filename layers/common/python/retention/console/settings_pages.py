@@ -1,4 +1,5 @@
-"""The NPS report (score with the seed's labels, trend with the answers per point, by stage and shop) and
+"""The NPS report (score with the seed's labels, trend with the answers per point, by stage and shop, the
+latest comments) and
 the global settings (caps, quiet hours, links, brake thresholds: read by everyone, changed by admins,
 validated as a whole by retention.core.config.Settings)."""
 
@@ -16,13 +17,15 @@ from retention.core import clock
 from retention.core.errors import BadRequestError, RetentionError
 from retention.core.runtime import deps
 
+COMMENTS = 20  # the latest answers with a comment on the NPS page
+
 
 @app.get("/console/nps")
 def nps() -> Response:
     from retention.surveys.answers import Surveys
     period = str(arg("period")) if arg("period") in ("day", "week", "month") else "month"
     since = (clock.now() - timedelta(days=365)).date().isoformat()
-    report = Surveys(deps()).report(since, None, period)
+    report = Surveys(deps()).report(since, None, period, comments=COMMENTS)
     trend = charts.bars([(f"{p.get('period') or p.get('date') or p.get('start')} (n={p.get('responses')})",
                           max(0, p.get("nps") or 0)) for p in report["trend"]], title=t("Trend"))
     return render("nps.html", report=report, period=period, trend=trend)

@@ -47,7 +47,15 @@ def env() -> Any:
     e.filters["num"] = lambda v: "—" if v is None else f"{int(v or 0):,}".replace(",", " ")
     e.filters["q"] = lambda v: quote(str(v), safe="")
     e.filters["flow"] = _flow
+    e.filters["sms_parts"] = _sms_parts
     return e
+
+
+def _sms_parts(text: Any) -> str:
+    """What an SMS costs: its encoding, parts and length ("UCS-2 · 2 SMS · 95 characters")."""
+    from retention.messaging.sms import sms_segments
+    encoding, parts, length = sms_segments(str(text or ""))
+    return f"{encoding} · {parts} SMS · {length} {'septets' if encoding == 'GSM-7' else 'characters'}"
 
 
 def _flow(value: Any) -> str:

@@ -27,6 +27,10 @@ class Env(BaseModel):
     products_table: str = Field(default="", alias="PRODUCTS_TABLE")
     send_queue_url: str = Field(default="", alias="SEND_QUEUE_URL")
     recompute_queue_url: str = Field(default="", alias="RECOMPUTE_QUEUE_URL")
+    # the dead-letter queues, watched by the admin API (GET /admin/health: their depth); nobody sends to them
+    send_dlq_url: str = Field(default="", alias="SEND_DLQ_URL")
+    recompute_dlq_url: str = Field(default="", alias="RECOMPUTE_DLQ_URL")
+    feedback_dlq_url: str = Field(default="", alias="FEEDBACK_DLQ_URL")
     sender_email: str = Field(default="Shop <news@example.com>", alias="SENDER_EMAIL")
     public_base_url: str = Field(default="http://127.0.0.1:8787", alias="PUBLIC_BASE_URL")
     ses_configuration_set: str = Field(default="", alias="SES_CONFIGURATION_SET")

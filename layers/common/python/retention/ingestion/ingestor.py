@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from collections import defaultdict, deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -81,6 +82,8 @@ MAX_PROFILE_ITEM_BYTES = 350 * 1024
 """A profile item above this is refused before it is written (DynamoDB's limit is 400 KB: a write over it
 fails the whole transaction, and before this guard every later event of the customer answered 500)."""
 
+
+log = logging.getLogger(__name__)
 
 class ContentionError(RuntimeError):
     """A profile kept changing under us for every attempt: the request may be retried as a whole."""
@@ -186,7 +189,17 @@ class Ingestor:
                 fanned.append(fanout_item(msg, cids[msg.message_id], now))
         due.delete(self.ddb, self.env.due_table, fanned, self.env.due_shards)
         self._products([(cid, m) for o in outcomes for cid, m in o.owners()], now)
+        self._count(len(stored), now, unique[0].message_id)
         return result
+
+    def _count(self, stored: int, now: datetime, shard_hint: str) -> None:
+        """The day's events counter (the console's overview): one ADD per request. Best effort: the events
+        are stored already, and a retry of the request would be all duplicates, which count nothing."""
+        from retention.analytics.counters import add_event_count
+        try:
+            add_event_count(self.ddb, self.env.messages_table, stored, now, shard_hint)
+        except Exception as exc:  # a dashboard number never fails an ingestion
+            log.warning("events counter not added (%d events): %s", stored, exc)
 
     def _products(self, stored: list[tuple[str, Message]], now: datetime) -> None:
         """The catalogue, recommendation counters and coupons learn from what was stored (once per messageId)."""

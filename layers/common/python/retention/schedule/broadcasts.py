@@ -28,6 +28,8 @@ BROADCAST_REASON = "broadcast"
 class Broadcast(BaseModel):
     """One firing of a scheduled rule."""
 
+    model_config = {"defer_build": True}  # built at the first broadcast, not at every tick's cold start
+
     rule: str
     fired: datetime
 
@@ -40,6 +42,8 @@ class Broadcast(BaseModel):
 class WorkItem(BaseModel):
     """One parallel-scan segment of the profiles table: re-evaluate its customers' segments, or, with a
     `broadcast`, schedule that broadcast for them."""
+
+    model_config = {"defer_build": True}
 
     segment: int
     total: int

@@ -12,7 +12,7 @@ import hashlib
 import json
 import logging
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from retention.analytics.stats import ANSWER_PREFIX
 from retention.core import clock, ddb, tokens
@@ -20,11 +20,13 @@ from retention.core.errors import BadRequestError, ConflictError, NotFoundError
 from retention.core.runtime import Deps
 from retention.customers.profile import Profile
 from retention.customers.store import ProfileRepo
-from retention.ingestion.ingestor import Ingestor
 from retention.ingestion.wire import internal_message
 from retention.messaging import links
 from retention.messaging.requests import SendRequest, ledger_key
 from retention.surveys import nps
+
+if TYPE_CHECKING:  # the ingestion pipeline (journeys, segments, rules) loads at the first answer, not at import:
+    from retention.ingestion.ingestor import Ingestor  # a link page's GET never ingests
 
 NPS_SOURCE = "nps"
 OPTIN_SOURCE = "double_opt_in"
@@ -50,12 +52,24 @@ def _day(value: str, name: str) -> datetime:
         raise BadRequestError(f"'{name}' is a date YYYY-MM-DD, got {value!r}") from exc
 
 
+def recent_comments(rows: list[dict[str, Any]], limit: int) -> list[dict[str, Any]]:
+    """The latest `limit` answers with a comment, newest first: `{"at", "score", "comment", "customer_id",
+    "survey", "stage", "shop"}`. Rows without a customer (anonymised by an erasure) never count."""
+    with_comment = [r for r in rows if str(r.get("comment") or "").strip() and r.get("customer_id")
+                    and not str(r["customer_id"]).startswith("erased#")]
+    with_comment.sort(key=lambda r: str(r["at"]), reverse=True)
+    return [{"at": r["at"], "score": int(r["score"]), "comment": str(r["comment"]).strip(),
+             "customer_id": r["customer_id"], "survey": r.get("survey"), "stage": r.get("stage"),
+             "shop": r.get("shop")} for r in with_comment[:limit]]
+
+
 class Surveys:
     def __init__(self, d: Deps) -> None:
         self.d = d
         self.repo = ProfileRepo(d.dynamodb, d.env.profiles_table)
 
     def _ingestor(self) -> Ingestor:
+        from retention.ingestion.ingestor import Ingestor
         return Ingestor(ddb_client=self.d.dynamodb, sqs=self.d.sqs, env=self.d.env, config=self.d.config)
 
     # ---- NPS ---------------------------------------------------------------------------------------
@@ -165,7 +179,11 @@ class Surveys:
             raise
         return response
 
-    def report(self, date_from: str | None, date_to: str | None, period: str = "month") -> dict[str, Any]:
+    def report(self, date_from: str | None, date_to: str | None, period: str = "month",
+               comments: int = 0) -> dict[str, Any]:
+        """The NPS report (retention.surveys.nps.aggregate). `comments` > 0 adds `comments`: the latest that
+        many answers with a comment, newest first (the console's NPS page). An erased customer's answers keep
+        only their score (retention.customers.erasure), so his comments are never among them."""
         now = clock.now()
         start = _day(date_from, "from") if date_from else clock.parse_iso(clock.iso(now - timedelta(days=365))[:10]
                                                                            + "T00:00:00Z")
@@ -192,6 +210,8 @@ class Surveys:
         report["scale"] = [{"from": low, "label": en, "label_ru": ru} for low, en, ru in nps.NPS_SCALE]
         report["from"] = clock.iso(start)[:10]
         report["to"] = clock.iso(end)[:10]
+        if comments > 0:
+            report["comments"] = recent_comments(rows, comments)
         return report
 
     # ---- double opt-in ---------------------------------------------------------------------------

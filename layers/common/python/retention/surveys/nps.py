@@ -197,7 +197,7 @@ class _Answer(BaseModel):
     """What the survey handlers parse: unknown fields ignored, pydantic's error list turned into one
     BadRequestError that names the field (`what` says what the body is)."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", defer_build=True)  # built at the first answer, not at import
     what: ClassVar[str] = "the body"
 
     @model_validator(mode="wrap")

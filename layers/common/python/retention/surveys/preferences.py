@@ -11,7 +11,6 @@ from retention.analytics.counters import add_counters
 from retention.core import clock, ddb
 from retention.core.runtime import Deps
 from retention.customers.store import ProfileRepo
-from retention.ingestion.ingestor import Ingestor
 from retention.ingestion.wire import internal_message
 from retention.messaging import links
 from retention.messaging.requests import ledger_key
@@ -66,6 +65,7 @@ class Preferences:
             traits["locale"] = new_locale
         mid = "pref-" + hashlib.sha256(
             f"{token}|{sorted(changed.items())}|{new_locale}|{clock.iso(now)}".encode()).hexdigest()[:24]
+        from retention.ingestion.ingestor import Ingestor  # at the first change: a page's GET never ingests
         ingestor = Ingestor(ddb_client=self.d.dynamodb, sqs=self.d.sqs, env=self.d.env, config=self.d.config)
         ingestor.ingest([internal_message(customer, type_="identify", traits=traits, message_id=mid)],
                         PREFS_SOURCE, now=now)

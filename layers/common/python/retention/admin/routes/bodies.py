@@ -9,6 +9,8 @@ from pydantic import BaseModel, field_validator, model_validator
 
 
 class SourceBody(BaseModel):
+    model_config = {"defer_build": True}  # built at its route's first request, not at every cold start
+
     name: str
     scopes: list[str] | None = None  # retention.core.config.SOURCE_SCOPES (or "all"); default events+customers
 
@@ -21,6 +23,8 @@ class SourceBody(BaseModel):
 
 
 class CountBody(BaseModel):
+    model_config = {"defer_build": True}
+
     condition: dict[str, Any] | None = None
     segment: str | None = None
     cursor: str | None = None
@@ -28,6 +32,8 @@ class CountBody(BaseModel):
 
 
 class AssignBody(BaseModel):
+    model_config = {"defer_build": True}
+
     group: str | None = None
     segment: str | None = None
     reason: str | None = None
@@ -35,6 +41,8 @@ class AssignBody(BaseModel):
 
 
 class PreviewBody(BaseModel):
+    model_config = {"defer_build": True}
+
     customer: str | None = None
     customer_id: str | None = None
     definition: dict[str, Any] | None = None
@@ -52,6 +60,8 @@ class PreviewBody(BaseModel):
 
 
 class DryRunBody(BaseModel):
+    model_config = {"defer_build": True}
+
     days: int | float = 7
     cursor: str | None = None
     limit: int | None = None

@@ -1,4 +1,4 @@
-"""Statistics: the overview, the funnel, one rule's steps and variants, the NPS report."""
+"""Statistics: the overview, the funnel, one rule's steps and variants, the NPS report, the pipeline's health."""
 
 from __future__ import annotations
 
@@ -18,6 +18,13 @@ router = Router()
 @router.get("/admin/stats")
 def stats_overview() -> Any:
     return json_response(200, Admin(deps()).overview())
+
+
+@router.get("/admin/health")
+def pipeline_health() -> Any:
+    """Events per day (today, last 30 days), sends waiting in the send queue, dead letters (viewer)."""
+    from retention.admin.health import health
+    return json_response(200, health(deps()))
 
 
 @router.get("/admin/stats/funnel")
