@@ -56,7 +56,14 @@ ASSUMPTIONS: dict[str, Any] = {
                          "recompute": 0.5},
     "cold_starts_per_month": 8 * 24 * 30,  # ~1 per function per hour (INIT is billed since August 2025)
     "cold_start_s": 1.0,
-    "custom_metrics": 24, "alarms": 10,
+    # custom metrics: 24 Powertools counts (name × service) in the code; retention.core.observability.count
+    # leaves zeros out, and CloudWatch bills a metric for the hours it receives data: 5 have data nearly every
+    # hour at this volume (EventsAccepted; Messages_sent, Messages_skipped; DueItems, SendsEnqueued), the other
+    # 19 (rejections, duplicates, deferrals, unknown sends, nightly recompute, NPS, unsubscribes …) are taken
+    # at 20 % of the hours: 5 + 19 × 0.2 ≈ 9 metric-months (24 when every count was sent every invocation).
+    # Alarms: infra/stack.py makes 16 (3 DLQs, the sweeper's unknown sends, 8 function errors, an empty coupon
+    # pool, the brake, SES's 2 reputation metrics; tests/infra/test_infra_email_alarms.py).
+    "custom_metrics": 9, "alarms": 16,
     "xray_sampling": {"reservoir_per_s": 0, "rate": 0.01},  # infra/stack.py TraceSampling
 }
 COMPETITORS = {
@@ -130,6 +137,7 @@ def model(requests: dict[str, Any], cpu: dict[str, Any] | None, logs: dict[str, 
         "journey steps": (steps, "journey step (tick advancing one journey)"),
         "email sends": (emails, "sent email (send_message)"),
         "SMS sends": (sms, "sent SMS (send_message)"),
+        "send reminder sweeps": (messages, "send reminder sweep (tick, per sent message)"),
         "SES feedback": (None, None),
         "segment re-checks": (rechecks, "segment re-check (SEGMENT due item, tick)"),
         "minute ticks (fixed)": (ticks, "empty tick (nothing due; per minute)"),
@@ -157,11 +165,13 @@ def model(requests: dict[str, Any], cpu: dict[str, Any] | None, logs: dict[str, 
     stored = requests.get("stored_bytes", {})
     months = a["retention_days"] / 30.4
     gb = 1024 ** 3
+    # a ledger item, and its entry in the keys-only by_customer index (keys alone; measured in section 1)
+    ledger_bytes = stored.get("ledger", 500) + ov + stored.get("ledger_index", 100) + ov
     storage_gb = {
         f"events (raw, {a['retention_days']} days)": events * months * (sizes.get("events", 300) + ov) / gb,
         "messageId markers (30 days)": events * (a["dedupe_days"] / 30.4) * (sizes.get("idempotency", 80) + ov) / gb,
         "profiles, journeys, history": customers * (stored.get("customer_rows", 3000) + 2 * ov) / gb,
-        "send ledger + GSI (13 months)": messages * a["ledger_months_kept"] * 2 * (stored.get("ledger", 500) + ov) / gb,
+        "send ledger + keys-only GSI (13 months)": messages * a["ledger_months_kept"] * ledger_bytes / gb,
     }
     storage_total = sum(storage_gb.values())
     pitr_gb = storage_total - next(v for k, v in storage_gb.items() if k.startswith("events (raw"))
@@ -283,19 +293,19 @@ def model(requests: dict[str, Any], cpu: dict[str, Any] | None, logs: dict[str, 
                                     + traces / max(1.0, roots) * p["xray_per_million_traces"] / 1e6),
     }
     email_wru = sum(ddb[k]["wru"] for k in ("email sends", "SES feedback")) / emails + \
-        ddb["journey steps"]["wru"] / messages
+        sum(ddb[k]["wru"] for k in ("journey steps", "send reminder sweeps")) / messages
     email_rru = sum(ddb[k]["rru"] for k in ("email sends", "SES feedback")) / emails + \
-        ddb["journey steps"]["rru"] / messages
+        sum(ddb[k]["rru"] for k in ("journey steps", "send reminder sweeps")) / messages
     per_million_emails = {
         "SES": 1e6 / 1000 * p["ses_per_thousand"],
-        "DynamoDB requests (step + send + feedback)": 1e6 * (email_wru * p["ddb_wru_per_million"]
+        "DynamoDB requests (step + send + sweep + feedback)": 1e6 * (email_wru * p["ddb_wru_per_million"]
                                                              + email_rru * p["ddb_rru_per_million"]) / 1e6,
         "Lambda (send + step + feedback)": 1e6 * (send_ms * mem["send_message"] + a["journey_steps_per_message"]
                                                    * step_ms * mem["evaluate_triggers"]
                                                    + fb_per_email * fb_ms * mem["feedback"])
         / 1000 * p["lambda_arm_gb_s"] + (0.1 + fb_per_email) * p["lambda_per_million_requests"],
         "SQS + SNS (events)": (0.1 + 0.2 + 0.1) * p["sqs_per_million"] + fb_per_email * p["sns_publish_per_million"],
-        "ledger storage + PITR (13 months)": 1e6 * a["ledger_months_kept"] * 2 * (stored.get("ledger", 500) + ov) / gb
+        "ledger storage + PITR (13 months)": 1e6 * a["ledger_months_kept"] * ledger_bytes / gb
         * (p["ddb_storage_gb_month"] + p["ddb_pitr_gb_month"]),
     }
 

@@ -20,7 +20,7 @@ from datetime import timedelta
 from typing import Any
 
 from bench.aws_requests import T0, Bench, _identify, _per, _track
-from bench.meter import Meter, item_size, moto_backend, patch_moto_transactions
+from bench.meter import LEDGER_INDEX, Meter, item_size, moto_backend, patch_moto_transactions
 
 SIZES = (0, 1, 100, 500, 2000)
 CPU_ROUNDS = 41
@@ -58,7 +58,7 @@ def run(log: Any = print) -> dict[str, Any]:
     rconfig.CACHE_SECONDS = 1e9
     try:
         with moto_stack() as s:
-            meter = Meter(backend=moto_backend, gsi_keys={s.tables["messages"]: [("customer_id", "created_at")]})
+            meter = Meter(backend=moto_backend, gsi_keys={s.tables["messages"]: LEDGER_INDEX})
             d = s.deps
             for client in (d.dynamodb, d.sqs, d.sesv2, d.sns):
                 meter.attach(client)

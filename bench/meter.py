@@ -9,7 +9,8 @@ Sizing rules (DynamoDB developer guide, "Item sizes and formats" and "Read/write
 - a write costs ceil(size / 1 KB) write units (at least 1); a Put or Update over an existing item costs
   the larger of the old and the new size; a Delete costs the size of the deleted item; every item of a
   TransactWriteItems costs twice; a global secondary index whose keys the item carries costs one more
-  (standard) write of the projected item;
+  (standard) write of the projected item — for a KEYS_ONLY index only when the item enters or leaves it
+  or its keys change (two: a delete and a put);
 - a read costs ceil(size / 4 KB) read units for a strongly consistent read, half of that eventually
   consistent, twice that transactional; a Query or Scan rounds the sum of the items it returns once;
   a BatchGetItem rounds every item on its own (a missing key still costs the minimum).
@@ -24,6 +25,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 KB = 1024
+# the messages table's by_customer index (infra/constructs/storage.py)
+LEDGER_INDEX = [("customer_id", "created_at", "KEYS_ONLY")]
 DDB_WRITES = ("PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem", "TransactWriteItems")
 DDB_READS = ("GetItem", "BatchGetItem", "Query", "Scan", "TransactGetItems")
 
@@ -81,7 +84,8 @@ class Meter:
     size the item an Update or Delete touches (neither request carries the whole item)."""
 
     backend: Callable[[], Any] | None = None
-    gsi_keys: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
+    # table -> [(hash, range) of an index projecting ALL, or (hash, range, "KEYS_ONLY")]
+    gsi_keys: dict[str, list[tuple[str, ...]]] = field(default_factory=dict)
     calls: Counter[tuple[str, str]] = field(default_factory=Counter)
     wru: float = 0.0
     rru: float = 0.0
@@ -182,8 +186,15 @@ class Meter:
                 after = None
             size = max(item_size(old), item_size(after))
             units = factor * write_units(size)
-            for hash_attr, range_attr in self.gsi_keys.get(table, []):
-                if any(it and hash_attr in it and range_attr in it for it in (old, after)):
+            for hash_attr, range_attr, *projection in self.gsi_keys.get(table, []):
+                if projection == ["KEYS_ONLY"]:
+                    # a keys-only index is written when an item enters or leaves it or its keys change, not
+                    # when other attributes do; its entry is the keys alone (≈ 100 bytes: one unit)
+                    keys = [tuple(str(it.get(a)) for a in (hash_attr, range_attr)) if it and hash_attr in it
+                            and range_attr in it else None for it in (old, after)]
+                    if keys[0] != keys[1]:
+                        units += 2 if keys[0] and keys[1] else 1
+                elif any(it and hash_attr in it and range_attr in it for it in (old, after)):
                     units += write_units(size)
             self.wru += units
             self.wru_by_table[table] += units

@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from bench.meter import Meter, moto_backend, patch_moto_transactions
+from bench.meter import LEDGER_INDEX, Meter, moto_backend, patch_moto_transactions
 
 T0 = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -64,7 +64,7 @@ def run(log: Any = print) -> dict[str, Any]:
     rows: dict[str, Any] = {}
     with moto_stack() as s:
         d = s.deps
-        meter = Meter(backend=moto_backend, gsi_keys={s.tables["messages"]: [("customer_id", "created_at")]})
+        meter = Meter(backend=moto_backend, gsi_keys={s.tables["messages"]: LEDGER_INDEX})
         for client in (d.dynamodb, d.sqs, d.sesv2, d.sns):
             meter.attach(client)
         meter.enabled = False

@@ -424,7 +424,9 @@ def render(r: dict[str, Any]) -> str:
         parts += [requests_table(req), "",
                   "Counted with botocore hooks (`provide-client-params` / `after-call`). Write units are estimated "
                   "from item sizes: ceil(KB) per item, ×2 inside TransactWriteItems, +1 standard write for the "
-                  "`by_customer` GSI of the ledger; read units ceil(4 KB) per item (½ when eventually consistent). "
+                  "keys-only `by_customer` GSI of the ledger when a ledger item enters it (later status updates "
+                  "change no key and write nothing to it); read units ceil(4 KB) per item (½ when eventually "
+                  "consistent). "
                   "Configuration reads are cached per container for 30 s: the refresh is its own row. Batches are "
                   "100 messages of 100 distinct customers; single = one message per request.", ""]
         plain = req["rows"]["track (plain: no rule, no product) — batch of 100"]

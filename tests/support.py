@@ -33,7 +33,7 @@ def create_tables(client: Any) -> dict[str, str]:
                 "IndexName": "by_customer",
                 "KeySchema": [{"AttributeName": "customer_id", "KeyType": "HASH"},
                               {"AttributeName": "created_at", "KeyType": "RANGE"}],
-                "Projection": {"ProjectionType": "ALL"}}]
+                "Projection": {"ProjectionType": "KEYS_ONLY"}}]  # as infra/constructs/storage.py
         client.create_table(**kwargs)
         names[role] = name
     return names

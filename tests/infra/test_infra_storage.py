@@ -36,7 +36,7 @@ def test_messages_gsi_by_customer(synth):
                 {"AttributeName": "customer_id", "KeyType": "HASH"},
                 {"AttributeName": "created_at", "KeyType": "RANGE"},
             ],
-            "Projection": {"ProjectionType": "ALL"},
+            "Projection": {"ProjectionType": "KEYS_ONLY"},
         }
     ]
     for role in set(TABLE_ROLES) - {"messages"}:

@@ -639,6 +639,40 @@ def test_a_product_view_needs_no_transaction_and_a_crash_anywhere_is_completed_o
     assert sorted(e["message_id"] for e in raw_events(stack, "u1")) == ["p-0", "v-0", "v-1"]
 
 
+@pytest.mark.parametrize("operation,role", [("put_item", "profiles"), ("put_item", "idempotency"),
+                                             ("batch_write_item", "events")],
+                         ids=["before the profile", "before the marker", "before the raw event"])
+def test_a_trait_change_needs_no_transaction_and_a_crash_anywhere_is_completed_once(
+        stack: Any, now: datetime, monkeypatch: pytest.MonkeyPatch, operation: str, role: str) -> None:
+    """Traits are kept with the time of the message that set them: folding the same identify again sets
+    nothing new, so a known customer's trait change is a profile put, a marker and a raw event."""
+    client = stack.deps.dynamodb
+
+    def identify(mid: str, at: datetime, **traits: Any) -> dict[str, Any]:
+        return {"type": "identify", "userId": "u1", "messageId": mid, "timestamp": iso(at), "traits": traits}
+
+    stack.ingest([identify("i-0", now - timedelta(hours=3), first_name="Анна", city="Тверь")])
+    stack.counter.reset()
+    stack.ingest([identify("i-1", now - timedelta(hours=2), city="Москва")])
+    assert stack.counter.count("dynamodb", "TransactWriteItems") == 0
+    # profile, marker, raw event, and the day's events counter (one ADD per request)
+    assert stack.counter.count("dynamodb", *stack.counter.DDB_WRITES) == 4
+    later = [identify("i-2", now - timedelta(minutes=20), first_name="Мария")]
+    crash_once(monkeypatch, client, operation, stack.tables[role])
+    with pytest.raises(Crash):
+        stack.ingest(later)
+    monkeypatch.undo()
+    assert stack.ingest(later).accepted == 1
+    version = ddb.get(client, stack.tables["profiles"], "C#u1", "P")["version"]  # type: ignore[index]
+    assert stack.ingest(later).duplicates == 1
+    # an older identify delivered late changes nothing either
+    stack.ingest([identify("i-old", now - timedelta(minutes=150), city="Тула")])
+    assert ddb.get(client, stack.tables["profiles"], "C#u1", "P")["version"] == version  # type: ignore[index]
+    p = stack.profile("u1")
+    assert (p.traits["first_name"], p.traits["city"]) == ("Мария", "Москва")
+    assert sorted(e["message_id"] for e in raw_events(stack, "u1")) == ["i-0", "i-1", "i-2", "i-old"]
+
+
 def test_last_seen_is_stored_when_it_moves_by_an_hour(stack: Any, now: datetime) -> None:
     t0 = now - timedelta(hours=5)
     stack.ingest([track("u1", "Page Scrolled", "s0", t0)])

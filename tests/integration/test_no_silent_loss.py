@@ -85,13 +85,17 @@ def test_a_claim_left_pending_by_a_lost_answer_is_swept(library_stack: Any, now:
     assert s.sender().send(req).status == "duplicate"
 
 
-def test_a_sent_message_leaves_no_sweeper_item(library_stack: Any, now: datetime) -> None:
+def test_a_sent_messages_sweeper_item_is_a_no_op_and_goes(library_stack: Any, now: datetime) -> None:
+    """`sent` does not delete the reminder (2 write units inside its transaction): the tick reads the
+    ledger when it comes due, finds it sent, and deletes it."""
     s = library_stack
     req = _customer_and_send(s)
     assert s.sender().send(req).status == "sent"
-    assert not [r for r in due_rows(s) if r["kind"] == "PENDING"]
     clock.set_now(now + timedelta(minutes=16))
     assert s.ticker().tick().pending_unknown == 0
+    assert not [r for r in due_rows(s) if r["kind"] == "PENDING"]
+    row = ddb.get(s.deps.dynamodb, s.tables["messages"], *ledger_key(req.ledger_id))
+    assert row and row["status"] == "sent"
 
 
 def test_the_handler_reports_the_metric() -> None:

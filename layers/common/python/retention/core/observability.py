@@ -23,7 +23,11 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def count(name: str, value: float = 1) -> None:
-    metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
+    """A count, left out when it is zero: CloudWatch bills a custom metric for every hour it receives data
+    ($0.30 a metric-month), and a zero every minute (no rejected events, no unknown sends) made every metric
+    a full-time one. The alarms sum over 5 minutes and treat missing data as not breaching: the same answer."""
+    if value:
+        metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
 
 
 def entry(function: str) -> Callable[[F], F]:

@@ -413,8 +413,8 @@ class Ingestor:
                     out.duplicates += dups
                     out.committed.add(sp.profile.id, fx, now)
                     break
-                if not migrated and self._is_interest_only(sp, fx, effects, before):
-                    stored_soft = self._store_interests(source_id, sp, chunk, effects, before, seen_before, defs,
+                if not migrated and self._is_idempotent_only(sp, fx, effects, before):
+                    stored_soft = self._store_idempotent(source_id, sp, chunk, effects, before, seen_before, defs,
                                                         now)
                     if stored_soft is not None:
                         fresh, dups = stored_soft
@@ -584,26 +584,29 @@ class Ingestor:
         return not _matters(sp.profile, before, seen_before)
 
     @staticmethod
-    def _is_interest_only(sp: StoredProfile, fx: Effects, effects: list[dict[str, Any]], before: str) -> bool:
+    def _is_idempotent_only(sp: StoredProfile, fx: Effects, effects: list[dict[str, Any]], before: str) -> bool:
         """Whether the chunk's whole effect is idempotent: product interests (`interests`, the browsing times
-        in `meta.activity`, `last_seen_at`: each the latest of the times seen, so folding the same message
-        again changes nothing) and their product-interest rows (upserts of the same times). Such a chunk
-        needs no transaction with its markers (`_store_interests`). Not for an anonymous profile (a merge's
-        tombstone, see `_is_plain`) nor a new one."""
+        in `meta.activity`, `last_seen_at`: each the latest of the times seen), traits (each kept with the
+        time of the message that set it, `trait_ts`: an older or the same message sets nothing new), so
+        folding the same message again changes nothing, and the product-interest rows (upserts of the same
+        times). Such a chunk needs no transaction with its markers (`_store_idempotent`). Not for an
+        anonymous profile (a merge's tombstone, see `_is_plain`) nor a new one; anything else that changed
+        (consent and its log, the email index, segments, journeys, orders, notes …) goes in a transaction."""
         if fx.sends or fx.counters or fx.transitions or fx.due or fx.events or fx.history:
             return False
         if not sp.exists or sp.profile.id.startswith("anon:") or sp.profile.dirty_orders():
             return False
         if not all("Update" in e and e["Update"]["Key"]["pk"]["S"].startswith(INTEREST_PREFIX) for e in effects):
             return False
-        return _without_interests(json.loads(before)) == _without_interests(json.loads(sp.profile.to_doc()))
+        return _without_latest(json.loads(before)) == _without_latest(json.loads(sp.profile.to_doc()))
 
-    def _store_interests(self, source_id: str, sp: StoredProfile, chunk: list[Message], effects: list[dict[str, Any]],
+    def _store_idempotent(self, source_id: str, sp: StoredProfile, chunk: list[Message], effects: list[dict[str, Any]],
                          before: str, seen_before: datetime | None, defs: Definitions, now: datetime
                          ) -> tuple[list[Message], int] | None:
-        """A chunk of product views (and plain events) without a transaction: the product-interest rows, then
-        the profile (a put conditional on its version, only when it changed), then the markers and raw events
-        as for a plain event. 4 write units for a product view (was 8 to 10 in a transaction). Each step is
+        """A chunk of product views, trait updates and plain events without a transaction: the product-interest
+        rows, then the profile (a put conditional on its version, only when it changed), then the markers and
+        raw events as for a plain event. 4 write units for a product view (was 8 to 10 in a transaction), 3 for
+        an identify that changes traits and nothing else (6). Each step is
         idempotent and comes before the markers: a crash anywhere is completed by the client's retry, which
         folds the same messages again (the times are maxima: no change where the first attempt landed) and
         writes the rows and the profile again before it finds the markers. None: the profile changed under
@@ -826,9 +829,9 @@ def _in_parallel(fn: Any, keys: list[str], workers: int) -> list[Any]:
     return out
 
 
-def _without_interests(doc: dict[str, Any]) -> dict[str, Any]:
-    """A profile doc without what a product view changes idempotently (latest times only)."""
-    out = {k: v for k, v in doc.items() if k not in ("interests", "last_seen_at")}
+def _without_latest(doc: dict[str, Any]) -> dict[str, Any]:
+    """A profile doc without what a message changes idempotently (latest times, latest trait values)."""
+    out = {k: v for k, v in doc.items() if k not in ("interests", "last_seen_at", "traits", "trait_ts")}
     if isinstance(out.get("meta"), dict):
         out["meta"] = {k: v for k, v in out["meta"].items() if k != "activity"}
     if isinstance(out.get("kpis"), dict):

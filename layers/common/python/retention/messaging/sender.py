@@ -20,8 +20,9 @@ the message a second time behind the ledger's back): see retention.messaging.del
 Every message not sent has its reason on the ledger (`reason`) and in the daily counters
 (`suppressed` + `suppressed:<reason>`, the row conventions of retention.analytics.stats).
 
-DynamoDB requests per sent message (configuration cached): claim (PutItem), profile (GetItem),
-ledger `sent` + profile `sends` (TransactWriteItems), counters (UpdateItem) = 4. A recommendation block
+DynamoDB requests per sent message (configuration cached): the sweeper's reminder and the claim (2 PutItem),
+profile (GetItem), ledger `sent` + profile `sends` (TransactWriteItems), counters (UpdateItem) = 5; the tick
+reads the ledger and deletes the reminder when it comes due. A recommendation block
 adds its reads (retention.products.recommend), a pool coupon GetItem + Query + GetItem + one transaction;
 an email adds one UpdateItem: the send brake's hourly counter of the sending identity (retention.messaging.brake).
 """
@@ -172,17 +173,19 @@ class Sender:
                 "entry": req.entry, "step": req.step, "variant": req.variant, "template": req.template,
                 "channel": req.channel, "created_at": clock.iso(now), "claimed_at": clock.iso(now),
                 "ttl": int(now.timestamp()) + self.config.settings().ledger_retention_days * 86400}
+        # the sweeper's reminder first, then the claim: a crash or a lost provider answer after the claim
+        # leaves it `pending` with its reminder, and the tick reconciles it (reconcile_pending) instead of
+        # nobody. Two plain writes (2 + 1 write units with the index) instead of one transaction (5): a
+        # reminder without its claim (a crash in between, a duplicate delivery) is a no-op sweep, and every
+        # reminder is left to the tick (a read of the ledger and one delete when it comes due), not deleted
+        # by `sent` (2 write units inside its transaction)
+        self.ddb.put_item(TableName=self.env.due_table,
+                          Item=ddb.serialize(pending_item(req, now).to_item(self.env.due_shards)))
         try:
-            # the claim and the sweeper's reminder in one request: a crash or a lost provider answer from here
-            # on leaves the claim `pending`, and the tick reconciles it (reconcile_pending) instead of nobody;
-            # `sent` deletes the reminder in its own transaction, other outcomes leave it to a no-op sweep
-            self.ddb.transact_write_items(TransactItems=[
-                {"Put": {"TableName": self.env.messages_table, "Item": ddb.serialize(item),
-                         "ConditionExpression": "attribute_not_exists(pk) OR #s IN (:r, :d)",
-                         "ExpressionAttributeNames": {"#s": "status"},
-                         "ExpressionAttributeValues": {":r": {"S": "retry"}, ":d": {"S": "deferred"}}}},
-                {"Put": {"TableName": self.env.due_table,
-                         "Item": ddb.serialize(pending_item(req, now).to_item(self.env.due_shards))}}])
+            self.ddb.put_item(TableName=self.env.messages_table, Item=ddb.serialize(item),
+                              ConditionExpression="attribute_not_exists(pk) OR #s IN (:r, :d)",
+                              ExpressionAttributeNames={"#s": "status"},
+                              ExpressionAttributeValues={":r": {"S": "retry"}, ":d": {"S": "deferred"}})
             return True
         except Exception as exc:
             if ddb.is_conditional_failure(exc):
@@ -420,8 +423,7 @@ class Sender:
         return str(resp.get("MessageId", ""))
 
     def _mark_sent(self, req: SendRequest, sp: StoredProfile, channel: str, address: str, rendered: Any,
-                   provider_id: str, now: datetime, claimed: datetime | None = None) -> None:
-        claimed = claimed or now
+                   provider_id: str, now: datetime) -> None:
         """Ledger `sent` and the profile's send list in one transaction (one request, both or neither)."""
         entry = {"at": clock.iso(now), "rule": req.rule, "step": req.step, "variant": req.variant,
                  "channel": channel, "marketing": not req.transactional, "ledger": req.ledger_id}
@@ -441,9 +443,7 @@ class Sender:
         for attempt in range(4):
             try:
                 # the token makes a retried (or timed-out-but-applied) transaction apply once
-                sweep = {"Delete": {"TableName": self.env.due_table,
-                                    "Key": ddb.key(*pending_item(req, claimed).keys(self.env.due_shards))}}
-                self.ddb.transact_write_items(TransactItems=[ledger_update, profile_update, sweep],
+                self.ddb.transact_write_items(TransactItems=[ledger_update, profile_update],
                                               ClientRequestToken=req.ledger_id)
                 break
             except Exception as exc:
