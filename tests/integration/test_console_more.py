@@ -23,8 +23,8 @@ def _answer(stack: Any, uid: str, score: int, comment: str | None, at: Any) -> N
                                message_id=f"nps-{uid}", ref="survey-1")
 
 
-def test_nps_page_lists_recent_comments_never_an_erased_customers(library_stack: Any) -> None:
-    s = library_stack
+def test_nps_page_lists_recent_comments_never_an_erased_customers(stack: Any) -> None:
+    s = stack  # no scenario library needed (it costs seconds a test)
     now = clock.now()
     for uid, email in (("c-1", "anna@example.com"), ("c-2", "boris@example.com"), ("c-3", "vera@example.com")):
         _customer(s, uid, email)
@@ -109,10 +109,10 @@ def test_template_preview_in_both_languages_and_an_sms_with_its_parts(library_st
     assert html.count('class="small sms-parts"') == 2
 
 
-def test_customers_are_found_by_phone_and_the_index_goes_with_an_erasure(library_stack: Any) -> None:
+def test_customers_are_found_by_phone_and_the_index_goes_with_an_erasure(stack: Any) -> None:
     from retention.core import ddb
     from retention.customers.store import phone_index_key
-    s = library_stack
+    s = stack  # no scenario library needed
     s.ingest([{"type": "identify", "userId": "p-1", "messageId": "id-p-1", "traits": {"phone": "8 (916) 123-45-67"}},
               {"type": "identify", "userId": "p-2", "messageId": "id-p-2", "traits": {"phone": "+79160000000"}}])
     b = Browser()
