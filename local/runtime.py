@@ -449,10 +449,14 @@ class LocalStack:
         from retention.core.runtime import deps
         from retention.messaging.mime import parse_email
         from retention.messaging.requests import LEDGER_PREFIX
+        from retention.messaging.testsend import TEST_LEDGER_PREFIX
         d = deps()
         ledgers: dict[str, dict[str, Any]] = {}
-        kwargs: dict[str, Any] = {"TableName": d.env.messages_table, "FilterExpression": "begins_with(pk, :l)",
-                                  "ExpressionAttributeValues": {":l": {"S": LEDGER_PREFIX}}}
+        # the send ledger, and the test sends' own ledger (retention.messaging.testsend: rule "[test]")
+        kwargs: dict[str, Any] = {"TableName": d.env.messages_table,
+                                  "FilterExpression": "begins_with(pk, :l) OR begins_with(pk, :t)",
+                                  "ExpressionAttributeValues": {":l": {"S": LEDGER_PREFIX},
+                                                                ":t": {"S": TEST_LEDGER_PREFIX}}}
         client = d.dynamodb
         while True:
             resp = client.scan(**kwargs)
@@ -473,7 +477,8 @@ class LocalStack:
             hdr = parsed["headers"]
             out.append({"channel": "email", "to": hdr.get("To", ""), "subject": parsed["subject"],
                         "text": parsed.get("text"), "html": parsed.get("html"), "headers": hdr,
-                        "rule": led.get("rule") or hdr.get("X-Retention-Rule"),
+                        "rule": led.get("rule") or hdr.get("X-Retention-Rule")
+                        or ("[test]" if led.get("kind") == "test_send" else None),
                         "step": int(led["step"]) if "step" in led else int(hdr.get("X-Retention-Step", 0)),
                         "variant": led.get("variant") or hdr.get("X-Retention-Variant"),
                         "sent_at": led.get("sent_at"), "message_id": msg.id})

@@ -9,6 +9,7 @@ Storage in the config table (pk / sk):
   TOKEN#<lookup> / TOKEN   one token: name, role, expiry, per-token salt and salted SHA-256 of the secret
   TOKENS / <token id>      the listing (no secret, no hash)
   AUDIT / <iso>#<rand>     one change: who, role, when, action, kind, id, version
+  PEOPLE / <name>          the person's own email address (staff mail: the console's test sends), set by admins
 `lookup` is an HMAC of the token under a stack-wide pepper (signing secret `token-pepper`): a leaked
 config table gives neither the tokens nor a cheap way to test guesses without the pepper, and each stored
 hash is salted on its own.
@@ -36,6 +37,7 @@ RANK = {role: i for i, role in enumerate(ROLES)}
 PEPPER = "token-pepper"
 TOKEN_PREFIX = "rt_"  # noqa: S105 - a prefix, not a secret
 AUDIT_PK = "AUDIT"
+PEOPLE_PK = "PEOPLE"
 _DURATION = re.compile(r"^\s*(\d+)\s*([hdwy])\s*$")
 _UNIT_HOURS = {"h": 1, "d": 24, "w": 24 * 7, "y": 24 * 365}
 
@@ -192,6 +194,44 @@ class People:
                                     "ask an admin for a new one (retention tokens create)", code="token_expired")
         return Person(name=str(item.get("name")), role=str(item.get("role") or "viewer"),
                       token_id=str(item.get("token_id")))
+
+    # ---- people's addresses (staff mail) ---------------------------------------------------------------
+    def set_email(self, name: str, email: str, *, by: str) -> dict[str, Any]:
+        """A person's own email address (the console's test sends go there and nowhere else); an empty
+        `email` removes it. Only names that have a token are people."""
+        from retention.messaging.mime import validate_address
+        name = (name or "").strip()
+        if not name or not any(t["name"] == name for t in self.tokens(include_revoked=False)):
+            raise BadRequestError(f"{name!r} is not a person with a token")
+        email = (email or "").strip()
+        now = clock.now()
+        if not email:
+            self.client.delete_item(TableName=self.table, Key=ddb.key(PEOPLE_PK, name))
+        else:
+            email = validate_address(email, field="email")
+            self.client.put_item(TableName=self.table, Item=ddb.serialize(
+                {"pk": PEOPLE_PK, "sk": name, "email": email, "updated_at": clock.iso(now), "updated_by": by}))
+        self.audit(by, "update", "person", name, detail={"email": email or None}, now=now)
+        return {"name": name, "email": email or None}
+
+    def email_of(self, name: str) -> str | None:
+        """The person's own address on record (None when there is none)."""
+        item = ddb.get(self.client, self.table, PEOPLE_PK, name, consistent=True)
+        return str(item["email"]) if item and item.get("email") else None
+
+    def emails(self) -> dict[str, str]:
+        """{name: email} of every person with an address on record (the tokens page)."""
+        return {str(i["sk"]): str(i["email"]) for i in ddb.query(self.client, self.table, PEOPLE_PK) if i.get("email")}
+
+    def staff_address(self, name: str, address: str) -> str | None:
+        """`address` when it is the address on record of `name`, a person with an active token; else None
+        (the sender's re-check before a test send: never a customer's or a typed address)."""
+        on_record = self.email_of(name)
+        if not on_record or on_record.strip().lower() != (address or "").strip().lower():
+            return None
+        if not self.find(name):
+            return None
+        return on_record
 
     # ---- audit -----------------------------------------------------------------------------------------
     def audit(self, who: str, action: str, kind: str, item_id: str | None = None, *, version: Any = None,

@@ -194,6 +194,23 @@ RU: dict[str, str] = {
     "Coupon pools": "Пулы купонов",
     "Upload codes": "Загрузить коды",
     "Product": "Товар",
+    # the template page's test send; people's addresses on the tokens page
+    "Send a test to me": "Отправить тест себе",
+    "Send a test to": "Отправить тест на",
+    "Test queued for": "Тест отправлен в очередь для",
+    "The template rendered with the sample customer (no real customer's data), subject prefixed [TEST], a placeholder "
+    "coupon code and inert links; quiet hours and consent do not apply.":
+        "Шаблон с данными примерного клиента (без данных настоящих клиентов), тема с префиксом [TEST], "
+        "код купона-заглушка и неактивные ссылки; тихие часы и согласия не применяются.",
+    "You have no email address on record, so a test cannot be sent.":
+        "У вас не указан адрес электронной почты, поэтому тест отправить нельзя.",
+    "Set it on the Tokens page": "Укажите его на странице «Токены»",
+    "Ask an admin to set it on the console's Tokens page (People's email addresses).":
+        "Попросите администратора указать его на странице «Токены» консоли (адреса сотрудников).",
+    "People's email addresses": "Адреса сотрудников",
+    "A person's own address: the only place the console's test sends go. Leave it empty to remove it.":
+        "Личный адрес сотрудника: тестовые письма консоли уходят только туда. Пустое поле удаляет адрес.",
+    "Email": "Эл. почта",
 }
 
 

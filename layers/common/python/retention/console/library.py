@@ -8,7 +8,7 @@ from typing import Any
 from aws_lambda_powertools.event_handler import Response
 
 from retention.console import charts
-from retention.console.web import app, arg, render, t
+from retention.console.web import allowed, app, arg, render, t
 from retention.core.errors import BadRequestError, RetentionError
 from retention.core.http import path_id
 from retention.core.runtime import deps
@@ -96,7 +96,7 @@ def count() -> Response:
     rows (`builder=1`), which become YAML in the box. With htmx, only the result (and the box) is sent back."""
     from retention.admin.previews import Previews
     from retention.console import builder
-    from retention.console.web import allowed, form, header
+    from retention.console.web import form, header
     from retention.core import yamlio
     allowed("POST", "/admin/segments/count")
     f = form()
@@ -180,4 +180,34 @@ def template(template_id: str) -> Response:
         import yaml
         text = yaml.safe_dump(item["body"], allow_unicode=True, sort_keys=False)
     return render("template.html", item=item, text=text, warnings=warnings, rules=rules, rule=rule,
-                  customer=customer, messages=messages, error=error)
+                  customer=customer, messages=messages, error=error, **_test_send_box())
+
+
+def _test_send_box(**ctx: Any) -> dict[str, Any]:
+    """The "Send a test to me" form's state: the signed-in person's address on record (or None)."""
+    from retention.admin.people import People
+    from retention.console.web import session
+    box = {"my_email": People(deps().config).email_of(session().person.name), "locales": LOCALES,
+           "test_sent": arg("test_sent") or None, "test_error": None, "test_locale": arg("locale") or LOCALES[0]}
+    return {**box, **ctx}
+
+
+@app.post("/console/templates/<template_id>/test-send")
+def template_test_send(template_id: str) -> Response:
+    """A test send to the signed-in person's own address (editors and admins): the send queue takes it, the
+    sender delivers it (retention.messaging.testsend). Audited under the person's name."""
+    from retention.admin.people import People
+    from retention.console.web import form, redirect, session
+    from retention.messaging.testsend import enqueue
+    template_id = path_id(template_id)
+    allowed("PUT", f"/admin/templates/{template_id}")
+    person = session().person
+    locale = form().get("locale") or LOCALES[0]
+    try:
+        req = enqueue(deps(), person.name, template_id, locale)
+    except BadRequestError as exc:
+        return render("error.html", status=400, title=t("Send a test to me"), message=exc.message)
+    People(deps().config).audit(person.name, "test_send", "template", template_id, role=person.role,
+                                detail={"to": req.to, "locale": req.locale, "request": req.request_id,
+                                        "via": "console"})
+    return redirect(f"/console/templates/{template_id}?test_sent={req.locale}")

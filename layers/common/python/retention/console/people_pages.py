@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from aws_lambda_powertools.event_handler import Response
 
 from retention.admin.people import ROLES, People
@@ -17,10 +19,32 @@ def audit() -> Response:
     return render("audit.html", entries=entries, who=who or "", kind=kind or "")
 
 
+def _tokens_page(people: People, status: int = 200, **ctx: Any) -> Response:
+    listed = people.tokens()
+    names = sorted({str(tk["name"]) for tk in listed if tk["state"] == "active"})
+    page: dict[str, Any] = {"created": None, "error": None, "email_error": None, **ctx}
+    return render("tokens.html", status=status, tokens=listed, roles=ROLES, people_names=names,
+                  emails=people.emails(), **page)
+
+
 @app.get("/console/tokens")
 def tokens() -> Response:
     allowed("GET", "/admin/tokens")
-    return render("tokens.html", tokens=People(deps().config).tokens(), roles=ROLES, created=None, error=None)
+    return _tokens_page(People(deps().config))
+
+
+@app.post("/console/people/email")
+def set_email() -> Response:
+    """A person's own address (admins; test sends go there and nowhere else). People.set_email audits it."""
+    from retention.core.errors import BadRequestError
+    allowed("POST", "/admin/tokens")
+    f = form()
+    people = People(deps().config)
+    try:
+        people.set_email(f.get("name", ""), f.get("email", ""), by=session().person.name)
+    except BadRequestError as exc:
+        return _tokens_page(people, status=400, email_error=exc.message)
+    return redirect(f"{ROOT}/tokens#emails")
 
 
 @app.post("/console/tokens")
@@ -33,8 +57,8 @@ def create_token() -> Response:
         created = people.create(f.get("name", ""), f.get("role") or "viewer", expires=f.get("expires") or None,
                                 by=session().person.name)
     except BadRequestError as exc:
-        return render("tokens.html", status=400, tokens=people.tokens(), roles=ROLES, created=None, error=exc.message)
-    return render("tokens.html", tokens=people.tokens(), roles=ROLES, created=created, error=None)
+        return _tokens_page(people, status=400, error=exc.message)
+    return _tokens_page(people, created=created)
 
 
 @app.post("/console/tokens/<token_id>/revoke")

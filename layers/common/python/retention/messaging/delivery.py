@@ -74,6 +74,9 @@ class SendWorker:
         self.sender = sender(d)
 
     def handle(self, record: Any) -> None:
+        from retention.messaging.testsend import is_test_send
+        if is_test_send(record.body):
+            return self._test_send(record)
         try:
             request = SendRequest.model_validate_json(record.body)
         except ValueError:
@@ -95,6 +98,21 @@ class SendWorker:
             count("CouponPoolEmpty")
         logger.info("send", extra={"rule": request.rule, "step": request.step, "status": outcome.status,
                                    "reason": outcome.reason, "ledger": request.ledger_id})
+
+    def _test_send(self, record: Any) -> None:
+        """A staff test send (retention.messaging.testsend): its own ledger, no counters, no customer."""
+        from retention.messaging.testsend import TestSender, TestSendRequest
+        try:
+            request = TestSendRequest.model_validate_json(record.body)
+        except ValueError:
+            count("Messages_poison")
+            logger.error("poison test send request", extra={"message_id": record.message_id})
+            raise
+        outcome = TestSender(self.sender).send(request)
+        count(f"TestSends_{outcome.status}")
+        logger.info("test send", extra={"template": request.template, "person": request.person,
+                                        "status": outcome.status, "reason": outcome.reason,
+                                        "request": request.request_id})
 
     def _requeue(self, record: Any) -> bool:
         """A fresh, delayed copy of a message throttled too often (True when it was queued)."""
