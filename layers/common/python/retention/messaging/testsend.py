@@ -10,7 +10,8 @@ A separate, clearly marked path through the send queue (only send_message calls 
   prefixed "[TEST] "; the coupon is a visible placeholder (no code is issued); the links are the sample
   context's inert ones (engine.example / shop.example: nothing acts on a customer);
 - a ledger of its own (`TEST#<request id>` / `L` in the messages table, conditional claim): a redelivered SQS
-  message does not send twice; no daily counters, no profile `sends`, no brake counter, no rule stats;
+  message does not send twice; no daily counters, no profile `sends`, no rule stats (the send brake's
+  hourly counter does count it: SES's reputation counts every mail, and its bounce reaches the brake);
 - quiet hours, caps and consent do not apply (staff mail); the send brake's pause still stops a marketing
   template (a transactional one flows, as for customers);
 - SES gets no `ledger` tag (its feedback never touches a customer's ledger), a `test_send` tag instead.
@@ -121,6 +122,9 @@ class TestSender:
             log.warning("test send %s failed: %s", req.request_id, exc)
             return Outcome("failed", "provider_error")
         self._finish(req, "sent", now, sent_at=clock.iso(now), provider_id=provider_id, subject=subject)
+        # SES's reputation counts this mail (and its bounce, if any, reaches the brake through feedback):
+        # the brake's hourly counter of the identity counts it too, so its rates stay SES's rates
+        self.s.brake.count_send(self.s.identity, now, testsend_ledger_key(req.request_id)[0])
         return Outcome("sent", provider_id=provider_id)
 
     def _refusal(self, req: TestSendRequest) -> str | None:
