@@ -1,12 +1,14 @@
 """The console in a real headless Chromium (Playwright driving Debian's /usr/bin/chromium; no browser
 download) against the local stack (`make run`): sign in, overview, a rule edited with an error shown at its
-line, enable/disable, sign out; a viewer cannot edit. Screenshots are kept in build/console/ (artefacts).
+line, enable/disable, sign out; a viewer cannot edit; an A/B verdict over real sends, a dry-run, the brake
+paused and resumed. Screenshots are kept in build/console/ (artefacts).
 
 Few tests on purpose: each browser start costs seconds on a small machine."""
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,6 +24,9 @@ ADMIN = "dev-admin-token"
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is a dev extra (pip install playwright)")
 if not shutil.which(CHROMIUM) and not Path(CHROMIUM).exists():
     pytest.skip(f"no chromium at {CHROMIUM} (make system-deps installs Debian's)", allow_module_level=True)
+# a page of the local stack can take seconds on a loaded 2-core machine (the overview reads every rule's
+# counters): assertions wait up to 30 s instead of Playwright's 5 s (they return as soon as they hold)
+sync_api.expect.set_options(timeout=30_000)
 
 
 @pytest.fixture(scope="module")
@@ -127,6 +132,122 @@ def test_a_viewer_reads_in_russian_but_cannot_edit(local: Any, browser: Any) -> 
     response = page.goto(local.url + "/console/rules/birthday/edit")
     assert response is not None and response.status == 403
     sync_api.expect(page.locator("h1")).to_have_text("Запрещено")
+    page.context.close()
+
+
+def _batch(local: Any, messages: list[dict[str, Any]]) -> None:
+    import base64
+    auth = {"Authorization": "Basic " + base64.b64encode(b"dev-write-key:").decode()}
+    status, body = local.request("POST", "/v1/batch", {"batch": messages}, headers=auth)
+    assert status == 200 and not body["rejected"], body
+
+
+AB_RULE = {  # sends at once (no waits, no clock to move): its variants have data as soon as it is ingested
+    "id": "console-ab", "title": "Console A/B", "enabled": True, "category": "marketing",
+    "trigger": {"event": "Console AB Tried"}, "audience": {"all": [{"consent": "email"}]},
+    "exit_when": {"event": "Order Completed"}, "goal": {"event": "Order Completed"}, "holdout_percent": 0,
+    "steps": [{"send": {"channel": "email", "variants": [{"template": "welcome", "weight": 50, "name": "A"},
+                                                          {"template": "welcome", "weight": 50, "name": "B"}]}}]}
+
+
+def _tried(prefix: str, n: int) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    for i in range(n):
+        uid = f"{prefix}-{i}"
+        out += [{"type": "identify", "userId": uid, "messageId": f"{uid}-id",
+                 "traits": {"email": f"{uid}@ab.example", "email_consent": True, "locale": "en"}},
+                {"type": "track", "userId": uid, "event": "Console AB Tried", "messageId": f"{uid}-t"}]
+    return out
+
+
+def test_dry_run_ab_verdict_brake_pause_and_resume_then_sign_out(local: Any, browser: Any) -> None:
+    """One A/B rule's data, then the pages a marketer reads it on: the rule's verdict over real variant
+    sends and conversions, a dry-run over the stored events, the overview's brake paused by a complaint and
+    resumed by the admin's button (and what is failing: nothing), sign-out."""
+    expect = sync_api.expect
+    admin = {"Authorization": f"Bearer {ADMIN}"}
+    status, applied = local.request("PUT", "/admin/rules/console-ab", AB_RULE, headers=admin)
+    assert status in (200, 201), applied
+    try:
+        _batch(local, _tried("ab", 16))
+        sent = local.request("GET", "/_local/outbox?rule=console-ab&to=%40ab.example")[1]
+        assert {m["variant"] for m in sent} == {"A", "B"}, sent
+        buyers = [m["to"].split("@")[0] for m in sent if m["variant"] == "B"][:3]
+        _batch(local, [{"type": "track", "userId": uid, "event": "Order Completed", "messageId": f"{uid}-oc",
+                        "properties": {"order_id": f"{uid}-o", "revenue": 1990, "currency": "RUB"}}
+                       for uid in buyers])
+
+        page = _page(browser)  # signed in straight onto the rule's page
+        page.goto(local.url + "/console/rules/console-ab")
+        page.fill("#token", ADMIN)
+        page.click("button[type=submit]")
+        page.wait_for_url(local.url + "/console/rules/console-ab")
+        verdict = page.locator(".verdict[data-verdict]").first
+        expect(verdict).to_contain_text("not enough data yet (n = ")  # in plain words, over the real sends
+        table = page.locator("table").filter(has_text="Variant")
+        for name in ("A", "B"):  # a row per variant, with its sends (and B's conversions)
+            expect(table.locator("td").filter(has_text=re.compile(f"^{name}$")).first).to_be_visible()
+        _shot(page, "rule-ab")
+
+        page.fill("#dry_run", "7")
+        page.click("#dry-run button[type=submit]")
+        dry = page.locator("#dry-run")
+        expect(dry).to_contain_text("entries,")
+        entries = re.search(r"(\d+) entries,", dry.inner_text())
+        assert entries and int(entries.group(1)) >= 16, dry.inner_text()[:500]  # replayed, nothing sent
+        expect(dry.locator("a", has_text="ab-0").first).to_be_visible()
+        _shot(page, "rule-dry-run")
+
+        # one complaint trips the brake once a single send is a window (the threshold is a setting)
+        assert local.request("PUT", "/admin/settings", {"brake_min_sends": 1}, headers=admin)[0] == 200
+        status, fb = local.request("POST", "/_local/feedback", {"to": sent[0]["to"], "type": "Complaint"})
+        assert status == 200, fb
+        assert local.request("GET", "/admin/sending", headers=admin)[1]["marketing"] == "paused"
+        page.goto(local.url + "/console/")
+        brake = page.locator("#brake")
+        expect(brake).to_contain_text("Marketing sends are paused since")
+        expect(brake).to_contain_text("omplaint rate")
+        expect(page.locator("#events-today")).not_to_have_text("0")  # the day's events counter
+        expect(page.locator("#dead-letters")).to_have_text("0")
+        expect(page.locator("#health")).to_contain_text("Nothing is failing.")
+        _shot(page, "overview-paused")
+        brake.locator("button:has-text('Resume sending')").click()
+        expect(page.locator("#brake")).to_contain_text("Marketing sends are active.")
+        assert local.request("GET", "/admin/sending", headers=admin)[1]["marketing"] == "active"
+        audit = local.admin("/admin/audit?kind=sending")["entries"]
+        assert (audit[0]["who"], audit[0]["action"]) == ("local", "resume")
+
+        page.click("button:has-text('Sign out')")
+        page.wait_for_url("**/console/login")
+        _shot(page, "signed-out")
+        page.goto(local.url + "/console/")
+        assert "/console/login" in page.url
+        page.context.close()
+    finally:
+        local.request("PUT", "/admin/settings", {"brake_min_sends": 100}, headers=admin)
+        local.request("POST", "/admin/sending/resume", {}, headers=admin)
+        local.request("POST", "/admin/rules/console-ab/disable", {}, headers=admin)
+
+
+def test_condition_builder_counts_as_you_choose_and_writes_the_yaml(local: Any, browser: Any) -> None:
+    """Progressive enhancement with htmx: choosing a field, an operator and a value counts at once and puts
+    the YAML the rows make into the YAML box (out-of-band swap), without a page load."""
+    expect = sync_api.expect
+    _batch(local, [{"type": "identify", "userId": "cb-1", "messageId": "cb-1-id",
+                    "traits": {"email": "cb-1@cb.example", "email_consent": True, "vip": True}}])
+    page = _page(browser)
+    page.goto(local.url + "/console/segments")
+    page.fill("#token", ADMIN)
+    page.click("button[type=submit]")
+    page.wait_for_url(local.url + "/console/segments")
+    page.select_option("select[name=field0]", "trait:vip")
+    page.select_option("select[name=op0]", "eq")
+    page.fill("input[name=value0]", "true")
+    expect(page.locator("#condition")).to_have_value("{trait: vip, eq: true}")
+    expect(page.locator("#count .big")).to_be_visible()
+    assert int(page.locator("#count .big").inner_text()) >= 1
+    assert page.url == local.url + "/console/segments"  # swapped in place, no navigation
+    _shot(page, "segments-builder")
     page.context.close()
 
 

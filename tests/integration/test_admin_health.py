@@ -18,9 +18,10 @@ pytestmark = pytest.mark.filterwarnings("ignore:No application metrics")
 
 
 @pytest.fixture
-def api(library_stack: Any) -> Any:
-    create_admin_token(library_stack.deps.config, "t", token=TOKEN)
-    return library_stack
+def api(stack: Any) -> Any:
+    """The bare stack (no scenario library: these numbers need none, and applying it costs seconds a test)."""
+    create_admin_token(stack.deps.config, "t", token=TOKEN)
+    return stack
 
 
 def test_events_are_counted_per_day_once_per_messageid_without_a_scan(api: Any) -> None:
@@ -32,6 +33,7 @@ def test_events_are_counted_per_day_once_per_messageid_without_a_scan(api: Any) 
     api.ingest([track("u1", "Button Clicked", "old", now - timedelta(days=3))])
     clock.set_now(now)
     api.counter.reset()
+    assert call("GET", "/admin/health", token=None)[0] == 401
     status, body = call("GET", "/admin/health")
     assert status == 200, body
     assert body["events"]["today"] == 6 and body["events"]["last_30_days"] == 7

@@ -23,8 +23,8 @@ def _answer(stack: Any, uid: str, score: int, comment: str | None, at: Any) -> N
                                message_id=f"nps-{uid}", ref="survey-1")
 
 
-def test_nps_page_lists_recent_comments_never_an_erased_customers(library_stack: Any) -> None:
-    s = library_stack
+def test_nps_page_lists_recent_comments_never_an_erased_customers(stack: Any) -> None:
+    s = stack  # no scenario library needed (it costs seconds a test)
     now = clock.now()
     for uid, email in (("c-1", "anna@example.com"), ("c-2", "boris@example.com"), ("c-3", "vera@example.com")):
         _customer(s, uid, email)
@@ -107,3 +107,47 @@ def test_template_preview_in_both_languages_and_an_sms_with_its_parts(library_st
     status, _, html = b.get("/console/templates/back-in-stock?customer=c-9&rule=back-in-stock")
     assert status == 200 and '<p class="small sms-parts">UCS-2 · ' in html and " SMS · " in html, html[-3000:]
     assert html.count('class="small sms-parts"') == 2
+
+
+def test_customers_are_found_by_phone_and_the_index_goes_with_an_erasure(stack: Any) -> None:
+    from retention.core import ddb
+    from retention.customers.store import phone_index_key
+    s = stack  # no scenario library needed
+    s.ingest([{"type": "identify", "userId": "p-1", "messageId": "id-p-1", "traits": {"phone": "8 (916) 123-45-67"}},
+              {"type": "identify", "userId": "p-2", "messageId": "id-p-2", "traits": {"phone": "+79160000000"}}])
+    b = Browser()
+    b.sign_in(create_admin_token(s.deps.config, "ed", role="editor"))
+    for q in ("+79161234567", "89161234567", "%2B7%20916%20123-45-67"):
+        status, headers, _ = b.get(f"/console/customers?q={q}")
+        assert status == 303 and headers["location"] == "/console/customers/p-1", (q, status)
+    # the number moved to p-2: the old row no longer finds p-1, the new one finds p-2
+    s.ingest([{"type": "identify", "userId": "p-1", "messageId": "id-p-1b", "traits": {"phone": "+79165550000"}},
+              {"type": "identify", "userId": "p-2", "messageId": "id-p-2b", "traits": {"phone": "+79161234567"}}])
+    assert b.get("/console/customers?q=%2B79161234567")[1]["location"] == "/console/customers/p-2"
+    assert b.get("/console/customers?q=%2B79160000000")[0] == 404
+    csrf = b.csrf("/console/customers/p-2")
+    assert b.post("/console/customers/p-2/erase", {"csrf": csrf, "confirm": "p-2"})[0] == 303
+    assert ddb.get(s.deps.dynamodb, s.tables["profiles"], *phone_index_key("+79161234567")) is None
+    assert b.get("/console/customers?q=%2B79161234567")[0] == 404
+
+
+def test_a_segment_groups_daily_sizes_and_flows(library_stack: Any) -> None:
+    s = library_stack
+    _customer(s, "c-1", "anna@example.com")
+    _customer(s, "c-2", "boris@example.com")
+    b = Browser()
+    b.sign_in(create_admin_token(s.deps.config, "viv", role="viewer"))
+    assert 'href="/console/segments/lifecycle"' in b.get("/console/segments")[2]
+    status, _, html = b.get("/console/segments/lifecycle?days=7")
+    assert status == 200 and html.count("<polyline") >= 5 and 'aria-current="page">7 days' in html
+    sizes = html[html.index('id="sizes"'):html.index('id="flows"')]
+    assert "<td>newbie</td><td class=\"n\">2</td>" in sizes, sizes[-1500:]
+    flows = html[html.index('id="flows"'):]
+    assert "→ newbie" in flows and "<svg" in flows
+    assert 'aria-current="page">30 days' in b.get("/console/segments/lifecycle?days=13")[2]  # only 7/30/90
+    assert b.get("/console/segments/nope")[0] == 404
+    # and one customer's side of it: his segment history (newest first)
+    html = b.get("/console/customers/c-1")[2]
+    history = html[html.index('id="segment-history"'):]
+    history = history[:history.index("</section>")]
+    assert "lifecycle/newbie" in history and ">entered<" in history, history

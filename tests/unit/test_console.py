@@ -90,3 +90,10 @@ def test_the_condition_builder_makes_the_rule_languages_conditions() -> None:
             builder.build([bad])
     with pytest.raises(builder.BuilderError):
         builder.build([])
+
+
+def test_line_chart_escapes_and_draws_one_line_per_key() -> None:
+    series = [{"date": "2026-12-01", "a<b>": 1, "c": 0}, {"date": "2026-12-02", "a<b>": 3, "c": 2}]
+    svg = str(charts.lines(series, ["a<b>", "c"], title="<t>"))
+    assert svg.count("<polyline") == 2 and "a&lt;b&gt; (3)" in svg and "<b>" not in svg
+    assert str(charts.lines([], ["a"])) == ""

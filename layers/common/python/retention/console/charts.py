@@ -66,3 +66,36 @@ def columns(series: Sequence[dict[str, Any]], keys: Sequence[str], *, width: int
                  f'<text x="{width}" y="{height - 6}" text-anchor="end">{escape(series[-1].get("date", ""))}</text>'
                  f'<text x="{width}" y="12" text-anchor="end">max {escape(_fmt(top))}</text></svg>')
     return Markup("".join(parts))  # noqa: S704 - every interpolated text is escaped above
+
+
+PALETTE = 8  # classes l0 … l7 in console.css; more series reuse them
+
+
+def lines(series: Sequence[dict[str, Any]], keys: Sequence[str], *, width: int = 640, height: int = 200,
+          title: str = "") -> Markup:
+    """One line per key over daily points (e.g. each segment's size per day), with a legend under it."""
+    series, keys = list(series), list(keys)
+    if not series or not keys:
+        return Markup("")
+    top = max((_num(p.get(k)) for p in series for k in keys), default=0.0) or 1.0
+    legend_rows = (len(keys) + 3) // 4
+    plot_h = height - 30
+    full_h = height + 18 * legend_rows
+    step = width / max(1, len(series) - 1)
+    parts = [f'<svg class="chart wide" role="img" viewBox="0 0 {width} {full_h}" width="100%" '
+             f'style="max-height: {full_h * 1.6:.0f}px" xmlns="http://www.w3.org/2000/svg">'
+             f'<title>{escape(title)}</title>']
+    for j, key in enumerate(keys):
+        points = " ".join(f"{i * step:.1f},{plot_h - plot_h * _num(p.get(key)) / top + 4:.1f}"
+                          for i, p in enumerate(series))
+        last = _fmt(_num(series[-1].get(key)))
+        parts.append(f'<polyline points="{points}" class="line l{j % PALETTE}" fill="none">'
+                     f'<title>{escape(key)}: {escape(last)}</title></polyline>')
+        x, y = (j % 4) * (width / 4), height + 14 + (j // 4) * 18
+        parts.append(f'<rect x="{x:.1f}" y="{y - 9}" width="10" height="10" class="l{j % PALETTE} key"/>'
+                     f'<text x="{x + 14:.1f}" y="{y}">{escape(key)} ({escape(last)})</text>')
+    parts.append(f'<line x1="0" y1="{plot_h + 4}" x2="{width}" y2="{plot_h + 4}" class="axis"/>'
+                 f'<text x="0" y="{height - 6}">{escape(series[0].get("date", ""))}</text>'
+                 f'<text x="{width}" y="{height - 6}" text-anchor="end">{escape(series[-1].get("date", ""))}</text>'
+                 f'<text x="{width}" y="12" text-anchor="end">max {escape(_fmt(top))}</text></svg>')
+    return Markup("".join(parts))  # noqa: S704 - every interpolated text is escaped above

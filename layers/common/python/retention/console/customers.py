@@ -1,4 +1,4 @@
-"""Customers: search by id or email, the profile (traits, consent with its log, KPIs, segments, journeys,
+"""Customers: search by id, email or phone, the profile (traits, consent with its log, KPIs, segments, journeys,
 a timeline of events and messages) and erasure with a typed confirmation (the admin API's Admin.forget)."""
 
 from __future__ import annotations
@@ -11,9 +11,11 @@ from retention.console.web import ROOT, allowed, app, arg, audited, form, redire
 from retention.core.http import path_id
 from retention.core.runtime import deps
 
+TIMELINE_EVENTS = 100  # the latest events on the profile page (the segment history is read from them)
+
 
 def find(q: str) -> str | None:
-    """A customer id from an id or an email (the profiles table's email index)."""
+    """A customer id from an id, an email or a phone (the profiles table's email and phone indexes)."""
     from retention.customers.store import ProfileRepo
     d = deps()
     repo = ProfileRepo(d.dynamodb, d.env.profiles_table)
@@ -21,7 +23,10 @@ def find(q: str) -> str | None:
         return repo.customer_by_email(q.strip().lower())
     from retention.core import clock
     sp = repo.load(q, clock.now(), consistent=False)
-    return q if sp.exists and not sp.profile.erased else None
+    if sp.exists and not sp.profile.erased:
+        return q
+    from retention.messaging.sms import normalize_phone
+    return repo.customer_by_phone(q) if normalize_phone(q) else None
 
 
 @app.get("/console/customers")
@@ -55,8 +60,22 @@ def profile(customer_id: str) -> Response:
     customer_id = path_id(customer_id)
     admin = Admin(deps())
     customer = admin.customer(customer_id)
-    events = admin.events(customer_id, limit=50)["events"]
-    return render("customer.html", c=customer, timeline=timeline(customer, events), error=None)
+    events = admin.events(customer_id, limit=TIMELINE_EVENTS)["events"]
+    return render("customer.html", c=customer, timeline=timeline(customer, events),
+                  history=segment_history(events), error=None)
+
+
+def segment_history(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The segment moves among the timeline's events, newest first: each move is an internal `Segment
+    Entered` / `Segment Exited` event (its history; no rows of its own)."""
+    moves = []
+    for e in events:
+        if e.get("internal") and e.get("event") in ("Segment Entered", "Segment Exited"):
+            p = e.get("properties") or {}
+            moves.append({"at": e.get("timestamp"), "group": p.get("group"), "segment": p.get("segment"),
+                          "kind": "entered" if e["event"] == "Segment Entered" else "exited",
+                          "reason": p.get("reason")})
+    return sorted(moves, key=lambda m: str(m["at"]), reverse=True)
 
 
 @app.post("/console/customers/<customer_id>/erase")

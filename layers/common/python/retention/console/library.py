@@ -8,7 +8,7 @@ from typing import Any
 from aws_lambda_powertools.event_handler import Response
 
 from retention.console import charts
-from retention.console.web import app, arg, render
+from retention.console.web import app, arg, render, t
 from retention.core.errors import BadRequestError, RetentionError
 from retention.core.http import path_id
 from retention.core.runtime import deps
@@ -45,6 +45,48 @@ def _segments_page(**ctx: Any) -> Response:
 @app.get("/console/segments")
 def segments() -> Response:
     return _segments_page()
+
+
+HISTORY_DAYS = (7, 30, 90)
+
+
+@app.get("/console/segments/<group>")
+def segment_group(group: str) -> Response:
+    """One group over time: each segment's size per day (a line each) and the flows between its segments,
+    over the last 7, 30 or 90 days (one BatchGet per day: the daily rows the engine keeps)."""
+    from datetime import timedelta
+
+    from retention.analytics.segstats import history
+    from retention.core import clock
+    from retention.core.errors import NotFoundError
+    from retention.journeys.catalogue import Catalogue
+    d = deps()
+    group = path_id(group)
+    found = next((g for g in Catalogue(d.config).segment_groups() if g.group == group), None)
+    if found is None:
+        raise NotFoundError(f"segment group '{group}' not found")
+    days = int(arg("days") or 30) if (arg("days") or "30").isdigit() else 30
+    days = days if days in HISTORY_DAYS else 30
+    today = clock.now().date()
+    sizes, flows = history(d.dynamodb, d.env.messages_table, group, today - timedelta(days=days - 1), today)
+    ids = [s.id for s in found.segments]
+    by_day: dict[str, dict[str, Any]] = {}
+    for i in range(days):
+        day = (today - timedelta(days=days - 1 - i)).isoformat()
+        by_day[day] = {"date": day, **dict.fromkeys(ids, 0)}
+    for row in sizes:
+        if row["date"] in by_day:
+            by_day[row["date"]][row["segment"]] = row["count"]
+    totals: dict[tuple[str, str], int] = {}
+    for f in flows:
+        key = (f["from"] or "∅", f["to"] or "∅")
+        totals[key] = totals.get(key, 0) + int(f["count"])
+    moved = sorted(totals.items(), key=lambda kv: -kv[1])
+    series = list(by_day.values())
+    return render("segment_group.html", group=found, days=days, choices=HISTORY_DAYS, today=series[-1],
+                  ids=ids, sizes_chart=charts.lines(series, ids, title=t("Daily sizes")),
+                  flows_chart=charts.bars([(f"{a} → {b}", n) for (a, b), n in moved[:20]], title=t("Flows")),
+                  flows=moved)
 
 
 @app.post("/console/segments/count")

@@ -62,7 +62,10 @@ class OffsetClock:
 
 def iso(value: datetime) -> str:
     """ISO 8601 UTC with a `Z`, microseconds kept: sortable as a string."""
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    utc = value.astimezone(UTC)
+    if utc.year >= 1000:  # the same text as the strftime below, at a third of its cost (every item has some)
+        return utc.isoformat(timespec="microseconds")[:26] + "Z"
+    return utc.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def parse_iso(value: str) -> datetime:

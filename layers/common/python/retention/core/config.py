@@ -183,12 +183,13 @@ class ConfigStore:
         self.table = table
 
     # ---- cache -------------------------------------------------------------------------------
-    def _cached(self, name: str, loader: Any, seconds: float = CACHE_SECONDS) -> Any:
+    def _cached(self, name: str, loader: Any, seconds: float | None = None) -> Any:
         """A bounded LRU (CACHE_ENTRIES): unknown keys are cached too (a flood of bogus keys costs one read
-        each per container, not one per request), but they can only push out the oldest entries."""
+        each per container, not one per request), but they can only push out the oldest entries. `seconds`
+        defaults to CACHE_SECONDS as it is when called (the benches and tests set it)."""
         key = f"{self.table}:{name}"
         hit = self._cache.get(key)
-        if hit and clock.monotonic() - hit[0] < seconds:
+        if hit and clock.monotonic() - hit[0] < (CACHE_SECONDS if seconds is None else seconds):
             self._cache.move_to_end(key)
             return hit[1]
         val = loader()

@@ -39,9 +39,31 @@ def _from_ddb(value: Any) -> Any:
     return value
 
 
+_N_LIMIT = 10**38  # DynamoDB numbers hold 38 digits: boto3 writes a smaller int as str(int)
+
+
+def _attribute(v: Any) -> dict[str, Any]:
+    """boto3's TypeSerializer output for `_to_ddb_safe(v)`, with the common types (str, bool, int, None, dict,
+    list) done here: every item of every event goes through this. Anything else (floats → Decimal, Decimal,
+    bytes, sets, big ints, other mappings) is boto3's, as before."""
+    t = type(v)
+    if t is str:
+        return {"S": v}
+    if t is bool:
+        return {"BOOL": v}
+    if t is int and -_N_LIMIT < v < _N_LIMIT:
+        return {"N": str(v)}
+    if v is None:
+        return {"NULL": True}
+    if t is dict:
+        return {"M": {k: _attribute(x) for k, x in v.items()}}
+    if t is list or t is tuple:
+        return {"L": [_attribute(x) for x in v]}
+    return dict(_codec()[0].serialize(_to_ddb_safe(v)))
+
+
 def serialize(item: dict[str, Any]) -> dict[str, Any]:
-    ser = _codec()[0]
-    return {k: ser.serialize(_to_ddb_safe(v)) for k, v in item.items() if v is not None}
+    return {k: _attribute(v) for k, v in item.items() if v is not None}
 
 
 def deserialize(item: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -52,7 +74,7 @@ def deserialize(item: dict[str, Any] | None) -> dict[str, Any] | None:
 
 
 def value(v: Any) -> dict[str, Any]:
-    return dict(_codec()[0].serialize(_to_ddb_safe(v)))
+    return _attribute(v)
 
 
 def values(mapping: dict[str, Any]) -> dict[str, Any]:

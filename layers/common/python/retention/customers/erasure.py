@@ -4,7 +4,7 @@ What names a person, and where it lives (the test scans every table after an era
 email and the phone):
 - profiles: the profile, its order items and its history rows (the `C#<id>` partition), the same for each
   anonymous id it absorbed (`C#anon:<a>`: merge tombstones and the visitor's history), identity links
-  (`A#<a>`), the email index (`X#<hash>`), product-interest rows (`PI#<product>` / `C#<id>`);
+  (`A#<a>`), the email and phone indexes (`X#<hash>`), product-interest rows (`PI#<product>` / `C#<id>`);
 - events: the timelines of the customer and of its anonymous ids;
 - due: pending journey steps, triggers, sends and re-checks carrying the customer id. The due index is
   keyed by time, not by customer, so it is scanned with a filter: it holds only pending work, and an
@@ -27,7 +27,14 @@ from typing import Any
 from retention.core import clock, ddb
 from retention.core.errors import NotFoundError
 from retention.core.runtime import Deps
-from retention.customers.store import ProfileRepo, alias_key, email_index_key, interest_key, profile_pk
+from retention.customers.store import (
+    ProfileRepo,
+    alias_key,
+    email_index_key,
+    interest_key,
+    phone_index_key,
+    profile_pk,
+)
 from retention.messaging.requests import suppression_key
 
 NPS_MONTHS_BACK = 36
@@ -69,6 +76,8 @@ class Eraser:
         extra += [interest_key(prod, cid) for prod in p.interests for cid in ids]
         if p.traits.get("email"):
             extra.append(email_index_key(str(p.traits["email"])))
+        if p.traits.get("phone"):
+            extra.append(phone_index_key(str(p.traits["phone"])))
         ddb.batch_write(client, env.profiles_table, deletes=list(dict.fromkeys(own + extra)))
 
         due_items = self._due_items(ids)

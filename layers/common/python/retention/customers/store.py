@@ -7,6 +7,7 @@ profiles table  C#<customer> / P                          the profile (or a merg
                 C#<customer> / H#<at>#<group>#<seg>#<kind>  segment history
                 A#<anonymous id> / ALIAS                  identity link
                 X#<sha256(email)> / EMAIL                 lookup by email
+                X#<sha256(phone, E.164)> / PHONE          lookup by phone (the console's search)
                 PI#<product> / C#<customer>               product interest (back in stock, price drop)
 events table    C#<customer> / <iso timestamp>#<messageId> the timeline (raw and internal events)"""
 
@@ -96,6 +97,11 @@ def email_key(email: str) -> str:
 
 def email_index_key(email: str) -> tuple[str, str]:
     return (email_key(email), "EMAIL")
+
+
+def phone_index_key(phone: str) -> tuple[str, str]:
+    """The phone as the profile keeps it (E.164 when it is one: customers.profile.normalize_phone)."""
+    return ("X#" + hashlib.sha256(phone.strip().encode()).hexdigest(), "PHONE")
 
 
 def alias_key(anonymous_id: str) -> tuple[str, str]:
@@ -240,6 +246,19 @@ class ProfileRepo:
     def customer_by_email(self, email: str) -> str | None:
         item = ddb.get(self.client, self.table, *email_index_key(email))
         return item["customer_id"] if item else None
+
+    def customer_by_phone(self, phone: str) -> str | None:
+        """Who has this phone now (an index row outlives a changed number: the profile is checked)."""
+        from retention.core import clock
+        from retention.customers.profile import normalize_phone
+        number = normalize_phone(phone)
+        item = ddb.get(self.client, self.table, *phone_index_key(number)) if number else None
+        if not item:
+            return None
+        sp = self.load(str(item["customer_id"]), clock.now(), consistent=False)
+        if not sp.exists or sp.profile.erased or normalize_phone(sp.profile.traits.get("phone")) != number:
+            return None
+        return str(item["customer_id"])
 
     def alias_of(self, anonymous_id: str) -> str | None:
         item = ddb.get(self.client, self.table, *alias_key(anonymous_id))

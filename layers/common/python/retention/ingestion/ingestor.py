@@ -50,6 +50,7 @@ from retention.customers.store import (
     interest_pk,
     order_item,
     order_key,
+    phone_index_key,
     profile_pk,
     timeline_key,
     to_item,
@@ -167,8 +168,7 @@ class Ingestor:
         if len(groups) == 1 or self.workers <= 1:
             outcomes = [run(cid) for cid in groups]
         else:  # customers are independent: their transactions go out in parallel (latency, not CPU)
-            with ThreadPoolExecutor(max_workers=min(self.workers, len(groups))) as pool:
-                outcomes = list(pool.map(run, list(groups)))
+            outcomes = _in_parallel(run, list(groups), min(self.workers, len(groups)))
         for outcome in outcomes:
             result.accepted += len(outcome.stored) + outcome.duplicates
             result.duplicates += outcome.duplicates
@@ -703,6 +703,9 @@ class Ingestor:
             salt = salt or self.config.secrets("suppression-salt")[0].decode()
             self._check_address(profile, "sms", str(phone), salt)
             profile.meta["phone_checked"] = phone
+            pk, sk = phone_index_key(str(phone))  # with the profile that now holds the number
+            items.append({"Put": {"TableName": self.env.profiles_table, "Item": ddb.serialize(
+                {"pk": pk, "sk": sk, "customer_id": profile.id})}})
 
     def _check_address(self, profile: Any, channel: str, address: str, salt: str) -> None:
         sup = ddb.get(self.ddb, self.env.messages_table, *suppression_key(address, salt))
@@ -797,6 +800,33 @@ def _matters(profile: Any, before: str, seen_before: datetime | None) -> bool:
         return bool(profile.to_doc() != before)
     finally:
         _set_seen(profile, seen_after)
+
+
+def _in_parallel(fn: Any, keys: list[str], workers: int) -> list[Any]:
+    """`[fn(k) for k in keys]` on `workers` threads, as `list(pool.map(fn, keys))` answers it (every key
+    runs; the first failure in key order is raised), but each thread takes the next key itself: one task
+    per thread instead of one per key (a Future, a queue hand-off and a wake-up of the caller each), which
+    cost about a third of a plain event's CPU with 100 customers on 8 threads."""
+    results: dict[int, tuple[bool, Any]] = {}
+    indexed = iter(enumerate(keys))  # next() on it is atomic under the GIL: each key is taken once
+
+    def worker() -> None:
+        for i, key in indexed:
+            try:
+                results[i] = (True, fn(key))
+            except BaseException as exc:  # re-raised below, in key order (as pool.map does)
+                results[i] = (False, exc)
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        for future in [pool.submit(worker) for _ in range(workers)]:
+            future.result()
+    out: list[Any] = []
+    for i in range(len(keys)):
+        ok, value = results[i]
+        if not ok:
+            raise value
+        out.append(value)
+    return out
 
 
 def _without_latest(doc: dict[str, Any]) -> dict[str, Any]:

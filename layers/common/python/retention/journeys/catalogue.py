@@ -13,21 +13,26 @@ from retention.journeys.engine import Definitions
 class Catalogue:
     """Parsed definitions, re-parsed only when the applied versions change (cached per process)."""
 
-    _parsed: dict[str, tuple[tuple[Any, ...], Any]] = {}
+    # kind → (the config's dict it was checked against, its version stamp, the parsed definitions): while the
+    # config cache hands out the same dict (≤ 30 s), not even the stamp is recomputed (every send renders)
+    _parsed: dict[str, tuple[Any, tuple[Any, ...], Any]] = {}
 
     def __init__(self, config: ConfigStore) -> None:
         self.config = config
 
     def _parse(self, kind: str, parser: Any) -> dict[str, Any]:
         current = self.config.current(kind)
-        stamp = tuple(sorted((k, int(v["version"]), bool(v.get("enabled", True))) for k, v in current.items()))
         hit = self._parsed.get(kind)
-        if hit and hit[0] == stamp:
-            return hit[1]
+        if hit and hit[0] is current:
+            return hit[2]  # type: ignore[no-any-return]
+        stamp = tuple(sorted((k, int(v["version"]), bool(v.get("enabled", True))) for k, v in current.items()))
+        if hit and hit[1] == stamp:
+            self._parsed[kind] = (current, stamp, hit[2])
+            return hit[2]  # type: ignore[no-any-return]
         parsed = {}
         for def_id, item in current.items():
             parsed[def_id] = parser(item["body"], item)
-        self._parsed[kind] = (stamp, parsed)
+        self._parsed[kind] = (current, stamp, parsed)
         return parsed
 
     def rules(self) -> dict[str, Any]:
@@ -50,12 +55,15 @@ class Catalogue:
         """Validated together (cross-group references, dependency order), re-done only on a new version."""
         from retention.language.segments import load_groups
         current = self.config.current("SEGDEF")
-        stamp = tuple(sorted((k, int(v["version"])) for k, v in current.items()))
         hit = self._parsed.get("SEGDEF")
-        if hit and hit[0] == stamp:
-            return list(hit[1])
+        if hit and hit[0] is current:
+            return list(hit[2])
+        stamp = tuple(sorted((k, int(v["version"])) for k, v in current.items()))
+        if hit and hit[1] == stamp:
+            self._parsed["SEGDEF"] = (current, stamp, hit[2])
+            return list(hit[2])
         groups = load_groups({definition_key("SEGDEF", k): v["body"] for k, v in current.items()}) if current else []
-        self._parsed["SEGDEF"] = (stamp, groups)
+        self._parsed["SEGDEF"] = (current, stamp, groups)
         return list(groups)
 
     def definitions(self) -> Definitions:

@@ -226,8 +226,8 @@ class Engine:
                 _end(journey, "exited", now, f"goal:{name}")  # type: ignore[arg-type]
                 fx.changed = True
                 continue
-            update = getattr(rule.trigger, "update", "first")
-            if running(journey) and update != "first" and _refresh_trigger(rule, journey, name, props, now):  # type: ignore[arg-type]
+            if (running(journey) and getattr(rule.trigger, "update", "first") != "first"
+                    and _refresh_trigger(rule, journey, name, props, now)):  # type: ignore[arg-type]
                 fx.changed = True
                 continue
             if rule.trigger.kind != "product_event" and rule.trigger_matches_event(name, props):

@@ -328,7 +328,7 @@ class _CompareNode(Node):
     def value(self, facts: Facts) -> Any:
         if self.bag is not None:
             bag = facts.get(self.bag)
-            return bag.get(self.name) if isinstance(bag, Mapping) else None
+            return bag.get(self.name) if type(bag) is dict or isinstance(bag, Mapping) else None
         event = facts.get("event")
         current: Any = event.get("properties") if isinstance(event, Mapping) else None
         for part in self.path:
@@ -379,7 +379,7 @@ class _SinceNode(Node):
     def timestamp(self, facts: Facts) -> datetime | None:
         for bag_name in ("kpis", "traits", "profile"):
             bag = facts.get(bag_name)
-            if isinstance(bag, Mapping):
+            if type(bag) is dict or isinstance(bag, Mapping):  # dict first: the ABC check is the slow path
                 value = bag.get(self.field)
                 if value is not None:
                     return _as_datetime(value)
