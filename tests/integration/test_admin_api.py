@@ -300,3 +300,18 @@ def test_manual_segment_assignment(api: Any, now: Any) -> None:
     assert call("POST", "/admin/customers/m1/segments", {**body, "until": "yesterday"})[0] == 400
     assert call("POST", "/admin/customers/ghost/segments", body)[0] == 404
 
+
+
+def test_a_customers_messages_come_from_the_keys_only_index(api: Any) -> None:
+    """The ledger's by_customer index holds keys only (infra/constructs/storage.py): the view reads the
+    listed ledger items, newest first, with their status and subject."""
+    from tests.support import drain_sends
+    api.ingest([identify("msg1", "msg1@example.com")])
+    api.ingest([track("msg1", "Signed Up", "su-msg1")])
+    outcomes = drain_sends(api)
+    assert any(o.status == "sent" for _, o in outcomes)
+    status, res = call("GET", "/admin/customers/msg1")
+    assert status == 200 and res["messages"], res
+    first = res["messages"][0]
+    assert first["rule"] == "welcome" and first["status"] == "sent" and first["channel"] == "email"
+    assert first["sent_at"] and first["subject"]

@@ -157,6 +157,7 @@ def test_counters_of_a_request_that_died_after_its_commit_are_replayed_once(
     monkeypatch.setattr(ingestor_module, "after_commit", real)
     assert s.ingest(SUBSCRIBER).duplicates == 2  # the client's retry: a duplicate, which adds nothing
     assert _entered(s, "welcome") == 0 and _segment_sizes(s) == {}  # lost for good here before
+    assert _moves(s, "c-stats") == []  # a move's timeline event is written after the commit too
     [stats] = [r for r in due_rows(s) if r["kind"] == "STATS"]
     assert stats["customer_id"] == "c-stats"
     clock.set_now(now + timedelta(minutes=6))
@@ -165,13 +166,26 @@ def test_counters_of_a_request_that_died_after_its_commit_are_replayed_once(
     assert _entered(s, "welcome") == 1
     assert sum(_segment_sizes(s).values()) >= 1  # the lifecycle move is counted too
     assert not [r for r in due_rows(s) if r["kind"] == "STATS"]
+    # and its Segment Entered events are on the timeline, as the request would have written them
+    replayed = _moves(s, "c-stats")
+    assert replayed and all(e["event"] == "Segment Entered" for e in replayed)
+    s.ingest([{**SUBSCRIBER[0], "messageId": "id-stats-2", "userId": "c-other"}])
+    assert [e["sk"].split("#", 1)[1][:4] for e in _moves(s, "c-other")] == ["seg-"] * len(_moves(s, "c-other"))
+
+
+def _moves(s: Any, cid: str) -> list[dict[str, Any]]:
+    return [e for e in ddb.query(s.deps.dynamodb, s.tables["events"], f"C#{cid}") if e.get("internal")
+            and str(e.get("event", "")).startswith("Segment ")]
 
 
 def test_a_finished_request_leaves_no_stats_item_and_counts_once(library_stack: Any, now: datetime) -> None:
     s = library_stack
     s.ingest(SUBSCRIBER)
     assert _entered(s, "welcome") == 1
+    moves = _moves(s, "c-stats")
+    assert moves  # written after the commit, once
     assert not [r for r in due_rows(s) if r["kind"] == "STATS"]
     clock.set_now(now + timedelta(minutes=6))
     assert s.ticker().tick().stats_replayed == 0
     assert _entered(s, "welcome") == 1
+    assert _moves(s, "c-stats") == moves

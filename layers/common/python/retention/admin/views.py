@@ -74,8 +74,8 @@ class Admin:
                 "last_seen_at": _iso(p.last_seen_at)}
 
     def messages(self, customer_id: str, limit: int = 100) -> list[dict[str, Any]]:
-        keys = ddb.query(self.d.dynamodb, self.d.env.messages_table, customer_id, index="by_customer",
-                         pk_name="customer_id", sk_name="created_at", forward=False, limit=limit)
+        keys = list(ddb.query(self.d.dynamodb, self.d.env.messages_table, customer_id, index="by_customer",
+                              pk_name="customer_id", sk_name="created_at", forward=False, limit=limit))
         # the index holds the keys only (infra/constructs/storage.py): the ledger items, newest first
         found = ddb.batch_get(self.d.dynamodb, self.d.env.messages_table, [(k["pk"], k["sk"]) for k in keys])
         rows = [found.get((k["pk"], k["sk"]), k) for k in keys]

@@ -1,18 +1,20 @@
 """The effects writer: what the engine decided for a customer (retention.journeys.engine.Effects), written
 in two halves, the same for ingestion, identity merges and the minute tick.
 
-1. Inside the caller's transaction (`transaction_items`): the internal events on the timeline (a segment
-   move's `Segment Entered` / `Segment Exited` event is its history: the admin view and the CLI show it),
-   the due items, and one SEND safety item per send (so a send stays durable in the due index until the
-   queue has it).
-2. After the commit (`after_commit`), ONE sequence: segment sizes and flows, enqueue the sends, delete
-   their safety items, then the daily counters, summed over the whole request (one ADD per rule, step and
-   variant, not one per customer). A crash in between leaves the safety items for the tick, and the send
-   ledger stops a second send.
+1. Inside the caller's transaction (`transaction_items`): the due items, one SEND safety item per send (so
+   a send stays durable in the due index until the queue has it), the STATS safety item, and the internal
+   events other than segment moves.
+2. After the commit (`after_commit`), ONE sequence: the segment moves' `Segment Entered` / `Segment Exited`
+   events on the timeline (a move's history: the admin view and the CLI show it), segment sizes and flows,
+   enqueue the sends, delete their safety items, then the daily counters, summed over the whole request (one
+   ADD per rule, step and variant, not one per customer). A crash in between leaves the safety items for
+   the tick, and the send ledger stops a second send.
 
-The counters and segment flows of a commit have a safety item of their own (`STATS`, one per customer
-commit, written in the same transaction): a request that dies after its commit (a timeout, a crash) would
-otherwise lose them for good, since its retry finds every message a duplicate. `after_commit` deletes the
+The counters, segment flows and segment-move events of a commit have a safety item of their own (`STATS`,
+one per customer commit, written in the same transaction): a request that dies after its commit (a timeout,
+a crash) would otherwise lose them for good, since its retry finds every message a duplicate. A move's event
+is the same item whoever writes it (retention.journeys.engine.segment_event), so the replay writes it again
+at its key; outside the transaction it costs 1 write unit instead of 2. `after_commit` deletes the
 item once the counters are added; the tick replays an item left behind (claimed by a conditional delete,
 so two ticks never add it twice). The one window left is a crash between the counter writes and the
 item's delete (milliseconds): the tick then adds them a second time — at least once, never silently lost.
@@ -31,7 +33,7 @@ from retention.analytics.counters import add_counters
 from retention.core import ddb
 from retention.core.settings import Env
 from retention.customers.store import timeline_key
-from retention.journeys.engine import Effects
+from retention.journeys.engine import Effects, segment_event
 from retention.messaging.requests import SendRequest
 from retention.schedule import due
 
@@ -51,9 +53,13 @@ def stats_item(cid: str, fx: Effects, now: datetime) -> due.DueItem | None:
     item, key included, for the same (customer, effects, time), so `after_commit` can delete it."""
     if not fx.counters and not fx.transitions:
         return None
-    payload = {"at": now.isoformat(),
-               "counters": [[rule, step, variant, values] for rule, step, variant, values in fx.counters],
-               "transitions": [[t.group, t.segment, t.kind] for t in fx.transitions]}
+    payload: dict[str, Any] = {
+        "at": now.isoformat(),
+        "counters": [[rule, step, variant, values] for rule, step, variant, values in fx.counters],
+        "transitions": [[t.group, t.segment, t.kind, t.reason] for t in fx.transitions]}
+    moves = [ev for ev in fx.events if ev.get("segment_move")]
+    if moves:
+        payload["events_ttl"] = int(moves[0]["ttl"])
     ref = hashlib.sha256(json.dumps([cid, payload], sort_keys=True, default=str).encode()).hexdigest()[:20]
     return due.DueItem(at=now + SAFETY_DELAY, kind="STATS", customer_id=cid, ref=ref, payload=payload)
 
@@ -66,15 +72,21 @@ def transaction_items(env: Env, cid: str, fx: Effects, now: datetime, retention_
     expires = int(now.timestamp()) + retention_s
     items: list[dict[str, Any]] = []
     for ev in fx.events:
-        pk, sk = timeline_key(cid, ev["timestamp"], ev["message_id"])
-        items.append({"Put": {"TableName": env.events_table, "Item": ddb.serialize(
-            {"pk": pk, "sk": sk, "customer_id": cid,
-             "type": "track", "event": ev["event"], "properties": json.dumps(ev["properties"]),
-             "message_id": ev["message_id"], "timestamp": ev["timestamp"], "internal": True, "ttl": expires})}})
+        if ev.get("segment_move"):
+            continue  # after the commit (`after_commit`), replayed from the STATS item
+        items.append({"Put": {"TableName": env.events_table, "Item": ddb.serialize(timeline_item(cid, ev, expires))}})
     stats = stats_item(cid, fx, now)
     for d in [*fx.due, *safety_items(fx.sends, now), *([stats] if stats else [])]:
         items.append({"Put": {"TableName": env.due_table, "Item": ddb.serialize(d.to_item(env.due_shards))}})
     return items
+
+
+def timeline_item(cid: str, ev: dict[str, Any], expires: int) -> dict[str, Any]:
+    """An internal event as the events table keeps it."""
+    pk, sk = timeline_key(cid, ev["timestamp"], ev["message_id"])
+    return {"pk": pk, "sk": sk, "customer_id": cid, "type": "track", "event": ev["event"],
+            "properties": json.dumps(ev["properties"]), "message_id": ev["message_id"], "timestamp": ev["timestamp"],
+            "internal": True, "ttl": int(ev.get("ttl") or expires)}
 
 
 def enqueue(sqs: Any, queue_url: str, sends: list[SendRequest]) -> None:
@@ -100,12 +112,14 @@ class Committed:
     """What committed transactions (one customer's, or a batch of customers') leave to do after the commit."""
 
     sends: list[SendRequest] = field(default_factory=list)
+    events: list[dict[str, Any]] = field(default_factory=list)  # segment moves' timeline items
     counters: list[tuple[str, int, str, dict[str, float], str]] = field(default_factory=list)
     transitions: list[list[Any]] = field(default_factory=list)  # per customer (flows pair within one)
     stats: list[due.DueItem] = field(default_factory=list)  # the safety items of the counters above
 
     def add(self, customer_id: str, fx: Effects, now: datetime) -> None:
         self.sends += fx.sends
+        self.events += [timeline_item(customer_id, ev, int(ev["ttl"])) for ev in fx.events if ev.get("segment_move")]
         self.counters += [(*c, customer_id) for c in fx.counters]
         if fx.transitions:
             self.transitions.append(list(fx.transitions))
@@ -115,6 +129,7 @@ class Committed:
 
     def extend(self, other: Committed) -> None:
         self.sends += other.sends
+        self.events += other.events
         self.counters += other.counters
         self.transitions += other.transitions
         self.stats += other.stats
@@ -123,6 +138,8 @@ class Committed:
 def after_commit(client: Any, sqs: Any, env: Env, done: Committed, now: datetime) -> int:
     """The one after-commit sequence: segment stats, enqueue, delete the safety items, counters.
     Returns the number of sends enqueued."""
+    if done.events:
+        ddb.batch_write(client, env.events_table, puts=done.events)
     if done.transitions:
         segstats.record(client, env.messages_table, done.transitions, now)
     if done.sends:
@@ -160,8 +177,13 @@ def replay_stats(client: Any, env: Env, item: due.DueItem) -> bool:
             return False
         raise
     at = datetime.fromisoformat(str(item.payload["at"]))
-    transitions = [Transition(group=g, segment=s, kind=k, at=at, reason="replayed")
-                   for g, s, k in item.payload.get("transitions") or []]
+    moves = [[*t, "replayed"][:4] for t in item.payload.get("transitions") or []]
+    transitions = [Transition(group=g, segment=s, kind=k, at=at, reason="replayed") for g, s, k, _ in moves]
+    if item.payload.get("events_ttl"):  # the moves' timeline events, as the dead request would have written them
+        ttl = int(item.payload["events_ttl"])
+        ddb.batch_write(client, env.events_table, puts=[
+            timeline_item(item.customer_id, segment_event(item.customer_id, g, s, k, why, at, ttl), ttl)
+            for g, s, k, why in moves])
     if transitions:
         segstats.record(client, env.messages_table, [transitions], at)
     for rule, step, variant, values in item.payload.get("counters") or []:

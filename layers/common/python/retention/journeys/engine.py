@@ -107,6 +107,17 @@ def _can_enter(rule: Any, journey: dict[str, Any] | None, now: datetime) -> bool
 ANONYMOUS_PREFIX = "anon:"  # profiles of visitors not identified yet (retention.ingestion.ingestor)
 
 
+def segment_event(customer_id: str, group: str, segment: str, kind: str, reason: str, now: datetime,
+                  expires: int) -> dict[str, Any]:
+    """The internal `Segment Entered` / `Segment Exited` event of a segment move, as the timeline keeps it:
+    the same (id included) for the same move at the same time, so the STATS safety item can write it again
+    (retention.journeys.effects: it is written after the commit, not inside the transaction)."""
+    name = "Segment Entered" if kind == "entered" else "Segment Exited"
+    mid = "seg-" + hashlib.sha256(f"{customer_id}|{group}|{segment}|{kind}|{clock.iso(now)}".encode()).hexdigest()[:20]
+    return {"type": "track", "event": name, "properties": {"group": group, "segment": segment, "reason": reason},
+            "timestamp": clock.iso(now), "message_id": mid, "internal": True, "segment_move": True, "ttl": expires}
+
+
 class Engine:
     def __init__(self, defs: Definitions) -> None:
         self.defs = defs
@@ -179,15 +190,12 @@ class Engine:
         for group, _segment in evaluation.expired_manual:
             manual.pop(group, None)
         internal: list[dict[str, Any]] = []
+        expires = int(now.timestamp()) + int(timedelta(days=self.defs.settings.event_retention_days).total_seconds())
         for t in transitions:
-            name = "Segment Entered" if t.kind == "entered" else "Segment Exited"
-            props = {"group": t.group, "segment": t.segment, "reason": t.reason}
-            mid = "seg-" + hashlib.sha256(f"{profile.id}|{t.group}|{t.segment}|{t.kind}|{clock.iso(now)}".encode()
-                                          ).hexdigest()[:20]
-            ev = {"name": name, "properties": props, "timestamp": now, "message_id": mid}
-            internal.append(ev)
-            fx.events.append({"type": "track", "event": name, "properties": props, "timestamp": clock.iso(now),
-                              "message_id": mid, "internal": True})
+            move = segment_event(profile.id, t.group, t.segment, t.kind, t.reason, now, expires)
+            internal.append({"name": move["event"], "properties": move["properties"], "timestamp": now,
+                             "message_id": move["message_id"]})
+            fx.events.append(move)
             fx.history.append({"group": t.group, "segment": t.segment, "kind": t.kind, "at": clock.iso(now),
                                "reason": t.reason})
             fx.transitions.append(t)
