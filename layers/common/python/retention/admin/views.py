@@ -13,6 +13,7 @@ from retention.core import clock, ddb
 from retention.core.errors import NotFoundError
 from retention.core.runtime import Deps
 from retention.customers.store import ProfileRepo, profile_pk
+from retention.messaging.requests import LEDGER_PREFIX
 
 if TYPE_CHECKING:
     from retention.journeys.catalogue import Catalogue
@@ -82,7 +83,8 @@ class Admin:
         return [{"rule": r.get("rule"), "channel": r.get("channel_used") or r.get("channel"), "status": r.get("status"),
                  "sent_at": r.get("sent_at"), "step": r.get("step"), "variant": r.get("variant"),
                  "template": r.get("template"), "reason": r.get("reason"), "created_at": r.get("created_at"),
-                 "subject": r.get("subject")} for r in rows]
+                 "subject": r.get("subject"), "ledger_id": str(r.get("pk") or "").removeprefix(LEDGER_PREFIX)}
+                for r in rows]
 
     def events(self, customer_id: str, limit: int = 100, before: str | None = None) -> dict[str, Any]:
         if not self.repo.load(customer_id, clock.now(), consistent=False).exists:

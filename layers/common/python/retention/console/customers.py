@@ -49,7 +49,8 @@ def timeline(customer: dict[str, Any], events: list[dict[str, Any]]) -> list[dic
             for e in events]
     rows += [{"at": m.get("sent_at") or m.get("created_at") or "", "kind": "message",
               "what": f"{m.get('channel')} · {m.get('rule')} · {m.get('template')}",
-              "detail": {k: m.get(k) for k in ("status", "subject", "variant", "reason") if m.get(k)}}
+              "detail": {k: m.get(k) for k in ("status", "subject", "variant", "reason") if m.get(k)},
+              "ledger": m.get("ledger_id") if m.get("status") == "sent" else None}
              for m in customer.get("messages") or []]
     return sorted(rows, key=lambda r: str(r["at"]), reverse=True)
 
@@ -63,6 +64,16 @@ def profile(customer_id: str) -> Response:
     events = admin.events(customer_id, limit=TIMELINE_EVENTS)["events"]
     return render("customer.html", c=customer, timeline=timeline(customer, events),
                   history=segment_history(events), error=None)
+
+
+@app.get("/console/customers/<customer_id>/messages/<ledger_id>")
+def message(customer_id: str, ledger_id: str) -> Response:
+    """A sent message re-opened: re-rendered from the template version recorded at `sent`, with the recorded
+    coupon and the customer's current profile (retention.admin.sent; bodies are not stored)."""
+    from retention.admin.sent import reopen
+    customer_id = path_id(customer_id)
+    m = reopen(deps(), customer_id, path_id(ledger_id))
+    return render("message.html", customer_id=customer_id, m=m)
 
 
 def segment_history(events: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -211,6 +211,21 @@ RU: dict[str, str] = {
     "A person's own address: the only place the console's test sends go. Leave it empty to remove it.":
         "Личный адрес сотрудника: тестовые письма консоли уходят только туда. Пустое поле удаляет адрес.",
     "Email": "Эл. почта",
+    "Message": "Сообщение",
+    "Back to the profile": "Назад к профилю",
+    "Re-rendered from template version {n} with the customer's current profile: not the stored bytes "
+    "(message bodies are not kept).":
+        "Заново отрисовано по версии шаблона {n} с текущим профилем клиента: это не сохранённые байты "
+        "(тексты писем не хранятся).",
+    "The version sent ({n}) is no longer stored: the current version is shown.":
+        "Отправленная версия ({n}) больше не хранится: показана текущая версия.",
+    "The template version sent was not recorded (sent before versions were kept): the current version is shown.":
+        "Версия шаблона при отправке не записана (отправлено до её учёта): показана текущая версия.",
+    "Subject as sent": "Тема при отправке",
+    "Coupon given": "Выданный купон",
+    "Trigger event": "Событие-триггер",
+    "Text part": "Текстовая часть",
+    "Sent at": "Отправлено",
 }
 
 

@@ -21,6 +21,10 @@ class RenderedMessage:
     html: str | None
     sms: str
     raw: bytes
+    # what the ledger records at `sent` so the console can re-render the message (retention.admin.sent):
+    # the template version rendered and the issued coupon ({code, discount, expires_at}), if any
+    template_version: int | None = None
+    coupon: dict[str, str] | None = None
 
 
 class Renderer:
@@ -117,12 +121,19 @@ class Renderer:
         return loc.replace("_", "-").split("-")[0].lower()
 
     def render(self, req: SendRequest, profile: Any, channel: str, now: datetime, *,
-               coupon: dict[str, Any] | None = None, recommender: Any = None) -> RenderedMessage:
+               coupon: dict[str, Any] | None = None, recommender: Any = None, template: Any = None,
+               template_version: int | None = None) -> RenderedMessage:
+        """`template`: a given version's parsed template (the console's re-render of a sent message)
+        instead of the applied one."""
         from retention.language import templates
-        template = self.library.templates().get(req.template)
+        if template is None:
+            template = self.library.templates().get(req.template)
+            applied = self.config.current("TEMPLATE").get(req.template)  # the cached dict it was parsed from
+            template_version = int(applied["version"]) if applied else None
         if template is None:
             raise LookupError(f"template '{req.template}' is not applied")
         ctx = self.context(req, profile, channel, now, coupon=coupon, recommender=recommender)
+        issued = _issued(coupon or req.coupon)
         if channel == "sms":
             from retention.messaging.sms import prepare_sms
             content = template.locales[template.resolve_locale(ctx["locale"])]
@@ -130,7 +141,8 @@ class Renderer:
             out = templates.render(template, ctx["locale"], ctx, channel="sms" if content.sms else "email")
             body = out.sms or out.text or ""
             return RenderedMessage(subject="", text=body, html=None,
-                                   sms=prepare_sms(body, max_segments=templates.MAX_SMS_SEGMENTS), raw=b"")
+                                   sms=prepare_sms(body, max_segments=templates.MAX_SMS_SEGMENTS), raw=b"",
+                                   template_version=template_version, coupon=issued)
         out = templates.render(template, ctx["locale"], ctx, channel="email")
         if not out.subject:
             raise templates.TemplateRenderError(f"template '{req.template}' has no email content")
@@ -154,7 +166,17 @@ class Renderer:
                           headers={"X-Retention-Rule": req.rule, "X-Retention-Step": str(req.step),
                                    "X-Retention-Variant": req.variant, "X-Retention-Ledger": req.ledger_id},
                           now=now)
-        return RenderedMessage(subject=out.subject or "", text=out.text or "", html=html, sms="", raw=raw)
+        return RenderedMessage(subject=out.subject or "", text=out.text or "", html=html, sms="", raw=raw,
+                               template_version=template_version, coupon=issued)
+
+
+def _issued(coupon: Any) -> dict[str, str] | None:
+    """The issued coupon as the ledger keeps it (short strings only: the item stays well under 1 KB)."""
+    if isinstance(coupon, str) and coupon:
+        return {"code": coupon[:64]}
+    if not isinstance(coupon, dict) or not coupon.get("code") or str(coupon["code"]).startswith("PREVIEW-"):
+        return None
+    return {k: str(coupon[k])[:64] for k in ("code", "discount", "expires_at") if coupon.get(k)}
 
 
 def coupon_code(customer_id: str, rule: str, entry: str) -> str:
