@@ -1,11 +1,17 @@
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from retention.core import clock
+
+# as the stack sets them for every function, before any test module imports retention.core.observability
+# (its Metrics object reads the namespace once: a unit test collected first must not leave it unset)
+os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "Retention")
+os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
 
 
 class FakeTicks:

@@ -605,6 +605,19 @@ def test_a_crash_after_the_marker_of_a_plain_event_keeps_its_raw_event(
     assert events[0]["sk"] == f"{iso(first[0].timestamp)}#p-1"
 
 
+def crash_then_complete(stack: Any, monkeypatch: pytest.MonkeyPatch, operation: str, role: str,
+                        batch: list[dict[str, Any]]) -> Any:
+    """`batch` crashes at the first `operation` on the `role` table, its retry is accepted: the profile's
+    version after the retry."""
+    client = stack.deps.dynamodb
+    crash_once(monkeypatch, client, operation, stack.tables[role])
+    with pytest.raises(Crash):
+        stack.ingest(batch)
+    monkeypatch.undo()
+    assert stack.ingest(batch).accepted == 1
+    return ddb.get(client, stack.tables["profiles"], "C#u1", "P")["version"]  # type: ignore[index]
+
+
 @pytest.mark.parametrize("operation,role", [("update_item", "profiles"), ("put_item", "profiles"),
                                              ("put_item", "idempotency"), ("batch_write_item", "events")],
                          ids=["before the interest row", "before the profile", "before the marker",
@@ -622,12 +635,7 @@ def test_a_product_view_needs_no_transaction_and_a_crash_anywhere_is_completed_o
     assert stack.counter.count("dynamodb", "TransactWriteItems") == 0
     # interest row, profile, marker, event, and the day's events counter (one ADD per request)
     assert stack.counter.count("dynamodb", *stack.counter.DDB_WRITES) == 5
-    crash_once(monkeypatch, client, operation, stack.tables[role])
-    with pytest.raises(Crash):
-        stack.ingest(view)
-    monkeypatch.undo()
-    assert stack.ingest(view).accepted == 1
-    version = ddb.get(client, stack.tables["profiles"], "C#u1", "P")["version"]  # type: ignore[index]
+    version = crash_then_complete(stack, monkeypatch, operation, role, view)
     again = stack.ingest(view)
     assert again.duplicates == 1
     assert ddb.get(client, stack.tables["profiles"], "C#u1", "P")["version"] == version  # type: ignore[index]
@@ -658,12 +666,7 @@ def test_a_trait_change_needs_no_transaction_and_a_crash_anywhere_is_completed_o
     # profile, marker, raw event, and the day's events counter (one ADD per request)
     assert stack.counter.count("dynamodb", *stack.counter.DDB_WRITES) == 4
     later = [identify("i-2", now - timedelta(minutes=20), first_name="Мария")]
-    crash_once(monkeypatch, client, operation, stack.tables[role])
-    with pytest.raises(Crash):
-        stack.ingest(later)
-    monkeypatch.undo()
-    assert stack.ingest(later).accepted == 1
-    version = ddb.get(client, stack.tables["profiles"], "C#u1", "P")["version"]  # type: ignore[index]
+    version = crash_then_complete(stack, monkeypatch, operation, role, later)
     assert stack.ingest(later).duplicates == 1
     # an older identify delivered late changes nothing either
     stack.ingest([identify("i-old", now - timedelta(minutes=150), city="Тула")])

@@ -52,7 +52,7 @@ KEY_OWNERS: dict[str, set[str]] = {
     "NPS#": {"surveys"}, "O#": {"customers"}, "P#": {"products"}, "PI#": {"customers"}, "POOL#": {"products"},
     "POP#": {"products"},
     "S#": {"analytics"}, "SEGDAY#": {"analytics"}, "SEGSIZE#": {"analytics"}, "SOURCE#": {"core"},
-    "SESSION#": {"console"}, "SUP#": {"messaging"}, "SV#": {"surveys"},
+    "SESSION#": {"console"}, "SUP#": {"messaging"}, "SV#": {"surveys"}, "TEST#": {"messaging"},
     "TOKEN#": {"admin"}, "V#": {"core"}, "W#": {"surveys"}, "X#": {"customers"},
 }
 ROOT = LIBRARY.parents[3]

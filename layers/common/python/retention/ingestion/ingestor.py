@@ -80,6 +80,7 @@ PRODUCT_LEARNING_EVENTS = frozenset({"Order Completed", "Product Viewed", "Produ
 MERGE_ORDERS_IN_TRANSACTION = 50
 INTEREST_PREFIX = interest_pk("")
 MAX_PROFILE_ITEM_BYTES = 350 * 1024
+TOO_LARGE = "too large"  # _store_idempotent: the profile would pass MAX_PROFILE_ITEM_BYTES
 """A profile item above this is refused before it is written (DynamoDB's limit is 400 KB: a write over it
 fails the whole transaction, and before this guard every later event of the customer answered 500)."""
 
@@ -416,18 +417,21 @@ class Ingestor:
                 if not migrated and self._is_idempotent_only(sp, fx, effects, before):
                     stored_soft = self._store_idempotent(source_id, sp, chunk, effects, before, seen_before, defs,
                                                         now)
-                    if stored_soft is not None:
+                    if isinstance(stored_soft, tuple):
                         fresh, dups = stored_soft
                         out.stored += fresh
                         out.duplicates += dups
                         break
-                    # someone else wrote the profile (or a merge left a tombstone): again, from the store
-                    sp = self._follow(self.repo.load(sp.profile.id, now), now)
-                    attempt += 1
-                    if attempt >= ATTEMPTS:
-                        raise ContentionError(f"profile {sp.profile.id}: could not commit after {ATTEMPTS} attempts")
-                    ddb.backoff(attempt)
-                    continue
+                    if stored_soft is None:
+                        # someone else wrote the profile (or a merge left a tombstone): again, from the store
+                        sp = self._follow(self.repo.load(sp.profile.id, now), now)
+                        attempt += 1
+                        if attempt >= ATTEMPTS:
+                            raise ContentionError(
+                                f"profile {sp.profile.id}: could not commit after {ATTEMPTS} attempts")
+                        ddb.backoff(attempt)
+                        continue
+                    # TOO_LARGE: the transaction path below finds and refuses the message that overflows
                 items = self._transaction(defs, source_id, sp, chunk, fx, now, effects)
                 if len(items) > MAX_TXN_ITEMS and len(chunk) > 1:
                     # many products or transitions: commit the chunk in two halves (process() changed the
@@ -602,7 +606,7 @@ class Ingestor:
 
     def _store_idempotent(self, source_id: str, sp: StoredProfile, chunk: list[Message], effects: list[dict[str, Any]],
                          before: str, seen_before: datetime | None, defs: Definitions, now: datetime
-                         ) -> tuple[list[Message], int] | None:
+                         ) -> tuple[list[Message], int] | str | None:
         """A chunk of product views, trait updates and plain events without a transaction: the product-interest
         rows, then the profile (a put conditional on its version, only when it changed), then the markers and
         raw events as for a plain event. 4 write units for a product view (was 8 to 10 in a transaction), 3 for
@@ -610,13 +614,14 @@ class Ingestor:
         idempotent and comes before the markers: a crash anywhere is completed by the client's retry, which
         folds the same messages again (the times are maxima: no change where the first attempt landed) and
         writes the rows and the profile again before it finds the markers. None: the profile changed under
-        us (or the item is too large for this path): the caller reads it again."""
+        us: the caller reads it again. TOO_LARGE: the profile would pass its size cap: the caller takes the
+        transaction path, which refuses the message that overflows (a `rejected` entry) and stores the rest."""
         for e in effects:
             self.ddb.update_item(**e["Update"])
         if _matters(sp.profile, before, seen_before):
             item = ddb.serialize(to_item(sp, now))
             if ddb.item_size(item) > MAX_PROFILE_ITEM_BYTES:
-                return None
+                return TOO_LARGE
             try:
                 self.ddb.put_item(TableName=self.env.profiles_table, Item=item, **version_condition(sp))
             except Exception as exc:
