@@ -117,3 +117,30 @@ def test_a_sent_sms_shows_its_text_and_segments(s: Any, viewer: Browser) -> None
     status, body = page(viewer, "p1", req.ledger_id)
     assert status == 200, body[:500]
     assert "скидка 10% по коду SMS-CODE1" in body and "SMS ·" in body and "<iframe" not in body
+
+
+def test_a_pool_coupon_and_the_products_shown_are_recorded_and_shown(stack: Any) -> None:
+    """The products scenario (a pool code, similar products): the ledger keeps the code with its discount and
+    expiry and the product ids of the cards, still one write unit; the page shows them."""
+    from retention.products.coupons import Coupons
+
+    from bench.meter import item_size, write_units
+    from tests.integration.test_products import _send, _setup
+    create_admin_token(stack.deps.config, "t", token="tok")
+    _setup(stack)
+    Coupons(stack.deps.dynamodb, stack.deps.env.products_table).upload("welcome", ["W-1"], "15%", 7)
+    out, reqs = _send(stack, "u1", "s1")
+    assert [o.status for o in out] == ["sent"]
+    item = ledger(stack, reqs[0])
+    assert item["coupon"]["code"] == "W-1" and item["coupon"]["discount"] == "15%" and item["coupon"]["expires_at"]
+    assert "s2" in item["products"] and "s3" not in item["products"]  # s3 is out of stock: never shown
+    size = item_size(ddb.serialize(item))
+    print(f"ledger item after `sent` (pool coupon, products): {size} bytes")
+    assert write_units(size) == 1 and size < 800, item
+    b = Browser()
+    assert b.sign_in(create_admin_token(stack.deps.config, "viewer-person", role="viewer"))[0] == 303
+    status, body = page(b, "u1", reqs[0].ledger_id)
+    assert status == 200, body[:500]
+    assert "W-1 · 15%" in body and "Products shown when sent" in body and "s2" in body
+    srcdoc = html_mod.unescape(re.search(r'srcdoc="([^"]*)"', body).group(1))  # type: ignore[union-attr]
+    assert "Code W-1: 15% off" in srcdoc and "City sneakers" in srcdoc

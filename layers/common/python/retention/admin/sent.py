@@ -15,8 +15,9 @@ from retention.messaging.requests import ledger_key
 
 def reopen(d: Deps, customer_id: str, ledger_id: str) -> dict[str, Any]:
     """{"ledger_id", "rule", "step", "variant", "template", "channel", "status", "sent_at", "subject" (as sent),
-    "coupon", "version" (rendered), "recorded_version", "fallback" (bool), "trigger", "rendered":
-    {"subject", "text", "html", "sms"} | None, "error"}. NotFoundError for an unknown ledger id, another
+    "coupon", "products" (the ids shown when sent; the re-render recommends afresh), "version" (rendered),
+    "recorded_version", "fallback" (bool), "trigger", "rendered": {"subject", "text", "html", "sms"} | None,
+    "error"}. NotFoundError for an unknown ledger id, another
     customer's message, or an erased customer."""
     from retention.admin.previews import Previews
     from retention.language.templates import Template
@@ -41,7 +42,8 @@ def reopen(d: Deps, customer_id: str, ledger_id: str) -> dict[str, Any]:
         "ledger_id": ledger_id, "rule": item.get("rule"), "step": item.get("step"), "variant": item.get("variant"),
         "template": template_id, "channel": item.get("channel_used") or item.get("channel"),
         "status": item.get("status"), "sent_at": item.get("sent_at"), "subject": item.get("subject"),
-        "coupon": item.get("coupon"), "recorded_version": recorded, "fallback": fallback,
+        "coupon": item.get("coupon"), "products": list(item.get("products") or []),
+        "recorded_version": recorded, "fallback": fallback,
         "version": int(chosen["version"]) if chosen else None, "trigger": None, "rendered": None, "error": None}
     if chosen is None:
         out["error"] = f"template '{template_id}' has no stored version"

@@ -226,6 +226,8 @@ RU: dict[str, str] = {
     "Trigger event": "Событие-триггер",
     "Text part": "Текстовая часть",
     "Sent at": "Отправлено",
+    "Products shown when sent": "Товары в отправленном письме",
+    "the cards below are recommended afresh": "карточки ниже подобраны заново",
 }
 
 

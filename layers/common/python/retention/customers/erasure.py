@@ -89,7 +89,7 @@ class Eraser:
                                  pk_name="customer_id", sk_name="created_at"):
                 # keep the exactly-once record (its key is a hash), drop what identifies the person
                 client.update_item(TableName=env.messages_table, Key=ddb.key(row["pk"], row["sk"]),
-                                   UpdateExpression="REMOVE subject, customer_id, detail, reason, coupon "
+                                   UpdateExpression="REMOVE subject, customer_id, detail, reason, coupon, products "
                                                     "SET erased = :t",
                                    ExpressionAttributeValues={":t": {"BOOL": True}})
                 ledger += 1

@@ -25,6 +25,7 @@ class RenderedMessage:
     # the template version rendered and the issued coupon ({code, discount, expires_at}), if any
     template_version: int | None = None
     coupon: dict[str, str] | None = None
+    products: list[str] | None = None  # the product ids of the cards (at most MAX_RECORDED_PRODUCTS)
 
 
 class Renderer:
@@ -132,6 +133,7 @@ class Renderer:
             template_version = int(applied["version"]) if applied else None
         if template is None:
             raise LookupError(f"template '{req.template}' is not applied")
+        recommender = recommender or self.recommender(req, profile, channel, now)
         ctx = self.context(req, profile, channel, now, coupon=coupon, recommender=recommender)
         issued = _issued(coupon or req.coupon)
         if channel == "sms":
@@ -142,7 +144,8 @@ class Renderer:
             body = out.sms or out.text or ""
             return RenderedMessage(subject="", text=body, html=None,
                                    sms=prepare_sms(body, max_segments=templates.MAX_SMS_SEGMENTS), raw=b"",
-                                   template_version=template_version, coupon=issued)
+                                   template_version=template_version, coupon=issued,
+                                   products=_shown(recommender))
         out = templates.render(template, ctx["locale"], ctx, channel="email")
         if not out.subject:
             raise templates.TemplateRenderError(f"template '{req.template}' has no email content")
@@ -167,7 +170,16 @@ class Renderer:
                                    "X-Retention-Variant": req.variant, "X-Retention-Ledger": req.ledger_id},
                           now=now)
         return RenderedMessage(subject=out.subject or "", text=out.text or "", html=html, sms="", raw=raw,
-                               template_version=template_version, coupon=issued)
+                               template_version=template_version, coupon=issued, products=_shown(recommender))
+
+
+MAX_RECORDED_PRODUCTS = 12
+
+
+def _shown(recommender: Any) -> list[str] | None:
+    """The product ids the message showed, in order, once each (short: the ledger item stays small)."""
+    ids = list(dict.fromkeys(str(p)[:40] for p in getattr(recommender, "shown", None) or []))
+    return ids[:MAX_RECORDED_PRODUCTS] or None
 
 
 def _issued(coupon: Any) -> dict[str, str] | None:

@@ -432,9 +432,10 @@ class Sender:
                 ":sub": getattr(rendered, "subject", "") or ""}
         expr = "SET #s = :s, sent_at = :t, provider_id = :p, channel_used = :c, subject = :sub"
         # what the console's re-render needs and cannot derive later (a few dozen bytes: the item stays in
-        # one write unit): the template version rendered and the issued coupon
+        # one write unit): the template version rendered, the issued coupon and the products shown
         for attr, value in (("template_version", getattr(rendered, "template_version", None)),
-                            ("coupon", getattr(rendered, "coupon", None))):
+                            ("coupon", getattr(rendered, "coupon", None)),
+                            ("products", getattr(rendered, "products", None))):
             if value is not None:
                 expr += f", {attr} = :{attr}"
                 sets[f":{attr}"] = value

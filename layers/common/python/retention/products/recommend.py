@@ -187,6 +187,7 @@ class Recommender:
         self.link_params = dict(link_params or {})
         self._bought: set[str] | None = None
         self.calls: list[tuple[str, int]] = []  # (kind, how many returned): the send's "at least N" check
+        self.shown: list[str] = []  # the product ids handed to the template (the ledger records them at `sent`)
 
     @property
     def bought(self) -> set[str]:
@@ -201,6 +202,7 @@ class Recommender:
         cards = self._candidates(kind, anchor_id, limit, str(category) if category else None)
         out = self._filter(cards, anchor_id, limit)
         self.calls.append((kind, len(out)))
+        self.shown.extend(str(c["product_id"]) for c in out if c.get("product_id"))
         return [self._present(card, kind) for card in out]
 
     def _candidates(self, kind: str, anchor_id: str | None, limit: int, category: str | None) -> list[dict[str, Any]]:
