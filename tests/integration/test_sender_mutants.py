@@ -91,6 +91,22 @@ def test_a_send_of_a_journey_that_has_exited_is_skipped_whichever_slot_it_is_in(
     assert len(sent_emails()) == 1
 
 
+def test_a_queued_marketing_send_of_a_rule_disabled_since_is_skipped_a_transactional_one_goes(note: Any) -> None:
+    """A marketer who disables a rule stops its queued marketing at once (issue 21's open question: it went
+    out); an order confirmation queued before (transactional) still goes: the customer expects it."""
+    from retention.core.config import ConfigStore
+    note.deps.config.set_enabled("RULE", "note", False)
+    ConfigStore.invalidate()
+    sender = note.sender()
+    out = sender.send(_request("eD"))
+    assert (out.status, out.reason) == ("skipped", "rule_disabled")
+    assert sent_emails() == []
+    out = sender.send(SendRequest(customer_id="u1", rule="note", entry="eT", step=0, channel="email",
+                                  template="t-note", transactional=True))
+    assert out.status == "sent", out
+    assert len(sent_emails()) == 1
+
+
 def test_the_preferred_channel_needs_content_for_it_in_the_template(note: Any) -> None:
     """Kills `if template is not None:` → `if template is None:` in `_template_channels` (every template
     would look like it had SMS content): the customer prefers SMS, but the template has email content

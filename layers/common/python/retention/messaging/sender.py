@@ -277,6 +277,10 @@ class Sender:
                         if s.split("#", 1)[0] == req.rule and j.get("entry") == req.entry), None) or {}
         if rule is not None and journey and journey.get("entry") == req.entry and journey.get("state") == "exited":
             return self._skip(req, "journey_exited", now)
+        if rule is not None and not rule.enabled and not req.transactional:
+            # disabled since the message was queued: its marketing stops now (a transactional message, an
+            # order confirmation, still goes: the customer expects it)
+            return self._skip(req, "rule_disabled", now)
         channel, address, why = channel_decision(
             req.channel, profile, transactional=req.transactional, suppressed=suppressed,
             consented=lambda ch: self.renderer.has_consent(profile, ch, now),
