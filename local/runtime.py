@@ -258,8 +258,12 @@ class LocalStack:
 
     # ---- schedules and queues ----------------------------------------------------------------------
     def after_request(self) -> None:
-        """Sends caused by a request go out at once, as Lambda's SQS trigger would do within seconds."""
-        self.drain()
+        """Sends caused by a request go out at once, as Lambda's SQS trigger would do within seconds. Under
+        the stack's lock: the background scheduler drains under it too, and a drain running beside it would
+        find the queue empty while the scheduler holds the request's messages in flight, and answer before
+        they were sent."""
+        with self.lock:
+            self.drain()
 
     def tick(self) -> Any:
         from retention.core import clock
