@@ -94,6 +94,14 @@ THROTTLED = frozenset({"ProvisionedThroughputExceededException", "ThrottlingExce
 THROTTLED_REASONS = frozenset({"ThrottlingError", "ProvisionedThroughputExceeded"})
 
 
+def set_fields(client: Any, table: str, pk: str, sk: str, fields: dict[str, Any]) -> None:
+    """One UpdateItem that SETs `fields` (names and values as placeholders) on the item at pk/sk."""
+    client.update_item(TableName=table, Key=key(pk, sk),
+                       UpdateExpression="SET " + ", ".join(f"#a{i} = :a{i}" for i in range(len(fields))),
+                       ExpressionAttributeNames={f"#a{i}": k for i, k in enumerate(fields)},
+                       ExpressionAttributeValues={f":a{i}": value(v) for i, v in enumerate(fields.values())})
+
+
 def error_code(exc: BaseException) -> str | None:
     """The AWS error code of a botocore ClientError; None for anything else (a timeout carries no response,
     a botocore ReadTimeoutError has `response = None`)."""

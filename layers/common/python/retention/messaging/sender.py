@@ -194,11 +194,7 @@ class Sender:
 
     def _finish(self, req: SendRequest, status: str, now: datetime, **extra: Any) -> None:
         sets = {"status": status, "updated_at": clock.iso(now), **{k: v for k, v in extra.items() if v is not None}}
-        names = {f"#a{i}": k for i, k in enumerate(sets)}
-        vals = {f":a{i}": ddb.value(v) for i, v in enumerate(sets.values())}
-        self.ddb.update_item(TableName=self.env.messages_table, Key=ddb.key(*ledger_key(req.ledger_id)),
-                             UpdateExpression="SET " + ", ".join(f"#a{i} = :a{i}" for i in range(len(sets))),
-                             ExpressionAttributeNames=names, ExpressionAttributeValues=vals)
+        ddb.set_fields(self.ddb, self.env.messages_table, *ledger_key(req.ledger_id), sets)
 
     def _release(self, req: SendRequest, now: datetime, reason: str) -> None:
         """Nothing was handed to the provider: the claim becomes re-claimable (`retry`). Best effort —

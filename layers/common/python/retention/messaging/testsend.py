@@ -186,11 +186,7 @@ class TestSender:
 
     def _finish(self, req: TestSendRequest, status: str, now: Any, **extra: Any) -> None:
         sets = {"status": status, "updated_at": clock.iso(now), **{k: v for k, v in extra.items() if v is not None}}
-        self.s.ddb.update_item(
-            TableName=self.s.env.messages_table, Key=ddb.key(*testsend_ledger_key(req.request_id)),
-            UpdateExpression="SET " + ", ".join(f"#a{i} = :a{i}" for i in range(len(sets))),
-            ExpressionAttributeNames={f"#a{i}": k for i, k in enumerate(sets)},
-            ExpressionAttributeValues={f":a{i}": ddb.value(v) for i, v in enumerate(sets.values())})
+        ddb.set_fields(self.s.ddb, self.s.env.messages_table, *testsend_ledger_key(req.request_id), sets)
 
 
 def _tag(value: str) -> str:
