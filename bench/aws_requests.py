@@ -20,15 +20,23 @@ SINGLE = 20
 SOURCE = "src_bench"
 
 
+def _stamped(msg: dict[str, Any]) -> dict[str, Any]:
+    """A message as the real clients send it: with the client's own `timestamp` (analytics-python; Rudder's
+    `originalTimestamp`), taken when the event happens (the bench's clock), and a `sentAt` at flush (the
+    batch's, `Bench.ingest`). The raw event is keyed by it (retention.ingestion.ingestor.event_key_at)."""
+    from retention.core import clock
+    return {**msg, "timestamp": clock.iso(clock.now())}
+
+
 def _identify(uid: str, **traits: Any) -> dict[str, Any]:
     t = {"email": f"{uid}@example.com", "email_consent": True, "first_name": "Анна", "timezone": "Europe/Moscow",
          **traits}
-    return {"type": "identify", "userId": uid, "messageId": f"id-{uid}-{len(traits)}", "traits": t}
+    return _stamped({"type": "identify", "userId": uid, "messageId": f"id-{uid}-{len(traits)}", "traits": t})
 
 
 def _track(uid: str, event: str, mid: str, **props: Any) -> dict[str, Any]:
-    return {"type": "track", "userId": uid, "event": event, "messageId": mid, "properties": props,
-            "context": {"ip": "203.0.113.7", "library": {"name": "analytics-python", "version": "2.4.0"}}}
+    return _stamped({"type": "track", "userId": uid, "event": event, "messageId": mid, "properties": props,
+                     "context": {"ip": "203.0.113.7", "library": {"name": "analytics-python", "version": "2.4.0"}}})
 
 
 def event_kinds() -> dict[str, Any]:
@@ -37,12 +45,12 @@ def event_kinds() -> dict[str, Any]:
         "track (plain: no rule, no product)": (
             "pt", lambda uid, i: _track(uid, "Store Visited", f"pt-{uid}-{i}", store="moscow-1", minutes=12)),
         "identify (known customer, traits change)": (
-            "ik", lambda uid, i: {"type": "identify", "userId": uid, "messageId": f"ik-{uid}-{i}",
-                                  "traits": {"first_name": "Мария", "vip": i % 2 == 0, "city": "Москва"}}),
+            "ik", lambda uid, i: _stamped({"type": "identify", "userId": uid, "messageId": f"ik-{uid}-{i}",
+                                           "traits": {"first_name": "Мария", "vip": i % 2 == 0, "city": "Москва"}})),
         "identify (new customer: email + consent)": (
-            "in", lambda uid, i: {"type": "identify", "userId": f"{uid}-new", "messageId": f"in-{uid}-{i}",
-                                  "traits": {"email": f"{uid}-new@example.com", "email_consent": True,
-                                             "first_name": "Ольга", "phone": "+79161234567"}}),
+            "in", lambda uid, i: _stamped({"type": "identify", "userId": f"{uid}-new", "messageId": f"in-{uid}-{i}",
+                                           "traits": {"email": f"{uid}-new@example.com", "email_consent": True,
+                                                      "first_name": "Ольга", "phone": "+79161234567"}})),
         "Order Completed (2 products)": (
             "oc", lambda uid, i: _track(uid, "Order Completed", f"oc-{uid}-{i}", order_id=f"o-{uid}-{i}",
                                         revenue=2580, currency="RUB", shop="moscow-1",
@@ -71,7 +79,8 @@ class Bench:
     def ingest(self, messages: list[dict[str, Any]]) -> Any:
         from retention.core import clock
         from retention.ingestion import wire
-        parsed = wire.parse_request("batch", json.dumps({"batch": messages}).encode(), clock.now())
+        body = {"batch": messages, "sentAt": clock.iso(clock.now())}
+        parsed = wire.parse_request("batch", json.dumps(body).encode(), clock.now())
         assert not parsed.rejected, parsed.rejected
         return self.ingestor.ingest(parsed.messages, SOURCE)
 

@@ -132,11 +132,12 @@ def test_a_retried_identify_writes_nothing_more(stack: Any, now: datetime) -> No
     result = stack.ingest(batch)
     assert result.duplicates == 2
     # neither the link nor the merge is done again (no transaction, no delete) and the profile is not
-    # rewritten; a product view's writes are idempotent and done again before its marker answers "duplicate"
-    # (its interest row, its raw event at the same key: retail-scale views need no transaction)
+    # rewritten; a product view's writes are idempotent and done again before its dedupe answers "duplicate"
+    # (its interest row; retail-scale views need no transaction)
     assert stack.counter.count("dynamodb", "TransactWriteItems", "DeleteItem") == 0
     assert stored_item(stack, "C#u6", "P")["version"] == version  # type: ignore[index]
-    assert stack.counter.count("dynamodb", "PutItem") == 2  # the two markers' conditional puts, both refused
+    # the two raw events' conditional puts (keyed by the client's timestamps: their own dedupe), both refused
+    assert stack.counter.count("dynamodb", "PutItem") == 2
     assert raw_events(stack, "u6") == before
 
 

@@ -310,14 +310,17 @@ def test_events_of_one_customer_update_the_profile_once_per_batch(stack: Any, no
              for i in range(10)]
     stack.counter.reset()
     stack.ingest(batch)
-    # interest rows matter: markers, events, the profile and its interest rows in one transaction
+    # interest rows matter: the markers and the profile in one transaction; before it, what is idempotent and
+    # harmless without the commit: the raw events (keyed by their client timestamps: one BatchWrite) and the
+    # ten interest rows (upserts), then the day's events counter (one ADD per request)
     assert stack.counter.count("dynamodb", "TransactWriteItems") == 1
-    assert stack.counter.count("dynamodb", "PutItem", "BatchWriteItem", "DeleteItem") == 0
-    assert stack.counter.count("dynamodb", "UpdateItem") == 1  # the day's events counter, once per request
+    assert stack.counter.count("dynamodb", "PutItem", "DeleteItem") == 0
+    assert stack.counter.count("dynamodb", "BatchWriteItem") == 1
+    assert stack.counter.count("dynamodb", "UpdateItem") == 10 + 1
     item = ddb.get(stack.deps.dynamodb, stack.tables["profiles"], "C#u1", "P")
     assert item is not None and item["version"] == 1
     # past CHUNK messages, at most one conditional profile write per CHUNK (a transaction holds ≤ 100 items):
-    # the first chunk creates the profile, the second is plain (markers and raw events only)
+    # the first chunk creates the profile, the second is plain (one conditional put of each raw event)
     many = [track("u2", "Page Scrolled", f"s{i}", now - timedelta(seconds=i)) for i in range(CHUNK + 6)]
     stack.counter.reset()
     stack.ingest(many)
@@ -508,11 +511,14 @@ def test_cost_of_a_plain_track_event(stack: Any, now: datetime, with_library: bo
           f"requests, {reads / 100:.2f} read requests, ≈{units.units / 100:.1f} write units "
           f"(all: {dict(s.counter.calls)})")
     assert per_event <= 3
-    # per customer: the messageId marker (a conditional put) and the raw event; the profile is not
-    # rewritten for an event that changes nothing but `last_seen_at` within the hour; one ADD for the request
-    # on the day's events counter (the console's "events today")
-    assert writes == 201
-    assert units.units / 100 <= 3  # DESIGN §10: ≤ 3 write units per plain event
+    # per customer ONE conditional put of the raw event, keyed by the client's timestamp (its own dedupe, no
+    # messageId marker); the profile is not rewritten for an event that changes nothing but `last_seen_at`
+    # within the hour; one ADD for the request on the day's events counter (the console's "events today")
+    assert writes == 101
+    assert s.counter.count("dynamodb", "PutItem") == 100
+    # DESIGN §10: ≤ 3 write units per plain event (issue 17's goal: 2); 1.01 here (the hook's sum is not
+    # atomic across the ingestor's threads: it may only miss units)
+    assert units.units <= 101
     assert s.counter.count("dynamodb", "TransactWriteItems") == 0
     after = ddb.get(s.deps.dynamodb, s.tables["profiles"], "C#c017", "P")
     assert after is not None and after["version"] == version_before
@@ -586,23 +592,36 @@ def test_a_crash_between_the_writes_is_completed_by_the_retry_once(
     assert len(raw_events(stack, "u1")) == 3
 
 
-def test_a_crash_after_the_marker_of_a_plain_event_keeps_its_raw_event(
+def test_a_crash_after_the_marker_of_an_unkeyed_plain_event_keeps_its_raw_event(
         stack: Any, now: datetime, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A client whose clock is 5 minutes ahead: its timestamp is too far from the corrected time to key the
+    raw event (STABLE_KEY_SKEW), so the messageId marker records the key; a crash between the marker and
+    the raw event is completed by the retry, at the first attempt's key."""
     client = stack.deps.dynamodb
     stack.ingest([track("u1", "Page Scrolled", "p-0", now - timedelta(minutes=30))])
     later = now - timedelta(minutes=20)
-    first = parse([track("u1", "Button Clicked", "p-1", later)], sent_at=now)
+    ahead = timedelta(minutes=5)
+    first = parse([track("u1", "Button Clicked", "p-1", later + ahead)], sent_at=now + ahead)
+    assert first[0].timestamp == later
     crash_once(monkeypatch, client, "batch_write_item", stack.tables["events"])
     with pytest.raises(Crash):
         ingestor(stack).ingest(first, "src_test")
     monkeypatch.undo()
+    assert count_items(stack, "idempotency") == 2  # p-0's (it created the customer) and p-1's
     # the retry's corrected timestamp moved (a new sentAt): the event still lands once, at the first key
-    again = parse([track("u1", "Button Clicked", "p-1", later)], sent_at=now + timedelta(seconds=40))
-    assert ingestor(stack).ingest(again, "src_test").accepted == 1
-    ingestor(stack).ingest(again, "src_test")
+    again = parse([track("u1", "Button Clicked", "p-1", later + ahead)], sent_at=now + ahead + timedelta(seconds=40))
+    assert ingestor(stack).ingest(again, "src_test").duplicates == 1
+    assert ingestor(stack).ingest(again, "src_test").duplicates == 1
     events = [e for e in raw_events(stack, "u1") if e["message_id"] == "p-1"]
     assert len(events) == 1
     assert events[0]["sk"] == f"{iso(first[0].timestamp)}#p-1"
+
+
+def skewed(msg: dict[str, Any], ahead: timedelta = timedelta(minutes=5)) -> dict[str, Any]:
+    """`msg` from a client whose clock is `ahead`: the same corrected time, but the client timestamp is too
+    far from it to key the raw event (the messageId marker path)."""
+    at = clock.parse_iso(msg["timestamp"])
+    return {**msg, "timestamp": iso(at + ahead), "sentAt": iso(clock.now() + ahead)}
 
 
 def crash_then_complete(stack: Any, monkeypatch: pytest.MonkeyPatch, operation: str, role: str,
@@ -618,23 +637,29 @@ def crash_then_complete(stack: Any, monkeypatch: pytest.MonkeyPatch, operation: 
     return ddb.get(client, stack.tables["profiles"], "C#u1", "P")["version"]  # type: ignore[index]
 
 
-@pytest.mark.parametrize("operation,role", [("update_item", "profiles"), ("put_item", "profiles"),
-                                             ("put_item", "idempotency"), ("batch_write_item", "events")],
-                         ids=["before the interest row", "before the profile", "before the marker",
-                              "before the raw event"])
+@pytest.mark.parametrize("operation,role,keyed", [
+    ("update_item", "profiles", True), ("put_item", "profiles", True), ("put_item", "events", True),
+    ("update_item", "profiles", False), ("put_item", "profiles", False), ("put_item", "idempotency", False),
+    ("batch_write_item", "events", False)],
+    ids=["before the interest row", "before the profile", "before the raw event's conditional put",
+         "unkeyed: before the interest row", "unkeyed: before the profile", "unkeyed: before the marker",
+         "unkeyed: before the raw event"])
 def test_a_product_view_needs_no_transaction_and_a_crash_anywhere_is_completed_once(
-        stack: Any, now: datetime, monkeypatch: pytest.MonkeyPatch, operation: str, role: str) -> None:
+        stack: Any, now: datetime, monkeypatch: pytest.MonkeyPatch, operation: str, role: str, keyed: bool) -> None:
     """A product view changes only latest times (the interest, the browsing time, last seen): its writes are
-    idempotent and all come before its marker, so the retry after a crash folds it again and completes
-    what is missing, and a third delivery changes nothing."""
+    idempotent and all come before its dedupe (the raw event's conditional put; the marker for a message
+    whose raw event is not keyed by its client timestamp), so the retry after a crash folds it again and
+    completes what is missing, and a third delivery changes nothing."""
     client = stack.deps.dynamodb
     stack.ingest([track("u1", "Page Scrolled", "p-0", now - timedelta(hours=3))])
     view = [track("u1", "Product Viewed", "v-1", now - timedelta(minutes=20), product_id="p1")]
+    if not keyed:
+        view = [skewed(view[0])]
     stack.counter.reset()
     stack.ingest([track("u1", "Product Viewed", "v-0", now - timedelta(hours=2), product_id="p0")])
     assert stack.counter.count("dynamodb", "TransactWriteItems") == 0
-    # interest row, profile, marker, event, and the day's events counter (one ADD per request)
-    assert stack.counter.count("dynamodb", *stack.counter.DDB_WRITES) == 5
+    # interest row, profile, the raw event's conditional put (no marker), and the day's events counter
+    assert stack.counter.count("dynamodb", *stack.counter.DDB_WRITES) == 4
     version = crash_then_complete(stack, monkeypatch, operation, role, view)
     again = stack.ingest(view)
     assert again.duplicates == 1
@@ -645,15 +670,19 @@ def test_a_product_view_needs_no_transaction_and_a_crash_anywhere_is_completed_o
     row = ddb.get(client, stack.tables["profiles"], "PI#p1", "C#u1")
     assert row is not None and row["viewed_at"] == iso(now - timedelta(minutes=20))
     assert sorted(e["message_id"] for e in raw_events(stack, "u1")) == ["p-0", "v-0", "v-1"]
+    assert count_items(stack, "idempotency") == (1 if keyed else 2)  # p-0 created the customer: a transaction
 
 
-@pytest.mark.parametrize("operation,role", [("put_item", "profiles"), ("put_item", "idempotency"),
-                                             ("batch_write_item", "events")],
-                         ids=["before the profile", "before the marker", "before the raw event"])
+@pytest.mark.parametrize("operation,role,keyed", [
+    ("put_item", "profiles", True), ("put_item", "events", True),
+    ("put_item", "profiles", False), ("put_item", "idempotency", False), ("batch_write_item", "events", False)],
+    ids=["before the profile", "before the raw event's conditional put", "unkeyed: before the profile",
+         "unkeyed: before the marker", "unkeyed: before the raw event"])
 def test_a_trait_change_needs_no_transaction_and_a_crash_anywhere_is_completed_once(
-        stack: Any, now: datetime, monkeypatch: pytest.MonkeyPatch, operation: str, role: str) -> None:
+        stack: Any, now: datetime, monkeypatch: pytest.MonkeyPatch, operation: str, role: str, keyed: bool) -> None:
     """Traits are kept with the time of the message that set them: folding the same identify again sets
-    nothing new, so a known customer's trait change is a profile put, a marker and a raw event."""
+    nothing new, so a known customer's trait change is a profile put and the raw event's conditional put
+    (a marker first when the raw event is not keyed by the client's timestamp)."""
     client = stack.deps.dynamodb
 
     def identify(mid: str, at: datetime, **traits: Any) -> dict[str, Any]:
@@ -663,9 +692,11 @@ def test_a_trait_change_needs_no_transaction_and_a_crash_anywhere_is_completed_o
     stack.counter.reset()
     stack.ingest([identify("i-1", now - timedelta(hours=2), city="Москва")])
     assert stack.counter.count("dynamodb", "TransactWriteItems") == 0
-    # profile, marker, raw event, and the day's events counter (one ADD per request)
-    assert stack.counter.count("dynamodb", *stack.counter.DDB_WRITES) == 4
+    # profile, the raw event's conditional put (no marker), and the day's events counter (one ADD per request)
+    assert stack.counter.count("dynamodb", *stack.counter.DDB_WRITES) == 3
     later = [identify("i-2", now - timedelta(minutes=20), first_name="Мария")]
+    if not keyed:
+        later = [skewed(later[0])]
     version = crash_then_complete(stack, monkeypatch, operation, role, later)
     assert stack.ingest(later).duplicates == 1
     # an older identify delivered late changes nothing either

@@ -9,7 +9,8 @@ profiles table  C#<customer> / P                          the profile (or a merg
                 X#<sha256(email)> / EMAIL                 lookup by email
                 X#<sha256(phone, E.164)> / PHONE          lookup by phone (the console's search)
                 PI#<product> / C#<customer>               product interest (back in stock, price drop)
-events table    C#<customer> / <iso timestamp>#<messageId> the timeline (raw and internal events)"""
+events table    C#<customer> / <iso timestamp>#<messageId> the timeline (raw and internal events; a raw event
+                                 keyed by its client timestamp: <iso timestamp>#<source>#<messageId>)"""
 
 from __future__ import annotations
 
@@ -125,9 +126,11 @@ def history_key(customer_id: str, at: str, group: str, segment: str, kind: str) 
     return (profile_pk(customer_id), f"H#{at}#{group}#{segment}#{kind}")
 
 
-def timeline_key(customer_id: str, timestamp: str, message_id: str) -> tuple[str, str]:
-    """An event on the customer's timeline (events table), in time order."""
-    return (profile_pk(customer_id), f"{timestamp}#{message_id}")
+def timeline_key(customer_id: str, timestamp: str, message_id: str, source: str | None = None) -> tuple[str, str]:
+    """An event on the customer's timeline (events table), in time order. `source`: a raw event keyed by its
+    client timestamp (retention.ingestion.ingestor.event_key_at) names its source in the key, since the
+    key is its dedupe and a messageId is unique per source (DESIGN §3)."""
+    return (profile_pk(customer_id), f"{timestamp}#{source}#{message_id}" if source else f"{timestamp}#{message_id}")
 
 
 ORDER_PREFIX = "O#"

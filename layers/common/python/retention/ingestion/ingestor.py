@@ -1,20 +1,62 @@
 """track_event's library: exactly-once storage of Segment messages, identity, profiles, segments and
 journey starts, in the ingestion path.
 
-Two ways to store a customer's chunk of messages, chosen after the (pure) engine has folded them in:
+The raw event's key. A message whose client timestamp (`timestamp`/`originalTimestamp`, the same in every
+retry of the client) is within STABLE_KEY_SKEW of the corrected time (Segment's clock-skew correction moves
+by milliseconds per retry, since `sentAt` changes) and whose raw event outlives the dedupe window is
+*keyed*: its raw event sits at `C#<customer>` / `<client timestamp>#<source>#<messageId>` in every retry,
+so the raw event itself is the dedupe (`event_key_at`; the source is in the key because a messageId is
+unique per source). Other messages (no client timestamp, a clock off by more
+than STABLE_KEY_SKEW, an import older than the retention less the dedupe window) have a messageId marker
+that records where their raw event went. The item's `timestamp` attribute is the corrected time in both
+cases; readers order by the sort key (within STABLE_KEY_SKEW of it) and filter on the attribute.
+
+Three ways to store a customer's chunk of messages, chosen after the (pure) engine has folded them in:
 
 - **plain** (nothing that matters changed: no effect items, no sends, the profile unchanged but for
-  `last_seen_at` moving by less than an hour, an existing non-anonymous profile): per message the messageId
-  marker (a conditional put that records the event's timestamp), then the raw events (BatchWrite at the
-  keys the markers recorded). 2 write units per event, the profile is not written. A crash between the
-  marker and the raw event is completed by the retry: a marker that exists makes the message a duplicate
-  whose raw event is written again at the recorded key (the same item).
-- **transaction** (anything else): ONE TransactWriteItems holds the messageId markers (conditional puts: a
-  retried or concurrent message loses there), the raw events, the effects, the profile (conditional on its
-  version). Either all of it lands or none, so a crash never leaves a marker without its effect.
+  `last_seen_at` moving by less than an hour, an existing non-anonymous profile): a keyed message is ONE
+  conditional put of its raw event (`attribute_not_exists(pk)`: a ConditionalCheckFailed is a duplicate),
+  1 write unit, no marker, the profile is not written. An unkeyed one keeps the marker (a conditional put
+  that records the key), then its raw event (BatchWrite at the recorded key): a crash between the two is
+  completed by the retry (a marker that exists makes the message a duplicate whose raw event is written
+  again at the recorded key, the same item).
+- **idempotent** (product views, trait-only identifies: `_store_idempotent`): the interest rows and the
+  profile first (idempotent), the raw event's conditional put (or the marker) last, as for a plain event.
+- **transaction** (anything else): before it, what is idempotent and harmless if the transaction never
+  commits — a keyed message's raw event (a plain put at its stable key), the product-interest rows
+  (upserts of latest times) and the SEGMENT / JOURNEY due items (a SEGMENT item fires a re-check of the
+  stored profile; a JOURNEY item whose journey, entry or step is not in the profile is dropped by the
+  engine as stale). Then ONE TransactWriteItems holds the messageId markers (conditional puts: a retried or
+  concurrent message loses there), the unkeyed raw events, the effects that must not exist without the
+  commit (the STATS and SEND outbox items, order items, internal events, fan-out promises, the email and
+  phone index) and the profile (conditional on its version). A message that ends `rejected` (the profile
+  size cap) has its raw event deleted again.
 
-A message whose effect matters is thus taken in exactly once by the transaction; a plain one has no effect
-to take in twice. Events of one customer inside a batch update the profile at most once per chunk.
+A message whose effect matters is thus taken in exactly once, by the transaction and its marker; a plain
+one has no effect to take in twice. A retry that changes path finds the same raw event: the transaction
+writes a keyed message's raw event at the same key as the plain path, so a plain retry of a committed
+message fails its conditional put, and a transaction retry of a plain one finds no marker (the plain
+attempt had no effect) and writes the raw event over itself. Events of one customer inside a batch update
+the profile at most once per chunk.
+
+What the 60 s boundary costs: a client whose clock is off by about STABLE_KEY_SKEW may send one attempt
+keyed and its retry unkeyed (or the reverse). A retry that takes the plain path (a plain event, or one
+whose effect is in the profile already) then stores a second raw row at the other key (a keyed plain
+put has no marker to find, an unkeyed one finds none): the timeline shows the event twice, the KPIs,
+segments and journeys do not move (the plain path changes none of them), and the day's events counter
+counts it twice. A retry that takes the transaction path finds the marker either way, so effects stay
+exactly once (the marker records the key its raw event went to: a keyed raw event written before a
+transaction that then finds the marker at another key is deleted again). That needs a clock about a
+minute off AND a retry AND the skew (network latency included) crossing the boundary between the two;
+a marker per keyed event to close it would cost the write unit this design saves on every event.
+
+What a transaction that never commits leaves (a crash, and a client that never retries): the keyed raw
+event (the timeline shows an event whose effects are not in the profile), interest rows (a back-in-stock
+fan-out may reach the customer for that view) and due items that come due as no-ops. A retry (the
+clients retry every 5xx) commits the rest: the raw event is written over itself, the due items at the
+same keys when the retry comes in the same request (`now` is the request's), at a later time otherwise —
+then a JOURNEY item of the dead attempt, if the retry starts the same journey entry, advances that wait
+early by the time between the two attempts (and the retry's own item finds the step done: stale).
 """
 
 from __future__ import annotations
@@ -109,6 +151,33 @@ class _Outcome:
 
     def owners(self) -> list[tuple[str, Message]]:
         return [(self.customer, m) for m in self.stored]
+
+
+EARLY_DUE_KINDS = frozenset({"SEGMENT", "JOURNEY"})
+"""Due items written before the transaction: firing one the transaction never committed is harmless (a
+SEGMENT item re-checks the stored profile; the engine drops a JOURNEY item whose journey, entry or step is
+not in the profile, retention.journeys.engine.Engine._on_due_journey)."""
+
+
+@dataclass
+class _Early:
+    """What a transaction's chunk writes before its transaction: idempotent, and harmless if the transaction
+    never commits (see the module docstring)."""
+
+    events: list[tuple[Message, dict[str, Any]]] = field(default_factory=list)  # keyed raw events
+    due: list[dict[str, Any]] = field(default_factory=list)  # SEGMENT / JOURNEY due items
+    updates: list[dict[str, Any]] = field(default_factory=list)  # product-interest upserts (UpdateItem kwargs)
+
+    def take(self, effect: dict[str, Any], due_table: str) -> bool:
+        """Keep `effect` (a transaction item) for before the transaction when it may go there."""
+        if "Update" in effect and effect["Update"]["Key"]["pk"]["S"].startswith(INTEREST_PREFIX):
+            self.updates.append(effect["Update"])
+            return True
+        put = effect.get("Put")
+        if put and put["TableName"] == due_table and put["Item"].get("kind", {}).get("S") in EARLY_DUE_KINDS:
+            self.due.append(ddb.deserialize(put["Item"]) or {})
+            return True
+        return False
 
 
 def customer_of(msg: Message, aliases: dict[str, str]) -> str:
@@ -432,7 +501,8 @@ class Ingestor:
                         ddb.backoff(attempt)
                         continue
                     # TOO_LARGE: the transaction path below finds and refuses the message that overflows
-                items = self._transaction(defs, source_id, sp, chunk, fx, now, effects)
+                early = _Early()
+                items = self._transaction(defs, source_id, sp, chunk, fx, now, effects, early)
                 if len(items) > MAX_TXN_ITEMS and len(chunk) > 1:
                     # many products or transitions: commit the chunk in two halves (process() changed the
                     # in-memory profile, so read it again)
@@ -444,12 +514,14 @@ class Ingestor:
                 oversized = ddb.item_size(items[-1]["Put"]["Item"]) > MAX_PROFILE_ITEM_BYTES
                 if not oversized:
                     try:
+                        self._write_early(early)
                         self.ddb.transact_write_items(TransactItems=items)
                     except Exception as exc:
                         if not _item_too_large(exc):
                             if not ddb.is_contention(exc):
                                 raise
                             dup = {i for i in range(len(chunk)) if ddb.condition_failed_at(exc, i)}
+                            self._drop_strays(early, chunk, dup, exc)
                             if dup:
                                 out.duplicates += len(dup)
                                 chunk = [m for i, m in enumerate(chunk) if i not in dup]
@@ -457,7 +529,11 @@ class Ingestor:
                                 break  # a retried delivery: everything was stored before
                             # someone else wrote the profile, or a merge left a tombstone: start again from the
                             # store (process() changed the in-memory profile in any case)
+                            cid = sp.profile.id
                             sp = self._follow(self.repo.load(sp.profile.id, now), now)
+                            if sp.profile.id != cid:  # merged meanwhile: the raw events go to the new profile
+                                ddb.batch_write(self.ddb, self.env.events_table,
+                                                deletes=[(e["pk"], e["sk"]) for _, e in early.events])
                             if not chunk:
                                 break
                             attempt += 1
@@ -476,6 +552,11 @@ class Ingestor:
                         chunk = chunk[:1]
                         continue
                     msg = chunk[0]
+                    key_at = event_key_at(msg, defs.settings, now)
+                    if key_at is not None:  # written before a transaction that never committed
+                        self.ddb.delete_item(TableName=self.env.events_table,
+                                             Key=ddb.key(*timeline_key(sp.profile.id, key_at, msg.message_id,
+                                                                       source_id)))
                     out.rejected.append(Rejection(
                         index=msg.index, messageId=msg.message_id,
                         error=f"the customer's profile would grow past {MAX_PROFILE_ITEM_BYTES // 1024} KB with this "
@@ -488,6 +569,36 @@ class Ingestor:
                 break
         out.customer = sp.profile.id
         return out
+
+    def _write_early(self, early: _Early) -> None:
+        """What goes before the transaction (`_Early`): each write is idempotent, so a crash, a lost race or a
+        duplicate after it is completed or undone by the next attempt (see the module docstring)."""
+        if early.due:
+            ddb.batch_write(self.ddb, self.env.due_table, puts=early.due)
+        for update in early.updates:
+            self.ddb.update_item(**update)
+        if early.events:
+            ddb.batch_write(self.ddb, self.env.events_table, puts=[e for _, e in early.events])
+
+    def _drop_strays(self, early: _Early, chunk: list[Message], dup: set[int], exc: Exception) -> None:
+        """A keyed raw event written before a transaction whose marker says "duplicate" while the marker
+        recorded another key (an earlier attempt went by the marker path: the client's clock skew crossed
+        STABLE_KEY_SKEW between the two): the earlier attempt's raw event is the message's, this one goes.
+        At the same key it is the same item (a retry, or a concurrent delivery that won): it stays."""
+        if not dup or not early.events:
+            return
+        reasons = ddb.cancellation_reasons(exc)
+        duplicates = {chunk[i].message_id: ddb.deserialize(reasons[i].get("Item")) for i in dup}
+        strays = []
+        for msg, event in early.events:
+            marker = duplicates.get(msg.message_id)
+            if marker is None:
+                continue  # not a duplicate, or DynamoDB did not hand the old marker back: keep it
+            first = recorded_event(str(event["customer_id"]), msg, str(event["source"]), marker, int(event["ttl"]))
+            if first is None or first["sk"] != event["sk"]:
+                strays.append((str(event["pk"]), str(event["sk"])))
+        if strays:
+            ddb.batch_write(self.ddb, self.env.events_table, deletes=strays)
 
     def _orders_for(self, sp: StoredProfile, chunk: list[Message]) -> bool:
         """The orders the chunk's order events touch, read from their items before the fold; all of them
@@ -527,25 +638,38 @@ class Ingestor:
         return sp
 
     def _transaction(self, defs: Definitions, source_id: str, sp: StoredProfile, chunk: list[Message],
-                     fx: Effects, now: datetime, effects: list[dict[str, Any]] | None = None
-                     ) -> list[dict[str, Any]]:
+                     fx: Effects, now: datetime, effects: list[dict[str, Any]] | None = None,
+                     early: _Early | None = None) -> list[dict[str, Any]]:
+        """The transaction's items: markers first (their positions identify duplicates in
+        CancellationReasons; each hands its old item back, so a keyed raw event written before the
+        transaction at another key than the marker recorded is found), raw events, effects, the profile
+        last. With `early`, keyed raw events, interest rows and SEGMENT / JOURNEY due items go there
+        instead (written before the transaction, 1 write unit each instead of 2)."""
         env = self.env
         settings = defs.settings
         cid = sp.profile.id
         items: list[dict[str, Any]] = []
-        # markers first: their positions identify duplicates in CancellationReasons
+        keys = {m.message_id: event_key_at(m, settings, now) for m in chunk}
         for msg in chunk:
             items.append({"Put": {"TableName": env.idempotency_table,
-                                  "Item": ddb.serialize(marker_item(source_id, msg, settings, now)),
-                                  "ConditionExpression": "attribute_not_exists(pk)"}})
+                                  "Item": ddb.serialize(marker_item(source_id, msg, settings, now,
+                                                                    keys[msg.message_id])),
+                                  "ConditionExpression": "attribute_not_exists(pk)",
+                                  "ReturnValuesOnConditionCheckFailure": "ALL_OLD"}})
         for msg in chunk:
             expires = event_expiry(msg, settings, now)
             if expires is None:
                 continue  # older than the retention: counts in the KPIs, the raw event expires at once
-            items.append({"Put": {"TableName": env.events_table, "Item": ddb.serialize(
-                event_item(cid, msg, source_id, expires))}})
+            key_at = keys[msg.message_id]
+            event = event_item(cid, msg, source_id, expires, key_at=key_at)
+            if early is not None and key_at is not None:
+                early.events.append((msg, event))
+            else:
+                items.append({"Put": {"TableName": env.events_table, "Item": ddb.serialize(event)}})
         if effects is None:
             effects = self._effect_items(defs, sp, chunk, fx, now)
+        if early is not None:
+            effects = [e for e in effects if not early.take(e, env.due_table)]
         items += effects
         items.append({"Put": {"TableName": env.profiles_table, "Item": ddb.serialize(to_item(sp, now)),
                               **version_condition(sp)}})
@@ -635,7 +759,9 @@ class Ingestor:
 
     def _store_plain(self, source_id: str, cid: str, chunk: list[Message], defs: Definitions,
                      now: datetime) -> tuple[list[Message], int]:
-        """Markers one by one (conditional puts), then the raw events in one BatchWrite at the keys the
+        """A keyed message (`event_key_at`): one conditional put of its raw event, which is its dedupe (a
+        ConditionalCheckFailed is a duplicate: stored before, by this path or by a transaction, at the same
+        key). Others: the marker (a conditional put), then the raw events in one BatchWrite at the keys the
         markers recorded. A marker that exists already is a duplicate: DynamoDB hands the old marker back
         with the failure (no read) and its raw event is written again where it was (a crash between the
         marker and the raw event is completed so; otherwise the same item is written over)."""
@@ -643,21 +769,31 @@ class Ingestor:
         fresh: list[Message] = []
         puts: list[dict[str, Any]] = []
         for msg in chunk:
+            key_at = event_key_at(msg, settings, now)
+            expires = event_expiry(msg, settings, now)
+            if key_at is not None and expires is not None:
+                try:
+                    self.ddb.put_item(TableName=self.env.events_table, Item=ddb.serialize(
+                        event_item(cid, msg, source_id, expires, key_at=key_at)),
+                        ConditionExpression="attribute_not_exists(pk)")
+                    fresh.append(msg)
+                except Exception as exc:
+                    if ddb.error_code(exc) != "ConditionalCheckFailedException":
+                        raise
+                continue
             item = marker_item(source_id, msg, settings, now)
             try:
                 self.ddb.put_item(TableName=self.env.idempotency_table, Item=ddb.serialize(item),
                                   ConditionExpression="attribute_not_exists(pk)",
                                   ReturnValuesOnConditionCheckFailure="ALL_OLD")
                 fresh.append(msg)
-                event_at = item.get("event_at")
             except Exception as exc:
                 if ddb.error_code(exc) != "ConditionalCheckFailedException":
                     raise
-                old = ddb.deserialize(getattr(exc, "response", {}).get("Item")) or {}
-                event_at = old.get("event_at")
-            expires = event_expiry(msg, settings, now)
-            if event_at and expires:
-                puts.append(event_item(cid, msg, source_id, expires, timestamp=str(event_at)))
+                item = ddb.deserialize(getattr(exc, "response", {}).get("Item")) or {}
+            event = recorded_event(cid, msg, source_id, item, expires) if expires else None
+            if event:
+                puts.append(event)
         if puts:
             ddb.batch_write(self.ddb, self.env.events_table, puts=puts)
         return fresh, len(chunk) - len(fresh)
@@ -777,17 +913,53 @@ def event_expiry(msg: Message, settings: Any, now: datetime) -> int | None:
     return expires if expires > int(now.timestamp()) else None
 
 
-def marker_item(source_id: str, msg: Message, settings: Any, now: datetime) -> dict[str, Any]:
+STABLE_KEY_SKEW = timedelta(seconds=60)
+"""A client timestamp this close to the corrected time keys the raw event (see the module docstring)."""
+
+
+def event_key_at(msg: Message, settings: Any, now: datetime) -> str | None:
+    """The time in a keyed message's raw-event sort key: the client's own timestamp (unchanged between the
+    client's retries), when it is within STABLE_KEY_SKEW of the corrected `timestamp` and the raw event is
+    kept at least as long as a marker would be (the dedupe window: the raw event IS the dedupe then). None:
+    the message is deduped by its messageId marker (no client timestamp, a clock further off, an import
+    whose raw event expires before the window ends)."""
+    client = msg.original_timestamp
+    if client is None or abs(client - msg.timestamp) > STABLE_KEY_SKEW:
+        return None
+    expires = event_expiry(msg, settings, now)
+    window = int(timedelta(days=settings.dedupe_window_days).total_seconds())
+    if expires is None or expires < int(now.timestamp()) + window:
+        return None
+    return clock.iso(client)
+
+
+def marker_item(source_id: str, msg: Message, settings: Any, now: datetime,
+                key_at: str | None = None) -> dict[str, Any]:
     """The messageId marker: no customer id and a hashed messageId (erasure-proof); `event_at`, the raw
-    event's timestamp, so a retry whose corrected timestamp moved (a new `sentAt`) writes the raw event at
-    the same key. Clients retry within minutes and imports resume within days: a month of markers is
-    plenty, and keeping them as long as the events would cost as much storage as the events themselves."""
+    event's timestamp, and `key_at` for a keyed message (`event_key_at`: the time in its sort key), so a
+    retry whose corrected timestamp moved (a new `sentAt`) or whose skew crossed STABLE_KEY_SKEW finds the
+    raw event at its first key (`recorded_event`). Clients retry within minutes and imports resume within
+    days: a month of markers is plenty, and keeping them as long as the events would cost as much storage
+    as the events themselves."""
     pk, sk = marker_key(source_id, msg.message_id)
     ttl = int(now.timestamp()) + int(timedelta(days=settings.dedupe_window_days).total_seconds())
     item: dict[str, Any] = {"pk": pk, "sk": sk, "at": clock.iso(now), "ttl": ttl}
     if event_expiry(msg, settings, now):
         item["event_at"] = clock.iso(msg.timestamp)
+        if key_at:
+            item["key_at"] = key_at
     return item
+
+
+def recorded_event(cid: str, msg: Message, source_id: str, marker: dict[str, Any], ttl: int
+                   ) -> dict[str, Any] | None:
+    """The raw event where the marker's first attempt put it (None: it stored none): at `key_at` for a
+    keyed message, else at `event_at`, the corrected time of the first attempt."""
+    event_at = marker.get("event_at")
+    if not event_at:
+        return None
+    key_at = marker.get("key_at")
+    return event_item(cid, msg, source_id, ttl, timestamp=str(event_at), key_at=str(key_at) if key_at else None)
 
 
 SEEN_EVERY = timedelta(hours=1)
@@ -850,11 +1022,13 @@ def _set_seen(profile: Any, at: datetime | None) -> None:
         profile.kpis["last_seen_at"] = clock.iso(at) if at else None
 
 
-def event_item(cid: str, msg: Message, source_id: str, ttl: int, *, timestamp: str | None = None
-               ) -> dict[str, Any]:
-    """The raw event; `timestamp` (the marker's `event_at`) keeps a retried message at its first key."""
+def event_item(cid: str, msg: Message, source_id: str, ttl: int, *, timestamp: str | None = None,
+               key_at: str | None = None) -> dict[str, Any]:
+    """The raw event. `timestamp` (the `timestamp` attribute; the marker's `event_at` for a retry) is the
+    corrected time and, without `key_at`, the time in the sort key. `key_at`: a keyed message's client
+    timestamp (`event_key_at`): the sort key holds it and the source (its dedupe is per source)."""
     ts = timestamp or clock.iso(msg.timestamp)
-    pk, sk = timeline_key(cid, ts, msg.message_id)
+    pk, sk = timeline_key(cid, key_at, msg.message_id, source_id) if key_at else timeline_key(cid, ts, msg.message_id)
     return {"pk": pk, "sk": sk, "customer_id": cid, "type": msg.type,
             "event": msg.event or msg.name, "message_id": msg.message_id, "timestamp": ts,
             "received_at": clock.iso(msg.received_at), "source": source_id,

@@ -1,0 +1,312 @@
+"""Raw events keyed by the client's own timestamp (issue 17: a plain event is one conditional put, 1 write
+unit): the key is stable across the client's retries, so the raw event is its own dedupe; the transaction
+path keeps its messageId marker and writes the raw event at the same key, before the transaction, with the
+other writes that are idempotent and harmless without the commit (interest rows, SEGMENT / JOURNEY due
+items). Each test here fails on the old write pattern or on a lost / doubled event or effect."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta
+from typing import Any
+
+import pytest
+from retention.core import clock, ddb
+from retention.ingestion.ingestor import STABLE_KEY_SKEW, Ingestor, event_key_at
+
+from tests.integration.test_ingest import Crash, count_items, raw_events
+from tests.support import advance
+
+SOURCE = "src_test"
+
+
+def iso(at: datetime) -> str:
+    return clock.iso(at)
+
+
+def track(uid: str, event: str, mid: str, at: datetime, **props: Any) -> dict[str, Any]:
+    return {"type": "track", "userId": uid, "event": event, "messageId": mid, "timestamp": iso(at),
+            "properties": props}
+
+
+def parse(messages: list[dict[str, Any]], sent_at: datetime | None = None) -> list[Any]:
+    from retention.ingestion import wire
+    body: dict[str, Any] = {"batch": messages}
+    if sent_at is not None:
+        body["sentAt"] = iso(sent_at)
+    parsed = wire.parse_request("batch", json.dumps(body).encode(), clock.now())
+    assert not parsed.rejected, parsed.rejected
+    return parsed.messages
+
+
+def deliver(stack: Any, messages: list[dict[str, Any]], sent_at: datetime | None = None) -> Any:
+    d = stack.deps
+    return Ingestor(ddb_client=d.dynamodb, sqs=d.sqs, env=d.env, config=d.config).ingest(parse(messages, sent_at),
+                                                                                         SOURCE)
+
+
+def rows_of(stack: Any, uid: str, mid: str) -> list[dict[str, Any]]:
+    return [e for e in raw_events(stack, uid) if e["message_id"] == mid]
+
+
+def crash_at(monkeypatch: pytest.MonkeyPatch, client: Any, operation: str, table: str, nth: int = 1) -> None:
+    """The Lambda dies before the `nth` `operation` on `table`: nothing after it happens."""
+    real = getattr(client, operation)
+    seen: list[int] = []
+
+    def flaky(**kwargs: Any) -> Any:
+        names = {kwargs.get("TableName"), *(kwargs.get("RequestItems") or {}),
+                 *(next(iter(i.values())).get("TableName") for i in kwargs.get("TransactItems") or [])}
+        if table in names:
+            seen.append(1)
+            if len(seen) == nth:
+                raise Crash(f"crash before {operation} #{nth} on {table}")
+        return real(**kwargs)
+
+    monkeypatch.setattr(client, operation, flaky)
+
+
+# ---- the key rule ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("ahead,keyed", [(0, True), (59, True), (60, True), (61, False), (-61, False)])
+def test_the_client_timestamp_keys_the_raw_event_within_60_seconds_of_the_corrected_time(
+        stack: Any, now: datetime, ahead: int, keyed: bool) -> None:
+    at = now - timedelta(minutes=3)
+    skew = timedelta(seconds=ahead)
+    [msg] = parse([track("u1", "E", "m", at + skew)], sent_at=now + skew)
+    assert msg.timestamp == at  # the corrected time, whatever the client's clock says
+    settings = stack.deps.config.settings()
+    assert timedelta(seconds=60) == STABLE_KEY_SKEW
+    assert event_key_at(msg, settings, now) == (iso(at + skew) if keyed else None)
+
+
+def test_no_client_timestamp_or_an_import_older_than_the_window_is_not_keyed(stack: Any, now: datetime) -> None:
+    settings = stack.deps.config.settings()
+    [bare] = parse([{"type": "track", "userId": "u1", "event": "E", "messageId": "m"}], sent_at=now)
+    assert bare.original_timestamp is None and event_key_at(bare, settings, now) is None
+    # its raw event would expire before the dedupe window ends: the marker dedupes it
+    days = settings.event_retention_days - settings.dedupe_window_days
+    [old] = parse([track("u1", "E", "o", now - timedelta(days=days, hours=1))])
+    assert event_key_at(old, settings, now) is None
+    [recent] = parse([track("u1", "E", "r", now - timedelta(days=days - 1))])
+    assert event_key_at(recent, settings, now) is not None
+
+
+# ---- plain events: one conditional put ----------------------------------------------------------------------
+
+
+def test_a_plain_event_retried_with_a_new_sent_at_is_stored_once_without_a_marker(stack: Any, now: datetime) -> None:
+    deliver(stack, [track("u1", "Page Scrolled", "p-0", now - timedelta(minutes=30))])  # the customer exists
+    markers = count_items(stack, "idempotency")
+    at = now - timedelta(minutes=10)
+    event = [track("u1", "Button Clicked", "b-1", at, button="buy")]
+    stack.counter.reset()
+    assert deliver(stack, event, sent_at=now).duplicates == 0
+    assert stack.counter.count("dynamodb", *stack.counter.DDB_WRITES) == 2  # the raw event, the day's counter
+    assert stack.counter.count("dynamodb", "PutItem") == 1
+    # the client retries: same body, a new sentAt (the corrected time moves by 3 s)
+    stack.counter.reset()
+    retry = deliver(stack, event, sent_at=now + timedelta(seconds=3))
+    assert (retry.accepted, retry.duplicates) == (1, 1)
+    assert stack.counter.count("dynamodb", *stack.counter.DDB_WRITES) == 1  # the refused conditional put only
+    [row] = rows_of(stack, "u1", "b-1")
+    assert row["sk"] == f"{iso(at)}#{SOURCE}#b-1"
+    assert row["timestamp"] == iso(at)  # the first attempt's corrected time (the same here: sentAt was now)
+    assert count_items(stack, "idempotency") == markers  # no marker for a keyed plain event
+    # the same messageId from another source is another message (dedupe is per source)
+    d = stack.deps
+    other = Ingestor(ddb_client=d.dynamodb, sqs=d.sqs, env=d.env, config=d.config).ingest(parse(event), "src_app")
+    assert other.duplicates == 0
+    assert len(rows_of(stack, "u1", "b-1")) == 2
+
+
+def test_a_message_without_a_client_timestamp_is_still_deduped_by_its_marker(stack: Any, now: datetime) -> None:
+    deliver(stack, [track("u1", "Page Scrolled", "p-0", now - timedelta(minutes=30))])
+    markers = count_items(stack, "idempotency")
+    bare = [{"type": "track", "userId": "u1", "event": "Button Clicked", "messageId": "b-2"}]
+    assert deliver(stack, bare, sent_at=now).duplicates == 0
+    clock.set_now(now + timedelta(seconds=20))  # received later: its timestamp is the receive time
+    assert deliver(stack, bare, sent_at=now + timedelta(seconds=20)).duplicates == 1
+    [row] = rows_of(stack, "u1", "b-2")
+    assert row["sk"] == f"{iso(now)}#b-2"  # the first attempt's time, as its marker recorded it
+    assert count_items(stack, "idempotency") == markers + 1
+
+
+# ---- a retry that changes path ---------------------------------------------------------------------------------
+
+
+def test_a_retry_from_the_transaction_path_to_the_plain_path_finds_the_same_raw_event(
+        stack: Any, now: datetime) -> None:
+    deliver(stack, [track("u1", "Page Scrolled", "p-0", now - timedelta(hours=3))])
+    order = [track("u1", "Order Completed", "o-1", now - timedelta(minutes=5), order_id="A1", revenue=100)]
+    stack.counter.reset()
+    assert deliver(stack, order, sent_at=now).duplicates == 0
+    assert stack.counter.count("dynamodb", "TransactWriteItems") == 1  # an order matters: the transaction
+    # the retry folds an order the profile has already: nothing changes, the plain path; its conditional put
+    # finds the raw event the transaction's attempt wrote (same key), no marker is read or written
+    stack.counter.reset()
+    retry = deliver(stack, order, sent_at=now + timedelta(seconds=7))
+    assert retry.duplicates == 1
+    assert stack.counter.count("dynamodb", "TransactWriteItems") == 0
+    assert stack.counter.count("dynamodb", "PutItem") == 1
+    assert len(rows_of(stack, "u1", "o-1")) == 1
+    k = stack.profile("u1").kpis
+    assert (k["orders_count"], k["revenue_total"]) == (1, 100)
+
+
+def test_a_retry_from_the_plain_path_to_the_transaction_path_is_stored_once_and_counted_once(
+        stack: Any, now: datetime) -> None:
+    deliver(stack, [track("u1", "Page Scrolled", "p-0", now - timedelta(hours=3))])
+    click = track("u1", "Button Clicked", "b-1", now - timedelta(hours=3) + timedelta(minutes=10))
+    stack.counter.reset()
+    deliver(stack, [click], sent_at=now)
+    assert stack.counter.count("dynamodb", "TransactWriteItems") == 0  # plain: its raw event only
+    # a client that re-batches: the retried click goes with a new order, in one transaction (the click has
+    # no marker: the plain attempt had nothing else to take in; its raw event is written at the same key)
+    order = track("u1", "Order Completed", "o-1", now - timedelta(minutes=5), order_id="A1", revenue=40)
+    stack.counter.reset()
+    deliver(stack, [click, order], sent_at=now + timedelta(seconds=5))
+    assert stack.counter.count("dynamodb", "TransactWriteItems") == 1
+    assert len(rows_of(stack, "u1", "b-1")) == 1
+    assert len(rows_of(stack, "u1", "o-1")) == 1
+    # a third delivery of both: duplicates, nothing counted twice
+    third = deliver(stack, [click, order], sent_at=now + timedelta(seconds=9))
+    assert third.duplicates == 2
+    k = stack.profile("u1").kpis
+    assert (k["orders_count"], k["revenue_total"]) == (1, 40)
+    assert sorted(e["message_id"] for e in raw_events(stack, "u1")) == ["b-1", "o-1", "p-0"]
+
+
+def test_a_retry_across_the_skew_boundary_on_the_transaction_path_keeps_one_raw_event(
+        stack: Any, now: datetime) -> None:
+    """The first attempt's client clock was 5 minutes off (the marker path, its raw event at the corrected
+    time); the retry comes keyed (its skew under 60 s) in a transaction with a new order: the marker says
+    duplicate and records the other key, so the keyed raw event written before the transaction goes again."""
+    deliver(stack, [track("u1", "Page Scrolled", "p-0", now - timedelta(hours=3))])
+    at = now - timedelta(minutes=10)
+    ahead = timedelta(minutes=5)
+    first = track("u1", "Order Completed", "o-1", at + ahead, order_id="A1", revenue=100)
+    deliver(stack, [first], sent_at=now + ahead)
+    [row] = rows_of(stack, "u1", "o-1")
+    assert row["sk"] == f"{iso(at)}#o-1"
+    second = track("u1", "Order Completed", "o-2", now - timedelta(minutes=1), order_id="A2", revenue=5)
+    retry = deliver(stack, [first, second], sent_at=now + ahead - timedelta(seconds=290))  # skew 5 minutes → 10 s
+    assert retry.duplicates == 1
+    assert [r["sk"] for r in rows_of(stack, "u1", "o-1")] == [f"{iso(at)}#o-1"]
+    assert len(rows_of(stack, "u1", "o-2")) == 1
+    k = stack.profile("u1").kpis
+    assert (k["orders_count"], k["revenue_total"]) == (2, 105)
+
+
+# ---- a crash between any two writes of a transaction chunk --------------------------------------------------------
+
+
+CRASHES = [("batch_write_item", "due", 1), ("update_item", "profiles", 1), ("batch_write_item", "events", 1),
+           ("transact_write_items", "profiles", 1), ("batch_write_item", "events", 2),
+           ("update_item", "messages", 1), ("batch_write_item", "due", 2)]
+
+
+@pytest.mark.parametrize("operation,role,nth", CRASHES,
+                         ids=["before the early due items", "before the interest row", "before the early raw events",
+                              "before the transaction", "after the commit: segment moves",
+                              "after the commit: counters", "after the commit: safety items"])
+def test_a_crash_between_any_two_writes_is_completed_by_the_retry_without_loss_or_double_count(
+        library_stack: Any, now: datetime, monkeypatch: pytest.MonkeyPatch, operation: str, role: str,
+        nth: int) -> None:
+    stack = library_stack
+    d = stack.deps
+    deliver(stack, [{"type": "identify", "userId": "u1", "messageId": "i-1", "timestamp": iso(now - timedelta(days=2)),
+                     "traits": {"email": "u1@example.com", "email_consent": True}}])
+    stack.queued_sends()
+    batch = [track("u1", "Product Viewed", "v-1", now - timedelta(minutes=3), product_id="p1", price=10),
+             track("u1", "Order Completed", "o-1", now - timedelta(minutes=2), order_id="A1", revenue=100,
+                   products=[{"product_id": "p1", "price": 100, "quantity": 1}])]
+    crash_at(monkeypatch, d.dynamodb, operation, stack.tables[role], nth)
+    with pytest.raises(Crash):
+        deliver(stack, batch, sent_at=now)
+    monkeypatch.undo()
+    retry = deliver(stack, batch, sent_at=now + timedelta(seconds=4))
+    assert retry.accepted == 2
+    third = deliver(stack, batch, sent_at=now + timedelta(seconds=9))
+    assert third.duplicates == 2
+    p = stack.profile("u1")
+    assert (p.kpis["orders_count"], p.kpis["revenue_total"]) == (1, 100)
+    # the view's corrected time: the attempt that stored it (a new sentAt moves it by seconds)
+    assert abs(clock.parse_iso(p.interests["p1"]) - (now - timedelta(minutes=3))) <= timedelta(seconds=10)
+    assert [r["customer_id"] for r in ddb.query(d.dynamodb, d.env.profiles_table, "PI#p1")] == ["u1"]
+    assert sorted(e["message_id"] for e in raw_events(stack, "u1")) == ["i-1", "o-1", "v-1"]
+    # every journey the batch starts, started once: one entry each, one pending wait per entry
+    journeys = {rule: j for rule, j in p.journeys.items() if j.get("state") in ("active", "control")}
+    assert journeys and all(int(j.get("entries", 1)) == 1 for j in journeys.values())
+    waits = [i for i in _scan(stack, "due") if i["kind"] == "JOURNEY"]
+    assert len(waits) == len({i["ref"] for i in waits})
+    # the order confirmation: queued after the commit, or by the tick from its safety item when the request
+    # died after the commit; the send ledger stops a second email
+    advance(stack, minutes=10)
+    ledger = [i for i in _scan(stack, "messages") if str(i["pk"]).startswith("L#") and i.get("customer_id") == "u1"]
+    confirmations = [i for i in ledger if i.get("rule") == "order-confirmation"]
+    assert [i.get("status") for i in confirmations] == ["sent"], ledger
+
+
+def _scan(stack: Any, role: str) -> list[dict[str, Any]]:
+    items = stack.deps.dynamodb.scan(TableName=stack.tables[role])["Items"]
+    return [ddb.deserialize(i) or {} for i in items]
+
+
+def test_a_journey_wait_written_before_a_transaction_that_never_commits_comes_due_as_a_no_op(
+        library_stack: Any, now: datetime, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The JOURNEY and SEGMENT due items go before the transaction: the engine drops a JOURNEY item whose
+    journey, entry or step is not in the profile, and a SEGMENT item re-checks the stored profile."""
+    stack = library_stack
+    d = stack.deps
+    deliver(stack, [{"type": "identify", "userId": "u1", "messageId": "i-1", "timestamp": iso(now - timedelta(days=2)),
+                     "traits": {"email": "u1@example.com", "email_consent": True}}])
+    stack.queued_sends()
+    before = stack.profile("u1")
+    crash_at(monkeypatch, d.dynamodb, "transact_write_items", stack.tables["profiles"])
+    with pytest.raises(Crash):
+        deliver(stack, [track("u1", "Product Viewed", "v-1", now - timedelta(minutes=3), product_id="p1")])
+    monkeypatch.undo()
+    early = [i for i in _scan(stack, "due") if i["customer_id"] == "u1"]
+    assert {i["kind"] for i in early} >= {"JOURNEY"}, early  # the browse-abandonment wait went first
+    assert "browse-abandonment" not in stack.profile("u1").journeys  # the transaction never committed
+    # the client never retries: the wait comes due and does nothing
+    advance(stack, days=2)
+    p = stack.profile("u1")
+    assert "browse-abandonment" not in p.journeys
+    assert p.kpis["orders_count"] == before.kpis["orders_count"]
+    assert not [i for i in _scan(stack, "due") if i["customer_id"] == "u1" and i["kind"] == "JOURNEY"]
+    assert not [r for r in stack.queued_sends() if r.customer_id == "u1"]
+    ledger = [i for i in _scan(stack, "messages") if i.get("customer_id") == "u1" and str(i["pk"]).startswith("L#")]
+    assert ledger == []  # nothing was sent
+
+
+# ---- a rejected message leaves no raw event -----------------------------------------------------------------------
+
+
+def test_a_message_refused_for_the_profile_size_leaves_no_raw_event(
+        stack: Any, now: datetime, monkeypatch: pytest.MonkeyPatch) -> None:
+    """DynamoDB refuses the profile (over 400 KB: the size guard's estimate missed it) after the keyed raw
+    event went before the transaction: the message is a `rejected` entry, and its raw event goes again."""
+    from botocore.exceptions import ClientError
+    client = stack.deps.dynamodb
+    real = client.transact_write_items
+
+    def too_large(**kwargs: Any) -> Any:
+        if "'C#big'" in str(kwargs["TransactItems"]):
+            raise ClientError({"Error": {"Code": "ValidationException",
+                                         "Message": "Item size has exceeded the maximum allowed size"}},
+                              "TransactWriteItems")
+        return real(**kwargs)
+
+    monkeypatch.setattr(client, "transact_write_items", too_large)
+    batch = [{"type": "identify", "userId": "big", "messageId": "g-1", "timestamp": iso(now - timedelta(minutes=1)),
+              "traits": {"email": "big@example.com", "bio": "x" * 1000}},
+             track("bystander", "Order Completed", "b-1", now - timedelta(minutes=1), order_id="B1", revenue=5)]
+    result = deliver(stack, batch)
+    monkeypatch.undo()
+    assert [r.messageId for r in result.rejected] == ["g-1"]
+    assert raw_events(stack, "big") == []
+    assert not stack.profile("big").traits
+    assert len(rows_of(stack, "bystander", "b-1")) == 1
