@@ -7,7 +7,9 @@ alarms come from the Lambda service, not from those lines, and the platform's wa
 are. Application logs at the level the functions already log at (POWERTOOLS_LOG_LEVEL in the stack's
 environment): Lambda sets AWS_LAMBDA_LOG_LEVEL from it, which Powertools' Logger takes over
 POWERTOOLS_LOG_LEVEL. That level stays at INFO or below: Powertools writes its EMF metrics line (the alarms'
-metrics) without a "level" key, and Lambda files such a line under INFO."""
+metrics) without a "level" key, and Lambda files such a line under INFO. (AWS's caveat on EMF under the JSON
+format concerns Node.js, whose console.log wraps the document; Powertools for Python prints it straight to
+stdout, which Lambda passes through unchanged.)"""
 
 from __future__ import annotations
 
