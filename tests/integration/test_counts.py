@@ -95,6 +95,9 @@ def test_demoted_counts_are_one_log_line_with_the_invocation_totals(invoke: Invo
     (line,) = out.counts()
     assert line["counts"] == {"EventsRejected": 3, "Messages_skipped": 1}
     assert line["level"] == "INFO" and line["function_request_id"] == "req-test"
+    assert line["service"] and "cold_start" in line
+    # the log group, `service` and the request id say which function and invocation: no name, ARN, memory, location
+    assert not set(observability.REDUNDANT_KEYS) & set(line)
     assert len(out.lines) == 2  # the EMF line and the counts line, nothing else
     # the next invocation starts from zero
     assert [c["counts"] for c in invoke(handler).counts()] == [{"EventsRejected": 3, "Messages_skipped": 1}]
