@@ -8,6 +8,9 @@ What fails a record (SQS redelivers it; after maxReceiveCount it goes to the DLQ
   where it can be inspected — it never fails the rest of the batch;
 - an unexpected error (DynamoDB unavailable, an unknown provider error): the ledger claim is released.
 Everything else (sent, skipped with a reason, deferred, duplicate, rejected) completes the record.
+
+The batch's counters (the daily `S#` rows, the brake's hourly `BRAKE#` row) are summed over its records and
+written once per distinct row when the batch is done, failed records or not (Sender.batch).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from __future__ import annotations
 import random
 from typing import Any
 
+from retention.core.batch import process_sqs_batch
 from retention.core.observability import count, logger
 from retention.core.runtime import Deps
 from retention.messaging.rendering import Renderer
@@ -72,6 +76,14 @@ class SendWorker:
     def __init__(self, d: Deps) -> None:
         self.d = d
         self.sender = sender(d)
+
+    def process(self, event: dict[str, Any]) -> dict[str, Any]:
+        """The SQS batch: each record through `handle` (partial-batch failures); the counters of the records
+        that succeeded written once per distinct row at the end. A batch whose records all failed reports them
+        all (no exception: the good records of the next receive are not held hostage, and the Lambda error
+        metric stays for real crashes)."""
+        with self.sender.batch():
+            return process_sqs_batch(event, self.handle, raise_on_entire_batch_failure=False)
 
     def handle(self, record: Any) -> None:
         from retention.messaging.testsend import is_test_send
