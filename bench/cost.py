@@ -238,7 +238,8 @@ def model(requests: dict[str, Any], cpu: dict[str, Any] | None, logs: dict[str, 
 
         def inv_bytes(key: str) -> float:
             return per[key]["bytes"] + per[key]["lines"] * over + plat
-        per_request_log_bytes = inv_bytes("track_event (1 event)") + logs["access_log_bytes"] + over
+        # the function URL (IngestUrl) writes no access log: the function's own line is the request's record
+        per_request_log_bytes = inv_bytes("track_event (1 event)") + over
         log_bytes += api_requests * per_request_log_bytes
         log_bytes += (messages / 10) * inv_bytes("send_message (batch of 10 records)")
         log_bytes += ticks * inv_bytes("evaluate_triggers (tick)")
@@ -252,7 +253,10 @@ def model(requests: dict[str, Any], cpu: dict[str, Any] | None, logs: dict[str, 
     traces = reservoir + a["xray_sampling"]["rate"] * max(0.0, roots - reservoir)
 
     lines = {
-        "API Gateway (REST)": api_requests / 1e6 * p["apigw_rest_per_million"],
+        # ingestion through track_event's function URL (infra/stack.py `_ingest_url`, the README's setup):
+        # no per-request fee; the REST API's other routes (surveys, preferences, admin) are a few thousand
+        # requests a month
+        "Ingestion endpoint (Lambda function URL)": 0.0,
         "Lambda requests": sum(invocations.values()) / 1e6 * p["lambda_per_million_requests"],
         "Lambda duration (arm64)": sum(gb_s.values()) * p["lambda_arm_gb_s"],
         "DynamoDB writes (WRU)": wru / 1e6 * p["ddb_wru_per_million"],
@@ -273,7 +277,10 @@ def model(requests: dict[str, Any], cpu: dict[str, Any] | None, logs: dict[str, 
     without_sms = total - lines["SMS (US)"]
     # DESIGN §10: the engine's overhead = the AWS bill minus the SES and SMS delivery fees, per $ of SES fee
     overhead = total - lines["SES email"] - lines["SMS (US)"]
-    http_api_saving = api_requests / 1e6 * (p["apigw_rest_per_million"] - p["apigw_http_per_million"])
+    # the same events through the REST API's /v1 routes (ApiUrl) instead: its fee and its access log lines
+    rest_api_extra = api_requests / 1e6 * p["apigw_rest_per_million"] + (
+        api_requests * (logs["access_log_bytes"] if logs else 0) / gb
+        * (p["cw_logs_ingest_gb"] + p["cw_logs_storage_gb_month"]))
 
     # ---- per 1 M events and per 1 M emails (variable costs attributed to each)
     per_event_wru = ddb["ingest"]["wru"] / events
@@ -281,7 +288,7 @@ def model(requests: dict[str, Any], cpu: dict[str, Any] | None, logs: dict[str, 
     log_price = p["cw_logs_ingest_gb"] + p["cw_logs_storage_gb_month"]
     fb_per_email = sum(a["ses_events_per_email"].values())
     per_million_events = {
-        "API Gateway": 1e6 / b / 1e6 * p["apigw_rest_per_million"],
+        "ingestion endpoint (function URL)": 0.0,
         "Lambda": (1e6 / b / 1e6 * p["lambda_per_million_requests"]
                    + 1e6 / b * ingest_ms / 1000 * mem["track_event"] * p["lambda_arm_gb_s"]),
         "DynamoDB requests": per_event_wru * p["ddb_wru_per_million"] + per_event_rru * p["ddb_rru_per_million"],
@@ -318,7 +325,7 @@ def model(requests: dict[str, Any], cpu: dict[str, Any] | None, logs: dict[str, 
         "prices": PRICES, "prices_as_of": PRICES_AS_OF, "shop": SHOP, "assumptions": a,
         "engine_overhead_usd": round(overhead, 2),
         "engine_overhead_vs_ses": round(overhead / lines["SES email"], 3),
-        "http_api_would_save_usd": round(http_api_saving, 2),
+        "rest_api_ingestion_would_add_usd": round(rest_api_extra, 2),
         "lines": {k: round(v, 2) for k, v in lines.items()}, "total": round(total, 2),
         "total_without_sms": round(without_sms, 2),
         "units": {"api_requests": api_requests, "wru": wru, "rru": rru, "sqs_requests": sqs_requests,
