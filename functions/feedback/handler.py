@@ -16,12 +16,11 @@ from retention.messaging.feedback import Feedback
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     fb = Feedback(deps())
     handled = 0
-    with fb.batch():  # the daily counters: one write per distinct row when the records are done
-        for record in event.get("Records", []):
-            outcome = fb.handle_sns_message(record.get("Sns", {}).get("Message", "{}"))
-            if outcome:
-                handled += 1
-                count(f"Feedback_{outcome}")
+    for record in event.get("Records", []):
+        outcome = fb.handle_sns_message(record.get("Sns", {}).get("Message", "{}"))
+        if outcome:
+            handled += 1
+            count(f"Feedback_{outcome}")
     for pause in fb.paused:  # the MarketingPaused alarm (infra/constructs/monitoring.py) watches this metric
         logger.warning("marketing email paused by the send brake", extra={"identity": pause["sk"],
                                                                            "reason": pause["reason"]})

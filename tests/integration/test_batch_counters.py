@@ -1,6 +1,6 @@
-"""Counters summed per SQS batch (issue 17's write units): send_message and feedback write each distinct daily
-counter row (`S#<rule>`) and the send brake's hourly row (`BRAKE#`) once per batch with the summed deltas, after
-the records are done; a failed record does not stop the others from counting, a redelivered one counts once;
+"""Counters summed per SQS batch (issue 17's write units): send_message writes each distinct daily counter row
+(`S#<rule>`) and the send brake's hourly row (`BRAKE#`) once per batch with the summed deltas, after the records
+are done; a failed record does not stop the others from counting, a redelivered one counts once;
 the brake still stops marketing mid-batch and sees the batch's unwritten sends; a fallback coupon registers
 its pool (`POOLS`) once, not at every issue."""
 
@@ -13,7 +13,6 @@ import pytest
 from retention.core import clock, ddb
 from retention.messaging.brake import Brake
 
-from tests.integration.test_feedback import notify, ses_event
 from tests.integration.test_send_handler import invoke, put, receive
 from tests.integration.test_sender import FaultySES, apply, customer, emails, ledger, request, sender, totals
 from tests.support import load_handler
@@ -48,11 +47,6 @@ class RecordingDynamo:
 @pytest.fixture(scope="module")
 def send_handler() -> Any:
     return load_handler("send_message")
-
-
-@pytest.fixture(scope="module")
-def feedback_handler() -> Any:
-    return load_handler("feedback")
 
 
 @pytest.fixture
@@ -218,41 +212,6 @@ def test_a_test_send_counts_in_the_batch_brake_row(s: Any, send_handler: Any) ->
     assert len(emails()) == 3
     assert len(rec.counter_updates("BRAKE#")) == 1 and brake_sent(s) == 3  # the test send counts in the brake
     assert totals(s, "promo") == {"sent": 2}  # and not in the rule's stats
-
-
-# ---- feedback ------------------------------------------------------------------------------------------------
-
-def test_feedback_batch_sums_its_counters(s: Any, feedback_handler: Any) -> None:
-    reqs = [request(f"u{i}") for i in range(4)]
-    snd = sender(s)
-    for r in reqs:
-        assert snd.send(r).status == "sent"
-    rec = recording(s)
-    out = notify(feedback_handler, *(ses_event("Delivery", r, to=f"u{i}@example.com") for i, r in enumerate(reqs)),
-                 ses_event("Delivery", reqs[0], to="u0@example.com"),  # redelivered in the same batch
-                 ses_event("Open", reqs[0], to="u0@example.com"), ses_event("Open", reqs[1], to="u1@example.com"))
-    assert out["handled"] == 7
-    assert len(rec.counter_updates("S#promo#")) == 1  # one row (same step, same send day): one write
-    assert totals(s, "promo") == {"sent": 4, "delivered": 4, "opened": 2}
-    notify(feedback_handler, ses_event("Delivery", reqs[1], to="u1@example.com"))  # redelivered later
-    assert totals(s, "promo") == {"sent": 4, "delivered": 4, "opened": 2}
-
-
-def test_a_failing_feedback_record_still_counts_the_ones_before_it(s: Any, feedback_handler: Any) -> None:
-    reqs = [request(f"u{i}") for i in range(3)]
-    snd = sender(s)
-    for r in reqs:
-        assert snd.send(r).status == "sent"
-    from tests.integration.test_sender import FaultyDynamo, client_error
-    # the third record's profile write fails: the invocation fails (SNS retries it), the two before it count
-    s.deps.dynamodb = FaultyDynamo(s.deps.dynamodb, client_error("InternalServerError", "boom", "PutItem"),
-                                   skip={"put_item": 2}, put_item=1)
-    with pytest.raises(Exception, match="boom"):
-        notify(feedback_handler, *(ses_event("Delivery", r, to=f"u{i}@example.com") for i, r in enumerate(reqs)))
-    assert totals(s, "promo") == {"sent": 3, "delivered": 2}
-    s.deps.dynamodb = s.deps.dynamodb.real
-    notify(feedback_handler, *(ses_event("Delivery", r, to=f"u{i}@example.com") for i, r in enumerate(reqs)))
-    assert totals(s, "promo") == {"sent": 3, "delivered": 3}  # the retry counts the third once
 
 
 # ---- coupons -------------------------------------------------------------------------------------------------

@@ -6,8 +6,9 @@ kept with atomic ADDs as things happen, in the messages table:
 Sharded COUNTER_SHARDS ways so a burst does not heat one item; readers sum the shards (row conventions:
 retention.analytics.stats). This module is the only one that builds these keys.
 
-The queue consumers (send_message, feedback) sum their ADDs per batch (CounterBatch): one UpdateItem per
-distinct counter row of the batch, written when the batch is done."""
+send_message sums its ADDs per SQS batch (CounterBatch): one UpdateItem per distinct counter row of the
+batch, written when the batch is done. (The feedback function adds one by one: SNS invokes it with one
+record at a time, so there is nothing to sum.)"""
 
 from __future__ import annotations
 
@@ -51,11 +52,11 @@ class CounterBatch:
     per row: N sends of one step in a batch cost one write instead of N.
 
     Outside a batch (`deferred` False: a direct caller, a test) every `add` is written at once, as
-    `add_counters` does. Inside one (the handler's `batch()`), `flush` writes them when the batch is done,
-    also when some of its records failed (the ones that succeeded count).
+    `add_counters` does. Inside one (Sender.batch), `flush` writes them when the batch is done, also when
+    some of its records failed (the ones that succeeded count).
 
-    Guarantee: at most once, as before. The callers add only after the write that makes the thing count
-    once (the ledger's claim / `sent`, the feedback's first `<kind>_at`); a crash before the flush loses the
+    Guarantee: at most once, as before. The caller adds only after the write that makes the thing count
+    once (the ledger's claim, then `sent` or the reason); a crash before the flush loses the
     counts of the batch so far (up to a batch instead of one message) and never counts anything twice: a
     redelivered record finds its ledger already written and adds nothing. A sum goes to the shard of its
     first record's hint (the readers sum every shard)."""

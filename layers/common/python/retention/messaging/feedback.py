@@ -11,25 +11,14 @@ and Lambda redeliver):
 3. then the ledger's `<kind>_at` is set with a condition (first occurrence only) and only the winner
    adds to the counters.
 A repeated open is answered by the ledger read alone (no profile write).
-
-The daily counters of step 3 are summed per invocation inside `batch()` (the handler wraps its records in
-it): one UpdateItem per distinct counter row (rule, step, variant, send day), written when the records are
-done, also when one of them failed (the others count). At most once, as before: only the ledger's winner
-adds, so a redelivered notification adds nothing; a crash before the flush loses the counts of the
-invocation's records. SNS hands a Lambda one record per invocation, so the sum pays off when the events
-arrive in batches (an SQS queue between the topic and the function). The brake's bounce and complaint
-counts are written at once: the window is evaluated right after them, by every concurrent invocation.
 """
 
 from __future__ import annotations
 
 import json
-import logging
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
-from retention.analytics.counters import CounterBatch
+from retention.analytics.counters import add_counters
 from retention.core import clock, ddb
 from retention.core.runtime import Deps
 from retention.customers import profile as profiles
@@ -44,29 +33,12 @@ STATUS_RANK = {"sent": 0, "pending": 0, "delivered": 1, "rejected": 2, "bounced"
 ATTEMPTS = 5
 ENGAGEMENT_KEEP = 50
 
-log = logging.getLogger(__name__)
-
 
 class Feedback:
     def __init__(self, d: Deps) -> None:
         self.d = d
         self.repo = ProfileRepo(d.dynamodb, d.env.profiles_table)
         self.paused: list[dict[str, Any]] = []  # the send brake's pauses this invocation caused (for the alarm)
-        self.counters = CounterBatch(d.dynamodb, d.env.messages_table)
-
-    @contextmanager
-    def batch(self) -> Iterator[None]:
-        """The records handled inside add to the daily counters once per distinct row, when the block ends
-        (also when it ends with an error). A counter write that fails is logged and lost (at most once)."""
-        self.counters.deferred = True
-        try:
-            yield
-        finally:
-            self.counters.deferred = False
-            try:
-                self.counters.flush()
-            except Exception:
-                log.warning("feedback counter writes failed (counts lost)", exc_info=True)
 
     def _brake(self, event: dict[str, Any], counter: str, now: Any, hint: str) -> None:
         """Hard bounces and complaints feed the send brake of the identity the message was sent from."""
@@ -139,8 +111,8 @@ class Feedback:
             raise
         # the counter row of the message's own step/variant and send day (retention.analytics.stats)
         day = clock.parse_iso(str(ledger["sent_at"])) if ledger.get("sent_at") else now
-        self.counters.add(str(ledger.get("rule", "unknown")), int(ledger.get("step", 0)),
-                          str(ledger.get("variant") or "default"), {counter: 1}, day, ledger_id)
+        add_counters(self.d.dynamodb, table, str(ledger.get("rule", "unknown")), int(ledger.get("step", 0)),
+                     str(ledger.get("variant") or "default"), {counter: 1}, day, ledger_id)
         self._brake(event, counter, now, ledger_id)  # once per message: only the ledger's first winner gets here
         return counter
 
