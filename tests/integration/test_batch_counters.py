@@ -115,6 +115,26 @@ def test_a_failing_record_does_not_stop_the_others_from_counting(s: Any, send_ha
     assert ledger(s, throttled)["status"] == "retry"
 
 
+def test_near_the_timeout_the_counters_are_written_after_each_record(s: Any) -> None:
+    from retention.messaging.delivery import SendWorker
+
+    from tests.integration.test_send_handler import event_of
+    put(s, [request(f"u{i}").model_dump_json() for i in range(3)])
+    msgs = receive(s)
+    rec = recording(s)
+    worker = SendWorker(s.deps)
+    worker.sender.time_left = lambda: 7.5  # under FLUSH_EARLY_SECONDS (8): a timeout could come before the end
+    assert worker.process(event_of(msgs)) == {"batchItemFailures": []}
+    assert len(rec.counter_updates("S#promo#")) == 3 and totals(s, "promo") == {"sent": 3}
+    rec.updates.clear()
+    for i in range(3):
+        customer(s, f"m{i}", email=f"m{i}@example.com")
+    put(s, [request(f"m{i}", rule="promo-b").model_dump_json() for i in range(3)])
+    worker.sender.time_left = lambda: 60.0
+    assert worker.process(event_of(receive(s))) == {"batchItemFailures": []}
+    assert len(rec.counter_updates("S#promo-b#")) == 1 and totals(s, "promo-b") == {"sent": 3}
+
+
 def test_a_batch_that_raises_still_writes_what_was_sent(s: Any) -> None:
     snd = sender(s)
     with pytest.raises(RuntimeError), snd.batch():

@@ -23,7 +23,7 @@ from retention.core.observability import count, logger
 from retention.core.runtime import Deps
 from retention.messaging.rendering import Renderer
 from retention.messaging.requests import SendRequest
-from retention.messaging.sender import RetryableSendError, Sender
+from retention.messaging.sender import AFTER_RENDER_SECONDS, RENDER_BUDGET_SECONDS, RetryableSendError, Sender
 
 VISIBILITY_BASE = 30  # seconds before a throttled message is tried again, doubled per receive
 VISIBILITY_CAP = 900
@@ -31,6 +31,10 @@ VISIBILITY_CAP = 900
 # this many times is re-sent as a fresh message (delayed) instead, so sustained throttling never sends
 # good mail to the DLQ. The ledger (`retry`) lets exactly one copy through.
 REQUEUE_AFTER_RECEIVES = 3
+# the batch's counters are written at its end; with less than one record's worst case left of the invocation
+# (its render budget and the provider call + ledger after it) they are written after each record instead: a
+# timeout kills the function before the end, and the counts would be lost
+FLUSH_EARLY_SECONDS = AFTER_RENDER_SECONDS + RENDER_BUDGET_SECONDS + 1.0
 
 
 def provider_clients(d: Deps) -> tuple[Any, Any]:
@@ -83,7 +87,14 @@ class SendWorker:
         all (no exception: the good records of the next receive are not held hostage, and the Lambda error
         metric stays for real crashes)."""
         with self.sender.batch():
-            return process_sqs_batch(event, self.handle, raise_on_entire_batch_failure=False)
+            return process_sqs_batch(event, self._handle_in_batch, raise_on_entire_batch_failure=False)
+
+    def _handle_in_batch(self, record: Any) -> None:
+        try:
+            self.handle(record)
+        finally:
+            if self.sender.time_left is not None and self.sender.time_left() < FLUSH_EARLY_SECONDS:
+                self.sender.flush()
 
     def handle(self, record: Any) -> None:
         from retention.messaging.testsend import is_test_send
