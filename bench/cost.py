@@ -47,12 +47,12 @@ ASSUMPTIONS: dict[str, Any] = {
     "ses_events_per_email": {"Delivery": 1.0, "Open": 0.25, "Click": 0.03},
     "warm_containers": 5,  # each refreshes the configuration every 30 s
     "retention_days": None,  # raw events: settings.event_retention_days' default (filled in by model())
-    "pitr_tables": "all but the raw events (infra/constructs/storage.py NO_PITR)",
+    "pitr_tables": "all but the raw events and the messageId markers (infra/constructs/storage.py NO_PITR)",
     "dedupe_days": 30,  # messageId markers (settings.dedupe_window_days)
     "ledger_months_kept": 13,  # the send ledger has no TTL: storage grows; priced at 13 months
     "index_overhead_bytes": 100,  # DynamoDB storage overhead per item
     "latency_ms": {"read": 5, "write": 6, "transaction": 15, "sqs": 8, "ses": 40, "sns": 60},
-    "lambda_memory_gb": {"track_event": 0.5, "evaluate_triggers": 0.5, "send_message": 1.0, "feedback": 0.5,
+    "lambda_memory_gb": {"track_event": 0.5, "evaluate_triggers": 0.5, "send_message": 0.5, "feedback": 0.5,
                          "recompute": 0.5},
     "cold_starts_per_month": 8 * 24 * 30,  # ~1 per function per hour (INIT is billed since August 2025)
     "cold_start_s": 1.0,
@@ -174,7 +174,7 @@ def model(requests: dict[str, Any], cpu: dict[str, Any] | None, logs: dict[str, 
         "send ledger + keys-only GSI (13 months)": messages * a["ledger_months_kept"] * ledger_bytes / gb,
     }
     storage_total = sum(storage_gb.values())
-    pitr_gb = storage_total - next(v for k, v in storage_gb.items() if k.startswith("events (raw"))
+    pitr_gb = storage_total - sum(v for k, v in storage_gb.items() if k.startswith(("events (raw", "messageId")))
 
     # ---- Lambda: duration = CPU (scaled to the memory's CPU share) + AWS round trips
     def cpu_ms(kind: str) -> float:
@@ -262,7 +262,7 @@ def model(requests: dict[str, Any], cpu: dict[str, Any] | None, logs: dict[str, 
         "DynamoDB writes (WRU)": wru / 1e6 * p["ddb_wru_per_million"],
         "DynamoDB reads (RRU)": rru / 1e6 * p["ddb_rru_per_million"],
         "DynamoDB storage": storage_total * p["ddb_storage_gb_month"],
-        "DynamoDB PITR (all tables but the raw events)": pitr_gb * p["ddb_pitr_gb_month"],
+        "DynamoDB PITR (all tables but the raw events and the markers)": pitr_gb * p["ddb_pitr_gb_month"],
         "SQS": sqs_requests / 1e6 * p["sqs_per_million"],
         "SES email": emails / 1000 * p["ses_per_thousand"],
         "SMS (US)": sms * p["sms_us_per_message"],
@@ -292,10 +292,9 @@ def model(requests: dict[str, Any], cpu: dict[str, Any] | None, logs: dict[str, 
         "Lambda": (1e6 / b / 1e6 * p["lambda_per_million_requests"]
                    + 1e6 / b * ingest_ms / 1000 * mem["track_event"] * p["lambda_arm_gb_s"]),
         "DynamoDB requests": per_event_wru * p["ddb_wru_per_million"] + per_event_rru * p["ddb_rru_per_million"],
-        f"DynamoDB storage (events {a['retention_days']} days, no PITR; markers 30 days + PITR)": 1e6 * (
+        f"DynamoDB storage (events {a['retention_days']} days, markers 30 days, no PITR)": 1e6 * (
             months * (sizes.get("events", 300) + ov) * p["ddb_storage_gb_month"]
-            + a["dedupe_days"] / 30.4 * (sizes.get("idempotency", 80) + ov)
-            * (p["ddb_storage_gb_month"] + p["ddb_pitr_gb_month"])) / gb,
+            + a["dedupe_days"] / 30.4 * (sizes.get("idempotency", 80) + ov) * p["ddb_storage_gb_month"]) / gb,
         "logs + traces": 1e6 / b * (per_request_log_bytes / gb * log_price
                                     + traces / max(1.0, roots) * p["xray_per_million_traces"] / 1e6),
     }
