@@ -52,6 +52,7 @@ ASSUMPTIONS: dict[str, Any] = {
     "ledger_months_kept": 13,  # the send ledger has no TTL: storage grows; priced at 13 months
     "index_overhead_bytes": 100,  # DynamoDB storage overhead per item
     "latency_ms": {"read": 5, "write": 6, "transaction": 15, "sqs": 8, "ses": 40, "sns": 60},
+    "ingest_workers": 8,  # customers of one request written in parallel (retention.ingestion.ingestor.Ingestor)
     "lambda_memory_gb": {"track_event": 0.5, "evaluate_triggers": 0.5, "send_message": 0.5, "feedback": 0.5,
                          "recompute": 0.5},
     "cold_starts_per_month": 8 * 24 * 30,  # ~1 per function per hour (INIT is billed since August 2025)
@@ -101,6 +102,18 @@ def _per_event(rows: dict[str, Any], metric: str, batch: float) -> float:
         per_event = hundred - per_request / 100
         total += weight * (per_event + per_request / batch)
     return total
+
+
+def _split(rows: dict[str, Any], metric: str) -> tuple[float, float]:
+    """(per-request part, per-event part) of the event mix's `metric`, solved as in `_per_event`."""
+    shared = each = 0.0
+    for kind, weight in ASSUMPTIONS["event_mix"].items():
+        single = rows[f"{kind} — single"][metric]
+        hundred = rows[f"{kind} — batch of 100"][metric]
+        per_request = (single - hundred) * 100 / 99
+        shared += weight * per_request
+        each += weight * (hundred - per_request / 100)
+    return shared, each
 
 
 def _op(rows: dict[str, Any], row: str, op: str) -> float:
@@ -200,12 +213,22 @@ def model(requests: dict[str, Any], cpu: dict[str, Any] | None, logs: dict[str, 
     def share(memory_gb: float) -> float:
         return max(1.0, 1.769 / memory_gb)  # 1,769 MB = one vCPU
 
-    ing = {m: _per_event(rows, m, b) * b for m in ("ddb_read_requests", "ddb_write_requests", "other_requests")}
     txn_per_req = sum(w * (_op(rows, f"{k} — batch of 100", "dynamodb.TransactWriteItems")) for k, w in
                       a["event_mix"].items()) * b
-    ingest_ms = (cpu_ms("event") * b * share(mem["track_event"]) + ing["ddb_read_requests"] * lat["read"]
-                 + max(0.0, ing["ddb_write_requests"] - txn_per_req) * lat["write"]
-                 + math.ceil(txn_per_req / 8) * lat["transaction"] + ing["other_requests"] * lat["sqs"])
+    # wall time of one request: its CPU (all threads share it), the per-request round trips (the profiles'
+    # BatchGetItem, the day's events counter, the send-queue batch), and one customer's own round trips: the
+    # Ingestor works on up to `ingest_workers` customers at once (retention.ingestion.ingestor._in_parallel),
+    # so a request of b events of b customers waits ceil(b / workers) customers' chains, not b of them
+    rounds = math.ceil(b / a["ingest_workers"])
+    per_event_txn = txn_per_req / b
+
+    def chain(part: int) -> float:
+        reads, writes, other = (_split(rows, m)[part] for m in (
+            "ddb_read_requests", "ddb_write_requests", "other_requests"))
+        txns = per_event_txn if part else 0.0
+        return (reads * lat["read"] + max(0.0, writes - txns) * lat["write"] + txns * lat["transaction"]
+                + other * lat["sqs"])
+    ingest_ms = cpu_ms("event") * b * share(mem["track_event"]) + chain(0) + rounds * chain(1)
     send_row = rows["sent email (send_message)"]
     send_ms = (cpu_ms("send") * share(mem["send_message"]) + send_row["ddb_read_requests"] * lat["read"]
                + send_row["ddb_write_requests"] * lat["write"] + lat["ses"])
