@@ -47,23 +47,27 @@ ASSUMPTIONS: dict[str, Any] = {
     "ses_events_per_email": {"Delivery": 1.0, "Open": 0.25, "Click": 0.03},
     "warm_containers": 5,  # each refreshes the configuration every 30 s
     "retention_days": None,  # raw events: settings.event_retention_days' default (filled in by model())
-    "pitr_tables": "all but the raw events (infra/constructs/storage.py NO_PITR)",
+    "pitr_tables": "all but the raw events and the messageId markers (infra/constructs/storage.py NO_PITR)",
     "dedupe_days": 30,  # messageId markers (settings.dedupe_window_days)
     "ledger_months_kept": 13,  # the send ledger has no TTL: storage grows; priced at 13 months
     "index_overhead_bytes": 100,  # DynamoDB storage overhead per item
     "latency_ms": {"read": 5, "write": 6, "transaction": 15, "sqs": 8, "ses": 40, "sns": 60},
-    "lambda_memory_gb": {"track_event": 0.5, "evaluate_triggers": 0.5, "send_message": 1.0, "feedback": 0.5,
+    "ingest_workers": 8,  # customers of one request written in parallel (retention.ingestion.ingestor.Ingestor)
+    "lambda_memory_gb": {"track_event": 0.5, "evaluate_triggers": 0.5, "send_message": 0.5, "feedback": 0.5,
                          "recompute": 0.5},
     "cold_starts_per_month": 8 * 24 * 30,  # ~1 per function per hour (INIT is billed since August 2025)
     "cold_start_s": 1.0,
-    # custom metrics: 24 Powertools counts (name × service) in the code; retention.core.observability.count
-    # leaves zeros out, and CloudWatch bills a metric for the hours it receives data: 5 have data nearly every
-    # hour at this volume (EventsAccepted; Messages_sent, Messages_skipped; DueItems, SendsEnqueued), the other
-    # 19 (rejections, duplicates, deferrals, unknown sends, nightly recompute, NPS, unsubscribes …) are taken
-    # at 20 % of the hours: 5 + 19 × 0.2 ≈ 9 metric-months (24 when every count was sent every invocation).
+    # custom metrics: CloudWatch bills $0.30 a metric-month, prorated by the hours a metric receives data.
+    # retention.core.observability.count publishes only METRICS (the rest of the ~24 counts are fields of one
+    # `counts` log line per invocation, priced with the logs): the 2 headline volumes (EventsAccepted,
+    # Messages_sent) have data nearly every hour at this volume; the 3 alarmed ones (PendingSendsUnknown,
+    # CouponPoolEmpty, MarketingPaused) only when something is wrong, taken at 20 % of the hours, on the
+    # pessimistic side: 2 + 3 × 0.2 = 2.6 metric-months (filled in by model(); was 5 + 19 × 0.2 ≈ 9 when every
+    # count was a metric, 24 when every count was sent every invocation).
     # Alarms: infra/stack.py makes 16 (3 DLQs, the sweeper's unknown sends, 8 function errors, an empty coupon
     # pool, the brake, SES's 2 reputation metrics; tests/infra/test_infra_email_alarms.py).
-    "custom_metrics": 9, "alarms": 16,
+    "custom_metrics": None, "alarms": 16,
+    "alarmed_metric_hours": 0.2,
     "xray_sampling": {"reservoir_per_s": 0, "rate": 0.01},  # infra/stack.py TraceSampling
 }
 COMPETITORS = {
@@ -100,6 +104,18 @@ def _per_event(rows: dict[str, Any], metric: str, batch: float) -> float:
     return total
 
 
+def _split(rows: dict[str, Any], metric: str) -> tuple[float, float]:
+    """(per-request part, per-event part) of the event mix's `metric`, solved as in `_per_event`."""
+    shared = each = 0.0
+    for kind, weight in ASSUMPTIONS["event_mix"].items():
+        single = rows[f"{kind} — single"][metric]
+        hundred = rows[f"{kind} — batch of 100"][metric]
+        per_request = (single - hundred) * 100 / 99
+        shared += weight * per_request
+        each += weight * (hundred - per_request / 100)
+    return shared, each
+
+
 def _op(rows: dict[str, Any], row: str, op: str) -> float:
     return float(rows[row]["by_operation"].get(op, 0))
 
@@ -109,10 +125,16 @@ def _retention_days() -> int:
     return int(Settings().event_retention_days)
 
 
+def _custom_metrics() -> float:
+    from retention.core.observability import ALARMED, HEADLINE
+    return round(len(HEADLINE) + len(ALARMED) * ASSUMPTIONS["alarmed_metric_hours"], 2)
+
+
 def model(requests: dict[str, Any], cpu: dict[str, Any] | None, logs: dict[str, Any] | None) -> dict[str, Any]:
     rows = requests["rows"]
     p, shop = PRICES, SHOP
-    a = {**ASSUMPTIONS, "retention_days": ASSUMPTIONS["retention_days"] or _retention_days()}
+    a = {**ASSUMPTIONS, "retention_days": ASSUMPTIONS["retention_days"] or _retention_days(),
+         "custom_metrics": ASSUMPTIONS["custom_metrics"] or _custom_metrics()}
     b = a["events_per_request"]
     lat = a["latency_ms"]
     mem = a["lambda_memory_gb"]
@@ -174,7 +196,7 @@ def model(requests: dict[str, Any], cpu: dict[str, Any] | None, logs: dict[str, 
         "send ledger + keys-only GSI (13 months)": messages * a["ledger_months_kept"] * ledger_bytes / gb,
     }
     storage_total = sum(storage_gb.values())
-    pitr_gb = storage_total - next(v for k, v in storage_gb.items() if k.startswith("events (raw"))
+    pitr_gb = storage_total - sum(v for k, v in storage_gb.items() if k.startswith(("events (raw", "messageId")))
 
     # ---- Lambda: duration = CPU (scaled to the memory's CPU share) + AWS round trips
     def cpu_ms(kind: str) -> float:
@@ -191,12 +213,22 @@ def model(requests: dict[str, Any], cpu: dict[str, Any] | None, logs: dict[str, 
     def share(memory_gb: float) -> float:
         return max(1.0, 1.769 / memory_gb)  # 1,769 MB = one vCPU
 
-    ing = {m: _per_event(rows, m, b) * b for m in ("ddb_read_requests", "ddb_write_requests", "other_requests")}
     txn_per_req = sum(w * (_op(rows, f"{k} — batch of 100", "dynamodb.TransactWriteItems")) for k, w in
                       a["event_mix"].items()) * b
-    ingest_ms = (cpu_ms("event") * b * share(mem["track_event"]) + ing["ddb_read_requests"] * lat["read"]
-                 + max(0.0, ing["ddb_write_requests"] - txn_per_req) * lat["write"]
-                 + math.ceil(txn_per_req / 8) * lat["transaction"] + ing["other_requests"] * lat["sqs"])
+    # wall time of one request: its CPU (all threads share it), the per-request round trips (the profiles'
+    # BatchGetItem, the day's events counter, the send-queue batch), and one customer's own round trips: the
+    # Ingestor works on up to `ingest_workers` customers at once (retention.ingestion.ingestor._in_parallel),
+    # so a request of b events of b customers waits ceil(b / workers) customers' chains, not b of them
+    rounds = math.ceil(b / a["ingest_workers"])
+    per_event_txn = txn_per_req / b
+
+    def chain(part: int) -> float:
+        reads, writes, other = (_split(rows, m)[part] for m in (
+            "ddb_read_requests", "ddb_write_requests", "other_requests"))
+        txns = per_event_txn if part else 0.0
+        return (reads * lat["read"] + max(0.0, writes - txns) * lat["write"] + txns * lat["transaction"]
+                + other * lat["sqs"])
+    ingest_ms = cpu_ms("event") * b * share(mem["track_event"]) + chain(0) + rounds * chain(1)
     send_row = rows["sent email (send_message)"]
     send_ms = (cpu_ms("send") * share(mem["send_message"]) + send_row["ddb_read_requests"] * lat["read"]
                + send_row["ddb_write_requests"] * lat["write"] + lat["ses"])
@@ -234,11 +266,13 @@ def model(requests: dict[str, Any], cpu: dict[str, Any] | None, logs: dict[str, 
     if logs:
         per = logs["per_invocation"]
         over = logs["event_overhead_bytes"]
-        plat = logs["lambda_platform_bytes"] + 3 * over
+        # Lambda's START/END/REPORT: none at the stack's system log level WARN (bench.logs follows the setting)
+        plat = logs["lambda_platform_bytes"] + logs.get("lambda_platform_lines", 3) * over
 
         def inv_bytes(key: str) -> float:
             return per[key]["bytes"] + per[key]["lines"] * over + plat
-        per_request_log_bytes = inv_bytes("track_event (1 event)") + logs["access_log_bytes"] + over
+        # the function URL (IngestUrl) writes no access log: the function's own line is the request's record
+        per_request_log_bytes = inv_bytes("track_event (1 event)") + over
         log_bytes += api_requests * per_request_log_bytes
         log_bytes += (messages / 10) * inv_bytes("send_message (batch of 10 records)")
         log_bytes += ticks * inv_bytes("evaluate_triggers (tick)")
@@ -252,13 +286,16 @@ def model(requests: dict[str, Any], cpu: dict[str, Any] | None, logs: dict[str, 
     traces = reservoir + a["xray_sampling"]["rate"] * max(0.0, roots - reservoir)
 
     lines = {
-        "API Gateway (REST)": api_requests / 1e6 * p["apigw_rest_per_million"],
+        # ingestion through track_event's function URL (infra/stack.py `_ingest_url`, the README's setup):
+        # no per-request fee; the REST API's other routes (surveys, preferences, admin) are a few thousand
+        # requests a month
+        "Ingestion endpoint (Lambda function URL)": 0.0,
         "Lambda requests": sum(invocations.values()) / 1e6 * p["lambda_per_million_requests"],
         "Lambda duration (arm64)": sum(gb_s.values()) * p["lambda_arm_gb_s"],
         "DynamoDB writes (WRU)": wru / 1e6 * p["ddb_wru_per_million"],
         "DynamoDB reads (RRU)": rru / 1e6 * p["ddb_rru_per_million"],
         "DynamoDB storage": storage_total * p["ddb_storage_gb_month"],
-        "DynamoDB PITR (all tables but the raw events)": pitr_gb * p["ddb_pitr_gb_month"],
+        "DynamoDB PITR (all tables but the raw events and the markers)": pitr_gb * p["ddb_pitr_gb_month"],
         "SQS": sqs_requests / 1e6 * p["sqs_per_million"],
         "SES email": emails / 1000 * p["ses_per_thousand"],
         "SMS (US)": sms * p["sms_us_per_message"],
@@ -273,7 +310,10 @@ def model(requests: dict[str, Any], cpu: dict[str, Any] | None, logs: dict[str, 
     without_sms = total - lines["SMS (US)"]
     # DESIGN §10: the engine's overhead = the AWS bill minus the SES and SMS delivery fees, per $ of SES fee
     overhead = total - lines["SES email"] - lines["SMS (US)"]
-    http_api_saving = api_requests / 1e6 * (p["apigw_rest_per_million"] - p["apigw_http_per_million"])
+    # the same events through the REST API's /v1 routes (ApiUrl) instead: its fee and its access log lines
+    rest_api_extra = api_requests / 1e6 * p["apigw_rest_per_million"] + (
+        api_requests * (logs["access_log_bytes"] if logs else 0) / gb
+        * (p["cw_logs_ingest_gb"] + p["cw_logs_storage_gb_month"]))
 
     # ---- per 1 M events and per 1 M emails (variable costs attributed to each)
     per_event_wru = ddb["ingest"]["wru"] / events
@@ -281,14 +321,13 @@ def model(requests: dict[str, Any], cpu: dict[str, Any] | None, logs: dict[str, 
     log_price = p["cw_logs_ingest_gb"] + p["cw_logs_storage_gb_month"]
     fb_per_email = sum(a["ses_events_per_email"].values())
     per_million_events = {
-        "API Gateway": 1e6 / b / 1e6 * p["apigw_rest_per_million"],
+        "ingestion endpoint (function URL)": 0.0,
         "Lambda": (1e6 / b / 1e6 * p["lambda_per_million_requests"]
                    + 1e6 / b * ingest_ms / 1000 * mem["track_event"] * p["lambda_arm_gb_s"]),
         "DynamoDB requests": per_event_wru * p["ddb_wru_per_million"] + per_event_rru * p["ddb_rru_per_million"],
-        f"DynamoDB storage (events {a['retention_days']} days, no PITR; markers 30 days + PITR)": 1e6 * (
+        f"DynamoDB storage (events {a['retention_days']} days, markers 30 days, no PITR)": 1e6 * (
             months * (sizes.get("events", 300) + ov) * p["ddb_storage_gb_month"]
-            + a["dedupe_days"] / 30.4 * (sizes.get("idempotency", 80) + ov)
-            * (p["ddb_storage_gb_month"] + p["ddb_pitr_gb_month"])) / gb,
+            + a["dedupe_days"] / 30.4 * (sizes.get("idempotency", 80) + ov) * p["ddb_storage_gb_month"]) / gb,
         "logs + traces": 1e6 / b * (per_request_log_bytes / gb * log_price
                                     + traces / max(1.0, roots) * p["xray_per_million_traces"] / 1e6),
     }
@@ -318,7 +357,7 @@ def model(requests: dict[str, Any], cpu: dict[str, Any] | None, logs: dict[str, 
         "prices": PRICES, "prices_as_of": PRICES_AS_OF, "shop": SHOP, "assumptions": a,
         "engine_overhead_usd": round(overhead, 2),
         "engine_overhead_vs_ses": round(overhead / lines["SES email"], 3),
-        "http_api_would_save_usd": round(http_api_saving, 2),
+        "rest_api_ingestion_would_add_usd": round(rest_api_extra, 2),
         "lines": {k: round(v, 2) for k, v in lines.items()}, "total": round(total, 2),
         "total_without_sms": round(without_sms, 2),
         "units": {"api_requests": api_requests, "wru": wru, "rru": rru, "sqs_requests": sqs_requests,

@@ -69,6 +69,8 @@ def run(stack: str, name: str, scenarios: Path, source_name: str, out: TextIO, *
     outputs = stack_outputs(stack, region, cfn)
     d = d or deps_for(outputs, region)
     api_url = outputs["ApiUrl"].rstrip("/")
+    # the shop's Segment host: track_event's function URL (no API Gateway fee) when the stack has one
+    events_url = str(outputs.get("IngestUrl") or "").rstrip("/") or api_url
     people = People(d.config)
     table = d.env.config_table
     marker = ddb.get(d.dynamodb, table, *MARKER, consistent=True) or {}
@@ -118,6 +120,7 @@ def run(stack: str, name: str, scenarios: Path, source_name: str, out: TextIO, *
 
     out.write("\n")
     out.write(f"API URL     : {api_url}\n")
+    out.write(f"events URL  : {events_url}\n")
     if token:
         out.write(f"admin token : {token}\n")
     if key:
@@ -127,7 +130,7 @@ def run(stack: str, name: str, scenarios: Path, source_name: str, out: TextIO, *
     out.write("\nNext:\n"
               f"  export RETENTION_URL={api_url}\n"
               f"  export RETENTION_ADMIN_TOKEN={token or '<your admin token>'}\n"
-              f"  curl -s -u {key or '<write key>'}: {api_url}/v1/track -H 'Content-Type: application/json' \\\n"
+              f"  curl -s -u {key or '<write key>'}: {events_url}/v1/track -H 'Content-Type: application/json' \\\n"
               "    -d '{\"userId\": \"u1\", \"event\": \"Signed Up\", \"messageId\": \"m1\"}'\n"
               f"  ./retention doctor --stack {stack}     # DNS records, SES sandbox, quota, reputation\n")
     return 0

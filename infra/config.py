@@ -24,6 +24,7 @@ DEFAULTS: dict[str, Any] = {
     "sendConcurrency": 50,
     "ingestConcurrency": 100,
     "wafRateLimit": 0,
+    "ingestUrl": True,
     "nag": True,
 }
 
@@ -77,6 +78,9 @@ class StackConfig:
     ingest_concurrency: int = 100
     # opt-in AWS WAF web ACL on the API stage with a rate-based rule: requests per 5 minutes per IP; 0 = off
     waf_rate_limit: int = 0
+    # a Lambda function URL for track_event (output IngestUrl): the Segment routes without API Gateway's
+    # $3.50 per million requests; the REST API keeps serving them too (ApiUrl)
+    ingest_url: bool = True
     nag: bool = True
 
     @property
@@ -121,5 +125,6 @@ class StackConfig:
             send_concurrency=concurrency,
             ingest_concurrency=_bounded(int(get("ingestConcurrency")), "ingestConcurrency", 0, 10_000),
             waf_rate_limit=_waf_limit(int(get("wafRateLimit"))),
+            ingest_url=_as_bool(get("ingestUrl")),
             nag=_as_bool(get("nag")),
         )

@@ -157,6 +157,7 @@ class RetentionStack(Stack):
             cfn_track.reserved_concurrent_executions = config.ingest_concurrency
         self.api = Api(self, "Api", stage_name=config.stage, functions=dict(fns), removal_policy=removal,
                        waf_rate_limit=config.waf_rate_limit)
+        self.ingest_url = self._ingest_url(fns["track_event"]) if config.ingest_url else None
         public_base_url = config.public_base_url or self.api.base_url
         for function in fns.values():
             function.add_environment("PUBLIC_BASE_URL", public_base_url)
@@ -168,6 +169,21 @@ class RetentionStack(Stack):
         self._watch_queues(fns["admin_api"])
         self._alarms(fns)
         self._outputs()
+
+    def _ingest_url(self, track_event: lambda_.Function) -> lambda_.FunctionUrl:
+        """A function URL for the Segment routes (POST /v1/batch, /v1/track …): the same handler as the REST
+        API's /v1 routes, without API Gateway's $3.50 per million requests (for the reference shop's 2 M
+        ingestion requests a month, $7 of an engine overhead of about $60). Function URLs cost nothing beyond
+        the invocation. What API Gateway gave these routes and the URL does not: stage and per-method
+        throttling (track_event's reserved concurrency, `ingestConcurrency`, bounds it instead), the opt-in
+        WAF rule, access logs (the function logs every request's outcome). Authentication is the write key,
+        checked before the body is read, as behind API Gateway. No CORS: the clients are servers and SDKs.
+        CDK grants both lambda:InvokeFunctionUrl and lambda:InvokeFunction (with lambda:InvokedViaFunctionUrl)
+        to the public principal, as function URLs need since October 2025."""
+        url = track_event.add_function_url(auth_type=lambda_.FunctionUrlAuthType.NONE,
+                                           invoke_mode=lambda_.InvokeMode.BUFFERED)
+        set_role(url, "ingest:url")
+        return url
 
     # -- permissions ---------------------------------------------------------------------------
     def _grant_tables(self, fns: dict[str, lambda_.Function]) -> None:
@@ -296,6 +312,9 @@ class RetentionStack(Stack):
 
     def _outputs(self) -> None:
         CfnOutput(self, "ApiUrl", value=self.api.base_url + "/", description="Base URL of the HTTP API")
+        if self.ingest_url is not None:
+            CfnOutput(self, "IngestUrl", value=self.ingest_url.url,
+                      description="Segment host for the shop's events (POST /v1/batch …): no API Gateway fee")
         for role in TABLE_ROLES:
             table: dynamodb.Table = self.storage.tables[role]
             CfnOutput(self, f"{role.capitalize()}TableName", value=table.table_name)

@@ -6,7 +6,6 @@ from __future__ import annotations
 from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from retention.core.batch import process_sqs_batch
 from retention.core.observability import entry
 from retention.core.runtime import deps
 from retention.messaging.delivery import SendWorker
@@ -16,6 +15,5 @@ from retention.messaging.delivery import SendWorker
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     worker = SendWorker(deps())  # one Sender per invocation (clients and caches are per container)
     worker.sender.time_left = lambda: context.get_remaining_time_in_millis() / 1000  # renders fit the invocation
-    # a batch whose records all failed reports them all (no exception: the good records of the next
-    # receive are not held hostage, and the Lambda error metric stays for real crashes)
-    return process_sqs_batch(event, worker.handle, raise_on_entire_batch_failure=False)
+    # partial-batch failures; the batch's counters are summed and written once per distinct row at its end
+    return worker.process(event)

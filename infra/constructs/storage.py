@@ -13,8 +13,10 @@ TABLE_ROLES = ("profiles", "events", "config", "due", "messages", "idempotency",
 TTL_ATTRIBUTE = "ttl"
 # Continuous backups cost $0.20 per GB-month, nearly what the storage costs. The raw events are the bulk of
 # the stored bytes and are an append-only log that expires (90 days by default): a restore would bring back
-# little that matters; profiles, configuration, the due index, the ledger and the markers keep PITR.
-NO_PITR = ("events",)
+# little that matters. The messageId markers (idempotency) live 30 days and only stop a client's retry
+# from counting twice: a restore to an earlier point would bring back older markers, never a customer's
+# data. Profiles, configuration, the due index, the ledger (messages) and the products keep PITR.
+NO_PITR = ("events", "idempotency")
 
 
 class Storage(Construct):
@@ -40,8 +42,9 @@ class Storage(Construct):
             )
             set_role(table, f"table:{role}")
             if role in NO_PITR:
-                acknowledge(table, "AwsSolutions-DDB3", "raw events: an expiring append-only log; PITR would "
-                            "double its storage bill (the profiles and configuration tables keep PITR)")
+                acknowledge(table, "AwsSolutions-DDB3", f"{role}: expiring items (raw events, messageId markers) "
+                            "whose restore would bring back no customer data; PITR would double their storage "
+                            "bill (the profiles, configuration and ledger tables keep PITR)")
             self.tables[role] = table
 
         # The send ledger by customer, for the admin API's "messages" of a customer and for erasure. Keys only:

@@ -28,6 +28,7 @@ VARIANT_CONTEXT = {
     "publicBaseUrl": "https://shop.example.com/",
     "wafRateLimit": "2000",
     "ingestConcurrency": "0",
+    "ingestUrl": "false",
 }
 
 

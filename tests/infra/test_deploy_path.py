@@ -82,6 +82,8 @@ def test_deploy_bootstrap_and_the_first_email(aws: str, tmp_path: Path, monkeypa
                                                  if " : " in line)}
     token, key = printed["admin token"].strip(), printed["write key"].strip()
     assert printed["API URL"].strip() == stack.outputs["ApiUrl"].rstrip("/")
+    # the shop's Segment host: the function URL when the deployment has one (moto skips AWS::Lambda::Url)
+    assert printed["events URL"] == (stack.outputs.get("IngestUrl") or stack.outputs["ApiUrl"]).rstrip("/")
     assert "applied now" in first.stdout
 
     second = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300, check=False)

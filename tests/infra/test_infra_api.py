@@ -107,3 +107,28 @@ def test_api_invoke_permissions_scoped_to_the_api(synth):
     assert len(permissions) == len(synth.model.routes)
     for permission in permissions:
         assert f'"{api_lid}"' in json.dumps(permission["SourceArn"])
+
+
+def test_ingestion_function_url(synth, variant):
+    """track_event's function URL (IngestUrl): public (the write key is checked in the function), both
+    permissions function URLs need since October 2025, and no other function gets one."""
+    urls = synth.resources("AWS::Lambda::Url")
+    assert len(urls) == 1
+    (url,) = urls.values()
+    track_lid = synth.model.roles["function:track_event"]
+    assert url["Properties"] == {"AuthType": "NONE", "InvokeMode": "BUFFERED",
+                                 "TargetFunctionArn": {"Fn::GetAtt": [track_lid, "Arn"]}}
+    public = sorted((p["Properties"]["Action"], json.dumps(p["Properties"]["FunctionName"]),
+                     p["Properties"].get("FunctionUrlAuthType"), p["Properties"].get("InvokedViaFunctionUrl"))
+                    for p in synth.resources("AWS::Lambda::Permission").values()
+                    if p["Properties"]["Principal"] == "*")
+    target = json.dumps({"Fn::GetAtt": [track_lid, "Arn"]})
+    assert public == [("lambda:InvokeFunction", target, None, True),
+                      ("lambda:InvokeFunctionUrl", target, "NONE", None)]
+    url_lid = next(iter(urls))
+    assert synth.json["Outputs"]["IngestUrl"]["Value"] == {"Fn::GetAtt": [url_lid, "FunctionUrl"]}
+    # -c ingestUrl=false: no URL, no public permission, no output
+    assert variant.resources("AWS::Lambda::Url") == {}
+    assert not [p for p in variant.resources("AWS::Lambda::Permission").values()
+                if p["Properties"]["Principal"] == "*"]
+    assert "IngestUrl" not in variant.json["Outputs"]

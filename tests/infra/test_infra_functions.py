@@ -65,7 +65,7 @@ def test_function_settings(synth, name):
     assert props["Architectures"] == ["arm64"]
     assert props["TracingConfig"] == {"Mode": "Active"}
     assert props["Handler"] == "handler.lambda_handler"
-    assert props["MemorySize"] == (1024 if name == "send_message" else 512)
+    assert props["MemorySize"] == 512
     if name in TIMEOUTS:
         assert props["Timeout"] == TIMEOUTS[name]
     layer_lid, _ = synth.by_role("layer:common")

@@ -18,8 +18,10 @@ def test_six_tables_with_pk_sk_on_demand_pitr_sse_ttl(synth):
         assert {"AttributeName": "pk", "AttributeType": "S"} in props["AttributeDefinitions"]
         assert {"AttributeName": "sk", "AttributeType": "S"} in props["AttributeDefinitions"]
         assert props["BillingMode"] == "PAY_PER_REQUEST"
-        # PITR everywhere but on the raw events (an expiring log; PITR would double its storage bill)
-        assert props["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": role != "events"}
+        # PITR everywhere but on the raw events and the messageId markers (expiring items, no customer data
+        # to restore; PITR would double their storage bill)
+        assert props["PointInTimeRecoverySpecification"] == {
+            "PointInTimeRecoveryEnabled": role not in ("events", "idempotency")}, role
         assert props["SSESpecification"] == {"SSEEnabled": True}  # AWS-managed KMS key, no CMK
         assert "KMSMasterKeyId" not in props["SSESpecification"]
         assert props["TimeToLiveSpecification"] == {"AttributeName": "ttl", "Enabled": True}

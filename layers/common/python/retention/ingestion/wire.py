@@ -56,6 +56,7 @@ GZIP_FEED = 64 * 1024
 """Compressed bytes fed to the decompressor at a time."""
 
 GZIP_MAGIC = b"\x1f\x8b"
+GZIP_AS_TEXT = b"\x1f\xef\xbf\xbd"  # GZIP_MAGIC after a lossy UTF-8 decode (0x8b is no UTF-8 start byte)
 
 _FRACTION = re.compile(r"(\.\d{6})\d+")
 
@@ -195,6 +196,11 @@ def decode_body(body: str | bytes | None, is_base64: bool, headers: Mapping[str,
     if data.startswith(GZIP_MAGIC):
         return _gunzip(data)
     encoding = (_header(headers, "content-encoding") or "").strip().lower()
+    if encoding in ("gzip", "x-gzip") and not is_base64 and data.startswith(GZIP_AS_TEXT):
+        # the gzip magic 1f 8b came through as 1f + U+FFFD: something on the way read the binary body as
+        # UTF-8 text and the bytes are lost (API Gateway and function URLs flag binary bodies base64)
+        raise BadRequestError("the gzip body arrived as text, its bytes decoded as UTF-8 on the way: send it "
+                              "with Content-Type: application/octet-stream, or uncompressed")
     if encoding in ("gzip", "x-gzip") and data.lstrip()[:1] not in (b"{", b"["):
         return _gunzip(data)  # labelled gzip, neither gzip nor JSON: report it as corrupt gzip
     return data

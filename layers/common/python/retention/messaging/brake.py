@@ -14,8 +14,15 @@ Keys:
   config table   SENDING / <identity>                state: marketing active|paused, reason, since, epoch
   messages table BRAKE#<identity>#<epoch> / H#<hour>#<shard>   sent, bounced, complained (ADD counters)
 The counters are hourly and sharded (a busy hour of sends is spread over SHARDS items); the epoch moves at
-each resume. Cost: one UpdateItem per email sent, one per hard bounce or complaint (plus the evaluation, a
-Query of at most WINDOW_DAYS of hourly rows, only when a bounce or a complaint arrives).
+each resume. Cost: one UpdateItem per hard bounce or complaint (plus the evaluation, a Query of at most
+WINDOW_DAYS of hourly rows, only when a bounce or a complaint arrives), and one per batch of send_message
+for its emails: inside the sender's `batch()` the `sent` counts are summed in memory per hourly row and
+written when the batch is done (`flush`), one UpdateItem with +N. Until then `evaluate` adds them from
+memory, so this Brake sees its batch's sends. A send is counted after its ledger says `sent`: a crash
+before the flush loses the batch's counts (at most once, as a crash after the send always could); the
+loss errs on the safe side (fewer sends, so higher rates). Sending itself never reads these counters: it
+checks the pause state (`paused`), which the feedback function sets when a bounce or complaint trips a
+window.
 """
 
 from __future__ import annotations
@@ -58,6 +65,9 @@ class Brake:
         self.ddb = dynamodb
         self.table = messages_table
         self.config = config
+        # inside a send batch: the sends not written yet, {(identity, epoch, hour, shard): {counter: n}}
+        self.deferred = False
+        self._pending: dict[tuple[str, int, str, int], dict[str, int]] = {}
 
     # ---- state ---------------------------------------------------------------------------------------
     def state(self, identity: str, *, fresh: bool = False) -> dict[str, Any]:
@@ -74,16 +84,44 @@ class Brake:
         return self.state(identity).get("marketing") == "paused"
 
     # ---- counting ------------------------------------------------------------------------------------
-    def _add(self, identity: str, epoch: int, counter: str, at: datetime, hint: str) -> None:
+    def _add(self, identity: str, epoch: int, counter: str, at: datetime, hint: str, n: int = 1,
+             shard: int | None = None) -> None:
         self.ddb.update_item(
             TableName=self.table,
-            Key=ddb.key(f"BRAKE#{identity}#{epoch}", f"H#{_hour(at)}#{_shard(hint)}"),
-            UpdateExpression="ADD #c :one SET #t = if_not_exists(#t, :ttl)",
+            Key=ddb.key(f"BRAKE#{identity}#{epoch}", f"H#{_hour(at)}#{_shard(hint) if shard is None else shard}"),
+            UpdateExpression="ADD #c :n SET #t = if_not_exists(#t, :ttl)",
             ExpressionAttributeNames={"#c": counter, "#t": "ttl"},
-            ExpressionAttributeValues=ddb.values({":one": 1, ":ttl": int(at.timestamp()) + (WINDOW_DAYS + 2) * 86400}))
+            ExpressionAttributeValues=ddb.values({":n": n, ":ttl": int(at.timestamp()) + (WINDOW_DAYS + 2) * 86400}))
 
     def count_send(self, identity: str, at: datetime, hint: str) -> None:
-        self._add(identity, int(self.state(identity).get("epoch", 0)), "sent", at, hint)
+        """One email sent from `identity` (marketing or transactional, a staff test send too: SES's rates count
+        every mail). Written at once, or summed until `flush` inside a batch (`deferred`)."""
+        epoch = int(self.state(identity).get("epoch", 0))
+        hour = _hour(at)
+        # a batch's sends of one hour go to one row: the shard of the first one
+        key = next((k for k in self._pending if k[:3] == (identity, epoch, hour)), None) \
+            or (identity, epoch, hour, _shard(hint))
+        sums = self._pending.setdefault(key, {})
+        sums["sent"] = sums.get("sent", 0) + 1
+        if not self.deferred:
+            self.flush()
+
+    def flush(self) -> int:
+        """Write the summed sends (one UpdateItem per hourly row); the first error is raised after every row
+        was tried (a row that failed is lost: at most once)."""
+        pending, self._pending = self._pending, {}
+        error: Exception | None = None
+        for (identity, epoch, hour, shard), sums in pending.items():
+            at = clock.parse_iso(f"{hour}:00:00Z")
+            for counter, n in sums.items():
+                try:
+                    self._add(identity, epoch, counter, at, "", n=n, shard=shard)
+                except Exception as exc:
+                    log.warning("brake counter lost: %s %s %s +%s", identity, hour, counter, n, exc_info=True)
+                    error = error or exc
+        if error is not None:
+            raise error
+        return len(pending)
 
     def record_feedback(self, identity: str, kind: str, at: datetime, hint: str) -> dict[str, Any] | None:
         """A hard bounce or a complaint: counted, then the windows are checked. Returns the new state when
@@ -107,7 +145,11 @@ class Brake:
             epoch = int(self.state(identity, fresh=True).get("epoch", 0))
         lo = f"H#{_hour(now - timedelta(days=WINDOW_DAYS))}"
         hours: dict[str, dict[str, int]] = {}
-        for row in ddb.query(self.ddb, self.table, f"BRAKE#{identity}#{epoch}", sk_between=(lo, "H#~")):
+        rows = list(ddb.query(self.ddb, self.table, f"BRAKE#{identity}#{epoch}", sk_between=(lo, "H#~")))
+        # this instance's sends not written yet (a send batch in progress) count too
+        rows += [{"sk": f"H#{hour}#{shard}", **sums} for (ident, ep, hour, shard), sums in self._pending.items()
+                 if ident == identity and ep == epoch and f"H#{hour}" >= lo]
+        for row in rows:
             hour = str(row["sk"]).split("#")[1]
             acc = hours.setdefault(hour, {"sent": 0, "bounced": 0, "complained": 0})
             for k in acc:

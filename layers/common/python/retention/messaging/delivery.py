@@ -8,6 +8,9 @@ What fails a record (SQS redelivers it; after maxReceiveCount it goes to the DLQ
   where it can be inspected — it never fails the rest of the batch;
 - an unexpected error (DynamoDB unavailable, an unknown provider error): the ledger claim is released.
 Everything else (sent, skipped with a reason, deferred, duplicate, rejected) completes the record.
+
+The batch's counters (the daily `S#` rows, the brake's hourly `BRAKE#` row) are summed over its records and
+written once per distinct row when the batch is done, failed records or not (Sender.batch).
 """
 
 from __future__ import annotations
@@ -15,11 +18,12 @@ from __future__ import annotations
 import random
 from typing import Any
 
+from retention.core.batch import process_sqs_batch
 from retention.core.observability import count, logger
 from retention.core.runtime import Deps
 from retention.messaging.rendering import Renderer
 from retention.messaging.requests import SendRequest
-from retention.messaging.sender import RetryableSendError, Sender
+from retention.messaging.sender import AFTER_RENDER_SECONDS, RENDER_BUDGET_SECONDS, RetryableSendError, Sender
 
 VISIBILITY_BASE = 30  # seconds before a throttled message is tried again, doubled per receive
 VISIBILITY_CAP = 900
@@ -27,6 +31,10 @@ VISIBILITY_CAP = 900
 # this many times is re-sent as a fresh message (delayed) instead, so sustained throttling never sends
 # good mail to the DLQ. The ledger (`retry`) lets exactly one copy through.
 REQUEUE_AFTER_RECEIVES = 3
+# the batch's counters are written at its end; with less than one record's worst case left of the invocation
+# (its render budget and the provider call + ledger after it) they are written after each record instead: a
+# timeout kills the function before the end, and the counts would be lost
+FLUSH_EARLY_SECONDS = AFTER_RENDER_SECONDS + RENDER_BUDGET_SECONDS + 1.0
 
 
 def provider_clients(d: Deps) -> tuple[Any, Any]:
@@ -72,6 +80,21 @@ class SendWorker:
     def __init__(self, d: Deps) -> None:
         self.d = d
         self.sender = sender(d)
+
+    def process(self, event: dict[str, Any]) -> dict[str, Any]:
+        """The SQS batch: each record through `handle` (partial-batch failures); the counters of the records
+        that succeeded written once per distinct row at the end. A batch whose records all failed reports them
+        all (no exception: the good records of the next receive are not held hostage, and the Lambda error
+        metric stays for real crashes)."""
+        with self.sender.batch():
+            return process_sqs_batch(event, self._handle_in_batch, raise_on_entire_batch_failure=False)
+
+    def _handle_in_batch(self, record: Any) -> None:
+        try:
+            self.handle(record)
+        finally:
+            if self.sender.time_left is not None and self.sender.time_left() < FLUSH_EARLY_SECONDS:
+                self.sender.flush()
 
     def handle(self, record: Any) -> None:
         from retention.messaging.testsend import is_test_send

@@ -21,23 +21,31 @@ Every message not sent has its reason on the ledger (`reason`) and in the daily 
 (`suppressed` + `suppressed:<reason>`, the row conventions of retention.analytics.stats).
 
 DynamoDB requests per sent message (configuration cached): the sweeper's reminder and the claim (2 PutItem),
-profile (GetItem), ledger `sent` + profile `sends` (TransactWriteItems), counters (UpdateItem) = 5; the tick
-reads the ledger and deletes the reminder when it comes due. A recommendation block
-adds its reads (retention.products.recommend), a pool coupon GetItem + Query + GetItem + one transaction;
-an email adds one UpdateItem: the send brake's hourly counter of the sending identity (retention.messaging.brake).
+profile (GetItem), ledger `sent` + profile `sends` (TransactWriteItems) = 4; the tick reads the ledger and
+deletes the reminder when it comes due. A recommendation block adds its reads (retention.products.recommend),
+a pool coupon GetItem + Query + GetItem + one transaction. The daily counters (`sent`, `suppressed:<reason>`)
+and, for an email, the send brake's hourly counter of the sending identity (retention.messaging.brake) are one
+UpdateItem per distinct counter row per SQS batch: inside `batch()` they are summed in memory and written when
+the batch is done (N sends of one rule/step/variant: one UpdateItem with +N). Called outside `batch()` (tests,
+tools) `send` writes them at once, as before.
+
+The counters stay at most once: they are added after the ledger's winning write (the claim, then `sent` or
+the reason), so a redelivered message adds nothing; a crash between that write and the flush loses the counts
+of the batch so far and never counts one twice.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from retention.analytics.counters import add_counters
+from retention.analytics.counters import CounterBatch
 from retention.core import clock, ddb
 from retention.core.config import ConfigStore, Settings
 from retention.core.errors import RetentionError
@@ -165,6 +173,27 @@ class Sender:
         from retention.messaging.brake import Brake, sending_identity
         self.brake = Brake(ddb_client, env.messages_table, config)
         self.identity = sending_identity(env.sender_email)
+        self.counters = CounterBatch(ddb_client, env.messages_table)
+
+    # ---- batches -----------------------------------------------------------------------------------
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """The sends inside add to the daily counters and the brake's hourly counter once per distinct row,
+        when the block ends (also when it ends with an error: what was sent counts). A counter write that
+        fails is logged and lost (at most once), never raised: the sends themselves are done."""
+        self.counters.deferred = self.brake.deferred = True
+        try:
+            yield
+        finally:
+            self.counters.deferred = self.brake.deferred = False
+            self.flush()
+
+    def flush(self) -> None:
+        for what in (self.counters, self.brake):
+            try:
+                what.flush()
+            except Exception:
+                log.warning("counter writes of the batch failed (counts lost, sends done)", exc_info=True)
 
     # ---- ledger ------------------------------------------------------------------------------
     def _claim(self, req: SendRequest, now: datetime) -> bool:
@@ -213,8 +242,8 @@ class Sender:
                   detail: str | None = None) -> Outcome:
         """Record why a message is not sent: ledger status + reason, `suppressed` counters."""
         self._finish(req, status, now, reason=reason, detail=(detail or None) and detail[:500])
-        add_counters(self.ddb, self.env.messages_table, req.rule, req.step, req.variant,
-                     {"suppressed": 1, f"suppressed:{reason}": 1}, now, req.ledger_id)
+        self.counters.add(req.rule, req.step, req.variant, {"suppressed": 1, f"suppressed:{reason}": 1}, now,
+                          req.ledger_id)
         return Outcome("failed" if status in ("failed", "rejected") else "skipped", reason)
 
     def _skip(self, req: SendRequest, reason: str, now: datetime) -> Outcome:
@@ -346,13 +375,14 @@ class Sender:
             log.warning("coupon pool %s is empty (rule %s, step %s)", wanted.pool, req.rule, req.step)
             if wanted.fallback != "hmac":
                 return None
-        meta = coupons.meta(wanted.pool) or {}
+        meta = coupons.meta(wanted.pool) or {}  # its discount and validity; a META row: the pool is registered
         discount = str(meta.get("discount") or wanted.discount or "10%")
         expires = now + timedelta(days=int(meta.get("valid_days") or wanted.valid_days))
         return coupons.issue_fallback(self.config.secrets("coupons")[0], wanted.pool, discount=discount,
                                       expires_at=expires, customer_id=req.customer_id, rule=req.rule,
                                       entry=req.entry, step=req.step, variant=req.variant, ledger_id=issue_key,
-                                      code_step=req.step if wanted.per == "step" else -1, now=now).context()
+                                      code_step=req.step if wanted.per == "step" else -1, now=now,
+                                      registered=bool(meta)).context()
 
     def _load(self, req: SendRequest, settings: Settings) -> tuple[StoredProfile, dict[str, str]]:
         """One read: suppression (bounce, complaint, erased address) is mirrored on the profile.
@@ -462,8 +492,7 @@ class Sender:
                 # the message went out: the ledger must say so even if the profile update cannot be made
                 self._finish(req, "sent", now, sent_at=clock.iso(now), provider_id=provider_id, channel_used=channel)
                 break
-        add_counters(self.ddb, self.env.messages_table, req.rule, req.step, req.variant, {"sent": 1}, now,
-                     req.ledger_id)
+        self.counters.add(req.rule, req.step, req.variant, {"sent": 1}, now, req.ledger_id)
         if channel == "email":
             self.brake.count_send(self.identity, now, req.ledger_id)
 

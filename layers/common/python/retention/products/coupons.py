@@ -10,7 +10,9 @@ Keys in PRODUCTS_TABLE (owned here):
   customer, rule, entry, step, variant, ledger id, `issued_at`, `expires_at`; once redeemed the order,
   its revenue and time. A fallback code gets its row (`fallback`: true) when it is first issued, so its
   redemption is counted and attributed like a pool code's.
-- `POOLS` / `<pool>` — every pool ever uploaded to (the list of `GET /admin/coupons` and the report).
+- `POOLS` / `<pool>` — every pool ever uploaded to or issued a fallback code from (the list of
+  `GET /admin/coupons` and the report). Written by an upload, and by a fallback issue only while the pool
+  has no `META` row yet (both write it before or with `META`: a `META` row means the pool is registered).
 - `ISSUE#<ledger_id>` / `I` — the code issued for one send (ledger id = customer, rule, entry, step):
   a retried send finds it and shows the same code.
 
@@ -242,10 +244,12 @@ class Coupons:
 
     def issue_fallback(self, secret: bytes, pool: str, *, discount: str, expires_at: datetime, customer_id: str,
                        rule: str, entry: str, step: int, code_step: int, variant: str, ledger_id: str,
-                       now: datetime | None = None) -> Coupon:
+                       now: datetime | None = None, registered: bool = False) -> Coupon:
         """The signed fallback code of this send (the recipe above; `code_step` -1 for one code per journey),
         recorded the first time it is issued: its `CODE#` row (so an order naming it redeems it) and the
-        pool's `fallback_issued` counters. A retried send makes the same code and counts nothing twice."""
+        pool's `fallback_issued` counters. A retried send makes the same code and counts nothing twice.
+        `registered`: the caller read the pool's `META` row (so `POOLS` / `<pool>` exists): the transaction
+        leaves the `POOLS` put out (2 write units less per issue); otherwise it registers the pool."""
         now = now or clock.now()
         code = fallback_code(secret, pool=pool, discount=discount, expires_at=expires_at, customer_id=customer_id,
                              rule=rule, entry=entry, step=code_step)
@@ -257,7 +261,8 @@ class Coupons:
             self.ddb.transact_write_items(TransactItems=[
                 {"Put": {"TableName": self.table, "Item": ddb.serialize(row),
                          "ConditionExpression": "attribute_not_exists(pk)"}},
-                {"Put": {"TableName": self.table, "Item": ddb.serialize({"pk": "POOLS", "sk": pool, "pool": pool})}},
+                *([] if registered else [{"Put": {"TableName": self.table, "Item": ddb.serialize(
+                    {"pk": "POOLS", "sk": pool, "pool": pool})}}]),
                 *_count_updates(self.table, pool, now, {"fallback_issued": 1}),
             ])
         except Exception as exc:
