@@ -104,6 +104,15 @@ def _per_event(rows: dict[str, Any], metric: str, batch: float) -> float:
     return total
 
 
+def _markers_per_event(rows: dict[str, Any]) -> float:
+    """messageId markers written per event of the mix: one per message that goes in a transaction (2 write
+    units on the idempotency table); a plain event keyed by its client timestamp writes none (its raw event
+    is its dedupe). An unkeyed plain message (no client timestamp, a clock over a minute off) writes one at
+    1 unit; the bench's messages carry the client's `timestamp`, as the SDKs send it, so there are none."""
+    return sum(w * float(rows[f"{k} — batch of 100"].get("wru_by_table", {}).get("idempotency", 0)) / 2
+               for k, w in ASSUMPTIONS["event_mix"].items())
+
+
 def _split(rows: dict[str, Any], metric: str) -> tuple[float, float]:
     """(per-request part, per-event part) of the event mix's `metric`, solved as in `_per_event`."""
     shared = each = 0.0
@@ -189,9 +198,11 @@ def model(requests: dict[str, Any], cpu: dict[str, Any] | None, logs: dict[str, 
     gb = 1024 ** 3
     # a ledger item, and its entry in the keys-only by_customer index (keys alone; measured in section 1)
     ledger_bytes = stored.get("ledger", 500) + ov + stored.get("ledger_index", 100) + ov
+    markers = _markers_per_event(rows)  # only the messages that still write one
+    marker_bytes = sizes.get("idempotency", 150) + ov
     storage_gb = {
         f"events (raw, {a['retention_days']} days)": events * months * (sizes.get("events", 300) + ov) / gb,
-        "messageId markers (30 days)": events * (a["dedupe_days"] / 30.4) * (sizes.get("idempotency", 80) + ov) / gb,
+        "messageId markers (30 days)": events * markers * (a["dedupe_days"] / 30.4) * marker_bytes / gb,
         "profiles, journeys, history": customers * (stored.get("customer_rows", 3000) + 2 * ov) / gb,
         "send ledger + keys-only GSI (13 months)": messages * a["ledger_months_kept"] * ledger_bytes / gb,
     }
@@ -327,7 +338,7 @@ def model(requests: dict[str, Any], cpu: dict[str, Any] | None, logs: dict[str, 
         "DynamoDB requests": per_event_wru * p["ddb_wru_per_million"] + per_event_rru * p["ddb_rru_per_million"],
         f"DynamoDB storage (events {a['retention_days']} days, markers 30 days, no PITR)": 1e6 * (
             months * (sizes.get("events", 300) + ov) * p["ddb_storage_gb_month"]
-            + a["dedupe_days"] / 30.4 * (sizes.get("idempotency", 80) + ov) * p["ddb_storage_gb_month"]) / gb,
+            + markers * a["dedupe_days"] / 30.4 * marker_bytes * p["ddb_storage_gb_month"]) / gb,
         "logs + traces": 1e6 / b * (per_request_log_bytes / gb * log_price
                                     + traces / max(1.0, roots) * p["xray_per_million_traces"] / 1e6),
     }

@@ -144,13 +144,14 @@ def findings(r: dict[str, Any]) -> list[str]:
         plain = req["rows"]["track (plain: no rule, no product) — batch of 100"]
         by = plain["wru_by_table"]
         out.append(
-            f"A plain event costs {plain['wru']:.1f} write units (goal ≤ 3, 2): the messageId marker "
-            f"({by.get('idempotency', 0):.1f}, a conditional put that records the raw event's key), the raw event "
-            f"({by.get('events', 0):.1f}) and no profile write ({by.get('profiles', 0):.1f}): the profile is "
-            "written only when something that matters changed, `last_seen_at` when it moved by an hour. A crash "
-            "after the marker is completed by the client's retry (the marker exists: the raw event is written "
-            "again at its recorded key); a message whose effect matters goes in one transaction with its marker, "
-            "so exactly once holds without a transaction for plain events.")
+            f"A plain event costs {plain['wru']:.1f} write units (goal ≤ 3, 2): one conditional put of the raw "
+            f"event ({by.get('events', 0):.1f}), keyed by the client's own timestamp (the same in every retry), "
+            f"which is its dedupe: no messageId marker ({by.get('idempotency', 0):.1f}) and no profile write "
+            f"({by.get('profiles', 0):.1f}): the profile is written only when something that matters changed, "
+            "`last_seen_at` when it moved by an hour. A message without a client timestamp (or with a clock over a "
+            "minute off) keeps the marker (1 more unit); a message whose effect matters goes in one transaction "
+            "with its marker, its raw event, interest rows and SEGMENT / JOURNEY due items written just before it "
+            "(idempotent, harmless without the commit: 1 unit each instead of 2).")
     if _ok(cost):
         lines = cost["lines"]
         ddb = lines["DynamoDB writes (WRU)"]
@@ -433,9 +434,9 @@ def render(r: dict[str, Any]) -> str:
         plain = req["rows"]["track (plain: no rule, no product) — batch of 100"]
         by = ", ".join(f"{k} {v:.0f}" for k, v in plain["wru_by_table"].items())
         sizes = ", ".join(f"{k} {v:.0f} B" for k, v in req.get("plain_event_item_bytes", {}).items())
-        parts += [f"A plain event's write units by table: {by} (items written: {sizes}; a plain event is a "
-                  "conditional put of the messageId marker and a put of the raw event, no transaction; the profile "
-                  "is written only when something that matters changed).", ""]
+        parts += [f"A plain event's write units by table: {by} (items written: {sizes}; a plain event is one "
+                  "conditional put of the raw event, keyed by the client's timestamp: its own dedupe, no messageId "
+                  "marker, no transaction; the profile is written only when something that matters changed).", ""]
     else:
         parts += [f"failed: {req.get('error') if req else 'not run'}", ""]
     growth = r.get("growth")

@@ -310,3 +310,27 @@ def test_a_message_refused_for_the_profile_size_leaves_no_raw_event(
     assert raw_events(stack, "big") == []
     assert not stack.profile("big").traits
     assert len(rows_of(stack, "bystander", "b-1")) == 1
+
+
+# ---- erasure: a retried message does not re-create the person ------------------------------------------------------
+
+
+def test_a_keyed_message_retried_after_an_erasure_does_not_re_create_the_person(stack: Any, now: datetime) -> None:
+    """A keyed plain event has no marker; erasure writes the markers of the raw events it deletes (received
+    within the dedupe window), so the client's retry of one after the erasure is a duplicate."""
+    from retention.customers.erasure import Eraser
+    deliver(stack, [track("u1", "Page Scrolled", "p-0", now - timedelta(minutes=30))])
+    click = [track("u1", "Button Clicked", "b-1", now - timedelta(minutes=10))]
+    deliver(stack, click, sent_at=now)
+    assert count_items(stack, "idempotency") == 1  # p-0's (it created the customer), none for the click
+    Eraser(stack.deps).erase("u1")
+    markers = _scan(stack, "idempotency")
+    assert len(markers) == 2 and not any("u1" in json.dumps(m) for m in markers)  # hashed, no customer id
+    retry = deliver(stack, [*click, track("u1", "Page Scrolled", "p-0", now - timedelta(minutes=30))],
+                    sent_at=now + timedelta(seconds=30))
+    assert retry.duplicates == 2
+    assert raw_events(stack, "u1") == []
+    assert not stack.profile("u1").traits and ddb.get(stack.deps.dynamodb, stack.tables["profiles"], "C#u1", "P") is None
+    # a new message of the same id after the erasure is a new customer (the shop sent it again)
+    deliver(stack, [track("u1", "Signed Up", "s-1", now + timedelta(minutes=1))])
+    assert [e["message_id"] for e in raw_events(stack, "u1")] == ["s-1"]

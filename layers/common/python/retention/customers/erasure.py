@@ -13,7 +13,10 @@ email and the phone):
   subject and error details; NPS answers keep the score (and stage, shop, time) for the aggregates under
   an anonymous key, with no id, no comment, no event id;
 - idempotency: messageId and webhook markers carry no customer id and a hashed messageId (see
-  retention.ingestion.ingestor) — nothing to do;
+  retention.ingestion.ingestor) — nothing to delete. A raw event keyed by its client timestamp has no
+  marker (the raw event is its dedupe): for each raw event received within the dedupe window, erasure
+  writes the marker it did not have, so a client's retry of it after the erasure is a duplicate and does
+  not re-create the person (`_remember`);
 - kept on purpose: a salted hash of each address on the suppression list, so a later import cannot
   re-subscribe it without fresh consent.
 """
@@ -68,9 +71,13 @@ class Eraser:
 
         events: list[tuple[str, str]] = []
         own: list[tuple[str, str]] = []
+        raw: list[dict[str, Any]] = []
         for cid in ids:
-            events += [(e["pk"], e["sk"]) for e in ddb.query(client, env.events_table, profile_pk(cid))]
+            timeline = list(ddb.query(client, env.events_table, profile_pk(cid)))
+            events += [(e["pk"], e["sk"]) for e in timeline]
+            raw += [e for e in timeline if not e.get("internal")]
             own += [(i["pk"], i["sk"]) for i in ddb.query(client, env.profiles_table, profile_pk(cid))]
+        self._remember(raw, now)
         ddb.batch_write(client, env.events_table, deletes=events)
         extra = [alias_key(a) for a in anons]
         extra += [interest_key(prod, cid) for prod in p.interests for cid in ids]
@@ -96,6 +103,25 @@ class Eraser:
         answers = self._anonymise_nps(ids, p.created_at, now)
         return {"customer_id": customer_id, "erased": True, "events_deleted": len(events),
                 "messages_anonymised": ledger, "due_items_deleted": len(due_items), "nps_anonymised": answers}
+
+    def _remember(self, raw: list[dict[str, Any]], now: datetime) -> None:
+        """The messageId markers of the raw events received within the dedupe window (hashed, no customer
+        id: retention.ingestion.ingestor.marker_key), written before the events go: a retried message finds
+        its marker on the path every message of an absent profile takes (the transaction) and is dropped as
+        a duplicate. A marker that exists already is written over (its raw event is gone either way)."""
+        from retention.ingestion.ingestor import marker_key  # ingestion owns the markers' keys
+        window = timedelta(days=self.d.config.settings().dedupe_window_days)
+        markers: dict[tuple[str, str], dict[str, Any]] = {}
+        for e in raw:
+            received = e.get("received_at")
+            if not e.get("source") or not e.get("message_id") or not received:
+                continue
+            expires = clock.parse_iso(str(received)) + window
+            if expires <= now:
+                continue
+            pk, sk = marker_key(str(e["source"]), str(e["message_id"]))
+            markers[(pk, sk)] = {"pk": pk, "sk": sk, "at": clock.iso(now), "ttl": int(expires.timestamp())}
+        ddb.batch_write(self.client, self.env.idempotency_table, puts=list(markers.values()))
 
     def _due_items(self, ids: list[str]) -> list[tuple[str, str]]:
         names = {f":c{i}": {"S": cid} for i, cid in enumerate(ids)}
