@@ -334,3 +334,46 @@ def test_a_keyed_message_retried_after_an_erasure_does_not_re_create_the_person(
     # a new message of the same id after the erasure is a new customer (the shop sent it again)
     deliver(stack, [track("u1", "Signed Up", "s-1", now + timedelta(minutes=1))])
     assert [e["message_id"] for e in raw_events(stack, "u1")] == ["s-1"]
+
+
+@pytest.mark.parametrize("when", ["after the early writes", "before the early writes"])
+def test_an_anonymous_event_whose_profile_is_merged_during_its_transaction_lands_once_on_the_customer(
+        stack: Any, now: datetime, monkeypatch: pytest.MonkeyPatch, when: str) -> None:
+    """The visitor is identified (merge: tombstone) while its event is being stored: the transaction fails on
+    the tombstone and the event goes to the customer, once, stored (not a duplicate). Merged after the keyed
+    raw event went first, the merge copied it; merged before it, the raw event left in the visitor's
+    partition is deleted again."""
+    d = stack.deps
+    client = d.dynamodb
+    deliver(stack, [{"type": "track", "anonymousId": "a1", "event": "Page Scrolled", "messageId": "p-0",
+                     "timestamp": iso(now - timedelta(minutes=30))}])
+    deliver(stack, [{"type": "identify", "userId": "u1", "messageId": "i-1", "timestamp": iso(now - timedelta(days=1)),
+                     "traits": {"email": "u1@example.com"}}])
+    real = client.transact_write_items
+    real_early = Ingestor._write_early
+    merged: list[int] = []
+
+    def link() -> None:
+        merged.append(1)
+        assert Ingestor(ddb_client=client, sqs=d.sqs, env=d.env, config=d.config).link("a1", "u1", clock.now())
+
+    def merge_first(**kwargs: Any) -> Any:
+        if not merged and "'C#anon:a1'" in str(kwargs["TransactItems"]):
+            link()
+        return real(**kwargs)
+
+    def merge_before_early(self: Any, early: Any) -> None:
+        if not merged and any(e["pk"] == "C#anon:a1" for _, e in early.events):
+            link()
+        real_early(self, early)
+
+    if when == "after the early writes":
+        monkeypatch.setattr(client, "transact_write_items", merge_first)
+    else:
+        monkeypatch.setattr(Ingestor, "_write_early", merge_before_early)
+    result = deliver(stack, [{"type": "track", "anonymousId": "a1", "event": "Button Clicked", "messageId": "b-1",
+                              "timestamp": iso(now - timedelta(minutes=5))}])
+    monkeypatch.undo()
+    assert merged and result.accepted == 1 and result.duplicates == 0
+    assert raw_events(stack, "anon:a1") == []
+    assert sorted(e["message_id"] for e in raw_events(stack, "u1")) == ["b-1", "i-1", "p-0"]

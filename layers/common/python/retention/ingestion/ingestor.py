@@ -460,6 +460,7 @@ class Ingestor:
             msgs = allowed
         pending = sorted(msgs, key=lambda m: m.timestamp)
         queue = deque(pending[i:i + CHUNK] for i in range(0, len(pending), CHUNK))
+        own: set[str] = set()  # keyed raw events this request wrote before a transaction that did not commit
         while queue:
             chunk = queue.popleft()
             attempt = 0
@@ -478,14 +479,14 @@ class Ingestor:
                 effects = self._effect_items(defs, sp, chunk, fx, now)
                 if not migrated and self._is_plain(sp, fx, effects, before, seen_before):
                     _set_seen(sp.profile, seen_before)  # as stored: the next chunk compares with that
-                    fresh, dups = self._store_plain(source_id, sp.profile.id, chunk, defs, now)
+                    fresh, dups = self._store_plain(source_id, sp.profile.id, chunk, defs, now, own)
                     out.stored += fresh
                     out.duplicates += dups
                     out.committed.add(sp.profile.id, fx, now)
                     break
                 if not migrated and self._is_idempotent_only(sp, fx, effects, before):
                     stored_soft = self._store_idempotent(source_id, sp, chunk, effects, before, seen_before, defs,
-                                                        now)
+                                                        now, own)
                     if isinstance(stored_soft, tuple):
                         fresh, dups = stored_soft
                         out.stored += fresh
@@ -514,6 +515,7 @@ class Ingestor:
                 oversized = ddb.item_size(items[-1]["Put"]["Item"]) > MAX_PROFILE_ITEM_BYTES
                 if not oversized:
                     try:
+                        own |= {m.message_id for m, _ in early.events}
                         self._write_early(early)
                         self.ddb.transact_write_items(TransactItems=items)
                     except Exception as exc:
@@ -522,6 +524,7 @@ class Ingestor:
                                 raise
                             dup = {i for i in range(len(chunk)) if ddb.condition_failed_at(exc, i)}
                             self._drop_strays(early, chunk, dup, exc)
+                            own -= {chunk[i].message_id for i in dup}
                             if dup:
                                 out.duplicates += len(dup)
                                 chunk = [m for i, m in enumerate(chunk) if i not in dup]
@@ -729,8 +732,8 @@ class Ingestor:
         return _without_latest(json.loads(before)) == _without_latest(json.loads(sp.profile.to_doc()))
 
     def _store_idempotent(self, source_id: str, sp: StoredProfile, chunk: list[Message], effects: list[dict[str, Any]],
-                         before: str, seen_before: datetime | None, defs: Definitions, now: datetime
-                         ) -> tuple[list[Message], int] | str | None:
+                         before: str, seen_before: datetime | None, defs: Definitions, now: datetime,
+                         own: set[str] | None = None) -> tuple[list[Message], int] | str | None:
         """A chunk of product views, trait updates and plain events without a transaction: the product-interest
         rows, then the profile (a put conditional on its version, only when it changed), then the markers and
         raw events as for a plain event. 4 write units for a product view (was 8 to 10 in a transaction), 3 for
@@ -755,16 +758,18 @@ class Ingestor:
             sp.version += 1
         else:
             _set_seen(sp.profile, seen_before)  # as stored
-        return self._store_plain(source_id, sp.profile.id, chunk, defs, now)
+        return self._store_plain(source_id, sp.profile.id, chunk, defs, now, own)
 
     def _store_plain(self, source_id: str, cid: str, chunk: list[Message], defs: Definitions,
-                     now: datetime) -> tuple[list[Message], int]:
+                     now: datetime, own: set[str] | None = None) -> tuple[list[Message], int]:
         """A keyed message (`event_key_at`): one conditional put of its raw event, which is its dedupe (a
         ConditionalCheckFailed is a duplicate: stored before, by this path or by a transaction, at the same
         key). Others: the marker (a conditional put), then the raw events in one BatchWrite at the keys the
         markers recorded. A marker that exists already is a duplicate: DynamoDB hands the old marker back
         with the failure (no read) and its raw event is written again where it was (a crash between the
-        marker and the raw event is completed so; otherwise the same item is written over)."""
+        marker and the raw event is completed so; otherwise the same item is written over). `own`: keyed raw
+        events this request wrote itself before a transaction that did not commit (the chunk came here after
+        a lost race or a merge): found, they are this request's, not duplicates."""
         settings = defs.settings
         fresh: list[Message] = []
         puts: list[dict[str, Any]] = []
@@ -780,6 +785,8 @@ class Ingestor:
                 except Exception as exc:
                     if ddb.error_code(exc) != "ConditionalCheckFailedException":
                         raise
+                    if own and msg.message_id in own:
+                        fresh.append(msg)
                 continue
             item = marker_item(source_id, msg, settings, now)
             try:
