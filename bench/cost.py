@@ -52,18 +52,22 @@ ASSUMPTIONS: dict[str, Any] = {
     "ledger_months_kept": 13,  # the send ledger has no TTL: storage grows; priced at 13 months
     "index_overhead_bytes": 100,  # DynamoDB storage overhead per item
     "latency_ms": {"read": 5, "write": 6, "transaction": 15, "sqs": 8, "ses": 40, "sns": 60},
+    "ingest_workers": 8,  # customers of one request written in parallel (retention.ingestion.ingestor.Ingestor)
     "lambda_memory_gb": {"track_event": 0.5, "evaluate_triggers": 0.5, "send_message": 0.5, "feedback": 0.5,
                          "recompute": 0.5},
     "cold_starts_per_month": 8 * 24 * 30,  # ~1 per function per hour (INIT is billed since August 2025)
     "cold_start_s": 1.0,
-    # custom metrics: 24 Powertools counts (name × service) in the code; retention.core.observability.count
-    # leaves zeros out, and CloudWatch bills a metric for the hours it receives data: 5 have data nearly every
-    # hour at this volume (EventsAccepted; Messages_sent, Messages_skipped; DueItems, SendsEnqueued), the other
-    # 19 (rejections, duplicates, deferrals, unknown sends, nightly recompute, NPS, unsubscribes …) are taken
-    # at 20 % of the hours: 5 + 19 × 0.2 ≈ 9 metric-months (24 when every count was sent every invocation).
+    # custom metrics: CloudWatch bills $0.30 a metric-month, prorated by the hours a metric receives data.
+    # retention.core.observability.count publishes only METRICS (the rest of the ~24 counts are fields of one
+    # `counts` log line per invocation, priced with the logs): the 2 headline volumes (EventsAccepted,
+    # Messages_sent) have data nearly every hour at this volume; the 3 alarmed ones (PendingSendsUnknown,
+    # CouponPoolEmpty, MarketingPaused) only when something is wrong, taken at 20 % of the hours, on the
+    # pessimistic side: 2 + 3 × 0.2 = 2.6 metric-months (filled in by model(); was 5 + 19 × 0.2 ≈ 9 when every
+    # count was a metric, 24 when every count was sent every invocation).
     # Alarms: infra/stack.py makes 16 (3 DLQs, the sweeper's unknown sends, 8 function errors, an empty coupon
     # pool, the brake, SES's 2 reputation metrics; tests/infra/test_infra_email_alarms.py).
-    "custom_metrics": 9, "alarms": 16,
+    "custom_metrics": None, "alarms": 16,
+    "alarmed_metric_hours": 0.2,
     "xray_sampling": {"reservoir_per_s": 0, "rate": 0.01},  # infra/stack.py TraceSampling
 }
 COMPETITORS = {
@@ -100,6 +104,18 @@ def _per_event(rows: dict[str, Any], metric: str, batch: float) -> float:
     return total
 
 
+def _split(rows: dict[str, Any], metric: str) -> tuple[float, float]:
+    """(per-request part, per-event part) of the event mix's `metric`, solved as in `_per_event`."""
+    shared = each = 0.0
+    for kind, weight in ASSUMPTIONS["event_mix"].items():
+        single = rows[f"{kind} — single"][metric]
+        hundred = rows[f"{kind} — batch of 100"][metric]
+        per_request = (single - hundred) * 100 / 99
+        shared += weight * per_request
+        each += weight * (hundred - per_request / 100)
+    return shared, each
+
+
 def _op(rows: dict[str, Any], row: str, op: str) -> float:
     return float(rows[row]["by_operation"].get(op, 0))
 
@@ -109,10 +125,16 @@ def _retention_days() -> int:
     return int(Settings().event_retention_days)
 
 
+def _custom_metrics() -> float:
+    from retention.core.observability import ALARMED, HEADLINE
+    return round(len(HEADLINE) + len(ALARMED) * ASSUMPTIONS["alarmed_metric_hours"], 2)
+
+
 def model(requests: dict[str, Any], cpu: dict[str, Any] | None, logs: dict[str, Any] | None) -> dict[str, Any]:
     rows = requests["rows"]
     p, shop = PRICES, SHOP
-    a = {**ASSUMPTIONS, "retention_days": ASSUMPTIONS["retention_days"] or _retention_days()}
+    a = {**ASSUMPTIONS, "retention_days": ASSUMPTIONS["retention_days"] or _retention_days(),
+         "custom_metrics": ASSUMPTIONS["custom_metrics"] or _custom_metrics()}
     b = a["events_per_request"]
     lat = a["latency_ms"]
     mem = a["lambda_memory_gb"]
@@ -191,12 +213,22 @@ def model(requests: dict[str, Any], cpu: dict[str, Any] | None, logs: dict[str, 
     def share(memory_gb: float) -> float:
         return max(1.0, 1.769 / memory_gb)  # 1,769 MB = one vCPU
 
-    ing = {m: _per_event(rows, m, b) * b for m in ("ddb_read_requests", "ddb_write_requests", "other_requests")}
     txn_per_req = sum(w * (_op(rows, f"{k} — batch of 100", "dynamodb.TransactWriteItems")) for k, w in
                       a["event_mix"].items()) * b
-    ingest_ms = (cpu_ms("event") * b * share(mem["track_event"]) + ing["ddb_read_requests"] * lat["read"]
-                 + max(0.0, ing["ddb_write_requests"] - txn_per_req) * lat["write"]
-                 + math.ceil(txn_per_req / 8) * lat["transaction"] + ing["other_requests"] * lat["sqs"])
+    # wall time of one request: its CPU (all threads share it), the per-request round trips (the profiles'
+    # BatchGetItem, the day's events counter, the send-queue batch), and one customer's own round trips: the
+    # Ingestor works on up to `ingest_workers` customers at once (retention.ingestion.ingestor._in_parallel),
+    # so a request of b events of b customers waits ceil(b / workers) customers' chains, not b of them
+    rounds = math.ceil(b / a["ingest_workers"])
+    per_event_txn = txn_per_req / b
+
+    def chain(part: int) -> float:
+        reads, writes, other = (_split(rows, m)[part] for m in (
+            "ddb_read_requests", "ddb_write_requests", "other_requests"))
+        txns = per_event_txn if part else 0.0
+        return (reads * lat["read"] + max(0.0, writes - txns) * lat["write"] + txns * lat["transaction"]
+                + other * lat["sqs"])
+    ingest_ms = cpu_ms("event") * b * share(mem["track_event"]) + chain(0) + rounds * chain(1)
     send_row = rows["sent email (send_message)"]
     send_ms = (cpu_ms("send") * share(mem["send_message"]) + send_row["ddb_read_requests"] * lat["read"]
                + send_row["ddb_write_requests"] * lat["write"] + lat["ses"])
@@ -234,7 +266,8 @@ def model(requests: dict[str, Any], cpu: dict[str, Any] | None, logs: dict[str, 
     if logs:
         per = logs["per_invocation"]
         over = logs["event_overhead_bytes"]
-        plat = logs["lambda_platform_bytes"] + 3 * over
+        # Lambda's START/END/REPORT: none at the stack's system log level WARN (bench.logs follows the setting)
+        plat = logs["lambda_platform_bytes"] + logs.get("lambda_platform_lines", 3) * over
 
         def inv_bytes(key: str) -> float:
             return per[key]["bytes"] + per[key]["lines"] * over + plat

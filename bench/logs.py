@@ -1,7 +1,8 @@
 """CloudWatch Logs volume per invocation, measured: the real handlers (functions/*/handler.py) invoked in
 process on moto with the deployed log settings (POWERTOOLS_LOG_LEVEL=INFO, metrics on: Powertools writes
-its EMF metrics blob to the log), stdout counted byte by byte. Lambda's own START/END/REPORT lines and
-API Gateway's access log line are added from their documented formats."""
+its EMF metrics blob to the log), stdout counted byte by byte. Lambda's own START/END/REPORT lines (none
+at the stack's system log level WARN) and API Gateway's access log line are added from their documented
+formats."""
 
 from __future__ import annotations
 
@@ -17,11 +18,16 @@ from pathlib import Path
 from typing import Any
 
 from bench.meter import patch_moto_transactions
+from infra.logging_config import PLATFORM_LINES_PER_INVOCATION, SYSTEM_LOG_LEVEL
 
 REPO = Path(__file__).resolve().parents[1]
 # START RequestId: … Version: $LATEST / END RequestId: … / REPORT RequestId: … Duration … Billed Duration …
-# Memory Size … Max Memory Used … Init Duration … XRAY TraceId … SegmentId … Sampled: true
-LAMBDA_PLATFORM_BYTES = 330
+# Memory Size … Max Memory Used … Init Duration … XRAY TraceId … SegmentId … Sampled: true: ~330 bytes in 3
+# lines per invocation, system logs at INFO. The stack deploys them at the system log level of
+# infra/logging_config.py: at WARN (today's setting) Lambda writes none of the three, so the model prices
+# 0 bytes; a stack put back to INFO would price the 330 again.
+LAMBDA_PLATFORM_LINES = PLATFORM_LINES_PER_INVOCATION
+LAMBDA_PLATFORM_BYTES = 330 if LAMBDA_PLATFORM_LINES else 0
 # apigw.AccessLogFormat.json_with_standard_fields: requestId, ip, caller, user, requestTime, httpMethod,
 # resourcePath, status, protocol, responseLength
 ACCESS_LOG_BYTES = 300
@@ -137,6 +143,7 @@ def run(log: Any = print) -> dict[str, Any]:
                 os.environ[k] = v
         clock.reset()
     return {"per_invocation": out, "lambda_platform_bytes": LAMBDA_PLATFORM_BYTES,
+            "lambda_platform_lines": LAMBDA_PLATFORM_LINES, "lambda_system_log_level": SYSTEM_LOG_LEVEL,
             "access_log_bytes": ACCESS_LOG_BYTES, "event_overhead_bytes": CLOUDWATCH_EVENT_OVERHEAD,
             "elapsed_s": round(time.perf_counter() - started, 1)}
 

@@ -11,6 +11,7 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
+from infra import logging_config
 from infra.constructs.common import HANDLER_DIR_KEY, HANDLER_KEY, acknowledge, set_role
 from infra.layer import PYTHON_VERSION, REPO_ROOT, build_layer
 
@@ -21,6 +22,14 @@ RUNTIME = {
     "3.14": lambda_.Runtime.PYTHON_3_14,
 }[PYTHON_VERSION]
 ASSET_EXCLUDES = ["__pycache__", "*.pyc", "*.pyo", ".pytest_cache", ".mypy_cache", "tests"]
+
+# Lambda's advanced logging controls (why these: infra/logging_config.py)
+LOGGING_FORMAT = lambda_.LoggingFormat(logging_config.LOG_FORMAT)
+SYSTEM_LOG_LEVEL = lambda_.SystemLogLevel(logging_config.SYSTEM_LOG_LEVEL)
+
+
+def application_log_level(environment: dict[str, str]) -> lambda_.ApplicationLogLevel:
+    return lambda_.ApplicationLogLevel(logging_config.application_log_level(environment))
 
 
 @dataclass(frozen=True)
@@ -63,7 +72,8 @@ def code_dir(spec: FunctionSpec) -> Path:
 
 
 class Functions(Construct):
-    """One function per FunctionSpec: arm64, X-Ray, own log group, own role, the common layer.
+    """One function per FunctionSpec: arm64, X-Ray, own log group (JSON, system logs at WARN), own role, the
+    common layer.
 
     Each role starts with nothing but writing to its own log group (no AWS managed policies);
     the stack adds the table/queue/SES grants of each function (infra/stack.py, ACCESS).
@@ -100,6 +110,7 @@ class Functions(Construct):
 
         self.functions: dict[str, lambda_.Function] = {}
         self.log_groups: dict[str, logs.LogGroup] = {}
+        app_log_level = application_log_level(environment)
         for spec in FUNCTION_SPECS:
             cid = spec.construct_id
             log_group = logs.LogGroup(self, f"{cid}Logs", retention=log_retention, removal_policy=removal_policy)
@@ -123,6 +134,9 @@ class Functions(Construct):
                 timeout=Duration.seconds(spec.timeout_seconds),
                 tracing=lambda_.Tracing.ACTIVE,
                 log_group=log_group,
+                logging_format=LOGGING_FORMAT,
+                system_log_level_v2=SYSTEM_LOG_LEVEL,
+                application_log_level_v2=app_log_level,
                 role=role,
                 environment={**environment, "POWERTOOLS_SERVICE_NAME": f"retention-{spec.name}"},
             )
