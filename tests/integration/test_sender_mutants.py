@@ -119,29 +119,30 @@ def test_the_preferred_channel_needs_content_for_it_in_the_template(note: Any) -
     assert not sns_backends[DEFAULT_ACCOUNT_ID]["us-east-1"].sms_messages
 
 
-class CountingDynamo:
-    """The moto client; `transact_write_items` counted, and its call number `fail_at` raises `error`."""
+class UpdateFaults:
+    """The moto client; UpdateItem calls on `table` counted, and those numbered in `fail` raise `error`."""
 
-    def __init__(self, real: Any, error: Exception, fail_at: int) -> None:
-        self.real, self.error, self.fail_at, self.transactions = real, error, fail_at, 0
+    def __init__(self, real: Any, table: str, error: Exception, *fail: int) -> None:
+        self.real, self.table, self.error, self.fail, self.calls = real, table, error, set(fail), 0
 
     def __getattr__(self, name: str) -> Any:
         attr = getattr(self.real, name)
-        if name != "transact_write_items":
+        if name != "update_item":
             return attr
 
         def counted(*args: Any, **kwargs: Any) -> Any:
-            self.transactions += 1
-            if self.transactions == self.fail_at:
+            if kwargs.get("TableName") != self.table:
+                return attr(*args, **kwargs)
+            self.calls += 1
+            if self.calls in self.fail:
                 raise self.error
             return attr(*args, **kwargs)
         return counted
 
 
-def test_a_failed_sent_transaction_is_not_retried_the_ledger_alone_says_sent(note: Any) -> None:
-    """Kills `break` → `continue` after the fallback in `_mark_sent`: when the transaction that marks the
-    message sent fails with anything but a conflict, the ledger is marked sent on its own and the send
-    ends (the message is out; no more attempts at the same failing write)."""
+def test_a_failed_profile_write_is_not_retried_the_ledger_still_says_sent(note: Any) -> None:
+    """When the profile's contact record cannot be written (anything but a failed condition), the ledger is
+    marked sent all the same and the send ends: the message is out; no more attempts at the failing write."""
     from botocore.exceptions import ClientError
     from retention.core import ddb
     from retention.messaging.rendering import Renderer
@@ -150,16 +151,50 @@ def test_a_failed_sent_transaction_is_not_retried_the_ledger_alone_says_sent(not
     d = note.deps
     response: Any = {"Error": {"Code": "ValidationException", "Message": "item too large"},
                      "ResponseMetadata": {"HTTPStatusCode": 400}}
-    error = ClientError(response, "TransactWriteItems")
-    flaky = CountingDynamo(d.dynamodb, error, fail_at=1)  # the claim is a plain put: the first transaction marks it sent
+    flaky = UpdateFaults(d.dynamodb, d.env.profiles_table, ClientError(response, "UpdateItem"), 1)
     sender = Sender(ddb_client=flaky, ses=d.sesv2, sns=d.sns, sqs=d.sqs, env=d.env, config=d.config,
                     renderer=Renderer(d.config, d.env))
     req = _request()
     assert sender.send(req).status == "sent"
-    assert flaky.transactions == 1
+    assert flaky.calls == 1
     ledger = ddb.get(d.dynamodb, d.env.messages_table, *ledger_key(req.ledger_id), consistent=True)
     assert ledger is not None and ledger["status"] == "sent"
     assert len(sent_emails()) == 1
+
+
+def test_a_profile_write_applied_then_retried_records_the_send_once(note: Any) -> None:
+    """The contact record is guarded by the ledger id: a request that was applied and sent again (botocore
+    retries an UpdateItem whose answer was lost) appends nothing the second time, and the send goes on."""
+    from retention.core import clock
+    from retention.customers.store import ProfileRepo
+    from retention.messaging.sender import Sender
+
+    class AppliedTwice:
+        def __init__(self, real: Any, table: str) -> None:
+            self.real, self.table, self.retries = real, table, 0
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self.real, name)
+
+        def update_item(self, **kwargs: Any) -> Any:
+            if kwargs.get("TableName") == self.table and self.retries == 0:
+                self.real.update_item(**kwargs)  # applied; the answer is lost, so it is sent again
+                self.retries += 1
+            return self.real.update_item(**kwargs)
+
+    d = note.deps
+    from retention.messaging.rendering import Renderer
+    client = AppliedTwice(d.dynamodb, d.env.profiles_table)
+    sender = Sender(ddb_client=client, ses=d.sesv2, sns=d.sns, sqs=d.sqs, env=d.env, config=d.config,
+                    renderer=Renderer(d.config, d.env))
+    repo = ProfileRepo(d.dynamodb, d.env.profiles_table)
+    before = repo.load("u1", clock.now()).version
+    req = _request()
+    assert sender.send(req).status == "sent" and client.retries == 1
+    stored = repo.load("u1", clock.now())
+    assert [s.get("ledger") for s in stored.sends] == [req.ledger_id]
+    assert stored.version == before + 1
+    assert _ledger(note, req)["status"] == "sent"
 
 
 class FailingClient:
@@ -289,23 +324,6 @@ def test_a_send_exactly_at_the_cap_horizon_still_counts() -> None:
     assert cap_reached(sends, "email", Settings(), now)
     sends[0]["at"] = clock.iso(now - timedelta(hours=16, seconds=1))
     assert not cap_reached(sends, "email", Settings(), now)
-
-
-def test_a_conflicting_sent_transaction_backs_off_briefly_and_retries(note: Any,
-                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
-    """Kills `ddb.backoff(attempt + 1)` → `attempt + 0` in `_mark_sent`: a transaction conflict on the write
-    that marks the message sent is retried after a pause of at most 0.1 s (0.05 s × 2), and the profile
-    gets the send. Sleeps are recorded, not slept."""
-    bounds = record_backoff(monkeypatch)
-    conflict = _client_error("TransactionConflictException", "conflict", "TransactWriteItems")
-    flaky = CountingDynamo(note.deps.dynamodb, conflict, fail_at=1)  # the claim is a plain put: the first transaction marks it sent
-    req = _request()
-    assert _sender(note, dynamodb=flaky).send(req).status == "sent"
-    assert flaky.transactions == 2 and bounds == pytest.approx([0.1])
-    from retention.core import clock
-    from retention.customers.store import ProfileRepo
-    sends = ProfileRepo(note.deps.dynamodb, note.deps.env.profiles_table).load("u1", clock.now()).sends
-    assert [s.get("rule") for s in sends] == ["note"]
 
 
 def test_per_step_pooled_codes_are_one_per_step_and_a_send_bumps_the_profile_version(stack: Any) -> None:

@@ -21,7 +21,8 @@ Every message not sent has its reason on the ledger (`reason`) and in the daily 
 (`suppressed` + `suppressed:<reason>`, the row conventions of retention.analytics.stats).
 
 DynamoDB requests per sent message (configuration cached): the sweeper's reminder and the claim (2 PutItem),
-profile (GetItem), ledger `sent` + profile `sends` (TransactWriteItems) = 4; the tick reads the ledger and
+profile (GetItem), the profile's `sends` then the ledger `sent` (2 UpdateItem: 1 write unit each, where one
+transaction of both cost 4; see _mark_sent for the crash between them) = 5; the tick reads the ledger and
 deletes the reminder when it comes due. A recommendation block adds its reads (retention.products.recommend),
 a pool coupon GetItem + Query + GetItem + one transaction. The daily counters (`sent`, `suppressed:<reason>`)
 and, for an email, the send brake's hourly counter of the sending identity (retention.messaging.brake) are one
@@ -454,13 +455,31 @@ class Sender:
 
     def _mark_sent(self, req: SendRequest, sp: StoredProfile, channel: str, address: str, rendered: Any,
                    provider_id: str, now: datetime) -> None:
-        """Ledger `sent` and the profile's send list in one transaction (one request, both or neither)."""
+        """The message is out: the profile's contact record, then the ledger `sent`. Two plain writes (1 + 1
+        write units) instead of one transaction (2 + 2): nothing else rides along (a coupon is issued in its
+        own transaction before the provider call).
+
+        The profile first, so a crash between the two never leaves a send the caps cannot see: the ledger
+        stays `pending` with the contact already recorded (caps stay conservative), a redelivery finds the
+        claim (never sent twice) and the tick's sweeper reconciles it as for any lost answer
+        (reconcile_pending; SES feedback fills the status in). The contact record is guarded by the ledger
+        id (`last_send`), so a retried request that had been applied appends nothing. If the profile cannot
+        be written (erased since, an error), the ledger is still marked: the message went out."""
         entry = {"at": clock.iso(now), "rule": req.rule, "step": req.step, "variant": req.variant,
                  "channel": channel, "marketing": not req.transactional, "ledger": req.ledger_id}
-        lk = ledger_key(req.ledger_id)
-        sets = {":s": "sent", ":t": clock.iso(now), ":p": provider_id, ":c": channel,
+        try:
+            self.ddb.update_item(
+                TableName=self.env.profiles_table, Key=ddb.key(profile_pk(req.customer_id), "P"),
+                UpdateExpression="SET sends = list_append(if_not_exists(sends, :empty), :e), "
+                                 "version = version + :one, last_send = :l",
+                ConditionExpression="attribute_exists(pk) AND (attribute_not_exists(last_send) OR last_send <> :l)",
+                ExpressionAttributeValues=ddb.values({":e": [entry], ":empty": [], ":one": 1, ":l": req.ledger_id}))
+        except Exception as exc:
+            if not ddb.is_conditional_failure(exc):  # conditional: recorded before, or no profile any more
+                log.warning("could not record send %s on the profile", req.ledger_id, exc_info=True)
+        sets = {":s": "sent", ":p": provider_id, ":t": clock.iso(now), ":c": channel,
                 ":sub": getattr(rendered, "subject", "") or ""}
-        expr = "SET #s = :s, sent_at = :t, provider_id = :p, channel_used = :c, subject = :sub"
+        expr = "sent_at = :t, provider_id = :p, channel_used = :c, subject = :sub"
         # what the console's re-render needs and cannot derive later (a few dozen bytes: the item stays in
         # one write unit): the template version rendered, the issued coupon and the products shown
         for attr, value in (("template_version", getattr(rendered, "template_version", None)),
@@ -469,29 +488,19 @@ class Sender:
             if value is not None:
                 expr += f", {attr} = :{attr}"
                 sets[f":{attr}"] = value
-        ledger_update = {"Update": {
-            "TableName": self.env.messages_table, "Key": ddb.key(*lk),
-            "UpdateExpression": expr + " REMOVE reason",
-            "ExpressionAttributeNames": {"#s": "status"},
-            "ExpressionAttributeValues": ddb.values(sets)}}
-        profile_update = {"Update": {
-            "TableName": self.env.profiles_table, "Key": ddb.key(profile_pk(req.customer_id), "P"),
-            "UpdateExpression": "SET sends = list_append(if_not_exists(sends, :empty), :e), version = version + :one",
-            "ConditionExpression": "attribute_exists(pk)",
-            "ExpressionAttributeValues": ddb.values({":e": [entry], ":empty": [], ":one": 1})}}
-        for attempt in range(4):
-            try:
-                # the token makes a retried (or timed-out-but-applied) transaction apply once
-                self.ddb.transact_write_items(TransactItems=[ledger_update, profile_update],
-                                              ClientRequestToken=req.ledger_id)
-                break
-            except Exception as exc:
-                if ddb.is_transaction_conflict(exc) and attempt < 3:
-                    ddb.backoff(attempt + 1)
-                    continue
-                # the message went out: the ledger must say so even if the profile update cannot be made
-                self._finish(req, "sent", now, sent_at=clock.iso(now), provider_id=provider_id, channel_used=channel)
-                break
+        key = ddb.key(*ledger_key(req.ledger_id))
+        try:
+            self.ddb.update_item(TableName=self.env.messages_table, Key=key,
+                                 UpdateExpression=f"SET #s = :s, {expr} REMOVE reason",
+                                 ConditionExpression="#s = :pending", ExpressionAttributeNames={"#s": "status"},
+                                 ExpressionAttributeValues=ddb.values({**sets, ":pending": "pending"}))
+        except Exception as exc:
+            if not ddb.is_conditional_failure(exc):
+                raise
+            # SES feedback got there first (a Delivery, a Bounce): its status stays, the send's details go in
+            sets.pop(":s")
+            self.ddb.update_item(TableName=self.env.messages_table, Key=key, UpdateExpression=f"SET {expr}",
+                                 ExpressionAttributeValues=ddb.values(sets))
         self.counters.add(req.rule, req.step, req.variant, {"sent": 1}, now, req.ledger_id)
         if channel == "email":
             self.brake.count_send(self.identity, now, req.ledger_id)
