@@ -14,29 +14,16 @@ import pytest
 from retention.core import clock, ddb
 from retention.ingestion.ingestor import STABLE_KEY_SKEW, Ingestor, event_key_at
 
-from tests.integration.test_ingest import Crash, count_items, raw_events
+from tests.integration.test_expiry_contracts import scan
+from tests.integration.test_ingest import Crash, count_items, iso, parse, raw_events
 from tests.support import advance
 
 SOURCE = "src_test"
 
 
-def iso(at: datetime) -> str:
-    return clock.iso(at)
-
-
 def track(uid: str, event: str, mid: str, at: datetime, **props: Any) -> dict[str, Any]:
     return {"type": "track", "userId": uid, "event": event, "messageId": mid, "timestamp": iso(at),
             "properties": props}
-
-
-def parse(messages: list[dict[str, Any]], sent_at: datetime | None = None) -> list[Any]:
-    from retention.ingestion import wire
-    body: dict[str, Any] = {"batch": messages}
-    if sent_at is not None:
-        body["sentAt"] = iso(sent_at)
-    parsed = wire.parse_request("batch", json.dumps(body).encode(), clock.now())
-    assert not parsed.rejected, parsed.rejected
-    return parsed.messages
 
 
 def deliver(stack: Any, messages: list[dict[str, Any]], sent_at: datetime | None = None) -> Any:
@@ -239,19 +226,14 @@ def test_a_crash_between_any_two_writes_is_completed_by_the_retry_without_loss_o
     # every journey the batch starts, started once: one entry each, one pending wait per entry
     journeys = {rule: j for rule, j in p.journeys.items() if j.get("state") in ("active", "control")}
     assert journeys and all(int(j.get("entries", 1)) == 1 for j in journeys.values())
-    waits = [i for i in _scan(stack, "due") if i["kind"] == "JOURNEY"]
+    waits = [i for i in scan(stack, "due") if i["kind"] == "JOURNEY"]
     assert len(waits) == len({i["ref"] for i in waits})
     # the order confirmation: queued after the commit, or by the tick from its safety item when the request
     # died after the commit; the send ledger stops a second email
     advance(stack, minutes=10)
-    ledger = [i for i in _scan(stack, "messages") if str(i["pk"]).startswith("L#") and i.get("customer_id") == "u1"]
+    ledger = [i for i in scan(stack, "messages") if str(i["pk"]).startswith("L#") and i.get("customer_id") == "u1"]
     confirmations = [i for i in ledger if i.get("rule") == "order-confirmation"]
     assert [i.get("status") for i in confirmations] == ["sent"], ledger
-
-
-def _scan(stack: Any, role: str) -> list[dict[str, Any]]:
-    items = stack.deps.dynamodb.scan(TableName=stack.tables[role])["Items"]
-    return [ddb.deserialize(i) or {} for i in items]
 
 
 def test_a_journey_wait_written_before_a_transaction_that_never_commits_comes_due_as_a_no_op(
@@ -268,7 +250,7 @@ def test_a_journey_wait_written_before_a_transaction_that_never_commits_comes_du
     with pytest.raises(Crash):
         deliver(stack, [track("u1", "Product Viewed", "v-1", now - timedelta(minutes=3), product_id="p1")])
     monkeypatch.undo()
-    early = [i for i in _scan(stack, "due") if i["customer_id"] == "u1"]
+    early = [i for i in scan(stack, "due") if i["customer_id"] == "u1"]
     assert {i["kind"] for i in early} >= {"JOURNEY"}, early  # the browse-abandonment wait went first
     assert "browse-abandonment" not in stack.profile("u1").journeys  # the transaction never committed
     # the client never retries: the wait comes due and does nothing
@@ -276,9 +258,9 @@ def test_a_journey_wait_written_before_a_transaction_that_never_commits_comes_du
     p = stack.profile("u1")
     assert "browse-abandonment" not in p.journeys
     assert p.kpis["orders_count"] == before.kpis["orders_count"]
-    assert not [i for i in _scan(stack, "due") if i["customer_id"] == "u1" and i["kind"] == "JOURNEY"]
+    assert not [i for i in scan(stack, "due") if i["customer_id"] == "u1" and i["kind"] == "JOURNEY"]
     assert not [r for r in stack.queued_sends() if r.customer_id == "u1"]
-    ledger = [i for i in _scan(stack, "messages") if i.get("customer_id") == "u1" and str(i["pk"]).startswith("L#")]
+    ledger = [i for i in scan(stack, "messages") if i.get("customer_id") == "u1" and str(i["pk"]).startswith("L#")]
     assert ledger == []  # nothing was sent
 
 
@@ -324,7 +306,7 @@ def test_a_keyed_message_retried_after_an_erasure_does_not_re_create_the_person(
     deliver(stack, click, sent_at=now)
     assert count_items(stack, "idempotency") == 1  # p-0's (it created the customer), none for the click
     Eraser(stack.deps).erase("u1")
-    markers = _scan(stack, "idempotency")
+    markers = scan(stack, "idempotency")
     assert len(markers) == 2 and not any("u1" in json.dumps(m) for m in markers)  # hashed, no customer id
     retry = deliver(stack, [*click, track("u1", "Page Scrolled", "p-0", now - timedelta(minutes=30))],
                     sent_at=now + timedelta(seconds=30))
