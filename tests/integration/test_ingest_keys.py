@@ -120,6 +120,39 @@ def test_a_message_without_a_client_timestamp_is_still_deduped_by_its_marker(sta
     assert count_items(stack, "idempotency") == markers + 1
 
 
+@pytest.mark.parametrize("first,then,rows", [(45, 65, 1), (65, 45, 1), (20, 45, 1), (45, 20, 1), (0, 55, 1),
+                                              (20, 65, 2)])
+def test_a_plain_retry_whose_skew_crosses_the_60_s_boundary(stack: Any, now: datetime, first: int, then: int,
+                                                            rows: int) -> None:
+    """The skew of one message moves by the network's jitter between attempts. Past half of the 60 s (the
+    band) a keyed plain event also writes its marker, so a retry on the other side of 60 s finds one or the
+    other: stored once. Only a jump over the whole band (20 s → 65 s: the client's clock stepped between the
+    attempts) stores a second raw row — of a plain event, which changes no KPI (the documented limit)."""
+    deliver(stack, [track("u1", "Page Scrolled", "p-0", now - timedelta(minutes=30))])
+    kpis = stack.profile("u1").kpis
+    client_ts = now - timedelta(minutes=10)
+    event = [track("u1", "Button Clicked", "b-1", client_ts)]
+    assert deliver(stack, event, sent_at=client_ts + timedelta(minutes=10, seconds=first)).duplicates == 0
+    retry = deliver(stack, event, sent_at=client_ts + timedelta(minutes=10, seconds=then))
+    assert retry.duplicates == (1 if rows == 1 else 0)
+    assert len(rows_of(stack, "u1", "b-1")) == rows
+    assert stack.profile("u1").kpis == kpis
+    assert deliver(stack, event, sent_at=client_ts + timedelta(minutes=10, seconds=then)).duplicates == 1
+
+
+def test_an_import_whose_raw_event_expires_within_twice_the_window_writes_its_marker(stack: Any, now: datetime) -> None:
+    """Its raw event outlives the dedupe window (keyed) but not twice: a retry more days later may find it
+    unkeyed, so the marker goes too (recording the keyed key)."""
+    deliver(stack, [track("u1", "Page Scrolled", "p-0", now - timedelta(days=70))])
+    markers = count_items(stack, "idempotency")
+    old = [track("u1", "Button Clicked", "b-old", now - timedelta(days=45))]
+    deliver(stack, old)
+    assert count_items(stack, "idempotency") == markers + 1
+    clock.set_now(now + timedelta(days=20))  # the raw event expires within the window now: unkeyed
+    assert deliver(stack, old).duplicates == 1
+    assert len(rows_of(stack, "u1", "b-old")) == 1
+
+
 # ---- a retry that changes path ---------------------------------------------------------------------------------
 
 

@@ -39,16 +39,19 @@ message fails its conditional put, and a transaction retry of a plain one finds 
 attempt had no effect) and writes the raw event over itself. Events of one customer inside a batch update
 the profile at most once per chunk.
 
-What the 60 s boundary costs: a client whose clock is off by about STABLE_KEY_SKEW may send one attempt
-keyed and its retry unkeyed (or the reverse). A retry that takes the plain path (a plain event, or one
-whose effect is in the profile already) then stores a second raw row at the other key (a keyed plain
-put has no marker to find, an unkeyed one finds none): the timeline shows the event twice, the KPIs,
-segments and journeys do not move (the plain path changes none of them), and the day's events counter
-counts it twice. A retry that takes the transaction path finds the marker either way, so effects stay
-exactly once (the marker records the key its raw event went to: a keyed raw event written before a
-transaction that then finds the marker at another key is deleted again). That needs a clock about a
-minute off AND a retry AND the skew (network latency included) crossing the boundary between the two;
-a marker per keyed event to close it would cost the write unit this design saves on every event.
+What the 60 s boundary costs. The skew (server clock − client clock + network time) of one message moves
+between its attempts by the network's jitter, so a retry may fall on the other side of STABLE_KEY_SKEW.
+The plain path covers that with a band: a keyed message further than half of STABLE_KEY_SKEW from the
+corrected time (or whose raw event is kept less than twice the dedupe window: an import) also writes the
+marker, recording the keyed key (`key_alone`); a retry on either side of the boundary finds one or the
+other and stores nothing twice. Only a skew that jumps by more than 30 s between two attempts (the
+client's clock stepped in between) can make a retry that takes the plain path (a plain event, or one
+whose effect is in the profile already) store a second raw row at the other key: the timeline shows the
+event twice, the KPIs, segments and journeys do not move (the plain path changes none of them), the day's
+events counter counts it twice. A retry that takes the transaction path finds the marker in every case,
+so effects stay exactly once (the marker records the key its raw event went to: a keyed raw event written
+before a transaction that then finds the marker at another key is deleted again). A marker on every
+keyed plain event to close the last case would cost the write unit this design saves on every event.
 
 What a transaction that never commits leaves (a crash, and a client that never retries): the keyed raw
 event (the timeline shows an event whose effects are not in the profile), interest rows (a back-in-stock
@@ -762,48 +765,64 @@ class Ingestor:
 
     def _store_plain(self, source_id: str, cid: str, chunk: list[Message], defs: Definitions,
                      now: datetime, own: set[str] | None = None) -> tuple[list[Message], int]:
-        """A keyed message (`event_key_at`): one conditional put of its raw event, which is its dedupe (a
-        ConditionalCheckFailed is a duplicate: stored before, by this path or by a transaction, at the same
-        key). Others: the marker (a conditional put), then the raw events in one BatchWrite at the keys the
-        markers recorded. A marker that exists already is a duplicate: DynamoDB hands the old marker back
-        with the failure (no read) and its raw event is written again where it was (a crash between the
-        marker and the raw event is completed so; otherwise the same item is written over). `own`: keyed raw
-        events this request wrote itself before a transaction that did not commit (the chunk came here after
-        a lost race or a merge): found, they are this request's, not duplicates."""
+        """A keyed message (`event_key_at`, `key_alone`): one conditional put of its raw event, which is its
+        dedupe (a ConditionalCheckFailed is a duplicate: stored before, by this path or by a transaction, at
+        the same key). Others: the marker (a conditional put that records the key), then the raw events in
+        one BatchWrite at the keys the markers recorded; a keyed one near an edge of the key rule: a new
+        marker, then its raw event's conditional put (a key-alone attempt may have stored it). A marker that
+        exists already is a duplicate: DynamoDB hands the old marker back with the failure (no read) and its
+        raw event is written again where it was (a crash between the marker and the raw event is completed
+        so; otherwise the same item is written over). `own`: keyed raw events this request wrote itself
+        before a transaction that did not commit (the chunk came here after a lost race or a merge): found,
+        they are this request's, not duplicates."""
         settings = defs.settings
         fresh: list[Message] = []
         puts: list[dict[str, Any]] = []
         for msg in chunk:
             key_at = event_key_at(msg, settings, now)
             expires = event_expiry(msg, settings, now)
-            if key_at is not None and expires is not None:
-                try:
-                    self.ddb.put_item(TableName=self.env.events_table, Item=ddb.serialize(
-                        event_item(cid, msg, source_id, expires, key_at=key_at)),
-                        ConditionExpression="attribute_not_exists(pk)")
+            if key_at is not None and expires is not None and key_alone(msg, settings, now):
+                if self._put_keyed(event_item(cid, msg, source_id, expires, key_at=key_at), msg, own):
                     fresh.append(msg)
-                except Exception as exc:
-                    if ddb.error_code(exc) != "ConditionalCheckFailedException":
-                        raise
-                    if own and msg.message_id in own:
-                        fresh.append(msg)
                 continue
-            item = marker_item(source_id, msg, settings, now)
+            item = marker_item(source_id, msg, settings, now, key_at)  # near an edge of the key rule: both
             try:
                 self.ddb.put_item(TableName=self.env.idempotency_table, Item=ddb.serialize(item),
                                   ConditionExpression="attribute_not_exists(pk)",
                                   ReturnValuesOnConditionCheckFailure="ALL_OLD")
-                fresh.append(msg)
             except Exception as exc:
                 if ddb.error_code(exc) != "ConditionalCheckFailedException":
                     raise
-                item = ddb.deserialize(getattr(exc, "response", {}).get("Item")) or {}
+                old = ddb.deserialize(getattr(exc, "response", {}).get("Item")) or {}
+                event = recorded_event(cid, msg, source_id, old, expires) if expires else None
+                if event:
+                    puts.append(event)
+                continue
+            if key_at is not None and expires is not None:
+                # a new marker for a keyed message: an attempt that had no marker (its key alone) may have
+                # stored the raw event at this key already
+                if self._put_keyed(event_item(cid, msg, source_id, expires, key_at=key_at), msg, own):
+                    fresh.append(msg)
+                continue
+            fresh.append(msg)
             event = recorded_event(cid, msg, source_id, item, expires) if expires else None
             if event:
                 puts.append(event)
         if puts:
             ddb.batch_write(self.ddb, self.env.events_table, puts=puts)
         return fresh, len(chunk) - len(fresh)
+
+    def _put_keyed(self, event: dict[str, Any], msg: Message, own: set[str] | None) -> bool:
+        """The keyed raw event's conditional put: True when this request stored it (a refused put found it
+        stored by an earlier attempt: a duplicate, unless this request wrote it itself, see `own`)."""
+        try:
+            self.ddb.put_item(TableName=self.env.events_table, Item=ddb.serialize(event),
+                              ConditionExpression="attribute_not_exists(pk)")
+            return True
+        except Exception as exc:
+            if ddb.error_code(exc) != "ConditionalCheckFailedException":
+                raise
+            return bool(own and msg.message_id in own)
 
     def _interest_updates(self, sp: StoredProfile, chunk: list[Message], settings: Any,
                           now: datetime) -> list[dict[str, Any]]:
@@ -938,6 +957,20 @@ def event_key_at(msg: Message, settings: Any, now: datetime) -> str | None:
     if expires is None or expires < int(now.timestamp()) + window:
         return None
     return clock.iso(client)
+
+
+def key_alone(msg: Message, settings: Any, now: datetime) -> bool:
+    """Whether a keyed message's raw event alone dedupes it on the plain path: well inside both edges of the
+    key rule (within half of STABLE_KEY_SKEW, and kept at least twice the dedupe window), so that any retry
+    of it within the window is keyed too (the skew moves by the network's jitter between attempts; the
+    expiry only by the time between them). Near an edge the plain path also writes the marker (recording
+    the keyed key): a retry that falls on the other side finds it and writes the raw event over itself."""
+    client = msg.original_timestamp
+    if client is None or abs(client - msg.timestamp) > STABLE_KEY_SKEW / 2:
+        return False
+    expires = event_expiry(msg, settings, now)
+    window = int(timedelta(days=settings.dedupe_window_days).total_seconds())
+    return expires is not None and expires >= int(now.timestamp()) + 2 * window
 
 
 def marker_item(source_id: str, msg: Message, settings: Any, now: datetime,
