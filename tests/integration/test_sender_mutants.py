@@ -162,6 +162,28 @@ def test_a_failed_profile_write_is_not_retried_the_ledger_still_says_sent(note: 
     assert len(sent_emails()) == 1
 
 
+def test_a_profile_write_that_meets_a_transaction_conflict_is_retried(note: Any) -> None:
+    """An ingestion or tick transaction on the same profile cancels the contact record with a
+    TransactionConflict (botocore does not retry it): the sender backs off and writes it, so the caps see it."""
+    from botocore.exceptions import ClientError
+    from retention.core import clock
+    from retention.customers.store import ProfileRepo
+    from retention.messaging.rendering import Renderer
+    from retention.messaging.sender import Sender
+    d = note.deps
+    response: Any = {"Error": {"Code": "TransactionConflictException", "Message": "conflict"},
+                     "ResponseMetadata": {"HTTPStatusCode": 400}}
+    flaky = UpdateFaults(d.dynamodb, d.env.profiles_table, ClientError(response, "UpdateItem"), 1, 2)
+    sender = Sender(ddb_client=flaky, ses=d.sesv2, sns=d.sns, sqs=d.sqs, env=d.env, config=d.config,
+                    renderer=Renderer(d.config, d.env))
+    req = _request()
+    assert sender.send(req).status == "sent"
+    assert flaky.calls == 3
+    stored = ProfileRepo(d.dynamodb, d.env.profiles_table).load("u1", clock.now())
+    assert [s.get("ledger") for s in stored.sends] == [req.ledger_id]
+    assert len(sent_emails()) == 1
+
+
 def test_a_profile_write_applied_then_retried_records_the_send_once(note: Any) -> None:
     """The contact record is guarded by the ledger id: a request that was applied and sent again (botocore
     retries an UpdateItem whose answer was lost) appends nothing the second time, and the send goes on."""

@@ -467,16 +467,24 @@ class Sender:
         be written (erased since, an error), the ledger is still marked: the message went out."""
         entry = {"at": clock.iso(now), "rule": req.rule, "step": req.step, "variant": req.variant,
                  "channel": channel, "marketing": not req.transactional, "ledger": req.ledger_id}
-        try:
-            self.ddb.update_item(
-                TableName=self.env.profiles_table, Key=ddb.key(profile_pk(req.customer_id), "P"),
-                UpdateExpression="SET sends = list_append(if_not_exists(sends, :empty), :e), "
-                                 "version = version + :one, last_send = :l",
-                ConditionExpression="attribute_exists(pk) AND (attribute_not_exists(last_send) OR last_send <> :l)",
-                ExpressionAttributeValues=ddb.values({":e": [entry], ":empty": [], ":one": 1, ":l": req.ledger_id}))
-        except Exception as exc:
-            if not ddb.is_conditional_failure(exc):  # conditional: recorded before, or no profile any more
-                log.warning("could not record send %s on the profile", req.ledger_id, exc_info=True)
+        for attempt in range(4):
+            try:
+                self.ddb.update_item(
+                    TableName=self.env.profiles_table, Key=ddb.key(profile_pk(req.customer_id), "P"),
+                    UpdateExpression="SET sends = list_append(if_not_exists(sends, :empty), :e), "
+                                     "version = version + :one, last_send = :l",
+                    ConditionExpression="attribute_exists(pk) AND (attribute_not_exists(last_send) OR last_send <> :l)",
+                    ExpressionAttributeValues=ddb.values({":e": [entry], ":empty": [], ":one": 1,
+                                                          ":l": req.ledger_id}))
+                break
+            except Exception as exc:
+                # an ingestion or tick transaction on the same profile: botocore does not retry that code
+                if ddb.is_transaction_conflict(exc) and attempt < 3:
+                    ddb.backoff(attempt + 1)
+                    continue
+                if not ddb.is_conditional_failure(exc):  # conditional: recorded before, or no profile any more
+                    log.warning("could not record send %s on the profile", req.ledger_id, exc_info=True)
+                break
         sets = {":s": "sent", ":p": provider_id, ":t": clock.iso(now), ":c": channel,
                 ":sub": getattr(rendered, "subject", "") or ""}
         expr = "sent_at = :t, provider_id = :p, channel_used = :c, subject = :sub"
