@@ -184,6 +184,80 @@ def test_a_profile_write_that_meets_a_transaction_conflict_is_retried(note: Any)
     assert len(sent_emails()) == 1
 
 
+class LedgerSentFaults:
+    """The moto client; the ledger's `sent` UpdateItems (they set `sent_at`) numbered in `fail` raise `error`."""
+
+    def __init__(self, real: Any, error: Exception, fail: set[int]) -> None:
+        self.real, self.error, self.fail, self.calls = real, error, fail, 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real, name)
+
+    def update_item(self, **kwargs: Any) -> Any:
+        if "sent_at = :t" in str(kwargs.get("UpdateExpression")):
+            self.calls += 1
+            if self.calls in self.fail:
+                raise self.error
+        return self.real.update_item(**kwargs)
+
+
+@pytest.mark.parametrize("failures,status", [({1, 2}, "sent"), ({1, 2, 3, 4, 5}, "pending")])
+def test_a_ledger_sent_write_that_fails_after_the_provider_took_the_message_keeps_the_counts(
+        note: Any, failures: set[int], status: str) -> None:
+    """Review finding 3 of issue 17: the provider accepted the message, then the ledger's `sent` update meets
+    an error that is not a failed condition (a 500, a throttle past botocore's retries). It is retried with
+    backoff; still failing, the ledger stays `pending` for the sweeper — but the send is not failed (its SQS
+    record would come back to a claim that sends nothing) and its counts are kept."""
+    from botocore.exceptions import ClientError
+    from retention.core import ddb
+    from retention.messaging.rendering import Renderer
+    from retention.messaging.requests import ledger_key
+    from retention.messaging.sender import Sender
+
+    from tests.integration.test_sender import totals
+    d = note.deps
+    response: Any = {"Error": {"Code": "InternalServerError", "Message": "boom"},
+                     "ResponseMetadata": {"HTTPStatusCode": 500}}
+    flaky = LedgerSentFaults(d.dynamodb, ClientError(response, "UpdateItem"), failures)
+    sender = Sender(ddb_client=flaky, ses=d.sesv2, sns=d.sns, sqs=d.sqs, env=d.env, config=d.config,
+                    renderer=Renderer(d.config, d.env))
+    req = _request()
+    assert sender.send(req).status == "sent"
+    assert flaky.calls == min(len(failures) + 1, 4)
+    ledger = ddb.get(d.dynamodb, d.env.messages_table, *ledger_key(req.ledger_id), consistent=True)
+    assert ledger is not None and ledger["status"] == status
+    assert totals(note, "note").get("sent") == 1
+    assert len(sent_emails()) == 1
+
+
+def test_a_ledger_sent_write_after_feedback_keeps_the_feedback_status_through_an_error(note: Any) -> None:
+    """SES feedback marked the ledger first (the conditional update fails), then the details-only update
+    meets a 500 once: retried, the feedback's status stays and the send's details go in."""
+    from botocore.exceptions import ClientError
+    from retention.core import ddb
+    from retention.messaging.rendering import Renderer
+    from retention.messaging.requests import ledger_key
+    from retention.messaging.sender import Sender
+    d = note.deps
+    req = _request()
+
+    class FeedbackFirst(LedgerSentFaults):
+        def update_item(self, **kwargs: Any) -> Any:
+            if "sent_at = :t" in str(kwargs.get("UpdateExpression")) and self.calls == 0:
+                ddb.set_fields(self.real, d.env.messages_table, *ledger_key(req.ledger_id), {"status": "delivered"})
+            return super().update_item(**kwargs)
+
+    response: Any = {"Error": {"Code": "InternalServerError", "Message": "boom"},
+                     "ResponseMetadata": {"HTTPStatusCode": 500}}
+    flaky = FeedbackFirst(d.dynamodb, ClientError(response, "UpdateItem"), {2})
+    sender = Sender(ddb_client=flaky, ses=d.sesv2, sns=d.sns, sqs=d.sqs, env=d.env, config=d.config,
+                    renderer=Renderer(d.config, d.env))
+    assert sender.send(req).status == "sent"
+    assert flaky.calls == 3
+    ledger = ddb.get(d.dynamodb, d.env.messages_table, *ledger_key(req.ledger_id), consistent=True)
+    assert ledger is not None and ledger["status"] == "delivered" and ledger.get("sent_at")
+
+
 def test_a_profile_write_applied_then_retried_records_the_send_once(note: Any) -> None:
     """The contact record is guarded by the ledger id: a request that was applied and sent again (botocore
     retries an UpdateItem whose answer was lost) appends nothing the second time, and the send goes on."""

@@ -496,22 +496,41 @@ class Sender:
             if value is not None:
                 expr += f", {attr} = :{attr}"
                 sets[f":{attr}"] = value
-        key = ddb.key(*ledger_key(req.ledger_id))
-        try:
-            self.ddb.update_item(TableName=self.env.messages_table, Key=key,
-                                 UpdateExpression=f"SET #s = :s, {expr} REMOVE reason",
-                                 ConditionExpression="#s = :pending", ExpressionAttributeNames={"#s": "status"},
-                                 ExpressionAttributeValues=ddb.values({**sets, ":pending": "pending"}))
-        except Exception as exc:
-            if not ddb.is_conditional_failure(exc):
-                raise
-            # SES feedback got there first (a Delivery, a Bounce): its status stays, the send's details go in
-            sets.pop(":s")
-            self.ddb.update_item(TableName=self.env.messages_table, Key=key, UpdateExpression=f"SET {expr}",
-                                 ExpressionAttributeValues=ddb.values(sets))
+        self._ledger_sent(req, expr, sets)
         self.counters.add(req.rule, req.step, req.variant, {"sent": 1}, now, req.ledger_id)
         if channel == "email":
             self.brake.count_send(self.identity, now, req.ledger_id)
+
+    def _ledger_sent(self, req: SendRequest, expr: str, sets: dict[str, Any]) -> None:
+        """The ledger `pending → sent` with the send's details. The provider took the message already, so
+        nothing here raises: a failed record would come back and find its claim (never sent twice) but the
+        send's counts would be lost. An error is retried with backoff (4 attempts, as the profile's record);
+        still failing, the ledger stays `pending`, is logged, and the sweeper reconciles it (`unknown`,
+        alarmed) while SES feedback fills its status in."""
+        key = ddb.key(*ledger_key(req.ledger_id))
+        feedback_first = False
+        for attempt in range(1, 5):
+            try:
+                if feedback_first:
+                    self.ddb.update_item(TableName=self.env.messages_table, Key=key, UpdateExpression=f"SET {expr}",
+                                         ExpressionAttributeValues=ddb.values(sets))
+                else:
+                    self.ddb.update_item(TableName=self.env.messages_table, Key=key,
+                                         UpdateExpression=f"SET #s = :s, {expr} REMOVE reason",
+                                         ConditionExpression="#s = :pending", ExpressionAttributeNames={"#s": "status"},
+                                         ExpressionAttributeValues=ddb.values({**sets, ":pending": "pending"}))
+                return
+            except Exception as exc:
+                if not feedback_first and ddb.is_conditional_failure(exc):
+                    # SES feedback got there first (a Delivery, a Bounce): its status stays, the details go in
+                    feedback_first = True
+                    sets = {k: v for k, v in sets.items() if k != ":s"}
+                    continue
+                if attempt == 4:
+                    log.error("ledger %s: the message went out but could not be marked sent (left pending for "
+                              "the sweeper)", req.ledger_id, exc_info=True)
+                    return
+                ddb.backoff(attempt)
 
 
 PENDING_SWEEP_AFTER = timedelta(minutes=15)
