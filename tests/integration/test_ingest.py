@@ -308,6 +308,7 @@ def test_average_days_between_orders_needs_two_orders(stack: Any, now: datetime)
 def test_events_of_one_customer_update_the_profile_once_per_batch(stack: Any, now: datetime) -> None:
     batch = [track("u1", "Product Viewed", f"v{i}", now - timedelta(minutes=i), product_id=f"p{i}")
              for i in range(10)]
+    stack.deps.config.secrets("suppression-salt")  # created once per deployment, on first use
     stack.counter.reset()
     stack.ingest(batch)
     # interest rows matter: the markers and the profile in one transaction; before it, what is idempotent and

@@ -6,7 +6,9 @@ items). Each test here fails on the old write pattern or on a lost / doubled eve
 
 from __future__ import annotations
 
+import base64
 import json
+import os
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -34,6 +36,19 @@ def deliver(stack: Any, messages: list[dict[str, Any]], sent_at: datetime | None
 
 def rows_of(stack: Any, uid: str, mid: str) -> list[dict[str, Any]]:
     return [e for e in raw_events(stack, uid) if e["message_id"] == mid]
+
+
+def existing(stack: Any, now: datetime, uid: str = "u1") -> list[dict[str, Any]]:
+    """The customer exists since the day before (the server's clock when its profile record was created is
+    what `keyed_after` compares a keyed event with: events of a profile's first minute take the marker) and
+    was seen half an hour ago (so the test's events move `last_seen_at` by less than an hour: plain)."""
+    clock.set_now(now - timedelta(days=1))
+    first = [track(uid, "Page Scrolled", "p-0", now - timedelta(days=1, minutes=30))]
+    deliver(stack, first)
+    clock.set_now(now)
+    first.append(track(uid, "Page Scrolled", "p-1", now - timedelta(minutes=30)))
+    deliver(stack, first[1:])
+    return first
 
 
 def crash_at(monkeypatch: pytest.MonkeyPatch, client: Any, operation: str, table: str, nth: int = 1) -> None:
@@ -84,7 +99,7 @@ def test_no_client_timestamp_or_an_import_older_than_the_window_is_not_keyed(sta
 
 
 def test_a_plain_event_retried_with_a_new_sent_at_is_stored_once_without_a_marker(stack: Any, now: datetime) -> None:
-    deliver(stack, [track("u1", "Page Scrolled", "p-0", now - timedelta(minutes=30))])  # the customer exists
+    existing(stack, now)
     markers = count_items(stack, "idempotency")
     at = now - timedelta(minutes=10)
     event = [track("u1", "Button Clicked", "b-1", at, button="buy")]
@@ -109,7 +124,7 @@ def test_a_plain_event_retried_with_a_new_sent_at_is_stored_once_without_a_marke
 
 
 def test_a_message_without_a_client_timestamp_is_still_deduped_by_its_marker(stack: Any, now: datetime) -> None:
-    deliver(stack, [track("u1", "Page Scrolled", "p-0", now - timedelta(minutes=30))])
+    existing(stack, now)
     markers = count_items(stack, "idempotency")
     bare = [{"type": "track", "userId": "u1", "event": "Button Clicked", "messageId": "b-2"}]
     assert deliver(stack, bare, sent_at=now).duplicates == 0
@@ -128,7 +143,7 @@ def test_a_plain_retry_whose_skew_crosses_the_60_s_boundary(stack: Any, now: dat
     band) a keyed plain event also writes its marker, so a retry on the other side of 60 s finds one or the
     other: stored once. Only a jump over the whole band (20 s → 65 s: the client's clock stepped between the
     attempts) stores a second raw row — of a plain event, which changes no KPI (the documented limit)."""
-    deliver(stack, [track("u1", "Page Scrolled", "p-0", now - timedelta(minutes=30))])
+    existing(stack, now)
     kpis = stack.profile("u1").kpis
     client_ts = now - timedelta(minutes=10)
     event = [track("u1", "Button Clicked", "b-1", client_ts)]
@@ -143,7 +158,7 @@ def test_a_plain_retry_whose_skew_crosses_the_60_s_boundary(stack: Any, now: dat
 def test_an_import_whose_raw_event_expires_within_twice_the_window_writes_its_marker(stack: Any, now: datetime) -> None:
     """Its raw event outlives the dedupe window (keyed) but not twice: a retry more days later may find it
     unkeyed, so the marker goes too (recording the keyed key)."""
-    deliver(stack, [track("u1", "Page Scrolled", "p-0", now - timedelta(days=70))])
+    existing(stack, now)
     markers = count_items(stack, "idempotency")
     old = [track("u1", "Button Clicked", "b-old", now - timedelta(days=45))]
     deliver(stack, old)
@@ -158,7 +173,7 @@ def test_an_import_whose_raw_event_expires_within_twice_the_window_writes_its_ma
 
 def test_a_retry_from_the_transaction_path_to_the_plain_path_finds_the_same_raw_event(
         stack: Any, now: datetime) -> None:
-    deliver(stack, [track("u1", "Page Scrolled", "p-0", now - timedelta(hours=3))])
+    existing(stack, now)
     order = [track("u1", "Order Completed", "o-1", now - timedelta(minutes=5), order_id="A1", revenue=100)]
     stack.counter.reset()
     assert deliver(stack, order, sent_at=now).duplicates == 0
@@ -177,7 +192,7 @@ def test_a_retry_from_the_transaction_path_to_the_plain_path_finds_the_same_raw_
 
 def test_a_retry_from_the_plain_path_to_the_transaction_path_is_stored_once_and_counted_once(
         stack: Any, now: datetime) -> None:
-    deliver(stack, [track("u1", "Page Scrolled", "p-0", now - timedelta(hours=3))])
+    existing(stack, now)
     click = track("u1", "Button Clicked", "b-1", now - timedelta(hours=3) + timedelta(minutes=10))
     stack.counter.reset()
     deliver(stack, [click], sent_at=now)
@@ -195,7 +210,7 @@ def test_a_retry_from_the_plain_path_to_the_transaction_path_is_stored_once_and_
     assert third.duplicates == 2
     k = stack.profile("u1").kpis
     assert (k["orders_count"], k["revenue_total"]) == (1, 40)
-    assert sorted(e["message_id"] for e in raw_events(stack, "u1")) == ["b-1", "o-1", "p-0"]
+    assert sorted(e["message_id"] for e in raw_events(stack, "u1")) == ["b-1", "o-1", "p-0", "p-1"]
 
 
 def test_a_retry_across_the_skew_boundary_on_the_transaction_path_keeps_one_raw_event(
@@ -203,7 +218,7 @@ def test_a_retry_across_the_skew_boundary_on_the_transaction_path_keeps_one_raw_
     """The first attempt's client clock was 5 minutes off (the marker path, its raw event at the corrected
     time); the retry comes keyed (its skew under 60 s) in a transaction with a new order: the marker says
     duplicate and records the other key, so the keyed raw event written before the transaction goes again."""
-    deliver(stack, [track("u1", "Page Scrolled", "p-0", now - timedelta(hours=3))])
+    existing(stack, now)
     at = now - timedelta(minutes=10)
     ahead = timedelta(minutes=5)
     first = track("u1", "Order Completed", "o-1", at + ahead, order_id="A1", revenue=100)
@@ -327,6 +342,91 @@ def test_a_message_refused_for_the_profile_size_leaves_no_raw_event(
     assert len(rows_of(stack, "bystander", "b-1")) == 1
 
 
+# ---- concurrent attempts of one message ------------------------------------------------------------------------
+
+
+def _conflict(items: int) -> Exception:
+    from botocore.exceptions import ClientError
+    return ClientError({"Error": {"Code": "TransactionCanceledException", "Message": "Transaction cancelled"},
+                        "CancellationReasons": [{"Code": "TransactionConflict"}] + [{"Code": "None"}] * (items - 1)},
+                       "TransactWriteItems")
+
+
+@pytest.mark.parametrize("kind", ["order", "view starting a journey"])
+def test_a_concurrent_retry_that_commits_while_the_first_attempt_conflicts_is_stored_once(
+        library_stack: Any, now: datetime, monkeypatch: pytest.MonkeyPatch, kind: str) -> None:
+    """Review finding 1 of issue 17. Attempt R1 of a message writes its keyed raw event before its
+    transaction; the client's retry R2 of the same message commits meanwhile, and R1's transaction is
+    cancelled by a TransactionConflict (no condition of R1 failed). R1 reads the profile again and folds the
+    message once more: a product view whose journey R2 started is no transaction any more (the interest rows
+    and the raw event's put), and R1's raw event is its own — R1 must still learn from the marker that R2
+    took the message: exactly one of the two answers it fresh (the events counter, product learning)."""
+    stack = library_stack
+    existing(stack, now)
+    deliver(stack, [{"type": "identify", "userId": "u1", "messageId": "i-1", "timestamp": iso(now - timedelta(minutes=20)),
+                     "traits": {"email": "u1@example.com", "email_consent": True}}])
+    if kind == "order":
+        order = [track("u1", "Order Completed", "o-1", now - timedelta(minutes=5), order_id="A1", revenue=100)]
+    else:
+        order = [track("u1", "Product Viewed", "o-1", now - timedelta(minutes=5), product_id="p1", price=100)]
+    client = stack.deps.dynamodb
+    real = client.transact_write_items
+    inner: list[Any] = []
+
+    def racing(**kwargs: Any) -> Any:
+        if not inner and "'C#u1'" in str(kwargs["TransactItems"]):
+            inner.append(None)
+            inner[0] = deliver(stack, order, sent_at=now + timedelta(seconds=2))  # R2 commits first
+            raise _conflict(len(kwargs["TransactItems"]))
+        return real(**kwargs)
+
+    monkeypatch.setattr(client, "transact_write_items", racing)
+    first = deliver(stack, order, sent_at=now)
+    monkeypatch.undo()
+    second = inner[0]
+    assert (first.accepted, second.accepted) == (1, 1)
+    assert first.duplicates + second.duplicates == 1  # one of the two took it in
+    assert len(rows_of(stack, "u1", "o-1")) == 1
+    if kind == "order":
+        k = stack.profile("u1").kpis
+        assert (k["orders_count"], k["revenue_total"]) == (1, 100)
+    else:
+        assert "browse-abandonment" in stack.profile("u1").journeys
+    assert deliver(stack, order, sent_at=now + timedelta(seconds=9)).duplicates == 1
+
+
+def test_a_retry_that_the_grown_profile_refuses_keeps_the_raw_event_of_the_attempt_that_stored_it(
+        stack: Any, now: datetime, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Review finding 5 of issue 17: an identify was stored (its transaction: marker, keyed raw event). The
+    profile changed since (here: the trait it set was taken out of the profile) and grew near its size cap,
+    and the client's retry of the identify, which sets the trait again, would pass the cap. The retry is a
+    duplicate — its marker says it was taken in — not a refusal that deletes the first attempt's raw event."""
+    import retention.ingestion.ingestor as ingestor
+    from retention.customers.store import ProfileRepo
+    existing(stack, now)
+    ident = [{"type": "identify", "userId": "u1", "messageId": "g-1", "timestamp": iso(now - timedelta(minutes=1)),
+              "traits": {"email": "u1@example.com", "bio": base64.b64encode(os.urandom(1500)).decode()}}]
+    assert deliver(stack, ident, sent_at=now).duplicates == 0
+    assert len(rows_of(stack, "u1", "g-1")) == 1
+    repo = ProfileRepo(stack.deps.dynamodb, stack.tables["profiles"])
+    sp = repo.load("u1", now)
+    sp.profile.traits.pop("bio")
+    sp.profile.trait_ts.pop("bio", None)
+    repo.save(sp, now)
+    stored = ddb.get(stack.deps.dynamodb, stack.tables["profiles"], "C#u1", "P")
+    monkeypatch.setattr(ingestor, "MAX_PROFILE_ITEM_BYTES", ddb.item_size(ddb.serialize(stored or {})) + 500)
+    retry = deliver(stack, ident, sent_at=now + timedelta(seconds=4))
+    monkeypatch.undo()
+    assert retry.rejected == [] and retry.duplicates == 1
+    assert len(rows_of(stack, "u1", "g-1")) == 1
+    # a new message that passes the cap is refused, and leaves no raw event
+    monkeypatch.setattr(ingestor, "MAX_PROFILE_ITEM_BYTES", ddb.item_size(ddb.serialize(stored or {})) + 500)
+    big = [{**ident[0], "messageId": "g-2", "traits": {"bio": base64.b64encode(os.urandom(2000)).decode()}}]
+    refused = deliver(stack, big, sent_at=now + timedelta(seconds=5))
+    monkeypatch.undo()
+    assert [r.messageId for r in refused.rejected] == ["g-2"] and rows_of(stack, "u1", "g-2") == []
+
+
 # ---- erasure: a retried message does not re-create the person ------------------------------------------------------
 
 
@@ -334,21 +434,37 @@ def test_a_keyed_message_retried_after_an_erasure_does_not_re_create_the_person(
     """A keyed plain event has no marker; erasure writes the markers of the raw events it deletes (received
     within the dedupe window), so the client's retry of one after the erasure is a duplicate."""
     from retention.customers.erasure import Eraser
-    deliver(stack, [track("u1", "Page Scrolled", "p-0", now - timedelta(minutes=30))])
+    first = existing(stack, now)
     click = [track("u1", "Button Clicked", "b-1", now - timedelta(minutes=10))]
     deliver(stack, click, sent_at=now)
-    assert count_items(stack, "idempotency") == 1  # p-0's (it created the customer), none for the click
+    assert count_items(stack, "idempotency") == 1  # p-0's (it created the customer); p-1 and the click: keyed
     Eraser(stack.deps).erase("u1")
     markers = scan(stack, "idempotency")
-    assert len(markers) == 2 and not any("u1" in json.dumps(m) for m in markers)  # hashed, no customer id
-    retry = deliver(stack, [*click, track("u1", "Page Scrolled", "p-0", now - timedelta(minutes=30))],
+    # the three raw events' markers and the erasure's record: hashed, no customer id
+    assert sorted(str(m["pk"])[:2] for m in markers) == ["E#", "M#", "M#", "M#"]
+    assert not any("u1" in json.dumps(m) for m in markers)
+    retry = deliver(stack, [*click, *first],
                     sent_at=now + timedelta(seconds=30))
-    assert retry.duplicates == 2
+    assert retry.duplicates == 3
     assert raw_events(stack, "u1") == []
     assert not stack.profile("u1").traits and ddb.get(stack.deps.dynamodb, stack.tables["profiles"], "C#u1", "P") is None
     # a new message of the same id after the erasure is a new customer (the shop sent it again)
-    deliver(stack, [track("u1", "Signed Up", "s-1", now + timedelta(minutes=1))])
+    clock.set_now(now + timedelta(minutes=2))
+    deliver(stack, [track("u1", "Signed Up", "s-1", now - timedelta(minutes=20))])  # sent late, after the erasure
     assert [e["message_id"] for e in raw_events(stack, "u1")] == ["s-1"]
+    # review finding 4 of issue 17: the person is back (a profile that exists, seen before the click: the
+    # click is a plain event for it), and the client retries the erased click once more; older than the new
+    # profile record, it takes the marker path and finds the erasure's marker instead of writing its raw
+    # event back
+    clock.set_now(now + timedelta(minutes=5))
+    assert deliver(stack, click, sent_at=now + timedelta(minutes=5)).duplicates == 1
+    assert [e["message_id"] for e in raw_events(stack, "u1")] == ["s-1"]
+    # the re-created person's own events after its first minute are keyed plain events again: no marker
+    markers = count_items(stack, "idempotency")
+    later = [track("u1", "Button Clicked", "b-2", now + timedelta(minutes=4))]
+    assert deliver(stack, later, sent_at=now + timedelta(minutes=5)).duplicates == 0
+    assert count_items(stack, "idempotency") == markers
+    assert sorted(e["message_id"] for e in raw_events(stack, "u1")) == ["b-2", "s-1"]
 
 
 @pytest.mark.parametrize("when", ["after the early writes", "before the early writes"])

@@ -711,3 +711,19 @@ def test_the_engines_sends_never_count_as_the_customers_contacts() -> None:
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
     assert "`contacts_30d` / `contacts_90d` / `last_contact_at` are the customer's own contacts" in readme
     assert "never the engine's messages: those are `messages_received_30d`" in readme
+
+
+def test_a_merge_keeps_the_later_erasure_mark_of_a_re_created_customer() -> None:
+    """`erased_before` (the ingestion's keyed-event guard on a profile re-created after an erasure, issue 17
+    review finding 4): absent on every other profile; a merge keeps the later of the two."""
+    anon = Profile(id="anon-1")
+    known = Profile(id="u1")
+    assert profiles.erased_before(known) is None
+    merge_profiles(known, anon, NOW)
+    assert profiles.erased_before(known) is None and profiles.ERASED_BEFORE not in known.meta
+    anon.meta[profiles.ERASED_BEFORE] = "2026-02-20T00:00:00.000000Z"
+    merge_profiles(known, anon, NOW)
+    assert profiles.erased_before(known) == at("2026-02-20T00:00:00")
+    older = Profile(id="anon-2", meta={profiles.ERASED_BEFORE: "2026-01-01T00:00:00.000000Z"})
+    merge_profiles(known, older, NOW)
+    assert profiles.erased_before(known) == at("2026-02-20T00:00:00")

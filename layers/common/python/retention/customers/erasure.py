@@ -78,6 +78,7 @@ class Eraser:
             raw += [e for e in timeline if not e.get("internal")]
             own += [(i["pk"], i["sk"]) for i in ddb.query(client, env.profiles_table, profile_pk(cid))]
         self._remember(raw, now)
+        self._erased(customer_id, salt, now)
         ddb.batch_write(client, env.events_table, deletes=events)
         extra = [alias_key(a) for a in anons]
         extra += [interest_key(prod, cid) for prod in p.interests for cid in ids]
@@ -122,6 +123,16 @@ class Eraser:
             pk, sk = marker_key(str(e["source"]), str(e["message_id"]))
             markers[(pk, sk)] = {"pk": pk, "sk": sk, "at": clock.iso(now), "ttl": int(expires.timestamp())}
         ddb.batch_write(self.client, self.env.idempotency_table, puts=list(markers.values()))
+
+    def _erased(self, customer_id: str, salt: str, now: datetime) -> None:
+        """The erasure's record for the dedupe window (a salted hash of the id, no customer id: see
+        retention.ingestion.ingestor.erased_key): a profile re-created within the window dedupes its older
+        keyed events by their markers, so a retry of an erased one is not written back."""
+        from retention.ingestion.ingestor import erased_key  # ingestion owns the key
+        window = timedelta(days=self.d.config.settings().dedupe_window_days)
+        pk, sk = erased_key(customer_id, salt)
+        self.client.put_item(TableName=self.env.idempotency_table, Item=ddb.serialize(
+            {"pk": pk, "sk": sk, "at": clock.iso(now), "ttl": int((now + window).timestamp())}))
 
     def _due_items(self, ids: list[str]) -> list[tuple[str, str]]:
         names = {f":c{i}": {"S": cid} for i, cid in enumerate(ids)}

@@ -682,6 +682,18 @@ def order_event_ids(messages: Iterable[Message]) -> tuple[set[str], set[str]]:
     return touched, removing
 
 
+ERASED_BEFORE = "erased_before"  # profile.meta: an erasure of this customer id, within the dedupe window
+
+
+def erased_before(profile: Profile) -> datetime | None:
+    """When this customer id was last erased, for a profile re-created within the dedupe window after that
+    (None for any other: a merge keeps the later of the two). The ingestion's plain path dedupes a keyed
+    event from before it by its marker (retention.ingestion.ingestor.keyed_after): it may be the client's
+    retry of an event the erasure deleted, and the erasure left a marker for it, not a raw event."""
+    at = profile.meta.get(ERASED_BEFORE)
+    return clock.parse_iso(str(at)) if at else None
+
+
 LAST_ORDER_KEY = "last_order_categories"  # profile.meta: {"at", "categories"} of the latest order
 ORDER_CATEGORIES_KEEP = 5
 
@@ -1052,6 +1064,9 @@ def merge_profiles(
 
     target.first_seen_at = _min(target.first_seen_at, source.first_seen_at)
     target.last_seen_at = _max(target.last_seen_at, source.last_seen_at)
+    erased = [at for at in (erased_before(target), erased_before(source)) if at is not None]
+    if erased:  # the ingestion's keyed-event guard after an erasure (see erased_before): the later
+        target.meta[ERASED_BEFORE] = clock.iso(max(erased))
     target.created_at = _min(target.created_at, source.created_at)
     target.contacts = _trim_contacts([*target.contacts, *source.contacts], now)
     target.customer_contacts = sorted(set(target.customer_contacts) | set(source.customer_contacts))[

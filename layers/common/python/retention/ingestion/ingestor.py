@@ -60,6 +60,16 @@ clients retry every 5xx) commits the rest: the raw event is written over itself,
 same keys when the retry comes in the same request (`now` is the request's), at a later time otherwise —
 then a JOURNEY item of the dead attempt, if the retry starts the same journey entry, advances that wait
 early by the time between the two attempts (and the retry's own item finds the step done: stale).
+
+Concurrent attempts and erasure. A keyed raw event this request wrote before a transaction that did not
+commit (`own`) is this request's — unless another attempt of the message committed meanwhile: such a
+message takes the marker path when it is stored plain after all, and the marker decides. The profile-size
+refusal deletes only such a raw event, and a message whose marker exists is a duplicate, not a refusal.
+Erasure writes the markers the keyed raw events it deletes lacked and a record of the erasure (a salted
+hash of the customer id, `erased_key`, kept for the dedupe window); a profile created within the window
+reads it (`_erasures`, one read per request that creates customers) and is marked `erased_before`, so a
+keyed plain event from before the erasure — a client's retry of an erased one — takes the marker path and
+is a duplicate instead of being written back.
 """
 
 from __future__ import annotations
@@ -77,6 +87,8 @@ from retention.core import clock, ddb
 from retention.core.config import ConfigStore
 from retention.core.settings import Env
 from retention.customers.profile import (
+    ERASED_BEFORE,
+    erased_before,
     extreme_orders,
     interest_kind,
     interest_products,
@@ -198,6 +210,13 @@ def marker_key(source_id: str, message_id: str) -> tuple[str, str]:
     return (f"M#{source_id}#{digest}", "M")
 
 
+def erased_key(customer_id: str, salt: str) -> tuple[str, str]:
+    """An erasure's record (idempotency table, kept for the dedupe window): a salted hash of the customer
+    id (the suppression list's salt), no customer id. A profile re-created within the window reads it."""
+    digest = hashlib.sha256(f"{salt}\x00{customer_id}".encode("utf-8", "surrogatepass")).hexdigest()[:32]
+    return (f"E#{digest}", "E")
+
+
 class Ingestor:
     def __init__(self, *, ddb_client: Any, sqs: Any, env: Env, config: ConfigStore, workers: int = 8) -> None:
         self.ddb = ddb_client
@@ -232,6 +251,7 @@ class Ingestor:
             groups[customer_of(msg, aliases)].append(msg)
         cids = {m.message_id: cid for cid, ms in groups.items() for m in ms}  # before links change `aliases`
         profiles = self.repo.load_many(list(groups), now)
+        self._erasures([sp for sp in profiles.values() if not sp.exists and not sp.merged_into])
         done = Committed()
         stored: list[Message] = []
 
@@ -264,6 +284,20 @@ class Ingestor:
         self._products([(cid, m) for o in outcomes for cid, m in o.owners()], now)
         self._count(len(stored), now, unique[0].message_id)
         return result
+
+    def _erasures(self, new: list[StoredProfile]) -> None:
+        """Profiles about to be created: one read of their erasure records (`erased_key`); a customer erased
+        within the dedupe window gets `erased_before` (see `keyed_after`). One BatchGetItem per request that
+        creates a customer, none otherwise."""
+        if not new:
+            return
+        salt = self.config.secrets("suppression-salt")[0].decode()
+        keys = {sp.profile.id: erased_key(sp.profile.id, salt) for sp in new}
+        found = ddb.batch_get(self.ddb, self.env.idempotency_table, list(keys.values()))
+        for sp in new:
+            record = found.get(keys[sp.profile.id])
+            if record and record.get("at"):
+                sp.profile.meta[ERASED_BEFORE] = str(record["at"])
 
     def _count(self, stored: int, now: datetime, shard_hint: str) -> None:
         """The day's events counter (the console's overview): one ADD per request. Best effort: the events
@@ -341,6 +375,8 @@ class Ingestor:
             dst = self.repo.load(target_id, now)
             if dst.merged_into:
                 return 0
+            if not dst.exists:  # the customer is created by this merge: erased before? (see `_erasures`)
+                self._erasures([dst])
             items: list[dict[str, Any]] = []
             fx = Effects()
             if src.exists and (src.profile.order_stats.known or src.profile.orders):
@@ -464,12 +500,15 @@ class Ingestor:
         pending = sorted(msgs, key=lambda m: m.timestamp)
         queue = deque(pending[i:i + CHUNK] for i in range(0, len(pending), CHUNK))
         own: set[str] = set()  # keyed raw events this request wrote before a transaction that did not commit
+        erased = sp.profile.meta.get(ERASED_BEFORE)  # a profile re-created after an erasure (`_erasures`)
         while queue:
             chunk = queue.popleft()
             attempt = 0
             while chunk:
                 if not sp.exists:
                     sp.profile.meta.setdefault(CREATED_BY, source_id)  # whose customer it is (key scopes)
+                    if erased:
+                        sp.profile.meta.setdefault(ERASED_BEFORE, erased)
                 migrated = self._orders_for(sp, chunk)
                 before = sp.profile.to_doc()
                 seen_before = sp.profile.last_seen_at
@@ -482,7 +521,8 @@ class Ingestor:
                 effects = self._effect_items(defs, sp, chunk, fx, now)
                 if not migrated and self._is_plain(sp, fx, effects, before, seen_before):
                     _set_seen(sp.profile, seen_before)  # as stored: the next chunk compares with that
-                    fresh, dups = self._store_plain(source_id, sp.profile.id, chunk, defs, now, own)
+                    fresh, dups = self._store_plain(source_id, sp.profile.id, chunk, defs, now, own,
+                                                    erased_before(sp.profile))
                     out.stored += fresh
                     out.duplicates += dups
                     out.committed.add(sp.profile.id, fx, now)
@@ -558,11 +598,9 @@ class Ingestor:
                         chunk = chunk[:1]
                         continue
                     msg = chunk[0]
-                    key_at = event_key_at(msg, defs.settings, now)
-                    if key_at is not None:  # written before a transaction that never committed
-                        self.ddb.delete_item(TableName=self.env.events_table,
-                                             Key=ddb.key(*timeline_key(sp.profile.id, key_at, msg.message_id,
-                                                                       source_id)))
+                    if self._refuse(source_id, sp.profile.id, msg, defs, now, own):
+                        out.duplicates += 1  # stored before: a retry the profile's growth since would refuse
+                        break
                     out.rejected.append(Rejection(
                         index=msg.index, messageId=msg.message_id,
                         error=f"the customer's profile would grow past {MAX_PROFILE_ITEM_BYTES // 1024} KB with this "
@@ -575,6 +613,24 @@ class Ingestor:
                 break
         out.customer = sp.profile.id
         return out
+
+    def _refuse(self, source_id: str, cid: str, msg: Message, defs: Definitions, now: datetime,
+                own: set[str]) -> bool:
+        """A message the profile's size cap refuses. True: its marker exists, so an earlier attempt stored
+        it (a retry that the profile's growth since would refuse): a duplicate, its raw event stays. Else
+        it is refused, and the keyed raw event this request wrote before a transaction (`own`) goes; a raw
+        event this request did not write is another attempt's (a plain one), and stays."""
+        key_at = event_key_at(msg, defs.settings, now)
+        mine = msg.message_id in own and key_at is not None
+        marker = ddb.get(self.ddb, self.env.idempotency_table, *marker_key(source_id, msg.message_id),
+                         consistent=True)
+        expires = event_expiry(msg, defs.settings, now)
+        if mine and key_at is not None and expires is not None:
+            ours = event_item(cid, msg, source_id, expires, key_at=key_at)
+            first = recorded_event(cid, msg, source_id, marker, expires) if marker else None
+            if first is None or first["sk"] != ours["sk"]:
+                self.ddb.delete_item(TableName=self.env.events_table, Key=ddb.key(str(ours["pk"]), str(ours["sk"])))
+        return marker is not None
 
     def _write_early(self, early: _Early) -> None:
         """What goes before the transaction (`_Early`): each write is idempotent, so a crash, a lost race or a
@@ -761,10 +817,11 @@ class Ingestor:
             sp.version += 1
         else:
             _set_seen(sp.profile, seen_before)  # as stored
-        return self._store_plain(source_id, sp.profile.id, chunk, defs, now, own)
+        return self._store_plain(source_id, sp.profile.id, chunk, defs, now, own, erased_before(sp.profile))
 
     def _store_plain(self, source_id: str, cid: str, chunk: list[Message], defs: Definitions,
-                     now: datetime, own: set[str] | None = None) -> tuple[list[Message], int]:
+                     now: datetime, own: set[str] | None = None,
+                     erased: datetime | None = None) -> tuple[list[Message], int]:
         """A keyed message (`event_key_at`, `key_alone`): one conditional put of its raw event, which is its
         dedupe (a ConditionalCheckFailed is a duplicate: stored before, by this path or by a transaction, at
         the same key). Others: the marker (a conditional put that records the key), then the raw events in
@@ -773,15 +830,22 @@ class Ingestor:
         exists already is a duplicate: DynamoDB hands the old marker back with the failure (no read) and its
         raw event is written again where it was (a crash between the marker and the raw event is completed
         so; otherwise the same item is written over). `own`: keyed raw events this request wrote itself
-        before a transaction that did not commit (the chunk came here after a lost race or a merge): found,
-        they are this request's, not duplicates."""
+        before a transaction that did not commit (the chunk came here after a lost race or a merge): such a
+        message takes the marker path, whose conditional put tells whether another attempt committed it
+        meanwhile (a concurrent retry); new, the raw event found is this request's, not a duplicate.
+        `erased` (`erased_before`: the profile was re-created after an erasure, within the dedupe window): a
+        keyed message from before the erasure (by STABLE_KEY_SKEW) may be a retry of one the erasure deleted,
+        for which it left a marker, not a raw event: it takes the marker path too (`keyed_after`)."""
         settings = defs.settings
         fresh: list[Message] = []
         puts: list[dict[str, Any]] = []
+        strays: list[tuple[str, str]] = []
         for msg in chunk:
             key_at = event_key_at(msg, settings, now)
             expires = event_expiry(msg, settings, now)
-            if key_at is not None and expires is not None and key_alone(msg, settings, now):
+            mine = bool(own and msg.message_id in own)
+            if (key_at is not None and expires is not None and not mine and key_alone(msg, settings, now)
+                    and keyed_after(msg, erased)):
                 if self._put_keyed(event_item(cid, msg, source_id, expires, key_at=key_at), msg, own):
                     fresh.append(msg)
                 continue
@@ -797,6 +861,12 @@ class Ingestor:
                 event = recorded_event(cid, msg, source_id, old, expires) if expires else None
                 if event:
                     puts.append(event)
+                if mine and key_at is not None and expires is not None:
+                    # the raw event this request wrote before its transaction, where the attempt that
+                    # committed (its marker) put it elsewhere or nowhere (an erasure's marker): it goes
+                    ours = event_item(cid, msg, source_id, expires, key_at=key_at)
+                    if event is None or event["sk"] != ours["sk"]:
+                        strays.append((str(ours["pk"]), str(ours["sk"])))
                 continue
             if key_at is not None and expires is not None:
                 # a new marker for a keyed message: an attempt that had no marker (its key alone) may have
@@ -810,6 +880,8 @@ class Ingestor:
                 puts.append(event)
         if puts:
             ddb.batch_write(self.ddb, self.env.events_table, puts=puts)
+        if strays:
+            ddb.batch_write(self.ddb, self.env.events_table, deletes=strays)
         return fresh, len(chunk) - len(fresh)
 
     def _put_keyed(self, event: dict[str, Any], msg: Message, own: set[str] | None) -> bool:
@@ -971,6 +1043,15 @@ def key_alone(msg: Message, settings: Any, now: datetime) -> bool:
     expires = event_expiry(msg, settings, now)
     window = int(timedelta(days=settings.dedupe_window_days).total_seconds())
     return expires is not None and expires >= int(now.timestamp()) + 2 * window
+
+
+def keyed_after(msg: Message, erased: datetime | None) -> bool:
+    """Whether a keyed message's raw event alone can dedupe it on a profile re-created after an erasure
+    (`erased`: the erasure's time, `erased_before`; None for every other profile: True). An event from
+    before the erasure (by STABLE_KEY_SKEW) may be the client's retry of one the erasure deleted, and the
+    erasure wrote its marker (no raw event is left to refuse the put): the plain path checks the marker."""
+    client = msg.original_timestamp
+    return erased is None or (client is not None and client >= erased + STABLE_KEY_SKEW)
 
 
 def marker_item(source_id: str, msg: Message, settings: Any, now: datetime,
