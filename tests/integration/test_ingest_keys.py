@@ -39,9 +39,9 @@ def rows_of(stack: Any, uid: str, mid: str) -> list[dict[str, Any]]:
 
 
 def existing(stack: Any, now: datetime, uid: str = "u1") -> list[dict[str, Any]]:
-    """The customer exists since the day before (the server's clock when its profile record was created is
-    what `keyed_after` compares a keyed event with: events of a profile's first minute take the marker) and
-    was seen half an hour ago (so the test's events move `last_seen_at` by less than an hour: plain)."""
+    """The customer exists since the day before (p-0, a transaction: its marker) and was seen half an hour
+    ago (p-1, a keyed plain event: no marker), so the test's events move `last_seen_at` by less than an hour
+    and are plain."""
     clock.set_now(now - timedelta(days=1))
     first = [track(uid, "Page Scrolled", "p-0", now - timedelta(days=1, minutes=30))]
     deliver(stack, first)
@@ -237,14 +237,15 @@ def test_a_retry_across_the_skew_boundary_on_the_transaction_path_keeps_one_raw_
 # ---- a crash between any two writes of a transaction chunk --------------------------------------------------------
 
 
-CRASHES = [("batch_write_item", "due", 1), ("update_item", "profiles", 1), ("batch_write_item", "events", 1),
-           ("transact_write_items", "profiles", 1), ("batch_write_item", "events", 2),
+CRASHES = [("batch_write_item", "due", 1), ("update_item", "profiles", 1), ("put_item", "events", 1),
+           ("put_item", "events", 2), ("transact_write_items", "profiles", 1), ("batch_write_item", "events", 1),
            ("update_item", "messages", 1), ("batch_write_item", "due", 2)]
 
 
 @pytest.mark.parametrize("operation,role,nth", CRASHES,
                          ids=["before the early due items", "before the interest row", "before the early raw events",
-                              "before the transaction", "after the commit: segment moves",
+                              "between the early raw events", "before the transaction",
+                              "after the commit: segment moves",
                               "after the commit: counters", "after the commit: safety items"])
 def test_a_crash_between_any_two_writes_is_completed_by_the_retry_without_loss_or_double_count(
         library_stack: Any, now: datetime, monkeypatch: pytest.MonkeyPatch, operation: str, role: str,
@@ -395,6 +396,85 @@ def test_a_concurrent_retry_that_commits_while_the_first_attempt_conflicts_is_st
     assert deliver(stack, order, sent_at=now + timedelta(seconds=9)).duplicates == 1
 
 
+def test_a_concurrent_retry_that_stored_the_message_plain_is_not_written_over_nor_counted_twice(
+        library_stack: Any, now: datetime, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Review of the fix above: R1 folds a product view at version 1 (it starts a journey: a transaction).
+    Before R1's early writes, another view W starts the journey (version 2) and the client's retry R2 of
+    the view, plain at version 2, stores its raw event. R1's early put finds it (a conditional put: it is not
+    written over, and not R1's), R1's transaction fails on the version, and R1's plain retry is a duplicate."""
+    stack = library_stack
+    existing(stack, now)
+    deliver(stack, [{"type": "identify", "userId": "u1", "messageId": "i-1", "timestamp": iso(now - timedelta(minutes=20)),
+                     "traits": {"email": "u1@example.com", "email_consent": True}}])
+    m = [track("u1", "Product Viewed", "m-1", now - timedelta(minutes=5), product_id="p1", price=100)]
+    w = [track("u1", "Product Viewed", "w-1", now - timedelta(minutes=2), product_id="p1", price=100)]
+    real = Ingestor._write_early
+    box: list[Any] = []
+
+    def hooked(self: Any, early: Any, own: set[str]) -> None:
+        if not box and any(msg.message_id == "m-1" for msg, _ in early.events):
+            box.append(deliver(stack, w, sent_at=now))  # W commits: the journey starts (version 2)
+            box.append(deliver(stack, m, sent_at=now + timedelta(seconds=2)))  # R2: plain at version 2
+        real(self, early, own)
+
+    monkeypatch.setattr(Ingestor, "_write_early", hooked)
+    first = deliver(stack, m, sent_at=now)
+    monkeypatch.undo()
+    second = box[1]
+    assert box[0].duplicates == 0 and (first.accepted, second.accepted) == (1, 1)
+    assert first.duplicates + second.duplicates == 1
+    assert len(rows_of(stack, "u1", "m-1")) == 1
+
+
+def test_a_customer_erased_during_a_request_and_re_created_by_it_keeps_the_guard(
+        stack: Any, now: datetime, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The request read the profile, the customer is erased before its transaction, and the request's
+    reload finds no profile: it creates the customer again, and reads the erasure record first — so a
+    later retry of an erased keyed event is a duplicate, not written back."""
+    from retention.customers.erasure import Eraser
+    from retention.customers.profile import ERASED_BEFORE
+    first = existing(stack, now)  # p-1: a keyed plain event, no marker
+    client = stack.deps.dynamodb
+    real = client.transact_write_items
+    done: list[int] = []
+
+    def racing(**kwargs: Any) -> Any:
+        if not done and "'C#u1'" in str(kwargs["TransactItems"]):
+            done.append(1)
+            Eraser(stack.deps).erase("u1")
+        return real(**kwargs)
+
+    monkeypatch.setattr(client, "transact_write_items", racing)
+    order = [track("u1", "Order Completed", "o-9", now - timedelta(hours=2), order_id="Z1", revenue=5)]
+    deliver(stack, order, sent_at=now + timedelta(minutes=5))
+    monkeypatch.undo()
+    assert done and stack.profile("u1").meta.get(ERASED_BEFORE)
+    assert deliver(stack, first[1:]).duplicates == 1
+    assert rows_of(stack, "u1", "p-1") == []
+
+
+def test_the_erasure_guard_reads_nothing_for_existing_or_anonymous_customers_and_lapses_with_the_window(
+        stack: Any, now: datetime) -> None:
+    from retention.customers.erasure import Eraser
+    from retention.customers.profile import ERASED_BEFORE
+    existing(stack, now)
+    stack.counter.reset()
+    deliver(stack, [track("u1", "Button Clicked", "b-1", now - timedelta(minutes=1))])  # existing: no read
+    assert stack.counter.count("dynamodb", "BatchGetItem") == 1  # the profile only
+    stack.counter.reset()
+    deliver(stack, [{"type": "page", "anonymousId": "a-1", "messageId": "pg-1", "timestamp": iso(now)}])
+    assert stack.counter.count("dynamodb", "BatchGetItem") == 2  # the alias and the profile: no erasure read
+    Eraser(stack.deps).erase("u1")
+    deliver(stack, [track("u1", "Signed Up", "s-1", now)])
+    assert stack.profile("u1").meta.get(ERASED_BEFORE) == iso(now)
+    # past the dedupe window no retry of an erased event is left: the mark goes with the next profile write
+    window = stack.deps.config.settings().dedupe_window_days
+    clock.set_now(now + timedelta(days=window + 1))
+    deliver(stack, [{"type": "identify", "userId": "u1", "messageId": "i-9", "timestamp": iso(clock.now()),
+                     "traits": {"first_name": "Ann"}}])
+    assert ERASED_BEFORE not in stack.profile("u1").meta
+
+
 def test_a_retry_that_the_grown_profile_refuses_keeps_the_raw_event_of_the_attempt_that_stored_it(
         stack: Any, now: datetime, monkeypatch: pytest.MonkeyPatch) -> None:
     """Review finding 5 of issue 17: an identify was stored (its transaction: marker, keyed raw event). The
@@ -427,6 +507,40 @@ def test_a_retry_that_the_grown_profile_refuses_keeps_the_raw_event_of_the_attem
     assert [r.messageId for r in refused.rejected] == ["g-2"] and rows_of(stack, "u1", "g-2") == []
 
 
+@pytest.mark.parametrize("keyed", [True, False])
+def test_a_refused_retry_of_a_message_an_identify_stored_without_a_transaction_is_a_duplicate(
+        stack: Any, now: datetime, monkeypatch: pytest.MonkeyPatch, keyed: bool) -> None:
+    """The first attempt of a trait-only identify went without a transaction: keyed, its raw event alone
+    (no marker); unkeyed (no client timestamp), its marker — and the Lambda died before its raw event. The
+    profile changed and grew since, and the retry would pass the size cap: a duplicate either way (the
+    keyed raw event found, the marker found), and the unkeyed raw event is written where the marker says."""
+    import retention.ingestion.ingestor as ingestor
+    from retention.customers.store import ProfileRepo
+    existing(stack, now)
+    ident = {"type": "identify", "userId": "u1", "messageId": "g-1",
+             "traits": {"bio": base64.b64encode(os.urandom(1500)).decode()}}
+    if keyed:
+        ident["timestamp"] = iso(now - timedelta(minutes=1))
+        assert deliver(stack, [ident], sent_at=now).duplicates == 0
+    else:
+        crash_at(monkeypatch, stack.deps.dynamodb, "batch_write_item", stack.tables["events"])
+        with pytest.raises(Crash):
+            deliver(stack, [ident], sent_at=now)
+        monkeypatch.undo()
+        assert rows_of(stack, "u1", "g-1") == []
+    repo = ProfileRepo(stack.deps.dynamodb, stack.tables["profiles"])
+    sp = repo.load("u1", now)
+    sp.profile.traits.pop("bio")
+    sp.profile.trait_ts.pop("bio", None)
+    repo.save(sp, now)
+    stored = ddb.get(stack.deps.dynamodb, stack.tables["profiles"], "C#u1", "P")
+    monkeypatch.setattr(ingestor, "MAX_PROFILE_ITEM_BYTES", ddb.item_size(ddb.serialize(stored or {})) + 500)
+    retry = deliver(stack, [ident], sent_at=now + timedelta(seconds=4))
+    monkeypatch.undo()
+    assert retry.rejected == [] and retry.duplicates == 1
+    assert len(rows_of(stack, "u1", "g-1")) == 1
+
+
 # ---- erasure: a retried message does not re-create the person ------------------------------------------------------
 
 
@@ -453,9 +567,9 @@ def test_a_keyed_message_retried_after_an_erasure_does_not_re_create_the_person(
     deliver(stack, [track("u1", "Signed Up", "s-1", now - timedelta(minutes=20))])  # sent late, after the erasure
     assert [e["message_id"] for e in raw_events(stack, "u1")] == ["s-1"]
     # review finding 4 of issue 17: the person is back (a profile that exists, seen before the click: the
-    # click is a plain event for it), and the client retries the erased click once more; older than the new
-    # profile record, it takes the marker path and finds the erasure's marker instead of writing its raw
-    # event back
+    # click is a plain event for it), and the client retries the erased click once more; the new profile
+    # read the erasure's record when it was created (`erased_before`), so the click, from before the
+    # erasure, takes the marker path and finds the erasure's marker instead of writing its raw event back
     clock.set_now(now + timedelta(minutes=5))
     assert deliver(stack, click, sent_at=now + timedelta(minutes=5)).duplicates == 1
     assert [e["message_id"] for e in raw_events(stack, "u1")] == ["s-1"]
@@ -493,10 +607,10 @@ def test_an_anonymous_event_whose_profile_is_merged_during_its_transaction_lands
             link()
         return real(**kwargs)
 
-    def merge_before_early(self: Any, early: Any) -> None:
+    def merge_before_early(self: Any, early: Any, own: set[str]) -> None:
         if not merged and any(e["pk"] == "C#anon:a1" for _, e in early.events):
             link()
-        real_early(self, early)
+        real_early(self, early, own)
 
     if when == "after the early writes":
         monkeypatch.setattr(client, "transact_write_items", merge_first)

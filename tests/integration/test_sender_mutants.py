@@ -230,9 +230,12 @@ def test_a_ledger_sent_write_that_fails_after_the_provider_took_the_message_keep
     assert len(sent_emails()) == 1
 
 
-def test_a_ledger_sent_write_after_feedback_keeps_the_feedback_status_through_an_error(note: Any) -> None:
-    """SES feedback marked the ledger first (the conditional update fails), then the details-only update
-    meets a 500 once: retried, the feedback's status stays and the send's details go in."""
+@pytest.mark.parametrize("feedback_at,failures,calls", [(1, {2}, 3), (4, {1, 2, 3}, 5)])
+def test_a_ledger_sent_write_after_feedback_keeps_the_feedback_status_through_an_error(
+        note: Any, feedback_at: int, failures: set[int], calls: int) -> None:
+    """SES feedback marked the ledger first (the conditional update fails), and 500s come before or after
+    that: retried, the feedback's status stays and the send's details go in (the switch to the details-only
+    update is not one of the 4 attempts at an error)."""
     from botocore.exceptions import ClientError
     from retention.core import ddb
     from retention.messaging.rendering import Renderer
@@ -243,17 +246,17 @@ def test_a_ledger_sent_write_after_feedback_keeps_the_feedback_status_through_an
 
     class FeedbackFirst(LedgerSentFaults):
         def update_item(self, **kwargs: Any) -> Any:
-            if "sent_at = :t" in str(kwargs.get("UpdateExpression")) and self.calls == 0:
+            if "sent_at = :t" in str(kwargs.get("UpdateExpression")) and self.calls == feedback_at - 1:
                 ddb.set_fields(self.real, d.env.messages_table, *ledger_key(req.ledger_id), {"status": "delivered"})
             return super().update_item(**kwargs)
 
     response: Any = {"Error": {"Code": "InternalServerError", "Message": "boom"},
                      "ResponseMetadata": {"HTTPStatusCode": 500}}
-    flaky = FeedbackFirst(d.dynamodb, ClientError(response, "UpdateItem"), {2})
+    flaky = FeedbackFirst(d.dynamodb, ClientError(response, "UpdateItem"), failures)
     sender = Sender(ddb_client=flaky, ses=d.sesv2, sns=d.sns, sqs=d.sqs, env=d.env, config=d.config,
                     renderer=Renderer(d.config, d.env))
     assert sender.send(req).status == "sent"
-    assert flaky.calls == 3
+    assert flaky.calls == calls
     ledger = ddb.get(d.dynamodb, d.env.messages_table, *ledger_key(req.ledger_id), consistent=True)
     assert ledger is not None and ledger["status"] == "delivered" and ledger.get("sent_at")
 

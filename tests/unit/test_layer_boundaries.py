@@ -47,7 +47,8 @@ def test_the_local_clock_s_helpers_are_out_of_the_layer() -> None:
 # products table; a segment history `H#` in a profile, an hour `H#` under the brake's `BRAKE#`).
 KEY_OWNERS: dict[str, set[str]] = {
     "A#": {"customers", "products"}, "BRAKE#": {"messaging"}, "C#": {"customers"}, "CAT#": {"products"},
-    "CB#": {"products"}, "CODE#": {"products"}, "CP#": {"products"}, "D#": {"products"}, "EV#": {"analytics"},
+    "CB#": {"products"}, "CODE#": {"products"}, "CP#": {"products"}, "D#": {"products"}, "E#": {"ingestion"},
+    "EV#": {"analytics"},
     "H#": {"customers", "messaging"}, "ISSUE#": {"products"}, "L#": {"messaging"}, "M#": {"ingestion"},
     "NPS#": {"surveys"}, "O#": {"customers"}, "P#": {"products"}, "PI#": {"customers"}, "POOL#": {"products"},
     "POP#": {"products"},

@@ -23,7 +23,8 @@ Three ways to store a customer's chunk of messages, chosen after the (pure) engi
 - **idempotent** (product views, trait-only identifies: `_store_idempotent`): the interest rows and the
   profile first (idempotent), the raw event's conditional put (or the marker) last, as for a plain event.
 - **transaction** (anything else): before it, what is idempotent and harmless if the transaction never
-  commits — a keyed message's raw event (a plain put at its stable key), the product-interest rows
+  commits — a keyed message's raw event (a put at its stable key, conditional: it never writes over
+  another attempt's), the product-interest rows
   (upserts of latest times) and the SEGMENT / JOURNEY due items (a SEGMENT item fires a re-check of the
   stored profile; a JOURNEY item whose journey, entry or step is not in the profile is dropped by the
   engine as stale). Then ONE TransactWriteItems holds the messageId markers (conditional puts: a retried or
@@ -61,13 +62,16 @@ same keys when the retry comes in the same request (`now` is the request's), at 
 then a JOURNEY item of the dead attempt, if the retry starts the same journey entry, advances that wait
 early by the time between the two attempts (and the retry's own item finds the step done: stale).
 
-Concurrent attempts and erasure. A keyed raw event this request wrote before a transaction that did not
-commit (`own`) is this request's — unless another attempt of the message committed meanwhile: such a
-message takes the marker path when it is stored plain after all, and the marker decides. The profile-size
-refusal deletes only such a raw event, and a message whose marker exists is a duplicate, not a refusal.
+Concurrent attempts and erasure. A keyed raw event this request's conditional put stored before a
+transaction that did not commit (`own`) is this request's; one the put found is another attempt's (a
+concurrent retry that stored the message plain), and the message a duplicate when it comes to be stored
+plain. An own message that comes to be stored plain takes the marker path: another attempt may have
+committed it meanwhile (its marker decides). The profile-size refusal deletes only an own raw event, and a
+message an earlier attempt stored (its marker, or its keyed raw event) is a duplicate, not a refusal.
 Erasure writes the markers the keyed raw events it deletes lacked and a record of the erasure (a salted
 hash of the customer id, `erased_key`, kept for the dedupe window); a profile created within the window
-reads it (`_erasures`, one read per request that creates customers) and is marked `erased_before`, so a
+reads it (`_erasures`, one read per request that creates identified customers; again when a reload finds
+the profile gone) and is marked `erased_before` (until the window passes), so a
 keyed plain event from before the erasure — a client's retry of an erased one — takes the marker path and
 is a duplicate instead of being written back.
 """
@@ -288,7 +292,8 @@ class Ingestor:
     def _erasures(self, new: list[StoredProfile]) -> None:
         """Profiles about to be created: one read of their erasure records (`erased_key`); a customer erased
         within the dedupe window gets `erased_before` (see `keyed_after`). One BatchGetItem per request that
-        creates a customer, none otherwise."""
+        creates an identified customer, none otherwise (an anonymous profile never takes the plain path)."""
+        new = [sp for sp in new if not sp.profile.id.startswith("anon:")]  # never plain: no guard needed
         if not new:
             return
         salt = self.config.secrets("suppression-salt")[0].decode()
@@ -500,22 +505,22 @@ class Ingestor:
         pending = sorted(msgs, key=lambda m: m.timestamp)
         queue = deque(pending[i:i + CHUNK] for i in range(0, len(pending), CHUNK))
         own: set[str] = set()  # keyed raw events this request wrote before a transaction that did not commit
-        erased = sp.profile.meta.get(ERASED_BEFORE)  # a profile re-created after an erasure (`_erasures`)
         while queue:
             chunk = queue.popleft()
             attempt = 0
             while chunk:
                 if not sp.exists:
                     sp.profile.meta.setdefault(CREATED_BY, source_id)  # whose customer it is (key scopes)
-                    if erased:
-                        sp.profile.meta.setdefault(ERASED_BEFORE, erased)
+                erased = erased_before(sp.profile)
+                if erased is not None and erased < now - timedelta(days=defs.settings.dedupe_window_days):
+                    sp.profile.meta.pop(ERASED_BEFORE)  # no retry of an erased event is left: gone at the next write
                 migrated = self._orders_for(sp, chunk)
                 before = sp.profile.to_doc()
                 seen_before = sp.profile.last_seen_at
                 fx = engine.process(sp, messages=chunk, now=now)
                 if sp.profile.order_stats.stale and not sp.profile.orders_complete():
                     # the first or last order left and the others were not at hand: again, with all of them
-                    sp = self._follow(self.repo.load(sp.profile.id, now), now)
+                    sp = self._reload(sp.profile.id, now)
                     self.repo.load_all_orders(sp)
                     continue
                 effects = self._effect_items(defs, sp, chunk, fx, now)
@@ -537,7 +542,7 @@ class Ingestor:
                         break
                     if stored_soft is None:
                         # someone else wrote the profile (or a merge left a tombstone): again, from the store
-                        sp = self._follow(self.repo.load(sp.profile.id, now), now)
+                        sp = self._reload(sp.profile.id, now)
                         attempt += 1
                         if attempt >= ATTEMPTS:
                             raise ContentionError(
@@ -553,13 +558,12 @@ class Ingestor:
                     half = len(chunk) // 2
                     queue.appendleft(chunk[half:])
                     chunk = chunk[:half]
-                    sp = self._follow(self.repo.load(sp.profile.id, now), now)
+                    sp = self._reload(sp.profile.id, now)
                     continue
                 oversized = ddb.item_size(items[-1]["Put"]["Item"]) > MAX_PROFILE_ITEM_BYTES
                 if not oversized:
                     try:
-                        own |= {m.message_id for m, _ in early.events}
-                        self._write_early(early)
+                        self._write_early(early, own)
                         self.ddb.transact_write_items(TransactItems=items)
                     except Exception as exc:
                         if not _item_too_large(exc):
@@ -576,7 +580,7 @@ class Ingestor:
                             # someone else wrote the profile, or a merge left a tombstone: start again from the
                             # store (process() changed the in-memory profile in any case)
                             cid = sp.profile.id
-                            sp = self._follow(self.repo.load(sp.profile.id, now), now)
+                            sp = self._reload(sp.profile.id, now)
                             if sp.profile.id != cid:  # merged meanwhile: the raw events go to the new profile
                                 ddb.batch_write(self.ddb, self.env.events_table,
                                                 deletes=[(e["pk"], e["sk"]) for _, e in early.events])
@@ -592,7 +596,7 @@ class Ingestor:
                 if oversized:
                     # one message at a time finds the one that overflows; it alone is refused (a `rejected`
                     # entry), the others of the batch and of the customer are stored
-                    sp = self._follow(self.repo.load(sp.profile.id, now), now)
+                    sp = self._reload(sp.profile.id, now)
                     if len(chunk) > 1:
                         queue.extendleft([[m] for m in reversed(chunk[1:])])
                         chunk = chunk[:1]
@@ -616,31 +620,50 @@ class Ingestor:
 
     def _refuse(self, source_id: str, cid: str, msg: Message, defs: Definitions, now: datetime,
                 own: set[str]) -> bool:
-        """A message the profile's size cap refuses. True: its marker exists, so an earlier attempt stored
-        it (a retry that the profile's growth since would refuse): a duplicate, its raw event stays. Else
-        it is refused, and the keyed raw event this request wrote before a transaction (`own`) goes; a raw
-        event this request did not write is another attempt's (a plain one), and stays."""
+        """A message the profile's size cap refuses. True: an earlier attempt stored it (its marker exists,
+        or, keyed, its raw event that this request did not write), a retry that the profile's growth since
+        would refuse: a duplicate; its raw event stays (written again where the marker recorded it: a crash
+        of a plain attempt between its marker and its raw event is completed so). Else it is refused, and the
+        keyed raw event this request wrote before a transaction (`own`) goes."""
         key_at = event_key_at(msg, defs.settings, now)
-        mine = msg.message_id in own and key_at is not None
+        expires = event_expiry(msg, defs.settings, now)
+        ours = event_item(cid, msg, source_id, expires, key_at=key_at) if key_at and expires else None
+        mine = ours is not None and msg.message_id in own
         marker = ddb.get(self.ddb, self.env.idempotency_table, *marker_key(source_id, msg.message_id),
                          consistent=True)
-        expires = event_expiry(msg, defs.settings, now)
-        if mine and key_at is not None and expires is not None:
-            ours = event_item(cid, msg, source_id, expires, key_at=key_at)
-            first = recorded_event(cid, msg, source_id, marker, expires) if marker else None
-            if first is None or first["sk"] != ours["sk"]:
+        if marker is not None:
+            first = recorded_event(cid, msg, source_id, marker, expires) if expires else None
+            if first is not None:
+                self.ddb.put_item(TableName=self.env.events_table, Item=ddb.serialize(first))
+            if mine and ours is not None and (first is None or first["sk"] != ours["sk"]):
                 self.ddb.delete_item(TableName=self.env.events_table, Key=ddb.key(str(ours["pk"]), str(ours["sk"])))
-        return marker is not None
+            return True
+        if ours is None:
+            return False
+        if mine:
+            self.ddb.delete_item(TableName=self.env.events_table, Key=ddb.key(str(ours["pk"]), str(ours["sk"])))
+            return False
+        # a keyed plain attempt stores no marker: its raw event, if there, says the message is in
+        return ddb.get(self.ddb, self.env.events_table, str(ours["pk"]), str(ours["sk"]), consistent=True) is not None
 
-    def _write_early(self, early: _Early) -> None:
+    def _write_early(self, early: _Early, own: set[str]) -> None:
         """What goes before the transaction (`_Early`): each write is idempotent, so a crash, a lost race or a
-        duplicate after it is completed or undone by the next attempt (see the module docstring)."""
+        duplicate after it is completed or undone by the next attempt (see the module docstring). A keyed raw
+        event is a conditional put (the same write units as in a BatchWrite): stored, it is this request's
+        (`own`); found, it is this request's from an earlier round, or another attempt's of the message (a
+        concurrent retry that stored it plain): not written over, and not this request's."""
         if early.due:
             ddb.batch_write(self.ddb, self.env.due_table, puts=early.due)
         for update in early.updates:
             self.ddb.update_item(**update)
-        if early.events:
-            ddb.batch_write(self.ddb, self.env.events_table, puts=[e for _, e in early.events])
+        for msg, event in early.events:
+            try:
+                self.ddb.put_item(TableName=self.env.events_table, Item=ddb.serialize(event),
+                                  ConditionExpression="attribute_not_exists(pk)")
+                own.add(msg.message_id)
+            except Exception as exc:
+                if ddb.error_code(exc) != "ConditionalCheckFailedException":
+                    raise
 
     def _drop_strays(self, early: _Early, chunk: list[Message], dup: set[int], exc: Exception) -> None:
         """A keyed raw event written before a transaction whose marker says "duplicate" while the marker
@@ -690,6 +713,14 @@ class Ingestor:
                 if ddb.error_code(exc) != "ConditionalCheckFailedException":
                     raise
         sp.profile.orders_written(migrated=True)
+
+    def _reload(self, customer_id: str, now: datetime) -> StoredProfile:
+        """The profile again, from the store (a lost race, a merge, orders to read). Absent (erased or never
+        committed meanwhile): its erasure record is read again, as for any profile about to be created."""
+        sp = self._follow(self.repo.load(customer_id, now), now)
+        if not sp.exists and not sp.merged_into:
+            self._erasures([sp])
+        return sp
 
     def _follow(self, sp: StoredProfile, now: datetime) -> StoredProfile:
         """The profile a tombstone points to (an anonymous visitor identified meanwhile)."""

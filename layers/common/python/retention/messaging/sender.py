@@ -509,7 +509,8 @@ class Sender:
         alarmed) while SES feedback fills its status in."""
         key = ddb.key(*ledger_key(req.ledger_id))
         feedback_first = False
-        for attempt in range(1, 5):
+        errors = 0
+        while True:
             try:
                 if feedback_first:
                     self.ddb.update_item(TableName=self.env.messages_table, Key=key, UpdateExpression=f"SET {expr}",
@@ -526,12 +527,13 @@ class Sender:
                     feedback_first = True
                     sets = {k: v for k, v in sets.items() if k != ":s"}
                     continue
-                if attempt == 4:
-                    log.error("ledger %s: the message went out but could not be marked sent (left pending for "
-                              "the sweeper)", req.ledger_id, exc_info=True)
+                errors += 1
+                if errors == 4:
+                    log.error("ledger %s: the message went out but its %s could not be written", req.ledger_id,
+                              "details" if feedback_first else "`sent` (left pending for the sweeper)",
+                              exc_info=True)
                     return
-                ddb.backoff(attempt)
-
+                ddb.backoff(errors)
 
 PENDING_SWEEP_AFTER = timedelta(minutes=15)
 """Longer than a send's Lambda timeout plus SES's usual delivery feedback delay: a claim still `pending`
