@@ -27,8 +27,10 @@ class Deps:
         import boto3
         from botocore.config import Config
 
+        # 32 connections: track_event writes 8 customers at once, each up to 4 early raw events in parallel
+        # (urllib3 would open and drop connections past the pool's size: a TLS handshake each)
         cfg = Config(retries={"max_attempts": 8, "mode": "adaptive"}, connect_timeout=3, read_timeout=10,
-                     tcp_keepalive=True)
+                     tcp_keepalive=True, max_pool_connections=32)
         return boto3.client(service, config=cfg)  # type: ignore[call-overload]
 
     @cached_property

@@ -133,6 +133,7 @@ from retention.messaging.requests import suppression_key
 from retention.schedule import due
 
 MAX_TXN_ITEMS = 100
+EARLY_PUT_WORKERS = 4  # a chunk's early raw events: conditional puts (no BatchWrite condition), in parallel
 CHUNK = 24  # messages per transaction: markers + events + profile + due/history items stay under 100
 PRODUCT_EVENTS = ("Product Back in Stock", "Product Price Dropped", "Product Low Stock")
 # events the products package learns from (catalogue stock and prices, co-purchases, coupon redemption)
@@ -651,19 +652,27 @@ class Ingestor:
         duplicate after it is completed or undone by the next attempt (see the module docstring). A keyed raw
         event is a conditional put (the same write units as in a BatchWrite): stored, it is this request's
         (`own`); found, it is this request's from an earlier round, or another attempt's of the message (a
-        concurrent retry that stored it plain): not written over, and not this request's."""
+        concurrent retry that stored it plain): not written over, and not this request's. Several go out
+        on EARLY_PUT_WORKERS threads (a mobile batch of one customer's views: one round trip per 4)."""
         if early.due:
             ddb.batch_write(self.ddb, self.env.due_table, puts=early.due)
         for update in early.updates:
             self.ddb.update_item(**update)
-        for msg, event in early.events:
+        def put(i: int) -> str | None:
+            msg, event = early.events[i]
             try:
                 self.ddb.put_item(TableName=self.env.events_table, Item=ddb.serialize(event),
                                   ConditionExpression="attribute_not_exists(pk)")
-                own.add(msg.message_id)
+                return msg.message_id
             except Exception as exc:
                 if ddb.error_code(exc) != "ConditionalCheckFailedException":
                     raise
+                return None
+
+        indexes = list(range(len(early.events)))
+        stored = [put(i) for i in indexes] if len(indexes) <= 1 else \
+            _in_parallel(put, indexes, min(EARLY_PUT_WORKERS, len(indexes)))  # type: ignore[arg-type]
+        own.update(mid for mid in stored if mid)
 
     def _drop_strays(self, early: _Early, chunk: list[Message], dup: set[int], exc: Exception) -> None:
         """A keyed raw event written before a transaction whose marker says "duplicate" while the marker
