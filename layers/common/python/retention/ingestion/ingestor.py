@@ -658,6 +658,7 @@ class Ingestor:
             ddb.batch_write(self.ddb, self.env.due_table, puts=early.due)
         for update in early.updates:
             self.ddb.update_item(**update)
+
         def put(i: int) -> str | None:
             msg, event = early.events[i]
             try:
@@ -671,7 +672,7 @@ class Ingestor:
 
         indexes = list(range(len(early.events)))
         stored = [put(i) for i in indexes] if len(indexes) <= 1 else \
-            _in_parallel(put, indexes, min(EARLY_PUT_WORKERS, len(indexes)))  # type: ignore[arg-type]
+            _in_parallel(put, indexes, min(EARLY_PUT_WORKERS, len(indexes)))
         own.update(mid for mid in stored if mid)
 
     def _drop_strays(self, early: _Early, chunk: list[Message], dup: set[int], exc: Exception) -> None:
@@ -1140,7 +1141,7 @@ def _matters(profile: Any, before: str, seen_before: datetime | None) -> bool:
         _set_seen(profile, seen_after)
 
 
-def _in_parallel(fn: Any, keys: list[str], workers: int) -> list[Any]:
+def _in_parallel(fn: Any, keys: list[Any], workers: int) -> list[Any]:
     """`[fn(k) for k in keys]` on `workers` threads, as `list(pool.map(fn, keys))` answers it (every key
     runs; the first failure in key order is raised), but each thread takes the next key itself: one task
     per thread instead of one per key (a Future, a queue hand-off and a wake-up of the caller each), which

@@ -118,10 +118,28 @@ def segment_event(customer_id: str, group: str, segment: str, kind: str, reason:
             "timestamp": clock.iso(now), "message_id": mid, "internal": True, "segment_move": True, "ttl": expires}
 
 
+def reacts_to(rule: Any, name: str) -> bool:
+    """Whether an event called `name` can do anything to `rule` in `Engine._on_event`, its properties aside:
+    end a running journey (`exit_when`), refresh a running journey's trigger (`trigger.update`: the latest
+    matching event, or any cart event) or start one. False for most rules and most events: the engine
+    looks at the rules an event name reacts with only."""
+    if rule.exit_may_match(name) or rule.trigger_may_match(name):
+        return True
+    return getattr(rule.trigger, "update", "first") == "cart" and cart.is_cart_event(name)
+
+
 class Engine:
     def __init__(self, defs: Definitions) -> None:
         self.defs = defs
         self.rules = {r.id: r for r in defs.rules}
+        self._by_event: dict[str, list[Any]] = {}  # event name → the rules it reacts with, in rule order
+
+    def rules_for(self, name: str) -> list[Any]:
+        """The rules an event called `name` can act on (`reacts_to`), computed once per name and engine."""
+        found = self._by_event.get(name)
+        if found is None:
+            found = self._by_event[name] = [r for r in self.defs.rules if reacts_to(r, name)]
+        return found
 
     # ---- entry point -------------------------------------------------------------------------------
     def process(self, sp: StoredProfile, *, messages: list[Any] = (),  # type: ignore[assignment]
@@ -219,7 +237,7 @@ class Engine:
     def _on_event(self, sp: StoredProfile, ev: dict[str, Any], fx: Effects, now: datetime) -> None:
         profile = sp.profile
         name, props = ev["name"], ev.get("properties") or {}
-        for rule in self.defs.rules:
+        for rule in self.rules_for(name):
             slot = journey_slot(rule, props)
             journey = profile.journeys.get(slot)
             if running(journey) and rule.exit_matches(name, props):

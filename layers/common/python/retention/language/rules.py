@@ -787,6 +787,25 @@ class Rule(Model):
             return name == SEGMENT_EXITED_EVENT and _segment_matches(trigger.segment_exited, props)
         return False
 
+    def trigger_may_match(self, name: str) -> bool:
+        """Whether an event called `name` could start the rule, its properties aside: False means
+        `trigger_matches_event(name, any properties)` is False (the engine's index of rules by event name)."""
+        trigger = self.trigger
+        if isinstance(trigger, EventTrigger):
+            return name in trigger.event
+        if isinstance(trigger, ProductEventTrigger):
+            return name == trigger.product_event
+        if isinstance(trigger, SegmentEnteredTrigger):
+            return name == SEGMENT_ENTERED_EVENT
+        if isinstance(trigger, SegmentExitedTrigger):
+            return name == SEGMENT_EXITED_EVENT
+        return False
+
+    def exit_may_match(self, name: str) -> bool:
+        """Whether an event called `name` could end a running journey, its properties aside."""
+        events = self.exit_when.event if self.exit_when is not None else None
+        return bool(events) and name in (events or ())
+
     def exit_matches(self, name: str, properties: Mapping[str, Any] | None = None) -> bool:
         """Whether this event ends a running journey (`exit_when.condition` is a profile check)."""
         if self.exit_when is None or not self.exit_when.event or name not in self.exit_when.event:
