@@ -475,6 +475,22 @@ def test_the_erasure_guard_reads_nothing_for_existing_or_anonymous_customers_and
     assert ERASED_BEFORE not in stack.profile("u1").meta
 
 
+def _near_the_cap_without(stack: Any, now: datetime, monkeypatch: pytest.MonkeyPatch, trait: str) -> int:
+    """u1's profile changed since an identify set `trait` (the trait is taken out of the stored profile) and
+    its size cap is now 500 bytes above the stored item, so the identify's retry would pass it. The cap."""
+    import retention.ingestion.ingestor as ingestor
+    from retention.customers.store import ProfileRepo
+    repo = ProfileRepo(stack.deps.dynamodb, stack.tables["profiles"])
+    sp = repo.load("u1", now)
+    sp.profile.traits.pop(trait)
+    sp.profile.trait_ts.pop(trait, None)
+    repo.save(sp, now)
+    stored = ddb.get(stack.deps.dynamodb, stack.tables["profiles"], "C#u1", "P")
+    cap = ddb.item_size(ddb.serialize(stored or {})) + 500
+    monkeypatch.setattr(ingestor, "MAX_PROFILE_ITEM_BYTES", cap)
+    return cap
+
+
 def test_a_retry_that_the_grown_profile_refuses_keeps_the_raw_event_of_the_attempt_that_stored_it(
         stack: Any, now: datetime, monkeypatch: pytest.MonkeyPatch) -> None:
     """Review finding 5 of issue 17: an identify was stored (its transaction: marker, keyed raw event). The
@@ -482,25 +498,18 @@ def test_a_retry_that_the_grown_profile_refuses_keeps_the_raw_event_of_the_attem
     and the client's retry of the identify, which sets the trait again, would pass the cap. The retry is a
     duplicate — its marker says it was taken in — not a refusal that deletes the first attempt's raw event."""
     import retention.ingestion.ingestor as ingestor
-    from retention.customers.store import ProfileRepo
     existing(stack, now)
     ident = [{"type": "identify", "userId": "u1", "messageId": "g-1", "timestamp": iso(now - timedelta(minutes=1)),
               "traits": {"email": "u1@example.com", "bio": base64.b64encode(os.urandom(1500)).decode()}}]
     assert deliver(stack, ident, sent_at=now).duplicates == 0
     assert len(rows_of(stack, "u1", "g-1")) == 1
-    repo = ProfileRepo(stack.deps.dynamodb, stack.tables["profiles"])
-    sp = repo.load("u1", now)
-    sp.profile.traits.pop("bio")
-    sp.profile.trait_ts.pop("bio", None)
-    repo.save(sp, now)
-    stored = ddb.get(stack.deps.dynamodb, stack.tables["profiles"], "C#u1", "P")
-    monkeypatch.setattr(ingestor, "MAX_PROFILE_ITEM_BYTES", ddb.item_size(ddb.serialize(stored or {})) + 500)
+    cap = _near_the_cap_without(stack, now, monkeypatch, "bio")
     retry = deliver(stack, ident, sent_at=now + timedelta(seconds=4))
     monkeypatch.undo()
     assert retry.rejected == [] and retry.duplicates == 1
     assert len(rows_of(stack, "u1", "g-1")) == 1
     # a new message that passes the cap is refused, and leaves no raw event
-    monkeypatch.setattr(ingestor, "MAX_PROFILE_ITEM_BYTES", ddb.item_size(ddb.serialize(stored or {})) + 500)
+    monkeypatch.setattr(ingestor, "MAX_PROFILE_ITEM_BYTES", cap)
     big = [{**ident[0], "messageId": "g-2", "traits": {"bio": base64.b64encode(os.urandom(2000)).decode()}}]
     refused = deliver(stack, big, sent_at=now + timedelta(seconds=5))
     monkeypatch.undo()
@@ -514,8 +523,6 @@ def test_a_refused_retry_of_a_message_an_identify_stored_without_a_transaction_i
     (no marker); unkeyed (no client timestamp), its marker — and the Lambda died before its raw event. The
     profile changed and grew since, and the retry would pass the size cap: a duplicate either way (the
     keyed raw event found, the marker found), and the unkeyed raw event is written where the marker says."""
-    import retention.ingestion.ingestor as ingestor
-    from retention.customers.store import ProfileRepo
     existing(stack, now)
     ident = {"type": "identify", "userId": "u1", "messageId": "g-1",
              "traits": {"bio": base64.b64encode(os.urandom(1500)).decode()}}
@@ -528,13 +535,7 @@ def test_a_refused_retry_of_a_message_an_identify_stored_without_a_transaction_i
             deliver(stack, [ident], sent_at=now)
         monkeypatch.undo()
         assert rows_of(stack, "u1", "g-1") == []
-    repo = ProfileRepo(stack.deps.dynamodb, stack.tables["profiles"])
-    sp = repo.load("u1", now)
-    sp.profile.traits.pop("bio")
-    sp.profile.trait_ts.pop("bio", None)
-    repo.save(sp, now)
-    stored = ddb.get(stack.deps.dynamodb, stack.tables["profiles"], "C#u1", "P")
-    monkeypatch.setattr(ingestor, "MAX_PROFILE_ITEM_BYTES", ddb.item_size(ddb.serialize(stored or {})) + 500)
+    _near_the_cap_without(stack, now, monkeypatch, "bio")
     retry = deliver(stack, [ident], sent_at=now + timedelta(seconds=4))
     monkeypatch.undo()
     assert retry.rejected == [] and retry.duplicates == 1
