@@ -775,16 +775,16 @@ class Rule(Model):
 
     def trigger_matches_event(self, name: str, properties: Mapping[str, Any] | None = None) -> bool:
         """Whether this event starts the rule. `Segment Entered/Exited` carry {group, segment}."""
+        if not self.trigger_may_match(name):
+            return False
         props = properties or {}
         trigger = self.trigger
-        if isinstance(trigger, EventTrigger):
-            return name in trigger.event and _where_matches(trigger.where, name, props)
-        if isinstance(trigger, ProductEventTrigger):
-            return name == trigger.product_event and _where_matches(trigger.where, name, props)
+        if isinstance(trigger, (EventTrigger, ProductEventTrigger)):
+            return _where_matches(trigger.where, name, props)
         if isinstance(trigger, SegmentEnteredTrigger):
-            return name == SEGMENT_ENTERED_EVENT and _segment_matches(trigger.segment_entered, props)
+            return _segment_matches(trigger.segment_entered, props)
         if isinstance(trigger, SegmentExitedTrigger):
-            return name == SEGMENT_EXITED_EVENT and _segment_matches(trigger.segment_exited, props)
+            return _segment_matches(trigger.segment_exited, props)
         return False
 
     def trigger_may_match(self, name: str) -> bool:
@@ -803,14 +803,14 @@ class Rule(Model):
 
     def exit_may_match(self, name: str) -> bool:
         """Whether an event called `name` could end a running journey, its properties aside."""
-        events = self.exit_when.event if self.exit_when is not None else None
-        return bool(events) and name in (events or ())
+        return self.exit_when is not None and name in (self.exit_when.event or ())
 
     def exit_matches(self, name: str, properties: Mapping[str, Any] | None = None) -> bool:
         """Whether this event ends a running journey (`exit_when.condition` is a profile check)."""
-        if self.exit_when is None or not self.exit_when.event or name not in self.exit_when.event:
+        exit_when = self.exit_when
+        if exit_when is None or not self.exit_may_match(name):
             return False
-        return _where_matches(self.exit_when.where, name, properties or {})
+        return _where_matches(exit_when.where, name, properties or {})
 
     def goal_matches(self, name: str, properties: Mapping[str, Any] | None = None) -> bool:
         return name == self.goal.event and _where_matches(self.goal.where, name, properties or {})
