@@ -636,8 +636,9 @@ class Ingestor:
             first = recorded_event(cid, msg, source_id, marker, expires) if expires else None
             if first is not None:
                 self.ddb.put_item(TableName=self.env.events_table, Item=ddb.serialize(first))
-            if mine and ours is not None and (first is None or first["sk"] != ours["sk"]):
-                self.ddb.delete_item(TableName=self.env.events_table, Key=ddb.key(str(ours["pk"]), str(ours["sk"])))
+            gone = stray(ours, first) if mine and ours is not None else None
+            if gone:
+                self.ddb.delete_item(TableName=self.env.events_table, Key=ddb.key(*gone))
             return True
         if ours is None:
             return False
@@ -689,9 +690,10 @@ class Ingestor:
             marker = duplicates.get(msg.message_id)
             if marker is None:
                 continue  # not a duplicate, or DynamoDB did not hand the old marker back: keep it
-            first = recorded_event(str(event["customer_id"]), msg, str(event["source"]), marker, int(event["ttl"]))
-            if first is None or first["sk"] != event["sk"]:
-                strays.append((str(event["pk"]), str(event["sk"])))
+            gone = stray(event, recorded_event(str(event["customer_id"]), msg, str(event["source"]), marker,
+                                               int(event["ttl"])))
+            if gone:
+                strays.append(gone)
         if strays:
             ddb.batch_write(self.ddb, self.env.events_table, deletes=strays)
 
@@ -905,9 +907,9 @@ class Ingestor:
                 if mine and key_at is not None and expires is not None:
                     # the raw event this request wrote before its transaction, where the attempt that
                     # committed (its marker) put it elsewhere or nowhere (an erasure's marker): it goes
-                    ours = event_item(cid, msg, source_id, expires, key_at=key_at)
-                    if event is None or event["sk"] != ours["sk"]:
-                        strays.append((str(ours["pk"]), str(ours["sk"])))
+                    gone = stray(event_item(cid, msg, source_id, expires, key_at=key_at), event)
+                    if gone:
+                        strays.append(gone)
                 continue
             if key_at is not None and expires is not None:
                 # a new marker for a keyed message: an attempt that had no marker (its key alone) may have
@@ -1111,6 +1113,14 @@ def marker_item(source_id: str, msg: Message, settings: Any, now: datetime,
         if key_at:
             item["key_at"] = key_at
     return item
+
+
+def stray(ours: dict[str, Any], recorded: dict[str, Any] | None) -> tuple[str, str] | None:
+    """The key of a keyed raw event an attempt wrote (`ours`) when the message's marker put the raw event
+    elsewhere or nowhere (`recorded`: `recorded_event` of the marker): that copy goes. None: the same item."""
+    if recorded is not None and recorded["sk"] == ours["sk"]:
+        return None
+    return (str(ours["pk"]), str(ours["sk"]))
 
 
 def recorded_event(cid: str, msg: Message, source_id: str, marker: dict[str, Any], ttl: int
